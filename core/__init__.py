@@ -1,0 +1,1 @@
+"""LoRA Lab engine: data, models, training, worker and run history. Never imports streamlit."""

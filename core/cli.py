@@ -1,0 +1,217 @@
+"""Command line: `python -m core COMMAND`. Refused input exits non-zero with a plain message, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from core import data, models
+from core.db import Dataset, Run, RunStatus, session_factory
+from core.runs import ConfigError, create_run, request_cancel, summary
+from core.settings import get_settings
+from core.train import TrainConfig
+
+
+class Refused(Exception):
+    """Input the command cannot use; printed as is, exit status 2."""
+
+
+def _dataset_from_files(session, settings, args) -> Dataset:
+    files = {"train": args.train, "dev": args.dev, "test": args.test}
+    try:
+        split_files = {split: data.SplitFile.from_path(path) for split, path in files.items()}
+        names = data.read_class_names(Path(args.classes).read_bytes(), args.classes) if args.classes else None
+    except OSError as e:
+        raise Refused(f"{e.filename}: {e.strerror}.") from None
+    except data.DataError as e:
+        raise Refused("\n".join(e.problems)) from None
+    check = data.check_dataset(split_files, settings, args.text_column, args.label_column, names)
+    if not check.ok:
+        raise Refused("The data was refused; nothing was stored:\n- " + "\n- ".join(check.errors))
+    for warning in check.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    existing = data.find_same_dataset(session, check)
+    if existing is not None:
+        return existing
+    name = f"{Path(args.train).resolve().parent.name or 'dataset'}-{data.content_hash(check)[:8]}"
+    return data.save_dataset(session, settings, check, name)
+
+
+def _config(args) -> TrainConfig:
+    values = {
+        "method": args.method,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "max_length": args.max_length,
+        "seed": args.seed,
+    }
+    return TrainConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def _queue(args, status: RunStatus) -> tuple:
+    settings = get_settings(args.db)
+    sessions = session_factory(settings.db_url)
+    with sessions() as session:
+        config = _config(args)
+        if config.problems():
+            raise Refused("The settings were refused:\n- " + "\n- ".join(config.problems()))
+        try:
+            models.resolve(args.model)
+        except models.ModelSourceError as e:
+            raise Refused(str(e)) from None
+        dataset = _dataset_from_files(session, settings, args)
+        try:
+            run = create_run(session, dataset, args.model, config, status=status)
+        except ConfigError as e:
+            raise Refused(" ".join(e.problems)) from None
+        return settings, run.id
+
+
+def cmd_train(args) -> int:
+    from core.worker import supervise
+
+    settings, run_id = _queue(args, RunStatus.RUNNING)
+    print(f"run {run_id}: training ({args.method}) ...", file=sys.stderr)
+    try:
+        status = supervise(settings, run_id)
+    except KeyboardInterrupt:
+        with session_factory(settings.db_url)() as s:
+            request_cancel(s, run_id)
+        print(f"run {run_id}: cancel requested", file=sys.stderr)
+        return 130
+    return _print_run(settings, run_id, args.json, ok=status == RunStatus.COMPLETED)
+
+
+def _print_run(settings, run_id: int, as_json: bool, ok: bool = True) -> int:
+    with session_factory(settings.db_url)() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise Refused(f"There is no run {run_id}.")
+        info = summary(run)
+    if as_json:
+        print(json.dumps(info, ensure_ascii=False))
+    else:
+        print(f"run {info['run_id']}: {info['status']} ({info['method']}, {models.describe(info['model'])})")
+        if info["error"]:
+            print(f"  {info['error']}")
+        if info["test"]:
+            t = info["test"]
+            print(
+                f"  test accuracy {t['accuracy']:.4f}  precision (weighted) {t['precision_weighted']:.4f}  "
+                f"recall (weighted) {t['recall_weighted']:.4f}  macro-F1 {t['f1_macro']:.4f}"
+            )
+            print(
+                f"  {info['train_seconds']:.1f} s, {info['samples_per_second']:.1f} samples/s, "
+                f"{info['trainable_params']:,} of {info['total_params']:,} parameters trained"
+            )
+    return 0 if ok else 1
+
+
+def cmd_submit(args) -> int:
+    _, run_id = _queue(args, RunStatus.QUEUED)
+    print(run_id)
+    return 0
+
+
+def cmd_status(args) -> int:
+    settings = get_settings(args.db)
+    return _print_run(settings, args.run_id, args.json)
+
+
+def cmd_cancel(args) -> int:
+    settings = get_settings(args.db)
+    with session_factory(settings.db_url)() as s:
+        run = request_cancel(s, args.run_id)
+        if run is None:
+            raise Refused(f"There is no run {args.run_id}.")
+        print(f"run {run.id}: {'cancel requested' if run.status == 'running' else run.status}")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from core.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return run_worker(get_settings(args.db), exit_when_idle=args.exit_when_idle)
+
+
+def cmd_predict(args) -> int:
+    from core.predict import RunNotReady, load_run
+
+    settings = get_settings(args.db)
+    with session_factory(settings.db_url)() as s:
+        run = s.get(Run, args.run)
+        if run is None:
+            raise Refused(f"There is no run {args.run}.")
+        try:
+            predictor = load_run(settings, run)
+        except RunNotReady as e:
+            raise Refused(str(e)) from None
+    label, probs = predictor.predict(args.text)
+    if args.json:
+        print(json.dumps({"run_id": args.run, "label": label, "probabilities": probs}, ensure_ascii=False))
+    else:
+        print(label)
+        for name, p in sorted(probs.items(), key=lambda kv: -kv[1]):
+            print(f"  {p:6.1%}  {name}")
+    return 0
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train", required=True, help="training CSV")
+    p.add_argument("--dev", required=True, help="dev (validation) CSV")
+    p.add_argument("--test", required=True, help="test CSV")
+    p.add_argument("--method", choices=["full", "lora"], default="lora")
+    p.add_argument("--model", default=models.BUNDLED, help="bundled model (default), Hugging Face id, or folder")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate (default: 5e-5 full, 5e-4 LoRA)")
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--text-column", help="default: '0' if present, else guessed")
+    p.add_argument("--label-column", help="default: '1' if present, else guessed")
+    p.add_argument("--classes", help="a text file naming integer label i on line i")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="LoRA Lab engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", help="database URL (default: sqlite runs.db beside app.py, or $LORALAB_DB_URL)")
+
+    p = sub.add_parser("train", parents=[db], help="record a run, train it now, print its results")
+    _run_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("submit", parents=[db], help="queue a run for the worker; prints its id")
+    _run_args(p)
+    p.set_defaults(func=cmd_submit)
+    p = sub.add_parser("status", parents=[db], help="a run's status and results")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("cancel", parents=[db], help="stop a queued or running run")
+    p.add_argument("run_id", type=int)
+    p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser("worker", parents=[db], help="run queued runs one at a time, until stopped")
+    p.add_argument("--exit-when-idle", action="store_true", help="stop when the queue is empty")
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("predict", parents=[db], help="label a text with a finished run's model")
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("text")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Refused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

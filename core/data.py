@@ -1,0 +1,400 @@
+"""Reading, checking and storing train / dev / test CSVs.
+
+Every problem is collected and reported in plain words (file, row, column, what to do) before anything
+is stored; a dataset is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import charset_normalizer
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import Dataset
+from core.settings import Settings
+
+SPLITS = ("train", "dev", "test")
+SEED_LAYOUT = ("0", "1")  # the seed article's CSVs: text in column "0", label in column "1"
+_INT_LABEL = re.compile(r"^[+-]?\d+$")
+_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+MAX_LISTED = 5  # rows named per kind of problem; the rest are counted
+
+
+class DataError(Exception):
+    """Input that cannot be used; each problem is one plain-words sentence."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass
+class SplitFile:
+    """One uploaded or local CSV: its display name and its bytes (or a path, read only after a size check)."""
+
+    name: str
+    data: bytes | Path
+
+    def size(self) -> int:
+        return self.data.stat().st_size if isinstance(self.data, Path) else len(self.data)
+
+    def read(self) -> bytes:
+        return self.data.read_bytes() if isinstance(self.data, Path) else self.data
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> SplitFile:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file. Check the path.")
+        return cls(path.name, path)
+
+
+def decode(raw: bytes, name: str) -> tuple[str, str]:
+    """Bytes to text, detecting UTF-8 (with or without BOM), UTF-16 with BOM, GBK/GB18030 and other encodings."""
+    if raw.startswith(b"PK\x03\x04"):
+        raise DataError(
+            f"{name} is a ZIP archive (an Excel .xlsx file is one), not a CSV. "
+            "Open it in your spreadsheet program and save it as 'CSV UTF-8'."
+        )
+    for bom, enc in ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(enc), "utf-16"
+            except UnicodeDecodeError:
+                break
+    if b"\x00" in raw[:65536]:
+        raise DataError(f"{name} looks like a binary file, not a CSV (it contains NUL bytes). Save it as 'CSV UTF-8'.")
+    try:
+        return raw.decode("utf-8-sig"), ("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Chinese Excel saves CSVs as GBK; GB18030 is its superset. Accept it only when it yields Chinese text,
+    # so that a Western file is not read as gibberish.
+    try:
+        text = raw.decode("gb18030")
+        non_ascii = [c for c in text if ord(c) > 127]
+        if non_ascii and sum(bool(_CJK.match(c)) for c in non_ascii) / len(non_ascii) > 0.6:
+            return text, "gbk"
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(raw).best()
+    if best is None:
+        raise DataError(
+            f"{name}: the text encoding could not be recognised. Save the file as 'CSV UTF-8' and upload again."
+        )
+    return str(best), best.encoding
+
+
+def read_table(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
+    """Parse one CSV into a table of strings. Returns the table and the encoding found."""
+    limit = settings.max_upload_mb * 1024 * 1024
+    if file.size() > limit:
+        raise DataError(
+            f"{file.name} is {file.size() / 2**20:.0f} MB; the limit is {settings.max_upload_mb} MB. "
+            "Use a smaller sample, or raise LORALAB_MAX_UPLOAD_MB."
+        )
+    raw = file.read()
+    if not raw.strip():
+        raise DataError(f"{file.name} is empty. Choose the file that holds the rows.")
+    text, encoding = decode(raw, file.name)
+    try:
+        df = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, nrows=settings.max_rows + 1
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{file.name} is empty. Choose the file that holds the rows.") from None
+    except pd.errors.ParserError as e:
+        match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if match:
+            want, line, saw = match.groups()
+            raise DataError(
+                f"{file.name} line {line}: {saw} fields where the header has {want}. "
+                "A text that contains a comma must be wrapped in double quotes; fix that line and upload again."
+            ) from None
+        raise DataError(f"{file.name} could not be read as a CSV ({e}). Save it as 'CSV UTF-8'.") from None
+    if len(df.columns) < 2:
+        raise DataError(
+            f"{file.name} has only one column ({', '.join(map(str, df.columns))}). "
+            "A dataset needs a text column and a label column, separated by commas."
+        )
+    if df.empty:
+        raise DataError(f"{file.name} has a header but no rows.")
+    if len(df) > settings.max_rows:
+        raise DataError(
+            f"{file.name} has more than {settings.max_rows:,} rows, the limit. "
+            "Use a sample, or raise LORALAB_MAX_ROWS."
+        )
+    return df.fillna(""), encoding
+
+
+def guess_columns(columns: list[str]) -> tuple[str, str]:
+    """The seed layout ("0" text, "1" label) when present, else common names, else the first two columns."""
+    cols = [str(c) for c in columns]
+    if all(c in cols for c in SEED_LAYOUT):
+        return SEED_LAYOUT
+    lower = {c.lower(): c for c in cols}
+    text = next((lower[n] for n in ("text", "sentence", "title", "content", "review") if n in lower), cols[0])
+    label = next((lower[n] for n in ("label", "labels", "class", "category", "target") if n in lower), None)
+    if label is None:
+        label = next(c for c in cols if c != text)
+    return text, label
+
+
+def read_class_names(raw: bytes | None, name: str = "classes.txt") -> list[str] | None:
+    """A classes.txt-style list: line i names integer label i."""
+    if not raw:
+        return None
+    text, _ = decode(raw, name)
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    return names or None
+
+
+@dataclass
+class DatasetCheck:
+    """What checking three CSVs found. `errors` empty means it can be stored."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # as read, for previews
+    splits: dict[str, pd.DataFrame] = field(default_factory=dict)  # columns text, label (class id)
+    classes: list[str] = field(default_factory=list)
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and set(self.splits) == set(SPLITS)
+
+
+def _rows(index: pd.Index) -> str:
+    # Row numbers as a spreadsheet shows them: the header is row 1.
+    rows = [str(i + 2) for i in index[:MAX_LISTED]]
+    more = f" and {len(index) - MAX_LISTED} more" if len(index) > MAX_LISTED else ""
+    return ("row " if len(index) == 1 else "rows ") + ", ".join(rows) + more
+
+
+def check_dataset(
+    files: dict[str, SplitFile],
+    settings: Settings,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    class_names: list[str] | None = None,
+    tokenizer=None,
+    max_length: int = 64,
+) -> DatasetCheck:
+    """Read and check train / dev / test; collect every problem rather than stopping at the first."""
+    check = DatasetCheck()
+    for split in SPLITS:
+        if split not in files:
+            check.errors.append(f"No {split} file was given. Upload a CSV for {split}.")
+            continue
+        try:
+            check.tables[split], encoding = read_table(files[split], settings)
+            check.source[split] = {"file": files[split].name, "encoding": encoding}
+        except DataError as e:
+            check.errors.extend(e.problems)
+    if not check.tables:
+        return check
+
+    first = next(iter(check.tables.values()))
+    guessed = guess_columns(list(first.columns))
+    text_column, label_column = text_column or guessed[0], label_column or guessed[1]
+    check.source["columns"] = {"text": text_column, "label": label_column}
+    if text_column == label_column:
+        check.errors.append(
+            f"The text column and the label column are both '{text_column}'. Pick two different columns."
+        )
+        return check
+
+    raw_labels: dict[str, pd.Series] = {}
+    texts: dict[str, pd.Series] = {}
+    for split, df in check.tables.items():
+        name = files[split].name
+        missing = [c for c in (text_column, label_column) if c not in df.columns]
+        if missing:
+            check.errors.append(
+                f"{name} has no column {', '.join(repr(c) for c in missing)}. Its columns are "
+                f"{', '.join(repr(str(c)) for c in df.columns)}: pick the text and label columns."
+            )
+            continue
+        text = df[text_column].astype(str)
+        label = df[label_column].astype(str).str.strip()
+        empty_text = text.str.strip() == ""
+        if empty_text.any():
+            check.errors.append(
+                f"{name} {_rows(df.index[empty_text])}, column '{text_column}': the text is empty. "
+                "Fill it in or delete the row."
+            )
+        empty_label = label == ""
+        if empty_label.any():
+            check.errors.append(
+                f"{name} {_rows(df.index[empty_label])}, column '{label_column}': the label is missing. "
+                "Give every row a label or delete the row."
+            )
+        texts[split], raw_labels[split] = text, label
+
+    if "train" not in raw_labels or check.errors:
+        return check
+
+    # One label map for all splits, built from train.
+    all_labels = pd.concat(raw_labels.values())
+    integer = bool(all_labels.str.match(_INT_LABEL).all())
+    values = sorted(set(raw_labels["train"]), key=int if integer else str)
+    if len(values) < 2:
+        check.errors.append(
+            f"{files['train'].name}: every row has the label '{values[0]}'. A classifier needs at least 2 classes."
+        )
+        return check
+    for split in ("dev", "test"):
+        if split not in raw_labels:
+            continue
+        unseen = ~raw_labels[split].isin(values)
+        if unseen.any():
+            labels = ", ".join(repr(v) for v in sorted(set(raw_labels[split][unseen]))[:MAX_LISTED])
+            check.errors.append(
+                f"{files[split].name} {_rows(raw_labels[split].index[unseen])}, column '{label_column}': "
+                f"label {labels} never appears in train, so the model cannot learn it. "
+                "Add examples of it to train or remove these rows."
+            )
+    if integer and class_names is not None:
+        too_big = [v for v in values if not 0 <= int(v) < len(class_names)]
+        if too_big:
+            check.errors.append(
+                f"The class-name list has {len(class_names)} names, but label {too_big[0]} needs name number "
+                f"{int(too_big[0]) + 1}. Line i of the list names label i, starting from 0."
+            )
+    if check.errors:
+        return check
+
+    check.classes = [class_names[int(v)] if integer and class_names else str(v) for v in values]
+    label_id = {v: i for i, v in enumerate(values)}
+    for split in SPLITS:
+        ids = raw_labels[split].map(label_id)
+        check.splits[split] = pd.DataFrame({"text": texts[split].values, "label": ids.values.astype(int)})
+        counts = ids.value_counts()
+        check.label_counts[split] = {check.classes[i]: int(counts.get(i, 0)) for i in range(len(values))}
+
+    check.warnings.extend(_warnings(check, files, tokenizer, max_length))
+    return check
+
+
+def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_length: int) -> list[str]:
+    out = []
+    train_counts = check.label_counts["train"]
+    biggest, smallest = max(train_counts, key=train_counts.get), min(train_counts, key=train_counts.get)
+    if train_counts[smallest] * 10 <= train_counts[biggest]:
+        out.append(
+            f"Heavy class imbalance in train: '{biggest}' has {train_counts[biggest]} rows, '{smallest}' has "
+            f"{train_counts[smallest]}. Accuracy can look good while rare classes are never predicted: "
+            "compare macro-F1 too."
+        )
+    train_texts = set(check.splits["train"]["text"])
+    for split in ("dev", "test"):
+        shared = check.splits[split]["text"].isin(train_texts)
+        if shared.any():
+            out.append(
+                f"{int(shared.sum())} texts in {files[split].name} also appear in {files['train'].name} "
+                f"({_rows(check.splits[split].index[shared])}): scores on {split} will look better than they are."
+            )
+    if tokenizer is not None:
+        for split, df in check.splits.items():
+            lengths = [len(ids) for ids in tokenizer(df["text"].tolist(), truncation=False)["input_ids"]]
+            cut = sum(n > max_length for n in lengths)
+            if cut:
+                out.append(
+                    f"{cut / len(lengths):.0%} of {files[split].name} texts ({cut} of {len(lengths)}) are longer "
+                    f"than {max_length} tokens; training will cut them at {max_length}."
+                )
+    return out
+
+
+def content_hash(check: DatasetCheck) -> str:
+    h = hashlib.sha256(json.dumps(check.classes, ensure_ascii=False).encode())
+    for split in SPLITS:
+        h.update(check.splits[split].to_csv(index=False).encode())
+    return h.hexdigest()
+
+
+def save_dataset(session: Session, settings: Settings, check: DatasetCheck, name: str) -> Dataset:
+    """Store a checked dataset: files written to a temporary folder and moved into place, then the row committed.
+
+    A failure at any point leaves neither files nor a row behind.
+    """
+    if not check.ok:
+        raise DataError(check.errors or ["The dataset has not been checked."])
+    name = name.strip()
+    if not name:
+        raise DataError("Give the dataset a name.")
+    if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
+        raise DataError(f"A dataset named '{name}' already exists. Choose another name.")
+    settings.datasets_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=settings.datasets_dir))
+    final = None
+    try:
+        for split in SPLITS:
+            check.splits[split].to_csv(tmp / f"{split}.csv", index=False, encoding="utf-8", quoting=csv.QUOTE_MINIMAL)
+        (tmp / "classes.json").write_text(json.dumps(check.classes, ensure_ascii=False), encoding="utf-8")
+        dataset = Dataset(
+            name=name,
+            content_hash=content_hash(check),
+            path="",
+            classes=check.classes,
+            sizes={s: len(check.splits[s]) for s in SPLITS},
+            label_counts=check.label_counts,
+            warnings=check.warnings,
+            source=check.source,
+        )
+        session.add(dataset)
+        session.flush()  # assigns the id
+        final = settings.datasets_dir / str(dataset.id)
+        if final.exists():  # left by a crash between move and commit; no row owns it
+            shutil.rmtree(final)
+        tmp.rename(final)
+        dataset.path = str(final.relative_to(settings.data_dir))
+        session.commit()
+        return dataset
+    except BaseException:
+        session.rollback()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if final is not None:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+
+
+def find_same_dataset(session: Session, check: DatasetCheck) -> Dataset | None:
+    return session.scalars(select(Dataset).where(Dataset.content_hash == content_hash(check))).first()
+
+
+def load_split(settings: Settings, dataset: Dataset, split: str) -> pd.DataFrame:
+    path = settings.data_dir / dataset.path / f"{split}.csv"
+    return pd.read_csv(path, dtype={"text": str, "label": int}, keep_default_na=False, encoding="utf-8")
+
+
+def delete_dataset(session: Session, settings: Settings, dataset: Dataset) -> None:
+    """Remove the row, then the files. Runs keep their history (dataset name is copied on the run)."""
+    folder = settings.data_dir / dataset.path
+    session.delete(dataset)
+    session.commit()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def files_from_folder(folder: str | Path) -> dict[str, SplitFile]:
+    """train.csv / dev.csv / test.csv in one folder (dev may be named val.csv or valid.csv)."""
+    folder = Path(folder)
+    found = {}
+    for split, names in {"train": ["train"], "dev": ["dev", "val", "valid"], "test": ["test"]}.items():
+        path = next((folder / f"{n}.csv" for n in names if (folder / f"{n}.csv").is_file()), None)
+        if path is not None:
+            found[split] = SplitFile.from_path(path)
+    return found

@@ -1,0 +1,152 @@
+"""Database models and engine. The database is the only channel between the dashboard and training."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+from core.settings import sqlite_path
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class RunStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CRASHED = "crashed"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(String(500))  # folder under the data dir, relative
+    classes: Mapped[list[Any]] = mapped_column(JSON)  # class names; label id = index
+    sizes: Mapped[dict[str, Any]] = mapped_column(JSON)  # rows per split
+    label_counts: Mapped[dict[str, Any]] = mapped_column(JSON)  # split -> {class name: count}
+    warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # file names, columns, encodings
+
+    runs: Mapped[list[Run]] = relationship(back_populates="dataset")
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    dataset_name: Mapped[str] = mapped_column(String(200))  # kept when the dataset is deleted
+    pair_id: Mapped[str | None] = mapped_column(String(40), index=True)  # full + LoRA launched together
+    method: Mapped[str] = mapped_column(String(10))
+    model_source: Mapped[str] = mapped_column(String(500))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED.value, index=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int | None] = mapped_column(Integer)
+    # Recorded when training ends
+    train_seconds: Mapped[float | None] = mapped_column(Float)
+    samples_per_second: Mapped[float | None] = mapped_column(Float)
+    trainable_params: Mapped[int | None] = mapped_column(Integer)
+    total_params: Mapped[int | None] = mapped_column(Integer)
+    peak_memory_mb: Mapped[float | None] = mapped_column(Float)
+    device: Mapped[str | None] = mapped_column(String(200))
+    artifact_path: Mapped[str | None] = mapped_column(String(500))  # relative to the data dir
+    artifact_bytes: Mapped[int | None] = mapped_column(Integer)
+    test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # warnings met while training
+
+    dataset: Mapped[Dataset | None] = relationship(back_populates="runs")
+
+    @property
+    def run_status(self) -> RunStatus:
+        return RunStatus(self.status)
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_run_name_step", "run_id", "name", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[float] = mapped_column(Float)
+    name: Mapped[str] = mapped_column(String(50))  # train_loss, learning_rate, eval_loss, eval_accuracy, ...
+    value: Mapped[float] = mapped_column(Float)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_run_idx", "run_id", "idx"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)  # row of the test split
+    text: Mapped[str] = mapped_column(Text)
+    true_label: Mapped[int] = mapped_column(Integer)
+    pred_label: Mapped[int] = mapped_column(Integer)
+    probs: Mapped[list[Any]] = mapped_column(JSON)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never wait for the training writer
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin_immediate(conn) -> None:
+    # Take the write lock when a transaction starts, so two writers never deadlock upgrading a read lock.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@lru_cache(maxsize=8)
+def get_engine(db_url: str) -> Engine:
+    """One engine per URL and process; creates the schema on first use."""
+    db_file = sqlite_path(db_url)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(db_url, connect_args={"timeout": 30, "isolation_level": None})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+    else:
+        engine = create_engine(db_url, pool_pre_ping=True)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+def session_factory(db_url: str) -> sessionmaker:
+    return sessionmaker(get_engine(db_url), expire_on_commit=False)

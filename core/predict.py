@@ -1,0 +1,57 @@
+"""Loading a finished run's model in any process, and predicting labels for new texts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core import evaluate, models
+from core.db import Run, RunStatus
+from core.settings import Settings
+
+
+class RunNotReady(Exception):
+    """A run that has no model to predict with, in plain words."""
+
+
+@dataclass
+class Predictor:
+    model: object
+    tokenizer: object
+    classes: list[str]
+    max_length: int
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return evaluate.predict_proba(self.model, self.tokenizer, texts, self.max_length)
+
+    def predict(self, text: str) -> tuple[str, dict[str, float]]:
+        """The predicted class name and every class's probability for one text."""
+        probs = self.predict_proba([text])[0]
+        return self.classes[int(probs.argmax())], {c: float(p) for c, p in zip(self.classes, probs)}
+
+
+def load_artifact(folder: Path) -> Predictor:
+    """Full fine-tuning: the saved model. LoRA: the base model, the saved adapters and head, merged."""
+    meta = json.loads((folder / "lora_lab.json").read_text(encoding="utf-8"))
+    tokenizer = models.load_tokenizer(str(folder))
+    if meta["method"] == "lora":
+        from peft import PeftModel
+
+        base = models.load_classifier(meta["model_source"], meta["classes"])
+        model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    else:
+        model = models.load_classifier(str(folder), meta["classes"])
+    model.eval()
+    return Predictor(model, tokenizer, meta["classes"], meta["max_length"])
+
+
+def load_run(settings: Settings, run: Run) -> Predictor:
+    if run.status != RunStatus.COMPLETED.value or not run.artifact_path:
+        raise RunNotReady(f"Run {run.id} is {run.status}; only completed runs can predict.")
+    folder = settings.data_dir / run.artifact_path
+    if not (folder / "lora_lab.json").is_file():
+        raise RunNotReady(f"Run {run.id}'s model files are missing from {folder}.")
+    return load_artifact(folder)

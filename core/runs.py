@@ -1,0 +1,119 @@
+"""Creating, cancelling and reading runs: what the dashboard and the command line share."""
+
+from __future__ import annotations
+
+import uuid
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import Dataset, Metric, Run, RunStatus, utcnow
+from core.train import TrainConfig
+
+
+class ConfigError(Exception):
+    """Hyperparameters that cannot be trained, in plain words."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(" ".join(problems))
+
+
+def create_run(
+    session: Session,
+    dataset: Dataset,
+    model_source: str,
+    config: TrainConfig,
+    pair_id: str | None = None,
+    status: RunStatus = RunStatus.QUEUED,
+) -> Run:
+    """Record a run. Queued runs are picked up by the worker in the order they were created."""
+    problems = config.problems()
+    if problems:
+        raise ConfigError(problems)
+    run = Run(
+        dataset_id=dataset.id,
+        dataset_name=dataset.name,
+        pair_id=pair_id,
+        method=config.method,
+        model_source=model_source,
+        config=config.to_dict(),
+        status=status.value,
+        started_at=utcnow() if status == RunStatus.RUNNING else None,
+        heartbeat_at=utcnow() if status == RunStatus.RUNNING else None,
+    )
+    session.add(run)
+    session.commit()
+    return run
+
+
+def create_pair(session: Session, dataset: Dataset, model_source: str, config: TrainConfig) -> tuple[Run, Run]:
+    """The same data, seed and epochs once with full fine-tuning and once with LoRA.
+
+    Each method keeps its own default learning rate unless the one given was chosen for it.
+    """
+    pair_id = uuid.uuid4().hex[:12]
+    base = config.to_dict()
+    runs = []
+    for method in ("full", "lora"):
+        values = {**base, "method": method}
+        if method != config.method:
+            values["learning_rate"] = None  # the other method's default
+        runs.append(create_run(session, dataset, model_source, TrainConfig.from_dict(values), pair_id))
+    return runs[0], runs[1]
+
+
+def request_cancel(session: Session, run_id: int) -> Run | None:
+    """Ask a run to stop. A queued run is cancelled at once; a running one stops within a few seconds."""
+    run = session.get(Run, run_id)
+    if run is None or run.run_status.finished:
+        return run
+    if run.status == RunStatus.QUEUED.value:
+        run.status, run.finished_at = RunStatus.CANCELLED.value, utcnow()
+    run.cancel_requested = True
+    session.commit()
+    return run
+
+
+def metrics_frame(session: Session, run_ids: list[int]) -> pd.DataFrame:
+    """Every logged value of the given runs: run_id, step, epoch, name, value."""
+    rows = session.execute(
+        select(Metric.run_id, Metric.step, Metric.epoch, Metric.name, Metric.value)
+        .where(Metric.run_id.in_(run_ids))
+        .order_by(Metric.run_id, Metric.step, Metric.id)
+    ).all()
+    return pd.DataFrame(rows, columns=["run_id", "step", "epoch", "name", "value"])
+
+
+def summary(run: Run) -> dict:
+    """A run as plain data (what `python -m core status --json` prints)."""
+    test = run.test_metrics or {}
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "method": run.method,
+        "model": run.model_source,
+        "dataset": run.dataset_name,
+        "pair_id": run.pair_id,
+        "config": run.config,
+        "error": run.error,
+        "created_at": run.created_at.isoformat() if run.created_at else None,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "step": run.step,
+        "total_steps": run.total_steps,
+        "train_seconds": run.train_seconds,
+        "samples_per_second": run.samples_per_second,
+        "trainable_params": run.trainable_params,
+        "total_params": run.total_params,
+        "peak_memory_mb": run.peak_memory_mb,
+        "device": run.device,
+        "artifact_bytes": run.artifact_bytes,
+        "test": {
+            k: test.get(k)
+            for k in ("accuracy", "precision_weighted", "recall_weighted", "f1_macro", "confusion_matrix")
+        }
+        if test
+        else None,
+    }

@@ -1,0 +1,55 @@
+"""Where things live, from environment variables with defaults that suit one machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str  # any SQLAlchemy URL; SQLite file beside app.py by default
+    data_dir: Path  # stored datasets and run artifacts; the worker is another process, so files live here
+    max_upload_mb: int = 200  # a CSV larger than this is refused before it is read
+    max_rows: int = 1_000_000  # per split
+    stale_after_s: float = 60.0  # a running run whose heartbeat is older than this has crashed
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+
+def sqlite_path(db_url: str) -> Path | None:
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).resolve()
+
+
+def get_settings(db_url: str | None = None) -> Settings:
+    """Settings from LORALAB_DB_URL / LORALAB_DATA_DIR / LORALAB_MAX_UPLOAD_MB / LORALAB_MAX_ROWS.
+
+    The data folder defaults to `data/` beside the SQLite file, so a test's temporary database gets a
+    temporary data folder too.
+    """
+    db_url = db_url or os.environ.get("LORALAB_DB_URL") or f"sqlite:///{PROJECT_ROOT / 'runs.db'}"
+    if "LORALAB_DATA_DIR" in os.environ:
+        data_dir = Path(os.environ["LORALAB_DATA_DIR"])
+    else:
+        db_file = sqlite_path(db_url)
+        data_dir = db_file.parent / "data" if db_file else PROJECT_ROOT / "data"
+    return Settings(
+        db_url=db_url,
+        data_dir=data_dir.resolve(),
+        max_upload_mb=int(os.environ.get("LORALAB_MAX_UPLOAD_MB", 200)),
+        max_rows=int(os.environ.get("LORALAB_MAX_ROWS", 1_000_000)),
+    )

@@ -1,0 +1,414 @@
+"""One training path for full fine-tuning and LoRA. Run as `python -m core.train RUN_ID` in a child process.
+
+The two methods differ only in `wrap_model`: LoRA wraps the model with peft so that the adapters and the
+classification head train; everything after that (data, Trainer, callback, evaluation, saving) is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from sqlalchemy import delete, update
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from core import evaluate, models
+from core.data import load_split
+from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
+from core.settings import Settings, get_settings
+
+
+@dataclass
+class TrainConfig:
+    method: str = "lora"  # "full" trains every weight; "lora" trains low-rank adapters and the head
+    epochs: float = 3.0  # passes over the training set
+    batch_size: int = 32  # the seed article's batch size
+    learning_rate: float | None = None  # None: 5e-5 for full, 5e-4 for LoRA (adapters start at zero and need more)
+    weight_decay: float = 0.001  # as in the seed article
+    warmup_ratio: float = 0.1  # share of steps spent ramping the learning rate up from zero
+    max_length: int = 64  # tokens per text; longer texts are cut (the seed's news titles fit)
+    evals_per_epoch: int = 2  # dev-set evaluations per epoch; the best one's weights are kept
+    seed: int = 42  # same seed, same data order and head initialisation: a fair full-vs-LoRA pair
+    lora_r: int = 8  # adapter rank (seed article)
+    lora_alpha: int = 32  # adapter scale numerator: updates are scaled by alpha / r (seed article)
+    lora_dropout: float = 0.1  # dropout on the adapter input (seed article)
+    lora_targets: str = "query,key,value"  # attention projections that get adapters (BERT names)
+
+    def __post_init__(self):
+        if self.learning_rate is None:
+            self.learning_rate = 5e-5 if self.method == "full" else 5e-4
+
+    def problems(self) -> list[str]:
+        """Invalid values, in plain words; empty when the config can be trained."""
+        out = []
+        if self.method not in ("full", "lora"):
+            out.append(f"Method must be 'full' or 'lora', not '{self.method}'.")
+        if not 0 < self.epochs <= 100:
+            out.append("Epochs must be more than 0 and at most 100.")
+        if not 1 <= self.batch_size <= 4096:
+            out.append("Batch size must be between 1 and 4096.")
+        if not 0 < self.learning_rate < 1:
+            out.append("Learning rate must be more than 0 and less than 1 (try 5e-5 for full, 5e-4 for LoRA).")
+        if not 0 <= self.weight_decay < 1:
+            out.append("Weight decay must be at least 0 and less than 1.")
+        if not 0 <= self.warmup_ratio < 1:
+            out.append("Warmup share must be at least 0 and less than 1.")
+        if not 8 <= self.max_length <= 512:
+            out.append("Max length must be between 8 and 512 tokens.")
+        if not 1 <= self.evals_per_epoch <= 100:
+            out.append("Evaluations per epoch must be between 1 and 100.")
+        if self.method == "lora":
+            if not 1 <= self.lora_r <= 1024:
+                out.append("LoRA rank r must be between 1 and 1024.")
+            if self.lora_alpha <= 0:
+                out.append("LoRA alpha must be more than 0.")
+            if not 0 <= self.lora_dropout < 1:
+                out.append("LoRA dropout must be at least 0 and less than 1.")
+            if not self.target_modules:
+                out.append("Name at least one LoRA target module (for BERT: query,key,value).")
+        return out
+
+    @property
+    def target_modules(self) -> list[str]:
+        return [t.strip() for t in self.lora_targets.split(",") if t.strip()]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def wrap_model(model, config: TrainConfig):
+    """The only place where the methods differ."""
+    if config.method == "full":
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS,  # marks the classification head as trainable and saved (modules_to_save)
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as e:
+        raise TrainingError(
+            f"LoRA could not be applied: {e}. This model's attention layers may have other names; "
+            "set the target modules to match them."
+        ) from None
+
+
+class TrainingError(Exception):
+    """A run that cannot go on, in plain words."""
+
+
+class Cancelled(Exception):
+    pass
+
+
+class EncodedTexts(torch.utils.data.Dataset):
+    """Texts tokenized once, unpadded: the collator pads each batch to its own longest text."""
+
+    def __init__(self, encodings: dict, labels):
+        self.encodings, self.labels = encodings, list(labels)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        item = {k: v[i] for k, v in self.encodings.items()}
+        item["labels"] = self.labels[i]
+        return item
+
+
+def dev_metrics(eval_pred) -> dict:
+    preds = np.argmax(eval_pred.predictions, axis=-1)
+    return {
+        "accuracy": accuracy_score(eval_pred.label_ids, preds),
+        "f1_macro": f1_score(eval_pred.label_ids, preds, average="macro", zero_division=0),
+    }
+
+
+class RunRecorder(TrainerCallback):
+    """Writes losses and evaluations to the database, keeps the heartbeat, obeys the cancel flag, and keeps
+    the best weights by dev accuracy in memory (a copy of the trainable weights, no checkpoint files)."""
+
+    LOGGED = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
+
+    def __init__(self, sessions, run_id: int, parent_pid: int | None):
+        self.sessions, self.run_id, self.parent_pid = sessions, run_id, parent_pid
+        self.last_beat = 0.0
+        self.cancelled = self.orphaned = False
+        self.best_accuracy = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_step = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        with self.sessions.begin() as s:
+            s.execute(update(Run).where(Run.id == self.run_id).values(total_steps=state.max_steps, step=0))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.monotonic()
+        if now - self.last_beat < 1.0:
+            return
+        self.last_beat = now
+        with self.sessions.begin() as s:
+            s.execute(update(Run).where(Run.id == self.run_id).values(step=state.global_step, heartbeat_at=utcnow()))
+            self.cancelled = bool(s.get(Run, self.run_id).cancel_requested)
+        self.orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
+        if self.cancelled or self.orphaned:
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        rows = []
+        for key, value in (logs or {}).items():
+            name = self.LOGGED.get(key, key if key.startswith("eval_") else None)
+            if name and isinstance(value, int | float) and np.isfinite(value):
+                rows.append(
+                    Metric(
+                        run_id=self.run_id,
+                        step=state.global_step,
+                        epoch=state.epoch or 0.0,
+                        name=name,
+                        value=float(value),
+                    )
+                )
+        if rows:
+            with self.sessions.begin() as s:
+                s.add_all(rows)
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        accuracy = (metrics or {}).get("eval_accuracy", -1.0)
+        if accuracy > self.best_accuracy:
+            self.best_accuracy, self.best_step = accuracy, state.global_step
+            self.best_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def restore_best(self, model) -> None:
+        if self.best_state is not None:
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, value in self.best_state.items():
+                    params[name].copy_(value)
+
+
+def count_params(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {cpu} ({torch.get_num_threads()} threads)"
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def artifact_dir(settings: Settings, run_id: int) -> Path:
+    return settings.runs_dir / str(run_id) / "model"
+
+
+def save_artifact(model, tokenizer, run: Run, config: TrainConfig, classes: list[str], folder: Path) -> int:
+    """Weights as safetensors (for LoRA: adapters plus the classification head), tokenizer, and what a reload
+    needs. Written to a temporary folder first, so a half-written artifact never stands in place."""
+    tmp = folder.with_name(folder.name + ".partial")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        meta = {
+            "method": config.method,
+            "model_source": run.model_source,
+            "classes": classes,
+            "max_length": config.max_length,
+        }
+        (tmp / "lora_lab.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except OSError as e:
+        raise TrainingError(
+            f"Could not write the trained model to {folder.parent}: {e.strerror or e}. "
+            "Free some disk space or fix the folder's permissions, then launch the run again."
+        ) from e
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _set_run(sessions, run_id: int, **values) -> None:
+    with sessions.begin() as s:
+        s.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) -> RunStatus:
+    """Train, score and save one run, writing everything to the database. Returns how it ended."""
+    sessions = session_factory(settings.db_url)
+    with sessions() as s:
+        run = s.get(Run, run_id)
+        dataset = s.get(Dataset, run.dataset_id) if run.dataset_id else None
+    _set_run(
+        sessions,
+        run_id,
+        status=RunStatus.RUNNING.value,
+        pid=os.getpid(),
+        heartbeat_at=utcnow(),
+        started_at=run.started_at or utcnow(),
+        error=None,
+    )
+    try:
+        if dataset is None:
+            raise TrainingError("The run's dataset was deleted before it could train. Choose another dataset.")
+        status, values = _train(settings, sessions, run, dataset, parent_pid)
+    except Exception as e:  # noqa: BLE001 - every failure is recorded on the run in plain words
+        status, values = RunStatus.FAILED, {"error": plain_error(e, run)}
+        traceback.print_exc()
+    _set_run(sessions, run_id, status=status.value, finished_at=utcnow(), heartbeat_at=utcnow(), **values)
+    return status
+
+
+def plain_error(e: Exception, run: Run) -> str:
+    if isinstance(e, TrainingError | models.ModelSourceError):
+        return str(e)
+    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+        batch = max(1, int(run.config.get("batch_size", 32)) // 2)
+        hint = "" if run.method == "lora" else " or LoRA"
+        return f"Out of memory: try batch size {batch}{hint}."
+    return f"Training stopped with an unexpected error ({type(e).__name__}: {e}). The full report is in the run's log."
+
+
+def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid) -> tuple[RunStatus, dict]:
+    config = TrainConfig.from_dict(run.config)
+    set_seed(config.seed)
+    classes = list(dataset.classes)
+    splits = {s: load_split(settings, dataset, s) for s in ("train", "dev", "test")}
+    tokenizer = models.load_tokenizer(run.model_source)
+    model = wrap_model(models.load_classifier(run.model_source, classes), config)
+    trainable, total = count_params(model)
+
+    def encode(df):
+        return EncodedTexts(tokenizer(df["text"].tolist(), truncation=True, max_length=config.max_length), df["label"])
+
+    train_set, dev_set = encode(splits["train"]), encode(splits["dev"])
+    steps_per_epoch = max(1, -(-len(train_set) // config.batch_size))
+    on_gpu = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(settings.runs_dir / str(run.id) / "trainer"),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size * 2,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=int(config.warmup_ratio * steps_per_epoch * config.epochs),
+        eval_strategy="steps",
+        eval_steps=max(1, steps_per_epoch // config.evals_per_epoch),
+        logging_steps=max(1, min(10, steps_per_epoch // 5)),
+        save_strategy="no",  # the best weights are kept in memory by RunRecorder
+        train_sampling_strategy="group_by_length",  # similar lengths together: less padding per batch
+        seed=config.seed,
+        use_cpu=not on_gpu,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        fp16=on_gpu and not torch.cuda.is_bf16_supported(),
+        report_to="none",
+        disable_tqdm=True,
+    )
+    recorder = RunRecorder(sessions, run.id, parent_pid)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=dev_metrics,
+        callbacks=[recorder],
+    )
+    started = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - started
+    if recorder.orphaned:
+        return RunStatus.CRASHED, {"error": "The worker that supervised this run stopped, so the run was abandoned."}
+    if recorder.cancelled:
+        return RunStatus.CANCELLED, {"error": None}
+    if recorder.best_step != trainer.state.global_step:
+        trainer.evaluate()  # the final weights are a candidate for "best" too
+    recorder.restore_best(model)
+    model.eval()
+
+    folder = artifact_dir(settings, run.id)
+    artifact_bytes = save_artifact(model, tokenizer, run, config, classes, folder)
+    scorer = evaluate.merged(model)
+    test = splits["test"]
+    probs = evaluate.predict_proba(scorer, tokenizer, test["text"].tolist(), config.max_length)
+    metrics = evaluate.test_metrics(test["label"].to_numpy(), probs, classes)
+    preds = probs.argmax(axis=1)
+    with sessions.begin() as s:
+        s.execute(delete(Prediction).where(Prediction.run_id == run.id))
+        s.add_all(
+            Prediction(
+                run_id=run.id,
+                idx=i,
+                text=t,
+                true_label=int(y),
+                pred_label=int(p),
+                probs=[round(float(x), 6) for x in pr],
+            )
+            for i, (t, y, p, pr) in enumerate(zip(test["text"], test["label"], preds, probs))
+        )
+    seen = trainer.state.global_step and len(train_set) * config.epochs
+    return RunStatus.COMPLETED, {
+        "step": trainer.state.global_step,
+        "train_seconds": train_seconds,
+        "samples_per_second": seen / train_seconds if train_seconds else None,
+        "trainable_params": trainable,
+        "total_params": total,
+        "peak_memory_mb": peak_memory_mb(),
+        "device": device_name(),
+        "artifact_path": str(folder.relative_to(settings.data_dir)),
+        "artifact_bytes": artifact_bytes,
+        "test_metrics": metrics,
+        "error": None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train one queued run (started by the worker).")
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--db", help="database URL")
+    parser.add_argument("--parent-pid", type=int, help="stop if this process (the supervisor) goes away")
+    args = parser.parse_args(argv)
+    status = train_run(get_settings(args.db), args.run_id, args.parent_pid)
+    return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
