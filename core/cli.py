@@ -212,6 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except Refused as e:
+    except (Refused, models.ModelSourceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

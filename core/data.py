@@ -22,13 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import Dataset
-from core.settings import Settings
+from core.settings import PROJECT_ROOT, Settings
 
 SPLITS = ("train", "dev", "test")
 SEED_LAYOUT = ("0", "1")  # the seed article's CSVs: text in column "0", label in column "1"
 _INT_LABEL = re.compile(r"^[+-]?\d+$")
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 MAX_LISTED = 5  # rows named per kind of problem; the rest are counted
+DEMO_DIR = PROJECT_ROOT / "assets" / "demo"  # BBC News titles, 5 classes, in the seed layout
+DEMO_NAME = "BBC News titles (demo)"
 
 
 class DataError(Exception):
@@ -398,3 +400,24 @@ def files_from_folder(folder: str | Path) -> dict[str, SplitFile]:
         if path is not None:
             found[split] = SplitFile.from_path(path)
     return found
+
+
+def demo_files() -> tuple[dict[str, SplitFile], list[str] | None]:
+    """The bundled demo set: its three CSVs and its class names."""
+    return files_from_folder(DEMO_DIR), read_class_names((DEMO_DIR / "classes.txt").read_bytes())
+
+
+def add_demo_dataset(session: Session, settings: Settings) -> Dataset:
+    """Store the demo set (or return it if the same data is stored already), so a first run needs no upload."""
+    files, names = demo_files()
+    check = check_dataset(files, settings, class_names=names)
+    existing = find_same_dataset(session, check)
+    if existing is not None:
+        return existing
+    name = DEMO_NAME
+    taken = set(session.scalars(select(Dataset.name)))
+    for i in range(2, 1000):
+        if name not in taken:
+            break
+        name = f"{DEMO_NAME} {i}"
+    return save_dataset(session, settings, check, name)

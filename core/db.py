@@ -128,9 +128,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:
-    # Take the write lock when a transaction starts, so two writers never deadlock upgrading a read lock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(conn) -> None:
+    # A writing session takes the write lock when its transaction starts (BEGIN IMMEDIATE), so that a
+    # read-then-write never fails on a snapshot another writer has made stale; it waits its turn instead.
+    # Read-only sessions begin deferred: in WAL mode they never block, and are never blocked by, a writer.
+    write = conn.get_execution_options().get("lora_lab_write", True)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 @lru_cache(maxsize=8)
@@ -141,12 +144,15 @@ def get_engine(db_url: str) -> Engine:
         db_file.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(db_url, connect_args={"timeout": 30, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(db_url, pool_pre_ping=True)
     Base.metadata.create_all(engine)
     return engine
 
 
-def session_factory(db_url: str) -> sessionmaker:
-    return sessionmaker(get_engine(db_url), expire_on_commit=False)
+def session_factory(db_url: str, read_only: bool = False) -> sessionmaker:
+    """Sessions for one unit of work each. Pass read_only=True for queries that write nothing (the dashboard's
+    reads): they never wait for the training process's writes."""
+    engine = get_engine(db_url).execution_options(lora_lab_write=not read_only)
+    return sessionmaker(engine, expire_on_commit=False)

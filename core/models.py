@@ -91,6 +91,7 @@ def load_classifier(source: str, classes: list[str]):
             num_labels=len(classes),
             id2label=dict(enumerate(classes)),
             label2id={c: i for i, c in enumerate(classes)},
+            ignore_mismatched_sizes=True,  # a folder that is already a classifier gets a head for these classes
             trust_remote_code=False,
         )
     finally:

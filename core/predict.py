@@ -35,8 +35,10 @@ class Predictor:
 
 def load_artifact(folder: Path) -> Predictor:
     """Full fine-tuning: the saved model. LoRA: the base model, the saved adapters and head, merged."""
+    from transformers import AutoTokenizer
+
     meta = json.loads((folder / "lora_lab.json").read_text(encoding="utf-8"))
-    tokenizer = models.load_tokenizer(str(folder))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))  # saved beside the weights by the run
     if meta["method"] == "lora":
         from peft import PeftModel
 

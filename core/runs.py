@@ -64,6 +64,25 @@ def create_pair(session: Session, dataset: Dataset, model_source: str, config: T
     return runs[0], runs[1]
 
 
+def create_pair_with_rates(
+    session: Session, dataset: Dataset, model_source: str, config: TrainConfig, learning_rates: dict[str, float | None]
+) -> tuple[Run, Run]:
+    """A pair as in create_pair, each method with its own learning rate (None: that method's default).
+
+    Both configs are checked before either run is recorded, so a refused pair leaves nothing queued.
+    """
+    configs = [
+        TrainConfig.from_dict({**config.to_dict(), "method": method, "learning_rate": learning_rates.get(method)})
+        for method in ("full", "lora")
+    ]
+    problems = list(dict.fromkeys(p for c in configs for p in c.problems()))
+    if problems:
+        raise ConfigError(problems)
+    pair_id = uuid.uuid4().hex[:12]
+    full, lora = (create_run(session, dataset, model_source, c, pair_id) for c in configs)
+    return full, lora
+
+
 def request_cancel(session: Session, run_id: int) -> Run | None:
     """Ask a run to stop. A queued run is cancelled at once; a running one stops within a few seconds."""
     run = session.get(Run, run_id)

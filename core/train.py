@@ -34,7 +34,7 @@ class TrainConfig:
     method: str = "lora"  # "full" trains every weight; "lora" trains low-rank adapters and the head
     epochs: float = 3.0  # passes over the training set
     batch_size: int = 32  # the seed article's batch size
-    learning_rate: float | None = None  # None: 5e-5 for full, 5e-4 for LoRA (adapters start at zero and need more)
+    learning_rate: float | None = None  # None: 5e-5 for full, 1e-3 for LoRA (adapters start at zero and need more)
     weight_decay: float = 0.001  # as in the seed article
     warmup_ratio: float = 0.1  # share of steps spent ramping the learning rate up from zero
     max_length: int = 64  # tokens per text; longer texts are cut (the seed's news titles fit)
@@ -47,7 +47,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.learning_rate is None:
-            self.learning_rate = 5e-5 if self.method == "full" else 5e-4
+            self.learning_rate = 5e-5 if self.method == "full" else 1e-3
 
     def problems(self) -> list[str]:
         """Invalid values, in plain words; empty when the config can be trained."""
@@ -90,6 +90,51 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# The dashboard's presets, as data so the numbers can be tuned here. "config" holds TrainConfig fields shared by
+# both methods; "learning_rates" holds each method's own rate (None: TrainConfig's default for that method).
+PRESETS: dict[str, dict] = {
+    "quick demo": {
+        "about": "One pass over the data: a first result in minutes, to see that everything works.",
+        "config": {"epochs": 1},
+        "learning_rates": {"full": None, "lora": None},
+    },
+    "seed article": {
+        "about": "The settings of the article this project started from: 5 epochs, batch 32, LoRA r=8, alpha=32.",
+        "config": {
+            "epochs": 5,
+            "batch_size": 32,
+            "max_length": 64,
+            "weight_decay": 0.001,
+            "lora_r": 8,
+            "lora_alpha": 32,
+            "lora_dropout": 0.1,
+            "lora_targets": "query,key,value",
+        },
+        "learning_rates": {"full": None, "lora": None},
+    },
+}
+
+
+METHOD_NAMES = {"full": "Full fine-tuning", "lora": "LoRA"}
+
+
+def problems_of(configs: list[TrainConfig]) -> list[str]:
+    """The problems of several configs as one list: those they share once, the others named by method."""
+    lists = [c.problems() for c in configs]
+    shared = set.intersection(*map(set, lists)) if len(lists) > 1 else set()
+    out = [p for p in lists[0] if p in shared] if shared else []
+    for config, problems in zip(configs, lists):
+        prefix = f"{METHOD_NAMES.get(config.method, config.method)}: " if len(lists) > 1 else ""
+        out += [prefix + p for p in problems if p not in shared]
+    return out
+
+
+def preset_config(name: str, method: str) -> TrainConfig:
+    """A preset filled in for one method."""
+    preset = PRESETS[name]
+    return TrainConfig(**{**preset["config"], "method": method, "learning_rate": preset["learning_rates"].get(method)})
 
 
 def wrap_model(model, config: TrainConfig):
@@ -211,6 +256,17 @@ def count_params(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+def param_counts(model_source: str, classes: list[str], config: TrainConfig) -> dict[str, tuple[int, int]]:
+    """(trainable, total) parameters for each method with this model, classes and LoRA settings, before training.
+
+    Loads the model once (seconds); callers cache the answer.
+    """
+    model = models.load_classifier(model_source, classes)
+    counts = {"full": count_params(model)}
+    counts["lora"] = count_params(wrap_model(model, TrainConfig.from_dict({**config.to_dict(), "method": "lora"})))
+    return counts
 
 
 def device_name() -> str:

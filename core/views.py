@@ -1,0 +1,244 @@
+"""Read-only queries the dashboard shows as tables and charts: plain data and DataFrames, no Streamlit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import models
+from core.db import ACTIVE, Dataset, Prediction, Run, RunStatus, utcnow
+from core.runs import metrics_frame
+from core.train import METHOD_NAMES
+
+HISTORY_COLUMNS = [
+    "run",
+    "status",
+    "method",
+    "model",
+    "dataset",
+    "test accuracy",
+    "macro-F1",
+    "train time (s)",
+    "trainable params",
+    "created (UTC)",
+    "pair",
+]
+DATASET_COLUMNS = ["id", "name", "classes", "train", "dev", "test", "runs", "active runs", "created (UTC)"]
+
+
+class NotComparable(Exception):
+    """Runs whose test predictions cannot be lined up, in plain words."""
+
+
+def run_label(run: Run) -> str:
+    """How a run is named across the dashboard, e.g. '#12 LoRA · BBC News titles (demo)'."""
+    model = "" if run.model_source == models.BUNDLED else f" · {run.model_source}"
+    return f"#{run.id} {METHOD_NAMES.get(run.method, run.method)} · {run.dataset_name}{model}"
+
+
+def list_datasets(session: Session) -> list[Dataset]:
+    return list(session.scalars(select(Dataset).order_by(Dataset.id.desc())))
+
+
+def datasets_frame(session: Session) -> pd.DataFrame:
+    """Stored datasets, newest first, with how many runs use each (and how many of those are still to finish)."""
+    runs = dict(session.execute(select(Run.dataset_id, func.count()).group_by(Run.dataset_id)).all())
+    active = dict(
+        session.execute(
+            select(Run.dataset_id, func.count()).where(Run.status.in_(ACTIVE)).group_by(Run.dataset_id)
+        ).all()
+    )
+    rows = [
+        [
+            d.id,
+            d.name,
+            ", ".join(map(str, d.classes)),
+            d.sizes.get("train"),
+            d.sizes.get("dev"),
+            d.sizes.get("test"),
+            runs.get(d.id, 0),
+            active.get(d.id, 0),
+            d.created_at,
+        ]
+        for d in session.scalars(select(Dataset).order_by(Dataset.id.desc()))
+    ]
+    return pd.DataFrame(rows, columns=DATASET_COLUMNS)
+
+
+def history_frame(
+    session: Session,
+    statuses: list[str] | None = None,
+    methods: list[str] | None = None,
+    datasets: list[str] | None = None,
+) -> pd.DataFrame:
+    """Every run, newest first; each filter left empty keeps everything."""
+    query = select(Run).order_by(Run.id.desc())
+    if statuses:
+        query = query.where(Run.status.in_(statuses))
+    if methods:
+        query = query.where(Run.method.in_(methods))
+    if datasets:
+        query = query.where(Run.dataset_name.in_(datasets))
+    rows = []
+    for run in session.scalars(query):
+        test = run.test_metrics or {}
+        rows.append(
+            [
+                run.id,
+                run.status,
+                METHOD_NAMES.get(run.method, run.method),
+                models.describe(run.model_source),
+                run.dataset_name,
+                test.get("accuracy"),
+                test.get("f1_macro"),
+                run.train_seconds,
+                run.trainable_params,
+                run.created_at,
+                run.pair_id or "",
+            ]
+        )
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+def runs_by_id(session: Session, run_ids: list[int]) -> list[Run]:
+    """The runs that exist among `run_ids`, in the order given."""
+    found = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(run_ids)))}
+    return [found[i] for i in run_ids if i in found]
+
+
+def all_runs(session: Session) -> list[Run]:
+    return list(session.scalars(select(Run).order_by(Run.id.desc())))
+
+
+def partners(session: Session, run: Run) -> list[Run]:
+    """The other run(s) launched in the same pair."""
+    if not run.pair_id:
+        return []
+    return list(session.scalars(select(Run).where(Run.pair_id == run.pair_id, Run.id != run.id).order_by(Run.id)))
+
+
+def completed_runs(session: Session) -> list[Run]:
+    return list(session.scalars(select(Run).where(Run.status == RunStatus.COMPLETED.value).order_by(Run.id.desc())))
+
+
+def latest_pair(session: Session) -> list[int]:
+    """Ids of the most recent pair whose two runs both completed; else the two latest completed runs."""
+    pair_id = session.scalar(
+        select(Run.pair_id)
+        .where(Run.pair_id.is_not(None), Run.status == RunStatus.COMPLETED.value)
+        .group_by(Run.pair_id)
+        .having(func.count() >= 2)
+        .order_by(func.max(Run.id).desc())
+        .limit(1)
+    )
+    query = select(Run.id).where(Run.status == RunStatus.COMPLETED.value)
+    if pair_id is not None:
+        query = query.where(Run.pair_id == pair_id)
+    return sorted(session.scalars(query.order_by(Run.id.desc()).limit(2)))
+
+
+def any_active(session: Session) -> bool:
+    return session.scalar(select(func.count()).select_from(Run).where(Run.status.in_(ACTIVE))) > 0
+
+
+def overview(session: Session) -> dict[str, int]:
+    """Counts for the start page: datasets, and runs by status."""
+    by_status = dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+    return {
+        "datasets": session.scalar(select(func.count()).select_from(Dataset)),
+        "runs": sum(by_status.values()),
+        "active": sum(by_status.get(s, 0) for s in ACTIVE),
+        "completed": by_status.get(RunStatus.COMPLETED.value, 0),
+    }
+
+
+def progress(run: Run, now: datetime | None = None) -> tuple[float | None, float | None]:
+    """Share of steps done and estimated seconds left (None when not known yet)."""
+    if not run.total_steps:
+        return (1.0 if run.status == RunStatus.COMPLETED.value else None), None
+    done = min(1.0, run.step / run.total_steps)
+    if run.status != RunStatus.RUNNING.value or not run.started_at or run.step <= 0:
+        return done, None
+    elapsed = ((now or utcnow()) - run.started_at).total_seconds()
+    return done, max(0.0, elapsed / run.step * (run.total_steps - run.step))
+
+
+def curves_frame(session: Session, runs: list[Run]) -> pd.DataFrame:
+    """Logged values of the runs with a readable run name and 'examples' seen (step x batch size)."""
+    frame = metrics_frame(session, [r.id for r in runs])
+    labels = {r.id: run_label(r) for r in runs}
+    batch = {r.id: int(r.config.get("batch_size", 1)) for r in runs}
+    frame["run"] = frame["run_id"].map(labels)
+    frame["examples"] = frame["step"] * frame["run_id"].map(batch)
+    return frame
+
+
+def compare_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: test metrics and costs, the columns the Compare page shows."""
+    rows = []
+    for run in runs:
+        test = run.test_metrics or {}
+        share = run.trainable_params / run.total_params if run.trainable_params and run.total_params else None
+        rows.append(
+            {
+                "run": run_label(run),
+                "accuracy": test.get("accuracy"),
+                "precision (weighted)": test.get("precision_weighted"),
+                "recall (weighted)": test.get("recall_weighted"),
+                "macro-F1": test.get("f1_macro"),
+                "train time (s)": run.train_seconds,
+                "samples/s": run.samples_per_second,
+                "trainable params": run.trainable_params,
+                "total params": run.total_params,
+                "trainable share": share,
+                "peak memory (MB)": run.peak_memory_mb,
+                "model size (MB)": run.artifact_bytes / 2**20 if run.artifact_bytes else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def confusion(run: Run, normalised: bool = False) -> tuple[np.ndarray, list[str]]:
+    """The test confusion matrix (rows: true class, columns: predicted), counts or each row's shares."""
+    test = run.test_metrics or {}
+    matrix = np.asarray(test.get("confusion_matrix") or [[]], dtype=float)
+    if normalised and matrix.size:
+        totals = matrix.sum(axis=1, keepdims=True)
+        matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    return matrix, list(test.get("classes") or [])
+
+
+def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
+    """Test examples on which the runs' predictions differ: text, true label, each run's prediction (✓ right)."""
+    ids = [r.id for r in runs]
+    rows = session.execute(
+        select(Prediction.run_id, Prediction.idx, Prediction.text, Prediction.true_label, Prediction.pred_label).where(
+            Prediction.run_id.in_(ids)
+        )
+    ).all()
+    df = pd.DataFrame(rows, columns=["run_id", "idx", "text", "true_label", "pred_label"])
+    missing = [r for r in runs if r.id not in set(df["run_id"])]
+    if missing:
+        raise NotComparable(f"Run {missing[0].id} has no stored test predictions, so it cannot be compared here.")
+    classes = [tuple((r.test_metrics or {}).get("classes") or ()) for r in runs]
+    texts = df.pivot(index="idx", columns="run_id", values="text")
+    if len(set(classes)) > 1 or texts.isna().any().any() or (texts.nunique(axis=1) > 1).any():
+        raise NotComparable(
+            "These runs were tested on different test sets, so their predictions cannot be lined up. "
+            "Pick runs trained on the same dataset."
+        )
+    names = list(classes[0])
+    preds = df.pivot(index="idx", columns="run_id", values="pred_label")[ids]
+    true = df.groupby("idx")["true_label"].first()
+    differ = preds.nunique(axis=1) > 1
+    out = pd.DataFrame({"test row": preds.index[differ] + 2, "text": texts.loc[differ, ids[0]].values})
+    out["true label"] = [names[i] for i in true[differ]]
+    for run in runs:
+        out[run_label(run)] = [
+            f"{names[p]} {'✓' if p == t else '✗'}" for p, t in zip(preds.loc[differ, run.id], true[differ])
+        ]
+    return out.reset_index(drop=True)

@@ -1,0 +1,94 @@
+"""The command line, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import make_rows, write_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, settings):
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args, "--db", settings.db_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
+    )
+
+
+def split_args(folder):
+    return ["--train", str(folder / "train.csv"), "--dev", str(folder / "dev.csv"), "--test", str(folder / "test.csv")]
+
+
+def test_train_prints_one_json_object_then_status_and_predict(settings, csv_folder, tiny_model):
+    out = cli(
+        "train",
+        *split_args(csv_folder),
+        "--method",
+        "full",
+        "--model",
+        tiny_model,
+        "--epochs",
+        "15",
+        "--batch-size",
+        "16",
+        "--lr",
+        "3e-3",
+        "--json",
+        settings=settings,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for key in (
+        "run_id",
+        "status",
+        "train_seconds",
+        "samples_per_second",
+        "trainable_params",
+        "total_params",
+        "peak_memory_mb",
+        "device",
+    ):
+        assert result[key] is not None, key
+    assert result["status"] == "completed"
+    assert set(result["test"]) == {"accuracy", "precision_weighted", "recall_weighted", "f1_macro", "confusion_matrix"}
+
+    status = cli("status", str(result["run_id"]), "--json", settings=settings)
+    assert json.loads(status.stdout)["test"] == result["test"]
+
+    pred = cli("predict", "--run", str(result["run_id"]), "the striker scored a goal", "--json", settings=settings)
+    assert pred.returncode == 0, pred.stderr
+    answer = json.loads(pred.stdout)
+    assert answer["label"] in answer["probabilities"]
+    assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4
+
+
+def test_submit_queues_and_cancel_cancels(settings, csv_folder, tiny_model):
+    out = cli("submit", *split_args(csv_folder), "--model", tiny_model, settings=settings)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    assert json.loads(cli("status", run_id, "--json", settings=settings).stdout)["status"] == "queued"
+    assert "cancelled" in cli("cancel", run_id, settings=settings).stdout
+
+
+def test_refused_input_exits_non_zero_with_a_plain_message(settings, tmp_path, tiny_model):
+    write_csv(tmp_path / "train.csv", make_rows(12, 1))
+    write_csv(tmp_path / "dev.csv", [("a text", 0), ("", 1)])
+    write_csv(tmp_path / "test.csv", make_rows(6, 2))
+    out = cli("train", *split_args(tmp_path), "--model", tiny_model, settings=settings)
+    assert out.returncode == 2
+    assert "dev.csv row 3, column '0': the text is empty" in out.stderr
+    assert "Traceback" not in out.stderr
+
+    out = cli("train", *split_args(tmp_path), "--model", tiny_model, "--lr", "-1", settings=settings)
+    assert out.returncode == 2 and "Learning rate" in out.stderr and "Traceback" not in out.stderr
+
+    out = cli("status", "999", settings=settings)
+    assert out.returncode == 2 and "no run 999" in out.stderr

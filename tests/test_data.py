@@ -1,0 +1,154 @@
+"""Reading and checking CSVs: every refusal names the file, row and column, and nothing is stored."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from core import data
+from core.data import SplitFile, check_dataset
+from core.db import Dataset, session_factory
+from tests.conftest import make_rows, write_csv
+
+
+def csv_bytes(rows, header=("0", "1"), encoding="utf-8") -> bytes:
+    lines = [",".join(header)] + [f"{t},{y}" for t, y in rows]
+    return ("\n".join(lines) + "\n").encode(encoding)
+
+
+def good_files(**override) -> dict[str, SplitFile]:
+    files = {
+        "train": SplitFile("train.csv", csv_bytes(make_rows(30, 1))),
+        "dev": SplitFile("dev.csv", csv_bytes(make_rows(9, 2))),
+        "test": SplitFile("test.csv", csv_bytes(make_rows(9, 3))),
+    }
+    files.update({k: SplitFile(f"{k}.csv", v) for k, v in override.items()})
+    return files
+
+
+def stored_count(settings) -> int:
+    with session_factory(settings.db_url)() as s:
+        return s.scalar(select(func.count(Dataset.id)))
+
+
+BAD = [
+    ("empty file", {"train": b""}, ["train.csv is empty"]),
+    ("header only", {"dev": b"0,1\n"}, ["dev.csv has a header but no rows"]),
+    ("binary", {"test": b"\x00\x01\x02binary\x00stuff"}, ["test.csv looks like a binary file"]),
+    ("zip renamed csv", {"train": b"PK\x03\x04rest-of-zip"}, ["train.csv is a ZIP archive"]),
+    ("missing column", {"dev": b"text,label\nhello,1\n"}, ["dev.csv has no column '0', '1'"]),
+    ("empty text", {"train": csv_bytes([*make_rows(10, 1), ("  ", 1)])}, ["train.csv row 12, column '0'", "empty"]),
+    ("missing label", {"test": csv_bytes([("some text", 0), ("more text", "")])}, ["test.csv row 3, column '1'"]),
+    ("unseen label", {"dev": csv_bytes([("a text", 0), ("another", 7)])}, ["dev.csv row 3, column '1'", "'7'"]),
+    ("one class", {"train": csv_bytes([(f"text {i}", 1) for i in range(10)])}, ["at least 2 classes"]),
+    ("ragged row", {"train": b"0,1\nhello,1\nbad,row,here\n"}, ["train.csv line 3", "double quotes"]),
+    ("single column", {"train": b"just text\nhello\n"}, ["train.csv has only one column"]),
+]
+
+
+@pytest.mark.parametrize("case,override,expected", BAD, ids=[c[0] for c in BAD])
+def test_bad_input_is_refused_in_plain_words_and_nothing_stored(settings, case, override, expected):
+    check = check_dataset(good_files(**override), settings)
+    assert not check.ok
+    message = " ".join(check.errors)
+    for part in expected:
+        assert part in message, message
+    with session_factory(settings.db_url)() as s, pytest.raises(data.DataError):
+        data.save_dataset(s, settings, check, "bad")
+    assert stored_count(settings) == 0
+    assert not list(settings.datasets_dir.glob("*")) if settings.datasets_dir.exists() else True
+
+
+def test_file_over_size_limit_is_refused_before_reading(settings, tmp_path):
+    big = tmp_path / "train.csv"
+    with open(big, "wb") as f:
+        f.truncate(settings.max_upload_mb * 1024 * 1024 + 1)  # sparse: never read
+    files = good_files()
+    files["train"] = SplitFile.from_path(big)
+    check = check_dataset(files, settings)
+    assert any("train.csv is" in e and f"the limit is {settings.max_upload_mb} MB" in e for e in check.errors)
+
+
+def test_too_many_rows_is_refused(settings, monkeypatch):
+    monkeypatch.setenv("LORALAB_MAX_ROWS", "20")
+    from core.settings import get_settings
+
+    check = check_dataset(good_files(), get_settings())
+    assert any("train.csv has more than 20 rows" in e for e in check.errors)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
+def test_chinese_csv_in_each_encoding_reads_without_garbling(settings, tmp_path, encoding):
+    rows = make_rows(30, 1, chinese=True)
+    files = {}
+    for split, n in (("train", 30), ("dev", 9), ("test", 9)):
+        path = write_csv(tmp_path / f"{split}.csv", rows[:n], encoding=encoding)
+        files[split] = SplitFile.from_path(path)
+    check = check_dataset(files, settings)
+    assert check.ok, check.errors
+    assert check.splits["train"]["text"].tolist() == [t for t, _ in rows]
+    assert check.source["train"]["encoding"] == {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "gbk": "gbk"}[encoding]
+    assert list(check.tables["train"].columns) == ["0", "1"]  # a BOM does not stick to the first header
+
+
+def test_string_labels_and_chosen_columns(settings):
+    rows = [(f"sample {i}", ["pos", "neg", "neutral"][i % 3]) for i in range(12)]
+    body = "id,review,sentiment\n" + "".join(f"{i},{t},{y}\n" for i, (t, y) in enumerate(rows))
+    files = {s: SplitFile(f"{s}.csv", body.encode()) for s in data.SPLITS}
+    assert data.guess_columns(["id", "review", "sentiment"]) == ("review", "id")  # guessed wrong: user picks
+    check = check_dataset(files, settings, text_column="review", label_column="sentiment")
+    assert check.ok, check.errors
+    assert check.classes == ["neg", "neutral", "pos"]
+    assert check.splits["train"]["label"].tolist()[:3] == [2, 0, 1]
+
+
+def test_integer_labels_get_names_from_class_list(settings):
+    names = data.read_class_names("体育\n财经\n科技\n".encode())
+    check = check_dataset(good_files(), settings, class_names=names)
+    assert check.ok
+    assert check.classes == ["体育", "财经", "科技"]
+    assert check.label_counts["train"] == {"体育": 10, "财经": 10, "科技": 10}
+    too_short = check_dataset(good_files(), settings, class_names=["only", "two"])
+    assert any("label 2 needs name number 3" in e for e in too_short.errors)
+
+
+def test_warnings_are_kept_but_not_fatal(settings, tiny_model):
+    from core.models import load_tokenizer
+
+    train = make_rows(30, 1) + [(f"goal match team {i}", 0) for i in range(100)]
+    long_text = " ".join(["goal"] * 80)
+    test = make_rows(8, 3) + [(train[0][0], train[0][1]), (long_text, 0)]
+    files = good_files(train=csv_bytes(train), test=csv_bytes(test))
+    check = check_dataset(files, settings, tokenizer=load_tokenizer(tiny_model), max_length=16)
+    assert check.ok, check.errors
+    text = " ".join(check.warnings)
+    assert "Heavy class imbalance in train" in text
+    assert "1 texts in test.csv also appear in train.csv (row 10)" in text
+    assert "longer than 16 tokens" in text
+
+
+def test_saved_dataset_round_trips_and_names_are_unique(settings):
+    check = check_dataset(good_files(), settings)
+    sessions = session_factory(settings.db_url)
+    with sessions() as s:
+        ds = data.save_dataset(s, settings, check, "tiny")
+        assert data.load_split(settings, ds, "dev").equals(check.splits["dev"])
+        assert data.find_same_dataset(s, check).id == ds.id
+        with pytest.raises(data.DataError, match="already exists"):
+            data.save_dataset(s, settings, check, "tiny")
+        data.delete_dataset(s, settings, ds)
+    assert stored_count(settings) == 0
+    assert not (settings.data_dir / ds.path).exists()
+
+
+def test_failed_store_leaves_no_files_or_row(settings, monkeypatch):
+    check = check_dataset(good_files(), settings)
+
+    def broken_write(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data.pd.DataFrame, "to_csv", broken_write)
+    with session_factory(settings.db_url)() as s, pytest.raises(OSError):
+        data.save_dataset(s, settings, check, "full-disk")
+    assert stored_count(settings) == 0
+    assert list(settings.datasets_dir.iterdir()) == []

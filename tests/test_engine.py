@@ -1,0 +1,237 @@
+"""Training both methods through the real worker and child processes, on a tiny BERT built in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, text
+
+from core import data, models
+from core.db import Metric, Prediction, Run, RunStatus, get_engine, session_factory, utcnow
+from core.runs import ConfigError, create_pair, create_run, request_cancel
+from core.train import TrainConfig
+from core.worker import claim_next_run, reconcile_stale_runs, run_worker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = {"epochs": 20, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
+
+
+def store(settings, folder, name="tiny"):
+    check = data.check_dataset(data.files_from_folder(folder), settings)
+    assert check.ok, check.errors
+    with session_factory(settings.db_url)() as s:
+        return data.save_dataset(s, settings, check, name)
+
+
+def wait_for(predicate, timeout=90.0, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def get_run(settings, run_id) -> Run:
+    with session_factory(settings.db_url, read_only=True)() as s:
+        return s.get(Run, run_id)
+
+
+def metric_count(settings, run_id) -> int:
+    with session_factory(settings.db_url, read_only=True)() as s:
+        return s.scalar(select(func.count(Metric.id)).where(Metric.run_id == run_id))
+
+
+def start_worker(settings) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "core", "worker", "--db", settings.db_url],
+        cwd=ROOT,
+        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_sqlite_is_in_wal_mode(settings):
+    with get_engine(settings.db_url).connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_pair_trains_through_the_worker_and_reloads_in_a_fresh_process(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        full, lora = create_pair(s, dataset, tiny_model, TrainConfig(method="full", learning_rate=3e-3, **FAST))
+    assert full.pair_id == lora.pair_id and lora.config["learning_rate"] == 1e-3  # LoRA keeps its own default
+
+    assert run_worker(settings, poll_s=0.1, exit_when_idle=True) == 0
+
+    for run_id in (full.id, lora.id):
+        run = get_run(settings, run_id)
+        assert run.status == "completed", run.error
+        t = run.test_metrics
+        assert set(t) >= {
+            "accuracy",
+            "precision_weighted",
+            "recall_weighted",
+            "f1_macro",
+            "confusion_matrix",
+            "report",
+        }
+        assert np.array(t["confusion_matrix"]).sum() == 24
+        assert run.train_seconds > 0 and run.samples_per_second > 0 and run.peak_memory_mb > 0
+        assert run.device.startswith("CPU") and run.artifact_bytes > 0
+        assert metric_count(settings, run_id) > 0
+        with session_factory(settings.db_url, read_only=True)() as s:
+            names = set(s.scalars(select(Metric.name).where(Metric.run_id == run_id).distinct()))
+        assert {"train_loss", "learning_rate", "eval_loss", "eval_accuracy", "eval_f1_macro"} <= names
+    full, lora = get_run(settings, full.id), get_run(settings, lora.id)
+    assert full.test_metrics["accuracy"] > 0.6  # chance is 1/3
+    assert lora.trainable_params < full.trainable_params / 2  # adapters and head only
+    assert lora.total_params > full.total_params  # the adapters are extra weights
+    assert lora.artifact_bytes < full.artifact_bytes
+    # The head is saved with the LoRA adapters (modules_to_save).
+    adapter = settings.data_dir / lora.artifact_path
+    from safetensors import safe_open
+
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
+        assert any("classifier" in k for k in f.keys()) and any("lora_A" in k for k in f.keys())
+
+    # A fresh process loads each run and reproduces its stored test predictions.
+    script = (
+        "import json,sys\n"
+        "from core.settings import get_settings\nfrom core.db import Run, session_factory\n"
+        "from core.predict import load_run\nimport pandas as pd\n"
+        "st = get_settings(sys.argv[1])\n"
+        "with session_factory(st.db_url)() as s:\n"
+        "    run = s.get(Run, int(sys.argv[2])); ds = run.dataset\n"
+        "    texts = pd.read_csv(st.data_dir / ds.path / 'test.csv', keep_default_na=False)['text'].tolist()\n"
+        "    print(json.dumps(load_run(st, run).predict_proba(texts).tolist()))\n"
+    )
+    for run in (full, lora):
+        out = subprocess.run(
+            [sys.executable, "-c", script, settings.db_url, str(run.id)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
+        )
+        reloaded = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+        with session_factory(settings.db_url)() as s:
+            stored = s.scalars(select(Prediction).where(Prediction.run_id == run.id).order_by(Prediction.idx)).all()
+        assert len(stored) == 24
+        assert reloaded.argmax(axis=1).tolist() == [p.pred_label for p in stored]
+        np.testing.assert_allclose(reloaded, np.array([p.probs for p in stored]), atol=1e-4)
+
+
+def test_cancel_stops_a_running_run_within_seconds(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        run = create_run(s, dataset, tiny_model, TrainConfig(method="full", **{**FAST, "epochs": 100}))
+    worker = start_worker(settings)
+    try:
+        wait_for(lambda: get_run(settings, run.id).step > 0)
+        with session_factory(settings.db_url)() as s:
+            request_cancel(s, run.id)
+        asked = time.monotonic()
+        wait_for(lambda: get_run(settings, run.id).status == "cancelled", timeout=20)
+        assert time.monotonic() - asked < 10
+        assert metric_count(settings, run.id) > 0  # what was logged stays
+        assert worker.poll() is None  # the worker lives on
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_sigkill_of_the_child_ends_crashed_keeps_metrics_and_the_queue_goes_on(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        doomed = create_run(s, dataset, tiny_model, TrainConfig(method="lora", **{**FAST, "epochs": 100, "batch_size": 8}))
+        following = create_run(s, dataset, tiny_model, TrainConfig(method="full", **{**FAST, "epochs": 2}))
+    worker = start_worker(settings)
+    try:
+        wait_for(lambda: metric_count(settings, doomed.id) > 0)
+        os.kill(get_run(settings, doomed.id).pid, signal.SIGKILL)
+        wait_for(lambda: get_run(settings, doomed.id).status == "crashed", timeout=20)
+        crashed = get_run(settings, doomed.id)
+        assert "killed (SIGKILL)" in crashed.error and "Metrics logged so far are kept" in crashed.error
+        assert metric_count(settings, doomed.id) > 0
+        wait_for(lambda: get_run(settings, following.id).status == "completed", timeout=120)
+    finally:
+        worker.kill()
+        worker.wait()
+    with get_engine(settings.db_url).connect() as conn:
+        assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+def test_stale_running_runs_are_marked_crashed(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    from datetime import timedelta
+
+    with session_factory(settings.db_url)() as s:
+        run = create_run(s, dataset, tiny_model, TrainConfig(), status=RunStatus.RUNNING)
+        fresh = create_run(s, dataset, tiny_model, TrainConfig(), status=RunStatus.RUNNING)
+        s.get(Run, run.id).heartbeat_at = utcnow() - timedelta(minutes=5)
+        s.commit()
+    assert reconcile_stale_runs(settings) == [run.id]
+    assert get_run(settings, run.id).status == "crashed"
+    assert "heartbeat" in get_run(settings, run.id).error
+    assert get_run(settings, fresh.id).status == "running"
+
+
+def test_a_queued_run_is_claimed_once(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        first = create_run(s, dataset, tiny_model, TrainConfig())
+        second = create_run(s, dataset, tiny_model, TrainConfig())
+    assert claim_next_run(settings) == first.id
+    assert claim_next_run(settings) == second.id
+    assert claim_next_run(settings) is None
+
+
+def test_cancelling_a_queued_run_is_immediate(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        run = create_run(s, dataset, tiny_model, TrainConfig())
+        assert request_cancel(s, run.id).status == "cancelled"
+    assert claim_next_run(settings) is None
+
+
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        ({"learning_rate": -1.0}, "Learning rate"),
+        ({"method": "lora", "lora_r": 0}, "LoRA rank r"),
+        ({"epochs": 0}, "Epochs"),
+        ({"batch_size": 10**6}, "Batch size"),
+        ({"method": "sgd"}, "Method must be"),
+    ],
+)
+def test_invalid_hyperparameters_are_refused(settings, csv_folder, tiny_model, values, expected):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s, pytest.raises(ConfigError) as err:
+        create_run(s, dataset, tiny_model, TrainConfig(**values))
+    assert expected in str(err.value)
+
+
+def test_model_sources(tiny_model, tmp_path, monkeypatch):
+    assert models.resolve(models.BUNDLED).endswith("model")
+    model = models.load_classifier(models.BUNDLED, ["a", "b"])
+    assert model.config.id2label == {0: "a", 1: "b"} and model.config.model_type == "bert"
+    assert models.load_classifier(tiny_model, ["x", "y", "z"]).num_labels == 3
+    with pytest.raises(models.ModelSourceError, match="does not exist"):
+        models.resolve(str(tmp_path / "nope"))
+    with pytest.raises(models.ModelSourceError, match="no config.json"):
+        models.resolve(str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelSourceError, match="cannot reach Hugging Face"):
+        models.load_tokenizer("some-org/not-a-cached-model")
