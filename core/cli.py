@@ -28,7 +28,11 @@ def _dataset_from_files(session, settings, args) -> Dataset:
         raise Refused(f"{e.filename}: {e.strerror}.") from None
     except data.DataError as e:
         raise Refused("\n".join(e.problems)) from None
-    check = data.check_dataset(split_files, settings, args.text_column, args.label_column, names)
+    tokenizer = models.load_tokenizer(args.model)  # to warn about texts longer than max_length
+    max_length = args.max_length or TrainConfig.max_length
+    check = data.check_dataset(
+        split_files, settings, args.text_column, args.label_column, names, tokenizer, max_length
+    )
     if not check.ok:
         raise Refused("The data was refused; nothing was stored:\n- " + "\n- ".join(check.errors))
     for warning in check.warnings:
@@ -59,10 +63,6 @@ def _queue(args, status: RunStatus) -> tuple:
         config = _config(args)
         if config.problems():
             raise Refused("The settings were refused:\n- " + "\n- ".join(config.problems()))
-        try:
-            models.resolve(args.model)
-        except models.ModelSourceError as e:
-            raise Refused(str(e)) from None
         dataset = _dataset_from_files(session, settings, args)
         try:
             run = create_run(session, dataset, args.model, config, status=status)

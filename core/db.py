@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import enum
+import fcntl
 from datetime import datetime, timezone
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
@@ -78,12 +93,12 @@ class Run(Base):
     # Recorded when training ends
     train_seconds: Mapped[float | None] = mapped_column(Float)
     samples_per_second: Mapped[float | None] = mapped_column(Float)
-    trainable_params: Mapped[int | None] = mapped_column(Integer)
-    total_params: Mapped[int | None] = mapped_column(Integer)
+    trainable_params: Mapped[int | None] = mapped_column(BigInteger)
+    total_params: Mapped[int | None] = mapped_column(BigInteger)
     peak_memory_mb: Mapped[float | None] = mapped_column(Float)
     device: Mapped[str | None] = mapped_column(String(200))
     artifact_path: Mapped[str | None] = mapped_column(String(500))  # relative to the data dir
-    artifact_bytes: Mapped[int | None] = mapped_column(Integer)
+    artifact_bytes: Mapped[int | None] = mapped_column(BigInteger)
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # warnings met while training
 
@@ -136,9 +151,25 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest version (Alembic), keeping every row: a runs.db made by an older
+    version of LoRA Lab is upgraded in place the first time this version opens it."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
 @lru_cache(maxsize=8)
 def get_engine(db_url: str) -> Engine:
-    """One engine per URL and process; creates the schema on first use."""
+    """One engine per URL and process; brings the schema up to date on first use."""
     db_file = sqlite_path(db_url)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +178,13 @@ def get_engine(db_url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(db_url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
+    if db_file is not None:
+        # One process migrates at a time (the dashboard and the worker may start together).
+        with open(db_file.with_name(db_file.name + ".migrate-lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            upgrade(engine)
+    else:
+        upgrade(engine)
     return engine
 
 
