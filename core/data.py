@@ -27,6 +27,9 @@ from core.settings import PROJECT_ROOT, Settings
 SPLITS = ("train", "dev", "test")
 SEED_LAYOUT = ("0", "1")  # the seed article's CSVs: text in column "0", label in column "1"
 _INT_LABEL = re.compile(r"^[+-]?\d+$")
+_FLOAT_LABEL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_INTEGRAL_FLOAT = re.compile(r"^[+-]?\d+(\.0*)?$")
+_DOT_ZEROS = r"\.0*$"
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 MAX_LISTED = 5  # rows named per kind of problem; the rest are counted
 DEMO_DIR = PROJECT_ROOT / "assets" / "demo"  # BBC News titles, 5 classes, in the seed layout
@@ -62,25 +65,66 @@ class SplitFile:
         return cls(path.name, path)
 
 
+def _utf16_without_bom(raw: bytes) -> str | None:
+    # UTF-16 text of mostly ASCII has a NUL in every other byte.
+    sample = raw[:4096]
+    if len(sample) < 4:
+        return None
+    for enc, zeros in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
+        if zeros.count(0) > 0.9 * len(zeros):
+            try:
+                return raw.decode(enc)
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def _mixed_utf8(raw: bytes) -> tuple[int, int] | None:
+    """(a UTF-8 line, a non-UTF-8 line) when a file mixes encodings, else None. Lines count from 1."""
+    utf8_line = bad_line = None
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+            utf8_line = utf8_line or number
+        except UnicodeDecodeError:
+            bad_line = bad_line or number
+        if utf8_line and bad_line:
+            return utf8_line, bad_line
+    return None
+
+
 def decode(raw: bytes, name: str) -> tuple[str, str]:
-    """Bytes to text, detecting UTF-8 (with or without BOM), UTF-16 with BOM, GBK/GB18030 and other encodings."""
+    """Bytes to text, detecting UTF-8 (with or without BOM), UTF-16, GBK/GB18030 and other encodings."""
     if raw.startswith(b"PK\x03\x04"):
         raise DataError(
             f"{name} is a ZIP archive (an Excel .xlsx file is one), not a CSV. "
             "Open it in your spreadsheet program and save it as 'CSV UTF-8'."
         )
-    for bom, enc in ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
-        if raw.startswith(bom):
-            try:
-                return raw.decode(enc), "utf-16"
-            except UnicodeDecodeError:
-                break
-    if b"\x00" in raw[:65536]:
-        raise DataError(f"{name} looks like a binary file, not a CSV (it contains NUL bytes). Save it as 'CSV UTF-8'.")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            pass
+    if b"\x00" in raw:
+        text = _utf16_without_bom(raw)
+        if text is not None:
+            return text, "utf-16"
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise DataError(
+            f"{name} line {line} contains NUL bytes, so it is a binary file or a damaged CSV, not a text CSV. "
+            "Open it in your spreadsheet program and save it as 'CSV UTF-8'."
+        )
     try:
         return raw.decode("utf-8-sig"), ("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8")
     except UnicodeDecodeError:
-        pass
+        mixed = _mixed_utf8(raw)
+    if mixed:
+        raise DataError(
+            f"{name} mixes text encodings: line {mixed[0]} is UTF-8 but line {mixed[1]} is not. "
+            "Open it in a text editor and save it all as UTF-8."
+        )
     # Chinese Excel saves CSVs as GBK; GB18030 is its superset. Accept it only when it yields Chinese text,
     # so that a Western file is not read as gibberish.
     try:
@@ -98,6 +142,14 @@ def decode(raw: bytes, name: str) -> tuple[str, str]:
     return str(best), best.encoding
 
 
+def _delimiter(text: str) -> str:
+    """Comma, or the semicolon / tab / bar that a spreadsheet in another locale writes."""
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] and counts[","] == 0 else ","
+
+
 def read_table(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
     """Parse one CSV into a table of strings. Returns the table and the encoding found."""
     limit = settings.max_upload_mb * 1024 * 1024
@@ -112,7 +164,12 @@ def read_table(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
     text, encoding = decode(raw, file.name)
     try:
         df = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, nrows=settings.max_rows + 1
+            io.StringIO(text),
+            sep=_delimiter(text),
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            nrows=settings.max_rows + 1,
         )
     except pd.errors.EmptyDataError:
         raise DataError(f"{file.name} is empty. Choose the file that holds the rows.") from None
@@ -238,6 +295,13 @@ def check_dataset(
                 f"{name} {_rows(df.index[empty_text])}, column '{text_column}': the text is empty. "
                 "Fill it in or delete the row."
             )
+        too_long = text.str.len() > settings.max_text_chars
+        if too_long.any():
+            check.errors.append(
+                f"{name} {_rows(df.index[too_long])}, column '{text_column}': the text is longer than "
+                f"{settings.max_text_chars:,} characters. Is this the right column? The model reads only the first "
+                "few hundred words of a text; shorten these texts."
+            )
         empty_label = label == ""
         if empty_label.any():
             check.errors.append(
@@ -251,6 +315,17 @@ def check_dataset(
 
     # One label map for all splits, built from train.
     all_labels = pd.concat(raw_labels.values())
+    if all_labels.str.match(_FLOAT_LABEL).all() and not all_labels.str.match(_INT_LABEL).all():
+        fractional = all_labels[~all_labels.str.match(_INTEGRAL_FLOAT)]
+        if len(fractional):
+            check.errors.append(
+                f"Column '{label_column}' holds numbers such as '{fractional.iloc[0]}', not classes. "
+                "A classifier needs whole-number or named labels; is this a score column?"
+            )
+            return check
+        check.warnings.append(f"Labels written like '{all_labels.iloc[0]}' were read as whole numbers.")
+        raw_labels = {k: v.str.replace(_DOT_ZEROS, "", regex=True) for k, v in raw_labels.items()}
+        all_labels = pd.concat(raw_labels.values())
     integer = bool(all_labels.str.match(_INT_LABEL).all())
     values = sorted(set(raw_labels["train"]), key=int if integer else str)
     if len(values) < 2:

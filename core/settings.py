@@ -17,6 +17,7 @@ class Settings:
     data_dir: Path  # stored datasets and run artifacts; the worker is another process, so files live here
     max_upload_mb: int = 200  # a CSV larger than this is refused before it is read
     max_rows: int = 1_000_000  # per split
+    max_text_chars: int = 20_000  # per text; a longer cell is almost always the wrong column
     stale_after_s: float = 60.0  # a running run whose heartbeat is older than this has crashed
 
     @property
