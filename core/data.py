@@ -413,6 +413,11 @@ def save_dataset(session: Session, settings: Settings, check: DatasetCheck, name
     name = name.strip()
     if not name:
         raise DataError("Give the dataset a name.")
+    if len(name) > 100 or ".." in name or any(c in name for c in "/\\") or not name.isprintable():
+        raise DataError(
+            f"The dataset name '{name[:100]}' cannot be used: use up to 100 letters, digits, spaces, '-' or '_', "
+            "without '/', '\\' or '..'."
+        )
     if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
         raise DataError(f"A dataset named '{name}' already exists. Choose another name.")
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)

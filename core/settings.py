@@ -19,6 +19,7 @@ class Settings:
     max_rows: int = 1_000_000  # per split
     max_text_chars: int = 20_000  # per text; a longer cell is almost always the wrong column
     stale_after_s: float = 60.0  # a running run whose heartbeat is older than this has crashed
+    model_roots: tuple[Path, ...] = ()  # local model folders are read only under these (and the data folder)
 
     @property
     def datasets_dir(self) -> Path:
@@ -27,6 +28,9 @@ class Settings:
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    def allowed_model_roots(self) -> tuple[Path, ...]:
+        return (*self.model_roots, self.data_dir)
 
 
 def sqlite_path(db_url: str) -> Path | None:
@@ -37,7 +41,8 @@ def sqlite_path(db_url: str) -> Path | None:
 
 
 def get_settings(db_url: str | None = None) -> Settings:
-    """Settings from LORALAB_DB_URL / LORALAB_DATA_DIR / LORALAB_MAX_UPLOAD_MB / LORALAB_MAX_ROWS.
+    """Settings from LORALAB_DB_URL / LORALAB_DATA_DIR / LORALAB_MAX_UPLOAD_MB / LORALAB_MAX_ROWS /
+    LORALAB_MODEL_ROOTS (folders separated by ':'; default: models/ beside app.py).
 
     The data folder defaults to `data/` beside the SQLite file, so a test's temporary database gets a
     temporary data folder too.
@@ -53,4 +58,9 @@ def get_settings(db_url: str | None = None) -> Settings:
         data_dir=data_dir.resolve(),
         max_upload_mb=int(os.environ.get("LORALAB_MAX_UPLOAD_MB", 200)),
         max_rows=int(os.environ.get("LORALAB_MAX_ROWS", 1_000_000)),
+        model_roots=tuple(
+            Path(p).expanduser().resolve()
+            for p in os.environ.get("LORALAB_MODEL_ROOTS", str(PROJECT_ROOT / "models")).split(os.pathsep)
+            if p
+        ),
     )

@@ -42,6 +42,12 @@ def write_csv(path: Path, rows, header=("0", "1"), encoding="utf-8") -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def model_roots(tmp_path_factory, monkeypatch):
+    """Model folders built by tests live under pytest's temporary folder: let the server read models there."""
+    monkeypatch.setenv("LORALAB_MODEL_ROOTS", str(tmp_path_factory.getbasetemp()))
+
+
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
     """A real SQLite file (WAL) and data folder in a temporary directory; never the user's runs.db."""

@@ -1,0 +1,76 @@
+"""Paths a dashboard user types are read only under the configured roots; exports cannot carry formulas."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from core import models
+from core.export import safe_csv
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch, tiny_model):
+    allowed = tmp_path / "models"
+    allowed.mkdir()
+    os.symlink(tiny_model, allowed / "inside")  # a link to a folder outside the root
+    monkeypatch.setenv("LORALAB_MODEL_ROOTS", str(allowed))
+    return allowed
+
+
+def test_model_paths_outside_the_roots_are_refused(roots, tiny_model, tmp_path):
+    with pytest.raises(models.ModelSourceError, match="outside the folders this server reads models from"):
+        models.resolve(tiny_model)  # an absolute path outside
+    with pytest.raises(models.ModelSourceError, match="outside the folders"):
+        models.resolve(str(roots / "inside"))  # a symbolic link out of the root
+    with pytest.raises(models.ModelSourceError, match="contains '..'"):
+        models.resolve(str(roots / ".." / "models"))
+    with pytest.raises(models.ModelSourceError, match="outside the folders"):
+        models.resolve("/etc")
+
+
+def test_a_model_folder_inside_a_root_loads(roots, tiny_model):
+    import shutil
+
+    shutil.copytree(tiny_model, roots / "tiny")
+    assert models.resolve(str(roots / "tiny")) == str((roots / "tiny").resolve())
+    assert models.load_classifier(str(roots / "tiny"), ["a", "b"]).num_labels == 2
+
+
+def test_pickle_weights_are_never_loaded(roots, tiny_model):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = roots / "pickled"
+    shutil.copytree(tiny_model, folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(models.ModelSourceError):
+        models.load_classifier(str(folder), ["a", "b"])
+
+
+def test_exported_csv_cells_cannot_start_a_formula():
+    df = pd.DataFrame(
+        {
+            "text": ["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"],
+            "n": [1, 2, 3, 4, 5, 6, 7, 8],
+        }
+    )
+    out = pd.read_csv(__import__("io").BytesIO(safe_csv(df)), dtype=str, keep_default_na=False)
+    assert out["text"].tolist() == ["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "plain", "a=b"]
+    assert out["n"].tolist() == [str(i) for i in range(1, 9)]  # numbers stay numbers
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", "back\\slash", "x" * 101, "tab\tname"])
+def test_dataset_names_that_look_like_paths_are_refused(settings, csv_folder, name):
+    from core import data
+    from core.db import session_factory
+
+    check = data.check_dataset(data.files_from_folder(csv_folder), settings)
+    with session_factory(settings.db_url)() as s, pytest.raises(data.DataError, match="cannot be used"):
+        data.save_dataset(s, settings, check, name)
+    assert not settings.datasets_dir.exists() or not any(settings.datasets_dir.iterdir())
