@@ -1,0 +1,144 @@
+"""Data: upload train / dev / test CSVs (or take the demo set), see them checked, store them."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import ui
+from core import data, views
+from core.db import Dataset
+
+HELP = {
+    "train": "The examples the model learns from: one text and its label per row.",
+    "dev": "Examples used while training to keep the best version of the model.",
+    "test": "Examples kept apart until the end, to score the finished model fairly.",
+}
+
+
+@st.cache_data(max_entries=4, show_spinner="Checking the files…")
+def check(files: tuple, text_column, label_column, class_names: tuple | None) -> data.DatasetCheck:
+    split_files = {split: data.SplitFile(name, raw) for split, name, raw in files}
+    names = list(class_names) if class_names else None
+    args = (ui.settings(), text_column, label_column, names, ui.bundled_tokenizer())
+    result = data.check_dataset(split_files, *args)
+    columns = [str(c) for c in next(iter(result.tables.values())).columns] if result.tables else []
+    if {text_column, label_column} - set(columns) - {None}:  # columns picked for other files: guess again
+        result = data.check_dataset(split_files, args[0], None, None, *args[3:])
+    return result
+
+
+def add_dataset() -> None:
+    source = st.radio(
+        "Where is your data?",
+        ["Upload my CSV files", "Use the bundled demo set"],
+        key="data_source",
+        horizontal=True,
+        help="The demo set is about 2,100 BBC News titles in 5 classes (business, entertainment, ...).",
+    )
+    if source == "Use the bundled demo set":
+        files, class_names = data.demo_files()
+    else:
+        cols = st.columns(3)
+        uploads = {
+            s: c.file_uploader(f"{s.capitalize()} CSV", ["csv"], key=f"data_{s}_file", help=HELP[s])
+            for s, c in zip(HELP, cols)
+        }
+        names_file = st.file_uploader(
+            "Class names (optional)",
+            ["txt"],
+            key="data_classes_file",
+            help="A text file with one class name per line, for integer labels: line 1 names label 0, and so on.",
+        )
+        files = {s: data.SplitFile(u.name, u.getvalue()) for s, u in uploads.items() if u is not None}
+        try:
+            class_names = data.read_class_names(names_file.getvalue(), names_file.name) if names_file else None
+        except data.DataError as e:
+            return ui.problems("The class-names file could not be read:", e.problems)
+        if not files:
+            return st.info(
+                "Upload a train, a dev and a test CSV (text in column `0`, label in `1`, or any two columns)."
+            )
+    picked = st.session_state.get("data_text_column"), st.session_state.get("data_label_column")
+    result = check(tuple((s, f.name, f.read()) for s, f in files.items()), *picked, tuple(class_names or ()) or None)
+    if result.tables:
+        columns = [str(c) for c in next(iter(result.tables.values())).columns]
+        text, label = result.source["columns"]["text"], result.source["columns"]["label"]
+        c1, c2 = st.columns(2)
+        help_ = "Detected automatically; change it if the guess is wrong."
+        c1.selectbox("Text column", columns, columns.index(text), key="data_text_column", help=help_)
+        c2.selectbox("Label column", columns, columns.index(label), key="data_label_column", help=help_)
+        for split, tab in zip(result.tables, st.tabs([f"{s} preview" for s in result.tables])):
+            table = result.tables[split]
+            tab.caption(f"{len(table):,} rows, read as {result.source[split]['encoding']}; the first 20:")
+            tab.dataframe(table.head(20), hide_index=True)
+    if result.label_counts:
+        counts = pd.DataFrame(result.label_counts).rename_axis("class").reset_index()
+        counts = counts.melt("class", var_name="split", value_name="rows")
+        fig = px.bar(counts, x="class", y="rows", color="split", barmode="group", title="Label distribution per split")
+        st.plotly_chart(fig.update_layout(height=340), key="data_label_chart")
+    if result.errors:
+        return ui.problems(
+            "These problems must be fixed before the data can be stored (nothing was saved):", result.errors
+        )
+    for warning in result.warnings:
+        st.warning(warning)
+    train_name = re.sub(r"[-_ .]*train$", "", Path(files["train"].name).stem, flags=re.I) or "my dataset"
+    default = data.DEMO_NAME if source == "Use the bundled demo set" else train_name
+    name = st.text_input(
+        "Dataset name", default, key="data_name", help="How this dataset is listed on the Train page."
+    )
+    if st.button("Save dataset", key="data_save", type="primary", help="Store the checked data for training."):
+        with ui.sessions(write=True)() as s:
+            same = data.find_same_dataset(s, result)
+            if same is not None:
+                return st.info(f"This data is already stored as '{same.name}'. Nothing new was saved.")
+            try:
+                stored = data.save_dataset(s, ui.settings(), result, name)
+            except data.DataError as e:
+                return ui.problems("Not saved:", e.problems)
+        st.success(f"Saved '{stored.name}': {stored.sizes['train']:,} training rows, {len(stored.classes)} classes.")
+        st.page_link("pages/train.py", label="Next: train a model on it", icon=":material/arrow_forward:")
+
+
+def delete(dataset_id: int) -> None:
+    with ui.sessions(write=True)() as s:
+        dataset = s.get(Dataset, dataset_id)
+        if dataset is not None:
+            data.delete_dataset(s, ui.settings(), dataset)
+            ui.flash("success", f"Deleted '{dataset.name}'. Its runs stay in the history.")
+
+
+st.title("Data")
+st.caption("A dataset is three CSV files with a text column and a label column: train, dev and test.")
+add_dataset()
+
+st.subheader("Stored datasets")
+ui.show_flash()
+with ui.sessions()() as s:
+    stored = views.datasets_frame(s)
+if stored.empty:
+    st.info("No dataset is stored yet.")
+else:
+    created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
+    st.dataframe(stored.drop(columns="id"), hide_index=True, column_config={"created (UTC)": created})
+    by_id = stored.set_index("id")
+    chosen = st.selectbox(
+        "Delete a dataset",
+        list(by_id.index),
+        None,
+        by_id["name"].get,
+        key="data_delete_choice",
+        placeholder="Choose one",
+        help="Its stored files are removed; past runs keep their results.",
+    )
+    if chosen is not None:
+        busy = int(by_id.loc[chosen, "active runs"])
+        if busy:
+            st.warning(f"{busy} run(s) on it are still waiting or training: cancel them on the Runs page first.")
+        help_ = "Removes it for good; there is no undo."
+        st.button(
+            "Delete it", key="data_delete", disabled=bool(busy), on_click=delete, args=(int(chosen),), help=help_
+        )

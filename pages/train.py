@@ -1,0 +1,193 @@
+"""Train: pick data, model, method and settings; queue a full-vs-LoRA pair or one run. The worker trains it."""
+
+import streamlit as st
+
+import ui
+from core import data, models, runs, train, views
+from core.db import Dataset
+
+MODEL_KINDS = [
+    "Bundled: all-MiniLM-L6-v2 (works offline)",
+    "A Hugging Face model id",
+    "A model folder on this machine",
+]
+FIELDS = {  # widget key -> (TrainConfig field, label, step, one-line help)
+    "train_epochs": ("epochs", "Epochs", 1.0, "How many times the model reads the whole training set."),
+    "train_batch_size": ("batch_size", "Batch size", 1, "Texts per training step; lower it if memory runs out."),
+    "train_max_length": ("max_length", "Max length (tokens)", 8, "Longer texts are cut; 64 fits headlines."),
+    "train_weight_decay": ("weight_decay", "Weight decay", 0.001, "Keeps weights small to reduce overfitting."),
+    "train_warmup_ratio": (
+        "warmup_ratio",
+        "Warmup share",
+        0.05,
+        "Share of steps that slowly raise the learning rate.",
+    ),
+    "train_evals_per_epoch": ("evals_per_epoch", "Dev checks per epoch", 1, "The best-scoring check is kept."),
+    "train_seed": ("seed", "Seed", 1, "Same seed, same shuffling: makes the pair a fair comparison."),
+    "train_lora_r": ("lora_r", "LoRA rank r", 1, "Size of the add-on matrices; larger trains more weights."),
+    "train_lora_alpha": ("lora_alpha", "LoRA alpha", 1, "Scales the add-ons' effect (by alpha / r)."),
+    "train_lora_dropout": ("lora_dropout", "LoRA dropout", 0.05, "Randomly drops add-on inputs while training."),
+    "train_lora_targets": (
+        "lora_targets",
+        "LoRA target layers",
+        None,
+        "Layer names, comma-separated (BERT: query,key,value).",
+    ),
+}
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+
+
+def apply_preset() -> None:
+    name = st.session_state.get("train_preset", next(iter(train.PRESETS)))
+    configs = {m: train.preset_config(name, m) for m in ("full", "lora")}
+    for key, (field, _, step, _) in FIELDS.items():
+        value = getattr(configs["lora"], field)
+        st.session_state[key] = type(step)(value) if step is not None else value
+    for m, config in configs.items():
+        st.session_state[f"train_lr_{m}"] = float(config.learning_rate)
+
+
+@st.cache_data(max_entries=16, show_spinner="Loading the model to count its parameters…")
+def param_counts(source: str, classes: tuple, r: int, alpha: int, dropout: float, targets: str) -> dict:
+    config = train.TrainConfig(method="lora", lora_r=r, lora_alpha=alpha, lora_dropout=dropout, lora_targets=targets)
+    return train.param_counts(source, list(classes), config)
+
+
+st.title("Train")
+with ui.sessions()() as s:
+    datasets = {d.id: d for d in views.list_datasets(s)}
+if not datasets:
+    st.info("There is no dataset yet. Start with the demo set (news titles in 5 classes), or upload your own.")
+    ui.demo_button("train_add_demo")
+    st.page_link("pages/data.py", label="Upload my own data", icon=":material/upload:")
+    st.stop()
+
+fmt = {i: f"{d.name} ({len(d.classes)} classes, {d.sizes['train']:,} training rows)" for i, d in datasets.items()}
+dataset = datasets[
+    st.selectbox(
+        "Dataset",
+        list(datasets),
+        format_func=fmt.get,
+        key="train_dataset",
+        persist_state="session",
+        help="Stored on the Data page.",
+    )
+]
+kind = st.radio(
+    "Model", MODEL_KINDS, key="train_model_kind", persist_state="session", help="The pretrained model to start from."
+)
+source = models.BUNDLED
+if kind == MODEL_KINDS[1]:
+    help_ = "A BERT-style model's id on huggingface.co, downloaded on first use (or already in the local cache)."
+    source = st.text_input(
+        "Model id", key="train_model_name", persist_state="session", placeholder="e.g. bert-base-chinese", help=help_
+    )
+elif kind == MODEL_KINDS[2]:
+    roots = " or ".join(str(r) for r in ui.settings().allowed_model_roots())
+    help_ = f"A folder saved with save_pretrained, inside {roots} (the folders this server may read)."
+    source = st.text_input(
+        "Model folder",
+        key="train_model_name",
+        persist_state="session",
+        placeholder=f"e.g. {roots.split()[0]}/my-bert",
+        help=help_,
+    )
+source = source.strip()
+st.radio(
+    "Preset",
+    list(train.PRESETS),
+    key="train_preset",
+    persist_state="session",
+    on_change=apply_preset,
+    horizontal=True,
+    captions=[p["about"] for p in train.PRESETS.values()],
+    help="Ready-made settings; change any of them under Details.",
+)
+if "train_epochs" not in st.session_state:
+    apply_preset()
+method = st.radio(
+    "Method for a single run",
+    ["lora", "full"],
+    format_func=train.METHOD_NAMES.get,
+    key="train_method",
+    persist_state="session",
+    horizontal=True,
+    help="A pair always trains both.",
+)
+
+with st.expander("Details: every setting"):
+    cols, values = st.columns(3), {}
+    for i, (key, (field, label, step, help_)) in enumerate(FIELDS.items()):
+        if step is None:
+            values[field] = cols[i % 3].text_input(label, key=key, help=help_, persist_state="session")
+        else:
+            fmt_ = "%.3f" if isinstance(step, float) and step < 0.01 else None
+            values[field] = cols[i % 3].number_input(
+                label, step=step, format=fmt_, key=key, help=help_, persist_state="session"
+            )
+    lr = {
+        m: cols[i].number_input(
+            f"Learning rate, {'LoRA' if m == 'lora' else 'full fine-tuning'}",
+            step=step,
+            format="%.1e",
+            key=f"train_lr_{m}",
+            persist_state="session",
+            help="How big each update is." + (" LoRA usually needs a larger one." if m == "lora" else ""),
+        )
+        for i, (m, step) in enumerate((("full", 1e-5), ("lora", 1e-4)))
+    }
+configs = {m: train.TrainConfig(method=m, learning_rate=lr[m], **values) for m in ("full", "lora")}
+
+problems = train.problems_of(list(configs.values()))
+model_ok = bool(source)
+if not source:
+    st.warning("Type the model's name or folder.")
+if problems:
+    ui.problems("These settings cannot be trained; change them under Details:", problems)
+elif source:
+    try:
+        counts = param_counts(source, tuple(dataset.classes), *(values[f] for f in LORA_FIELDS))
+        for col, (m, (trainable, total)) in zip(st.columns(2), counts.items()):
+            share = f"{trainable / total:.2%} of {total:,}"
+            col.metric(
+                f"{train.METHOD_NAMES[m]} trains",
+                f"{trainable:,} weights",
+                share,
+                delta_color="off",
+                delta_arrow="off",
+            )
+    except (models.ModelSourceError, train.TrainingError) as e:
+        model_ok = False
+        st.error(str(e))
+
+c1, c2 = st.columns(2)
+help_pair = "Same data, seed and epochs with each method, for a fair comparison."
+pair = c1.button(
+    "Queue a pair: full fine-tuning + LoRA",
+    key="train_pair",
+    type="primary",
+    disabled=not model_ok or bool(problems),
+    help=help_pair,
+)
+single_off = not model_ok or bool(configs[method].problems())
+single = c2.button(
+    f"Queue one {train.METHOD_NAMES[method]} run",
+    key="train_single",
+    disabled=single_off,
+    help="Just the method chosen above.",
+)
+if pair or single:
+    with ui.sessions(write=True)() as s:
+        try:
+            target = s.get(Dataset, dataset.id)
+            if target is None:
+                raise data.DataError("This dataset was just deleted. Pick another one.")
+            if pair:
+                queued = runs.create_pair_with_rates(s, target, source, configs["lora"], lr)
+            else:
+                queued = [runs.create_run(s, target, source, configs[method])]
+        except (runs.ConfigError, data.DataError) as e:
+            ui.problems("Nothing was queued:", e.problems)
+            st.stop()
+    ui.keep_trainer_running()
+    st.switch_page("pages/runs.py", query_params={"run": str(queued[0].id)})

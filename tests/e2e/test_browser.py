@@ -1,0 +1,222 @@
+"""The whole path in a real browser: `streamlit run app.py` on a temporary database, driven by headless Chromium.
+
+Upload three small CSVs, queue a full-vs-LoRA pair on the bundled model, watch a live curve move, wait for both
+runs, compare them, predict a sentence. A screenshot of each page is saved under screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.db import Run, RunStatus, session_factory
+from core.worker import lock_path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "screenshots"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def small_csvs(folder: Path) -> Path:
+    """60 / 20 / 20 rows of the demo set (news titles, 5 classes), in the seed layout, and its class names."""
+    folder.mkdir()
+    demo = ROOT / "assets" / "demo"
+    for split, n in (("train", 60), ("dev", 20), ("test", 20)):
+        lines = (demo / f"{split}.csv").read_text(encoding="utf-8").splitlines()
+        (folder / f"{split}.csv").write_text("\n".join(lines[: n + 1]) + "\n", encoding="utf-8")
+    (folder / "classes.txt").write_bytes((demo / "classes.txt").read_bytes())
+    return folder
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The dashboard on a free port with its own database; stopped afterwards, with the trainer it started."""
+    db_url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    port = free_port()
+    env = {**os.environ, "LORALAB_DB_URL": db_url}
+    env.pop("LORALAB_DATA_DIR", None)
+    log = open(tmp_path / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)),
+            *("--server.address", "127.0.0.1", "--server.fileWatcherType", "none"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "streamlit.log").read_text()
+        time.sleep(0.5)
+    yield base, db_url, tmp_path
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+    stop_trainer(tmp_path)
+
+
+def stop_trainer(tmp_path: Path) -> None:
+    """The trainer the dashboard started runs in its own session: stop it by the pid in its lock file, once that
+    pid is a `core worker` process for this test's database (the file briefly holds other pids)."""
+    from core.settings import get_settings
+
+    settings = get_settings(f"sqlite:///{tmp_path / 'e2e.db'}")
+    if not (settings.data_dir / "worker.log").exists():
+        return  # never started
+
+    def trainer_pid() -> int | None:
+        try:
+            pid = int(lock_path(settings).read_text().strip())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        return pid if b"worker" in command and settings.db_url.encode() in command else None
+
+    try:
+        os.kill(wait_until(trainer_pid, 60, "the trainer's pid", every=0.5), signal.SIGTERM)
+    except (AssertionError, ProcessLookupError):
+        pass
+
+
+def runs_in(db_url: str) -> list[Run]:
+    with session_factory(db_url)() as s:
+        return list(s.query(Run).order_by(Run.id))
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_upload_train_a_pair_watch_compare_predict(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, db_url, tmp = server
+    expect.set_options(timeout=60_000)
+    csvs = small_csvs(tmp / "csvs")
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+
+        def shot(name: str, wait: bool = True) -> None:  # the whole page: Streamlit scrolls inside its main area
+            if wait:
+                settle()
+            height = page.evaluate("document.querySelector('[data-testid=stMain]')?.scrollHeight || 1000")
+            page.set_viewport_size({"width": 1400, "height": min(max(height, 1000), 8000)})
+            page.wait_for_timeout(500)
+            page.screenshot(path=SHOTS / name)
+            page.set_viewport_size({"width": 1400, "height": 1000})
+
+        def settle() -> None:  # wait until Streamlit has finished running the script
+            page.wait_for_timeout(300)
+            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+
+        try:
+            page.goto(base)
+            expect(page.get_by_text("Next step")).to_be_visible()
+            shot("1-start.png")
+
+            page.goto(f"{base}/data")
+            inputs = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+            expect(inputs).to_have_count(4)
+            for i, name in enumerate(("train.csv", "dev.csv", "test.csv", "classes.txt")):
+                inputs.nth(i).set_input_files(csvs / name)
+                expect(page.get_by_text(name, exact=True)).to_be_visible()
+                settle()
+            expect(page.get_by_text("Label distribution per split").first).to_be_visible()
+            page.get_by_label("Dataset name", exact=True).fill("news e2e")
+            page.get_by_label("Dataset name", exact=True).press("Enter")
+            shot("2-data.png")
+            page.get_by_role("button", name="Save dataset").click()
+            expect(page.get_by_text("Saved 'news e2e'")).to_be_visible()
+
+            page.goto(f"{base}/train")
+            expect(page.get_by_text("LoRA trains")).to_be_visible(timeout=120_000)  # parameter counts shown
+            page.get_by_text("Details: every setting").click()
+            page.get_by_label("Batch size", exact=True).fill("4")
+            page.get_by_label("Batch size", exact=True).press("Enter")
+            shot("3-train.png")
+            page.get_by_role("button", name="Queue a pair: full fine-tuning + LoRA").click()
+
+            expect(page).to_have_url(f"{base}/runs?run=1")
+            line = page.locator(".js-plotly-plot .scatterlayer path.js-line").first
+            expect(line).to_be_attached(timeout=180_000)
+            first = line.get_attribute("d")
+            wait_until(lambda: line.get_attribute("d") != first, 120, "the live curve to move", every=0.5)
+            shot("4-runs-live.png", wait=False)
+
+            def both_done():
+                runs = runs_in(db_url)
+                assert not [r.error for r in runs if r.status in ("failed", "crashed")], "a run failed"
+                return len(runs) == 2 and all(r.status == RunStatus.COMPLETED.value for r in runs)
+
+            wait_until(both_done, 420, "both runs to complete", every=2)
+            page.goto(f"{base}/runs")
+            expect(page.get_by_text("Open a run")).to_be_visible()
+            shot("5-runs-history.png")
+            page.goto(f"{base}/runs?run=2")
+            expect(page.get_by_text("Test accuracy")).to_be_visible()
+            shot("6-run-done.png")
+
+            page.goto(f"{base}/compare")
+            expect(page.get_by_text("Where they disagree")).to_be_visible()
+            expect(page.locator(".js-plotly-plot .heatmaplayer")).to_have_count(2)
+            shot("7-compare.png")
+
+            page.goto(f"{base}/predict")
+            page.get_by_label("Text", exact=True).fill("Chelsea win the cup final in extra time")
+            page.get_by_role("button", name="Predict").click()
+            values = page.get_by_test_id("stMetricValue")
+            expect(values).to_have_count(2, timeout=120_000)  # one label per run of the pair
+            classes = (csvs / "classes.txt").read_text().split()
+            assert all(v in classes for v in values.all_inner_texts()), values.all_inner_texts()
+            shot("8-predict.png")
+        except BaseException:
+            page.screenshot(path=SHOTS / "failure.png")
+            print(json.dumps([r.status for r in runs_in(db_url)]), (tmp / "streamlit.log").read_text()[-3000:])
+            raise
+        finally:
+            browser.close()

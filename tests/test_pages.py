@@ -1,0 +1,342 @@
+"""One AppTest per page, widgets found by key, on a temporary database; runs are inserted as rows (no training),
+except for Predict, which loads a really trained tiny model."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_rows, write_csv
+from streamlit.testing.v1 import AppTest
+
+from core import data, evaluate, models, views
+from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
+from core.runs import create_pair, create_run
+from core.train import TrainConfig, train_run
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["home", "data", "train", "runs", "compare", "predict"]
+
+
+@pytest.fixture(autouse=True)
+def no_worker(monkeypatch):
+    """Pages queue runs, but no background trainer is started from a test."""
+    monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
+
+
+def open_page(page: str, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py")
+    at.query_params.update(query)
+    return at.run()
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def store(settings, folder: Path, name="tiny", class_names=None) -> Dataset:
+    check = data.check_dataset(data.files_from_folder(folder), settings, class_names=class_names)
+    assert check.ok, check.errors
+    with session_factory(settings.db_url)() as s:
+        return data.save_dataset(s, settings, check, name)
+
+
+def upload(at: AppTest, folder: Path, names=("train", "dev", "test")) -> AppTest:
+    for split in names:
+        path = folder / f"{split}.csv"
+        at.file_uploader(key=f"data_{split}_file").set_value((path.name, path.read_bytes(), "text/csv"))
+    return at.run()
+
+
+def dataset_id(settings, name: str) -> int:
+    with session_factory(settings.db_url)() as s:
+        return next(d.id for d in views.list_datasets(s) if d.name == name)
+
+
+def finish(s, run: Run, status: RunStatus, **values) -> None:
+    """Give a run the progress, curves and other values that training would have written."""
+    run.status, run.total_steps, run.step = status.value, 40, 40 if status == RunStatus.COMPLETED else 10
+    run.started_at, run.heartbeat_at = utcnow() - timedelta(seconds=30), utcnow()
+    for step in range(2, run.step + 1, 2):
+        s.add(Metric(run_id=run.id, step=step, epoch=step / 20, name="train_loss", value=1.2 - step / 50))
+        if step % 10 == 0:
+            s.add(Metric(run_id=run.id, step=step, epoch=step / 20, name="eval_loss", value=1.1 - step / 60))
+            s.add(Metric(run_id=run.id, step=step, epoch=step / 20, name="eval_accuracy", value=0.3 + step / 80))
+    for key, value in values.items():
+        setattr(run, key, value)
+    s.commit()
+
+
+@pytest.fixture
+def populated(settings, csv_folder):
+    """A dataset and runs in every state: queued, running, a completed pair, failed, cancelled, crashed."""
+    dataset = store(settings, csv_folder)
+    test = data.load_split(settings, dataset, "test")
+    ids = {}
+    with session_factory(settings.db_url)() as s:
+        dataset = s.get(Dataset, dataset.id)
+        config = TrainConfig(epochs=2, batch_size=8)
+        full, lora = create_pair(s, dataset, models.BUNDLED, config)
+        for run, wrong_every in ((full, 4), (lora, 3)):
+            preds = [(y + 1) % 3 if i % wrong_every == 0 else y for i, y in enumerate(test["label"])]
+            probs = [[0.8 if c == p else 0.1 for c in range(3)] for p in preds]
+            metrics = evaluate.test_metrics(test["label"].to_numpy(), np.array(probs), dataset.classes)
+            s.add_all(
+                Prediction(run_id=run.id, idx=i, text=t, true_label=int(y), pred_label=p, probs=pr)
+                for i, (t, y, p, pr) in enumerate(zip(test["text"], test["label"], preds, probs))
+            )
+            finish(
+                s,
+                run,
+                RunStatus.COMPLETED,
+                test_metrics=metrics,
+                train_seconds=12.5,
+                samples_per_second=30.0,
+                trainable_params=22_000_000 if run.method == "full" else 110_000,
+                total_params=22_000_000,
+                peak_memory_mb=900.0,
+                artifact_bytes=90_000_000 if run.method == "full" else 500_000,
+                finished_at=utcnow(),
+            )
+            ids[f"completed_{run.method}"] = run.id
+        for status, error in (
+            (RunStatus.RUNNING, None),
+            (RunStatus.FAILED, "Out of memory: try batch size 16 or LoRA."),
+            (RunStatus.CANCELLED, None),
+            (RunStatus.CRASHED, "The training process was killed (SIGKILL) before it finished."),
+        ):
+            run = create_run(s, dataset, models.BUNDLED, config)
+            finish(s, run, status, error=error)
+            ids[status.value] = run.id
+        ids["queued"] = create_run(s, dataset, models.BUNDLED, config).id
+    return ids
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_database(settings, page):
+    at = open_page(page)
+    assert not at.exception
+    assert at.info, "an empty page says what to do next"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_runs_in_every_state(settings, populated, page):
+    at = open_page(page)
+    assert not at.exception
+    assert not at.error
+    for kind in ("button", "selectbox", "multiselect", "radio", "text_input", "text_area", "number_input", "toggle"):
+        for widget in getattr(at, kind):
+            assert widget.help and widget.key.startswith(f"{page}_"), f"{kind} {widget.key} needs help and a page key"
+
+
+@pytest.mark.parametrize("state", ["queued", "running", "completed_full", "failed", "cancelled", "crashed"])
+def test_every_run_state_has_a_view(settings, populated, state):
+    at = open_page("runs", run=str(populated[state]))
+    assert not at.exception
+    assert f"#{populated[state]} " in texts(at.subheader)
+    if state in ("failed", "crashed"):
+        assert ("Out of memory" if state == "failed" else "SIGKILL") in texts(at.error)
+
+
+@pytest.mark.parametrize("query", [{"run": "999"}, {"run": "abc"}, {"run": ""}])
+def test_a_missing_run_in_the_url_is_a_plain_message(settings, populated, query):
+    at = open_page("runs", **query)
+    assert not at.exception
+    assert "There is no run" in texts(at.error)
+    assert at.dataframe, "the history is shown under the message"
+
+
+def test_home_shows_the_next_step_and_stores_the_demo_set(settings):
+    at = open_page("home")
+    assert "Add a dataset" in texts(at.info)
+    at.button(key="home_add_demo").click().run()
+    assert not at.exception
+    assert "Train" in texts(at.info), "with a dataset stored, the next step is training"
+    with session_factory(settings.db_url)() as s:
+        assert [d.name for d in views.list_datasets(s)] == [data.DEMO_NAME]
+
+
+def test_data_upload_preview_distribution_save_and_delete(settings, csv_folder):
+    at = upload(open_page("data"), csv_folder)
+    assert not at.exception and not at.error
+    assert at.selectbox(key="data_text_column").value == "0", "the seed layout is detected"
+    assert at.selectbox(key="data_label_column").value == "1"
+    assert len(at.tabs) == 3 and len(at.dataframe) >= 3, "a preview of each split"
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert "Label distribution" in chart and '"train"' in chart and '"test"' in chart
+    at.text_input(key="data_name").set_value("news sample").run()
+    at.button(key="data_save").click().run()
+    assert "Saved 'news sample'" in texts(at.success)
+    assert "news sample" in at.dataframe[-1].value["name"].tolist()
+
+    at.button(key="data_save").click().run()
+    assert "already stored as 'news sample'" in texts(at.info), "the same data is not stored twice"
+
+    at.selectbox(key="data_delete_choice").set_value(dataset_id(settings, "news sample")).run()
+    at.button(key="data_delete").click().run()
+    assert not at.exception
+    assert "Deleted 'news sample'" in texts(at.success)
+    assert "No dataset is stored yet." in texts(at.info)
+
+
+def test_data_lists_every_problem_before_saving(settings, tmp_path):
+    write_csv(tmp_path / "train.csv", [("good text", "a"), ("", "b"), ("other", "a"), ("more", "")])
+    write_csv(tmp_path / "dev.csv", [("x", "a"), ("y", "zzz")])
+    write_csv(tmp_path / "test.csv", [("x", "a"), ("y", "b")])
+    at = upload(open_page("data"), tmp_path)
+    assert not at.exception
+    errors = texts(at.error)
+    assert "text is empty" in errors and "label is missing" in errors
+    assert "data_save" not in [b.key for b in at.button], "nothing can be saved until the problems are fixed"
+
+    at = upload(open_page("data"), tmp_path, names=("train",))
+    assert "No dev file was given" in texts(at.error) and "No test file was given" in texts(at.error)
+
+
+def test_data_column_picker_and_a_chinese_csv(settings, tmp_path):
+    for split, seed in (("train", 1), ("dev", 2), ("test", 3)):
+        rows = [(i, t, ["体育", "财经", "科技"][y]) for i, (t, y) in enumerate(make_rows(30, seed, chinese=True))]
+        write_csv(tmp_path / f"{split}.csv", rows, header=("编号", "标题", "类别"), encoding="gb18030")
+    at = upload(open_page("data"), tmp_path)
+    assert not at.exception
+    assert at.selectbox(key="data_text_column").value == "编号", "no known names: the first two columns are guessed"
+    at.selectbox(key="data_text_column").set_value("标题").run()
+    at.selectbox(key="data_label_column").set_value("类别").run()
+    assert not at.error
+    preview = at.dataframe[0].value
+    assert preview["标题"].str.contains("新闻").all(), "Chinese text is shown as written, not garbled"
+    assert "gbk" in texts(at.caption)
+    at.button(key="data_save").click().run()
+    with session_factory(settings.db_url)() as s:
+        dataset = views.list_datasets(s)[0]
+    assert sorted(dataset.classes) == sorted(["体育", "财经", "科技"])
+
+
+def test_train_shows_parameter_counts_refuses_bad_settings_and_queues(settings, csv_folder, tiny_model):
+    store(settings, csv_folder)
+    at = open_page("train")
+    at.radio(key="train_model_kind").set_value(at.radio(key="train_model_kind").options[2]).run()
+    at.text_input(key="train_model_name").set_value(tiny_model).run()
+    assert not at.exception and not at.error
+    full, lora = at.metric
+    assert full.label.startswith("Full") and lora.label.startswith("LoRA")
+    trainable = [int(m.value.split()[0].replace(",", "")) for m in (full, lora)]
+    assert 0 < trainable[1] < trainable[0], "LoRA trains fewer weights, shown before launch"
+
+    at.number_input(key="train_lr_lora").set_value(5.0).run()
+    assert "LoRA: Learning rate must be" in texts(at.error)
+    assert at.button(key="train_pair").disabled
+    at.radio(key="train_method").set_value("full").run()
+    assert not at.button(key="train_single").disabled, "a single full run is still fine"
+
+    at.radio(key="train_preset").set_value("seed article").run()
+    assert at.number_input(key="train_epochs").value == 5, "a preset fills in the details"
+    assert at.number_input(key="train_lr_lora").value < 1, "and resets the learning rates to its own"
+    at.number_input(key="train_lr_lora").set_value(3e-4).run()
+    at.number_input(key="train_epochs").set_value(1.0).run()
+    at.button(key="train_pair").click().run()
+    assert not at.exception
+    with session_factory(settings.db_url)() as s:
+        queued = views.all_runs(s)
+    assert len(queued) == 2 and queued[0].pair_id == queued[1].pair_id
+    by_method = {r.method: r for r in queued}
+    assert by_method["lora"].config["learning_rate"] == pytest.approx(3e-4)
+    assert by_method["full"].config["epochs"] == by_method["lora"].config["epochs"] == 1
+    assert by_method["full"].config["seed"] == by_method["lora"].config["seed"]
+    assert at.query_params["run"] == str(by_method["full"].id), "launching opens the run's live view"
+
+
+def test_train_names_a_missing_model_folder(settings, csv_folder, tmp_path):
+    store(settings, csv_folder)
+    at = open_page("train")
+    at.radio(key="train_model_kind").set_value(at.radio(key="train_model_kind").options[2]).run()
+    at.text_input(key="train_model_name").set_value(str(tmp_path / "nowhere")).run()
+    assert not at.exception
+    assert "does not exist" in texts(at.error)
+    assert at.button(key="train_pair").disabled and at.button(key="train_single").disabled
+
+
+def test_runs_history_filter_open_and_cancel(settings, populated):
+    at = open_page("runs")
+    table = at.dataframe[0].value
+    assert len(table) == 7 and set(table["status"]) == {s.value for s in RunStatus}
+    at.multiselect(key="runs_status").set_value(["failed", "crashed"]).run()
+    assert set(at.dataframe[0].value["status"]) == {"failed", "crashed"}
+
+    at.selectbox(key="runs_open").set_value(populated["running"]).run()
+    assert at.query_params["run"] == str(populated["running"]), "the open run is in the URL"
+    assert "Step 10 of 40" in at.get("progress")[0].proto.text
+    assert at.get("plotly_chart"), "live curves"
+    at.button(key="runs_cancel").click().run()
+    with session_factory(settings.db_url)() as s:
+        assert s.get(Run, populated["running"]).cancel_requested
+
+    at.button(key="runs_back").click().run()
+    assert "run" not in at.query_params and at.dataframe
+
+
+def test_runs_view_shows_the_end_of_a_run(settings, populated):
+    at = open_page("runs", run=str(populated["completed_lora"]))
+    assert [m.label for m in at.metric][:2] == ["Test accuracy", "Test macro-F1"]
+    assert any("Compare the pair" in link.proto.label for link in at.get("page_link"))
+
+
+def test_compare_preselects_the_latest_pair(settings, populated):
+    at = open_page("compare")
+    assert not at.exception
+    pair = [populated["completed_full"], populated["completed_lora"]]
+    assert at.multiselect(key="compare_runs").value == pair
+    assert at.query_params["runs"] == ",".join(map(str, pair))
+    table = at.dataframe[0].value
+    assert list(table["trainable params"]) == [22_000_000, 110_000]
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert [c["data"][0]["type"] for c in charts] == ["scatter", "heatmap", "heatmap"], "curves, two matrices"
+    assert charts[1]["data"][0]["x"] == ["0", "1", "2"], "class names on the axes"
+    disagree = at.dataframe[1].value
+    assert len(disagree) > 0 and {"text", "true label"} <= set(disagree.columns)
+    assert all(("✓" in a) != ("✓" in b) or a != b for a, b in zip(disagree.iloc[:, 3], disagree.iloc[:, 4]))
+
+    at.toggle(key="compare_normalised").set_value(True).run()
+    assert "%" in json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]["text"][0][0]
+    at.radio(key="compare_x").set_value("examples").run()
+    assert "Examples seen" in at.get("plotly_chart")[0].proto.spec
+    at.multiselect(key="compare_runs").set_value([populated["completed_full"]]).run()
+    assert "Pick at least two runs." in texts(at.info)
+
+
+def test_predict_chinese_text_with_a_trained_run(settings, tmp_path, tiny_model):
+    folder = tmp_path / "zh"
+    folder.mkdir()
+    for split, n, seed in (("train", 60, 1), ("dev", 12, 2), ("test", 12, 3)):
+        write_csv(folder / f"{split}.csv", make_rows(n, seed, chinese=True))
+    dataset = store(settings, folder, "中文新闻", class_names=["体育", "财经", "科技"])
+    with session_factory(settings.db_url)() as s:
+        config = TrainConfig(method="lora", epochs=2, batch_size=16, evals_per_epoch=1, max_length=32)
+        run = create_run(s, s.get(Dataset, dataset.id), tiny_model, config)
+    assert train_run(settings, run.id) == RunStatus.COMPLETED
+
+    at = open_page("predict")
+    assert at.multiselect(key="predict_runs").value == [run.id], "the latest finished run is chosen"
+    at.text_area(key="predict_text").set_value("足球新闻：球队 比赛 goal").run()
+    at.button(key="predict_button").click().run()
+    assert not at.exception and not at.error
+    (metric,) = at.metric
+    assert metric.value in {"体育", "财经", "科技"}
+    bars = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert list(bars["y"]) == ["体育", "财经", "科技"], "class names in the probability chart"
+
+
+def test_compare_ignores_unknown_runs_in_the_url_and_predict_names_a_missing_model(settings, populated):
+    at = open_page("compare", runs="999,abc")
+    assert not at.exception
+    assert at.multiselect(key="compare_runs").value == [populated["completed_full"], populated["completed_lora"]]
+
+    at = open_page("predict")
+    at.text_area(key="predict_text").set_value("a new phone chip").run()
+    assert not at.exception
+    assert len(at.error) == 2, "each run without model files says so in plain words, the page goes on"

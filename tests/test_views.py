@@ -1,0 +1,126 @@
+"""The small core helpers the dashboard uses: presets, pairs with their own learning rates, the demo set, and the
+read-only tables (history, progress, curves, comparison, disagreements)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from core import data, train, views
+from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
+from core.runs import ConfigError, create_pair_with_rates, create_run
+from core.train import PRESETS, TrainConfig, preset_config, problems_of
+
+
+@pytest.fixture
+def dataset(settings, csv_folder) -> Dataset:
+    check = data.check_dataset(data.files_from_folder(csv_folder), settings)
+    with session_factory(settings.db_url)() as s:
+        return data.save_dataset(s, settings, check, "tiny")
+
+
+def test_presets_are_valid_configs_for_both_methods():
+    for name in PRESETS:
+        for method in ("full", "lora"):
+            config = preset_config(name, method)
+            assert config.method == method and not config.problems(), (name, method)
+    assert preset_config("quick demo", "lora").epochs == 1
+    seed = preset_config("seed article", "lora")
+    assert (seed.epochs, seed.batch_size, seed.max_length, seed.lora_r, seed.lora_alpha) == (5, 32, 64, 8, 32)
+    assert seed.lora_targets == "query,key,value" and seed.weight_decay == 0.001 and seed.lora_dropout == 0.1
+
+
+def test_problems_of_a_pair_name_the_method_only_when_they_differ():
+    full = TrainConfig(method="full", batch_size=0, learning_rate=5e-5)
+    lora = TrainConfig(method="lora", batch_size=0, learning_rate=2.0, lora_r=0)
+    problems = problems_of([full, lora])
+    assert problems[0] == "Batch size must be between 1 and 4096."
+    assert "LoRA: LoRA rank r must be between 1 and 1024." in problems
+    assert any(p.startswith("LoRA: Learning rate") for p in problems)
+    assert problems_of([TrainConfig(method="full")]) == []
+
+
+def test_a_pair_keeps_each_methods_learning_rate_and_a_refused_pair_queues_nothing(settings, dataset):
+    with session_factory(settings.db_url)() as s:
+        full, lora = create_pair_with_rates(s, dataset, "m", TrainConfig(epochs=2), {"full": 2e-5, "lora": None})
+        assert full.pair_id == lora.pair_id and full.config["seed"] == lora.config["seed"]
+        assert full.config["learning_rate"] == 2e-5
+        assert lora.config["learning_rate"] == TrainConfig(method="lora").learning_rate
+        with pytest.raises(ConfigError):
+            create_pair_with_rates(s, dataset, "m", TrainConfig(lora_r=0), {})
+        assert len(views.all_runs(s)) == 2
+
+
+def test_param_counts_before_training(tiny_model):
+    counts = train.param_counts(tiny_model, ["a", "b", "c"], TrainConfig(method="lora", lora_r=2))
+    assert counts["full"][0] == counts["full"][1]
+    assert 0 < counts["lora"][0] < counts["full"][0]
+
+
+def test_demo_dataset_is_stored_once(settings):
+    with session_factory(settings.db_url)() as s:
+        first = data.add_demo_dataset(s, settings)
+        again = data.add_demo_dataset(s, settings)
+        assert first.id == again.id and first.name == data.DEMO_NAME
+        assert first.classes == ["business", "entertainment", "politics", "sports", "tech"]
+        assert views.datasets_frame(s)["train"].tolist() == [first.sizes["train"]]
+
+
+def add_run(s, dataset, status, method="lora", pair_id=None, **values) -> Run:
+    run = create_run(s, dataset, "m", TrainConfig(method=method, batch_size=8), pair_id=pair_id)
+    run.status = status.value
+    for key, value in values.items():
+        setattr(run, key, value)
+    s.commit()
+    return run
+
+
+def test_history_filters_progress_and_latest_pair(settings, dataset):
+    with session_factory(settings.db_url)() as s:
+        a = add_run(s, dataset, RunStatus.COMPLETED, "full", pair_id="p1")
+        b = add_run(s, dataset, RunStatus.COMPLETED, "lora", pair_id="p1")
+        add_run(s, dataset, RunStatus.COMPLETED, "full", pair_id="p2")
+        add_run(s, dataset, RunStatus.FAILED, "lora", pair_id="p2")
+        running = add_run(s, dataset, RunStatus.RUNNING, step=10, total_steps=40)
+        running.started_at = utcnow() - timedelta(seconds=20)
+        s.commit()
+        assert views.latest_pair(s) == [a.id, b.id], "the newest pair whose two runs completed"
+        assert len(views.history_frame(s)) == 5
+        assert views.history_frame(s, statuses=["failed"])["method"].tolist() == ["LoRA"]
+        assert len(views.history_frame(s, methods=["full"], datasets=["tiny"])) == 2
+        assert views.any_active(s) and views.overview(s) == {"datasets": 1, "runs": 5, "active": 1, "completed": 3}
+        done, eta = views.progress(running)
+        assert done == 0.25 and eta == pytest.approx(60, abs=5)
+        assert views.progress(a) == (1.0, None)
+
+
+def test_curves_comparison_confusion_and_disagreements(settings, dataset):
+    classes = ["0", "1", "2"]
+    with session_factory(settings.db_url)() as s:
+        runs = []
+        for preds in ([0, 1, 2, 0], [0, 2, 2, 1]):
+            test = {"classes": classes, "confusion_matrix": [[2, 0, 0], [0, 1, 0], [0, 0, 1]]}
+            run = add_run(s, dataset, RunStatus.COMPLETED, test_metrics=test)
+            s.add_all(
+                Prediction(run_id=run.id, idx=i, text=f"文本 {i}", true_label=[0, 1, 2, 0][i], pred_label=p, probs=[])
+                for i, p in enumerate(preds)
+            )
+            s.add(Metric(run_id=run.id, step=3, epoch=0.5, name="train_loss", value=1.0))
+            runs.append(run)
+        s.commit()
+        curves = views.curves_frame(s, runs)
+        assert curves["examples"].tolist() == [24, 24] and curves["run"].str.startswith("#").all()
+        table = views.compare_frame(runs)
+        assert list(table["run"]) == [views.run_label(r) for r in runs]
+        shares, names = views.confusion(runs[0], normalised=True)
+        assert names == classes and np.allclose(shares.sum(axis=1), 1)
+        disagree = views.disagreements(s, runs)
+        assert disagree["text"].tolist() == ["文本 1", "文本 3"]
+        assert disagree["true label"].tolist() == ["1", "0"]
+        assert disagree.iloc[0, 3:].tolist() == ["1 ✓", "2 ✗"]
+
+        other = add_run(s, dataset, RunStatus.COMPLETED, test_metrics={"classes": classes})
+        with pytest.raises(views.NotComparable, match="no stored test predictions"):
+            views.disagreements(s, [runs[0], other])

@@ -1,0 +1,159 @@
+"""Small UI helpers the pages share: database access, plain-words messages, and the plotly charts."""
+
+from __future__ import annotations
+
+import time
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+from sqlalchemy.orm import sessionmaker
+
+from core import data, models, views, worker
+from core.db import Run, session_factory
+from core.settings import Settings, get_settings
+
+CURVES = {  # metric name -> (subplot column, line style, legend text)
+    "train_loss": (1, "solid", "train loss"),
+    "eval_loss": (1, "dash", "dev loss"),
+    "eval_accuracy": (2, "solid", "dev accuracy"),
+    "eval_f1_macro": (2, "dot", "dev macro-F1"),
+}
+X_AXES = {"step": "Training step", "epoch": "Epoch", "examples": "Examples seen (steps × batch size)"}
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def sessions(write: bool = False) -> sessionmaker:
+    """Sessions for one unit of work. Reads (the default) never wait for the trainer's writes."""
+    return session_factory(settings().db_url, read_only=not write)
+
+
+@st.cache_resource(show_spinner=False)
+def _trainer_starts() -> dict[str, float]:
+    return {}  # database URL -> when this server last started a trainer for it
+
+
+def keep_trainer_running(grace_s: float = 60.0) -> str:
+    """Start the background trainer if none serves this database: 'running', 'starting' or 'down'.
+
+    A new trainer needs several seconds to start and take its lock; no second one is started meanwhile.
+    """
+    current, starts = settings(), _trainer_starts()
+    if worker.worker_alive(current):
+        return "running"
+    last = starts.get(current.db_url)
+    if last is not None and time.monotonic() - last < grace_s:
+        return "starting"
+    starts[current.db_url] = time.monotonic()
+    try:
+        worker.ensure_worker(current)
+    except OSError:  # e.g. the data folder is not writable; the sidebar says so and names the log
+        return "down"
+    return "starting" if last is None else "down"
+
+
+def problems(intro: str, items: list[str]) -> None:
+    """One error box: what happened, then every problem on its own line."""
+    st.error(intro + "\n" + "\n".join(f"- {p}" for p in items))
+
+
+def query_ids(name: str) -> list[int] | None:
+    """Run ids from the URL (?run=3 or ?runs=3,4); None when absent, [] when not numbers."""
+    if name not in st.query_params:
+        return None
+    parts = st.query_params[name].replace(",", " ").split()
+    return [int(p) for p in parts] if all(p.isdigit() for p in parts) else []
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def flash(kind: str, message: str) -> None:
+    """A message to show on the next run of the page (a callback cannot draw on the page itself)."""
+    st.session_state["_flash"] = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop("_flash", (None, None))
+    if kind:
+        getattr(st, kind)(message)
+
+
+def demo_button(key: str) -> None:
+    """The one-click way to a first dataset: store the bundled demo set."""
+    if st.button("Use the demo set", key=key, type="primary", help="Stores about 2,100 BBC News titles in 5 classes."):
+        try:
+            with sessions(write=True)() as s:
+                data.add_demo_dataset(s, settings())
+        except data.DataError as e:
+            return problems("The demo set could not be stored:", e.problems)
+        st.rerun()
+
+
+@st.cache_resource(show_spinner=False)
+def bundled_tokenizer():
+    """For the 'texts longer than N tokens' warning when checking data; None if the model cannot be loaded."""
+    try:
+        return models.load_tokenizer(models.BUNDLED)
+    except (models.ModelSourceError, ImportError):
+        return None
+
+
+def curves_figure(frame, x: str = "step") -> go.Figure:
+    """Loss (left) and dev scores (right) for one or more runs: a colour per run, a line style per metric."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss (lower is better)", "Dev scores (higher is better)"))
+    colours, single = qualitative.Plotly, frame["run"].nunique() == 1
+    for i, (run, rows) in enumerate(frame.groupby("run", sort=False)):
+        for j, (name, (col, dash, text)) in enumerate(CURVES.items()):
+            points = rows[rows["name"] == name]
+            if points.empty:
+                continue
+            colour = colours[(j if single else i) % len(colours)]  # one run: a colour per metric
+            fig.add_trace(
+                go.Scatter(
+                    x=points[x],
+                    y=points["value"],
+                    name=text if single else f"{run}: {text}",
+                    mode="lines+markers" if len(points) < 3 else "lines",
+                    line={"color": colour, "dash": dash},
+                    legendgroup=run,
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text=X_AXES[x])
+    fig.update_layout(height=380, margin={"t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def confusion_figure(run: Run, normalised: bool) -> go.Figure:
+    matrix, classes = views.confusion(run, normalised)
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=classes,
+            y=classes,
+            colorscale="Blues",
+            text=[[f"{v:.0%}" if normalised else f"{v:.0f}" for v in row] for row in matrix],
+            texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+            showscale=False,
+        )
+    )
+    fig.update_layout(
+        title=views.run_label(run),
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        height=360,
+        margin={"t": 50, "b": 10},
+    )
+    return fig
