@@ -51,8 +51,10 @@ def load_artifact(folder: Path) -> Predictor:
 
 
 def load_run(settings: Settings, run: Run) -> Predictor:
-    if run.status != RunStatus.COMPLETED.value or not run.artifact_path:
+    if run.status != RunStatus.COMPLETED.value:
         raise RunNotReady(f"Run {run.id} is {run.status}; only completed runs can predict.")
+    if not run.artifact_path:
+        raise RunNotReady(f"Run {run.id} finished without saving a model, so it cannot predict.")
     folder = settings.data_dir / run.artifact_path
     if not (folder / "lora_lab.json").is_file():
         raise RunNotReady(f"Run {run.id}'s model files are missing from {folder}.")

@@ -48,29 +48,21 @@ def create_run(
     return run
 
 
-def create_pair(session: Session, dataset: Dataset, model_source: str, config: TrainConfig) -> tuple[Run, Run]:
+def create_pair(
+    session: Session,
+    dataset: Dataset,
+    model_source: str,
+    config: TrainConfig,
+    learning_rates: dict[str, float | None] | None = None,
+) -> tuple[Run, Run]:
     """The same data, seed and epochs once with full fine-tuning and once with LoRA.
 
-    Each method keeps its own default learning rate unless the one given was chosen for it.
+    Each method gets its rate from `learning_rates` (None: that method's default); without it, the config's rate
+    goes to the config's method and the other method keeps its default. Both configs are checked before either
+    run is recorded, so a refused pair leaves nothing queued.
     """
-    pair_id = uuid.uuid4().hex[:12]
-    base = config.to_dict()
-    runs = []
-    for method in ("full", "lora"):
-        values = {**base, "method": method}
-        if method != config.method:
-            values["learning_rate"] = None  # the other method's default
-        runs.append(create_run(session, dataset, model_source, TrainConfig.from_dict(values), pair_id))
-    return runs[0], runs[1]
-
-
-def create_pair_with_rates(
-    session: Session, dataset: Dataset, model_source: str, config: TrainConfig, learning_rates: dict[str, float | None]
-) -> tuple[Run, Run]:
-    """A pair as in create_pair, each method with its own learning rate (None: that method's default).
-
-    Both configs are checked before either run is recorded, so a refused pair leaves nothing queued.
-    """
+    if learning_rates is None:
+        learning_rates = {config.method: config.learning_rate}
     configs = [
         TrainConfig.from_dict({**config.to_dict(), "method": method, "learning_rate": learning_rates.get(method)})
         for method in ("full", "lora")

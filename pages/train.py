@@ -183,7 +183,7 @@ if pair or single:
             if target is None:
                 raise data.DataError("This dataset was just deleted. Pick another one.")
             if pair:
-                queued = runs.create_pair_with_rates(s, target, source, configs["lora"], lr)
+                queued = runs.create_pair(s, target, source, configs["lora"], lr)
             else:
                 queued = [runs.create_run(s, target, source, configs[method])]
         except (runs.ConfigError, data.DataError) as e:

@@ -10,7 +10,7 @@ import pytest
 
 from core import data, train, views
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
-from core.runs import ConfigError, create_pair_with_rates, create_run
+from core.runs import ConfigError, create_pair, create_run
 from core.train import PRESETS, TrainConfig, preset_config, problems_of
 
 
@@ -44,12 +44,12 @@ def test_problems_of_a_pair_name_the_method_only_when_they_differ():
 
 def test_a_pair_keeps_each_methods_learning_rate_and_a_refused_pair_queues_nothing(settings, dataset):
     with session_factory(settings.db_url)() as s:
-        full, lora = create_pair_with_rates(s, dataset, "m", TrainConfig(epochs=2), {"full": 2e-5, "lora": None})
+        full, lora = create_pair(s, dataset, "m", TrainConfig(epochs=2), {"full": 2e-5, "lora": None})
         assert full.pair_id == lora.pair_id and full.config["seed"] == lora.config["seed"]
         assert full.config["learning_rate"] == 2e-5
         assert lora.config["learning_rate"] == TrainConfig(method="lora").learning_rate
         with pytest.raises(ConfigError):
-            create_pair_with_rates(s, dataset, "m", TrainConfig(lora_r=0), {})
+            create_pair(s, dataset, "m", TrainConfig(lora_r=0), {})
         assert len(views.all_runs(s)) == 2
 
 
