@@ -5,6 +5,9 @@ import streamlit as st
 import ui
 
 st.set_page_config(page_title="LoRA Lab", page_icon=":material/science:", layout="wide")
+if not ui.signed_in():  # an optional classroom password (.streamlit/secrets.toml); no page opens before it
+    st.navigation([st.Page(ui.sign_in_page, title="Sign in")], position="hidden").run()
+    st.stop()
 page = st.navigation(
     {
         "LoRA Lab": [st.Page("pages/home.py", title="Start", icon=":material/home:", default=True)],

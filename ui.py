@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 import plotly.graph_objects as go
@@ -21,6 +22,26 @@ CURVES = {  # metric name -> (subplot column, line style, legend text)
     "eval_f1_macro": (2, "dot", "dev macro-F1"),
 }
 X_AXES = {"step": "Training step", "epoch": "Epoch", "examples": "Examples seen (steps × batch size)"}
+
+
+def signed_in() -> bool:
+    """On a shared classroom server, the password set as `password` in .streamlit/secrets.toml; else open."""
+    try:
+        expected = st.secrets.get("password")
+    except FileNotFoundError:  # no secrets file: no password
+        return True
+    return not expected or st.session_state.get("app_signed_in", False)
+
+
+def sign_in_page() -> None:
+    st.title("LoRA Lab")
+    given = st.text_input("Password", type="password", key="app_password", help="Ask your teacher for it.")
+    if given:
+        expected = str(st.secrets["password"])
+        if hmac.compare_digest(given.encode(), expected.encode()):  # takes as long whatever is typed
+            st.session_state.app_signed_in = True
+            st.rerun()
+        st.error("That password is not right. Try again.")
 
 
 def settings() -> Settings:

@@ -340,3 +340,20 @@ def test_compare_ignores_unknown_runs_in_the_url_and_predict_names_a_missing_mod
     at.text_area(key="predict_text").set_value("a new phone chip").run()
     assert not at.exception
     assert len(at.error) == 2, "each run without model files says so in plain words, the page goes on"
+
+
+def test_a_classroom_password_guards_every_page(settings):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.secrets["password"] = "lora-class-7"
+    at.run()
+    assert not at.exception
+    assert [t.key for t in at.text_input] == ["app_password"]
+    assert not at.button and not at.file_uploader  # no page opens before the password
+    with pytest.raises(ValueError, match=r"Known pages: \['Sign in'\]"):  # no other page is even registered
+        at.switch_page("pages/data.py")
+    at.text_input(key="app_password").input("wrong").run()
+    assert "not right" in texts(at.error)
+    at.text_input(key="app_password").input("lora-class-7").run()
+    assert not at.exception and "app_password" not in [t.key for t in at.text_input]
+    at.switch_page("pages/data.py").run()  # every page is open now
+    assert not at.exception and at.file_uploader
