@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from core import views
+from core.export import safe_csv
 
 st.title("Compare")
 with ui.sessions()() as s:
@@ -37,7 +38,16 @@ columns = {
     **{c: fmt(format="localized") for c in ("trainable params", "total params")},
     "trainable share": fmt(format="percent"),
 }
-st.dataframe(views.compare_frame(chosen_runs), hide_index=True, column_config=columns)
+scores = views.compare_frame(chosen_runs)
+st.dataframe(scores, hide_index=True, column_config=columns)
+st.download_button(
+    "Download these scores (CSV)",
+    safe_csv(scores),
+    "lora-lab-scores.csv",
+    "text/csv",
+    key="compare_download_scores",
+    help="Opens in Excel; cells that look like formulas are saved as plain text.",
+)
 st.caption("Test scores: higher is better. Model size is what is saved to disk (for LoRA: the add-ons and the head).")
 
 st.subheader("Training curves")
@@ -72,3 +82,11 @@ except views.NotComparable as e:
 else:
     st.caption(f"{len(disagree)} test texts get different labels from these runs (✓ right, ✗ wrong).")
     st.dataframe(disagree, hide_index=True)
+    st.download_button(
+        "Download these texts (CSV)",
+        safe_csv(disagree),
+        "lora-lab-disagreements.csv",
+        "text/csv",
+        key="compare_download_disagreements",
+        help="Opens in Excel; cells that look like formulas are saved as plain text.",
+    )
