@@ -23,7 +23,9 @@ run: setup
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
+# pytest runs beside a real PostgreSQL server and a real Ray head (tests/cluster), started on loopback for the length
+# of the run and stopped after it by scripts/services.sh (which installs Debian's postgresql if missing).
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	BIN=$(BIN) bash scripts/services.sh $(BIN)/pytest

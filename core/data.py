@@ -460,6 +460,11 @@ def find_same_dataset(session: Session, check: DatasetCheck) -> Dataset | None:
 
 def load_split(settings: Settings, dataset: Dataset, split: str) -> pd.DataFrame:
     path = settings.data_dir / dataset.path / f"{split}.csv"
+    if not path.is_file():
+        raise DataError(
+            f"The {split} split of dataset '{dataset.name}' is missing: no file at {path}. When runs train on "
+            "other machines (a Ray cluster), LORALAB_DATA_DIR must be a folder every machine mounts at the same path."
+        )
     return pd.read_csv(path, dtype={"text": str, "label": int}, keep_default_na=False, encoding="utf-8")
 
 

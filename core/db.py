@@ -22,8 +22,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from core.settings import sqlite_path
@@ -88,6 +89,7 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     pid: Mapped[int | None] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(100))  # the Ray job's submission id, for a run on a cluster
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
     # Recorded when training ends
@@ -152,6 +154,7 @@ def _sqlite_begin(conn) -> None:
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x4C6F5241  # a PostgreSQL advisory lock key ("LoRA"): one process migrates at a time
 
 
 def upgrade(engine: Engine) -> None:
@@ -163,6 +166,10 @@ def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Workers on several machines may start together: one migrates, the others wait and find it done.
+            # DDL is transactional there, and the lock is released when this transaction ends.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
@@ -177,7 +184,10 @@ def get_engine(db_url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     else:
-        engine = create_engine(db_url, pool_pre_ping=True)
+        url = make_url(db_url)
+        if url.drivername == "postgresql":  # a plain postgresql:// URL means psycopg 3, the driver we install
+            url = url.set(drivername="postgresql+psycopg")
+        engine = create_engine(url, pool_pre_ping=True)
     if db_file is not None:
         # One process migrates at a time (the dashboard and the worker may start together).
         with open(db_file.with_name(db_file.name + ".migrate-lock"), "a") as lock:

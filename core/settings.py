@@ -20,6 +20,10 @@ class Settings:
     max_text_chars: int = 20_000  # per text; a longer cell is almost always the wrong column
     stale_after_s: float = 60.0  # a running run whose heartbeat is older than this has crashed
     model_roots: tuple[Path, ...] = ()  # local model folders are read only under these (and the data folder)
+    runner: str = "local"  # where a claimed run trains: "local" (a child process) or "ray" (a Ray job)
+    ray_address: str | None = None  # the Ray cluster's dashboard, e.g. http://head:8265 (RAY_ADDRESS)
+    ray_gpus: str = "auto"  # GPUs a Ray job reserves: "auto" (1 if the cluster has any GPU, else 0) or a number
+    ray_python: str | None = None  # the Python on the Ray nodes that has LoRA Lab installed; None: this one's path
 
     @property
     def datasets_dir(self) -> Path:
@@ -42,7 +46,8 @@ def sqlite_path(db_url: str) -> Path | None:
 
 def get_settings(db_url: str | None = None) -> Settings:
     """Settings from LORALAB_DB_URL / LORALAB_DATA_DIR / LORALAB_MAX_UPLOAD_MB / LORALAB_MAX_ROWS /
-    LORALAB_MODEL_ROOTS (folders separated by ':'; default: models/ beside app.py).
+    LORALAB_MODEL_ROOTS (folders separated by ':'; default: models/ beside app.py) / LORALAB_RUNNER /
+    RAY_ADDRESS / LORALAB_RAY_GPUS / LORALAB_RAY_PYTHON.
 
     The data folder defaults to `data/` beside the SQLite file, so a test's temporary database gets a
     temporary data folder too.
@@ -63,4 +68,8 @@ def get_settings(db_url: str | None = None) -> Settings:
             for p in os.environ.get("LORALAB_MODEL_ROOTS", str(PROJECT_ROOT / "models")).split(os.pathsep)
             if p
         ),
+        runner=os.environ.get("LORALAB_RUNNER", "local").strip().lower() or "local",
+        ray_address=os.environ.get("RAY_ADDRESS") or None,
+        ray_gpus=os.environ.get("LORALAB_RAY_GPUS", "auto").strip().lower() or "auto",
+        ray_python=os.environ.get("LORALAB_RAY_PYTHON") or None,
     )

@@ -1,8 +1,11 @@
-"""The long-lived worker: claims queued runs one at a time and trains each in its own child process.
+"""The long-lived worker: claims queued runs one at a time and trains each in its own process.
 
-One worker per data folder (an OS file lock, released by the kernel however the worker dies). The worker
-supervises its child: heartbeat, cancel (the child stops at its next step; a signal if it does not), and
-records `crashed` when the child dies without saying how it ended.
+Where that process runs is the runner's business (core.runners: a child process here, or a Ray job on a
+cluster); the supervising is the same for both: heartbeat, cancel (the run stops at its next step; a signal, or
+stopping the Ray job, if it does not), and `crashed` when the process ends without saying how.
+
+One worker per data folder on a machine (an OS file lock, released by the kernel however the worker dies). On
+PostgreSQL several machines may each run one against the same database: claims are atomic there too.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,18 +23,29 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from core.db import Run, RunStatus, session_factory, utcnow
-from core.settings import PROJECT_ROOT, Settings
+from core.runners import RunnerError, start_run
+from core.settings import PROJECT_ROOT, Settings, sqlite_path
 
 log = logging.getLogger("lora_lab.worker")
-CANCEL_GRACE_S = 10  # after a cancel, how long the child may take to stop by itself before it is signalled
-HEARTBEAT_S = 2
+POLL_S = 0.5  # how often the supervisor checks the process, renews the heartbeat and reads the cancel flag
+LOGS_EVERY_S = 5.0  # how often a Ray job's log is copied into the run's train.log while it trains
 
 
 def claim_next_run(settings: Settings) -> int | None:
-    """Atomically move the oldest queued run to running; None when the queue is empty."""
+    """Atomically move the oldest queued run to running; None when the queue is empty.
+
+    SQLite: the transaction holds the write lock from its start (BEGIN IMMEDIATE). PostgreSQL: the row is locked
+    (FOR UPDATE) and rows another worker has locked are skipped (SKIP LOCKED), so workers never wait on each other.
+    """
     sessions = session_factory(settings.db_url)
     with sessions.begin() as s:
-        run_id = s.scalar(select(Run.id).where(Run.status == RunStatus.QUEUED.value).order_by(Run.id).limit(1))
+        run_id = s.scalar(
+            select(Run.id)
+            .where(Run.status == RunStatus.QUEUED.value)
+            .order_by(Run.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
         if run_id is None:
             return None
         now = utcnow()
@@ -43,68 +57,51 @@ def claim_next_run(settings: Settings) -> int | None:
     return run_id if claimed == 1 else None
 
 
-def _death_reason(returncode: int, log_path) -> str:
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        why = (
-            " This usually means the machine ran out of memory, or someone stopped the process."
-            if name == "SIGKILL"
-            else ""
-        )
-        return f"The training process was killed ({name}) before it finished.{why} Metrics logged so far are kept."
-    return (
-        f"The training process exited (code {returncode}) without recording a result. "
-        f"Its log is at {log_path}. Metrics logged so far are kept."
-    )
-
-
 def supervise(settings: Settings, run_id: int) -> RunStatus:
-    """Run one claimed run in a child process until it ends; record how it ended if the child could not."""
+    """Train one claimed run where the runner setting says, until it ends; record how it ended if it could not."""
     sessions = session_factory(settings.db_url)
     run_dir = settings.runs_dir / str(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / "train.log"
-    env = {**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir), "TOKENIZERS_PARALLELISM": "false"}
-    with open(log_path, "ab") as out:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "core.train",
-                str(run_id),
-                "--db",
-                settings.db_url,
-                "--parent-pid",
-                str(os.getpid()),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            env=env,
-        )
-    cancel_seen = None
-    while child.poll() is None:
-        time.sleep(0.5)
+    try:
+        job = start_run(settings, run_id, run_dir / "train.log")
+    except RunnerError as e:
+        return _record_end(sessions, run_id, RunStatus.FAILED, str(e))
+    if job.job_id:
+        with sessions.begin() as s:
+            s.get(Run, run_id).job_id = job.job_id
+    cancel_seen, stop_level, logs_saved = None, 0, time.monotonic()
+    while (ended := job.poll()) is None:
+        time.sleep(POLL_S)
         with sessions.begin() as s:
             run = s.get(Run, run_id)
             if run.status == RunStatus.RUNNING.value:
-                run.heartbeat_at = utcnow()  # the supervisor vouches for a live child
+                run.heartbeat_at = utcnow()  # the supervisor vouches for a live process
             cancel = run.cancel_requested
         if cancel and cancel_seen is None:
             cancel_seen = time.monotonic()
-        if cancel_seen is not None and child.poll() is None:
+        if cancel_seen is not None:
             waited = time.monotonic() - cancel_seen
-            if waited > 2 * CANCEL_GRACE_S:
-                child.kill()
-            elif waited > CANCEL_GRACE_S:
-                child.terminate()
+            level = 2 if waited > 2 * job.cancel_grace_s else 1 if waited >= job.cancel_grace_s else 0
+            if level > stop_level:  # first ask politely, then force
+                job.stop(force=level == 2)
+                stop_level = level
+        if time.monotonic() - logs_saved > LOGS_EVERY_S:
+            job.save_logs()
+            logs_saved = time.monotonic()
+    job.save_logs()
+    return _record_end(sessions, run_id, RunStatus.CRASHED, ended)
+
+
+def _record_end(sessions, run_id: int, status: RunStatus, error: str) -> RunStatus:
+    """If the run is still marked running, its process could not record its end: record it (cancelled if that was
+    asked for). Returns how the run ended."""
     with sessions.begin() as s:
         run = s.get(Run, run_id)
-        if run.status == RunStatus.RUNNING.value:  # the child could not record its end
+        if run.status == RunStatus.RUNNING.value:
             if run.cancel_requested:
                 run.status, run.error = RunStatus.CANCELLED.value, None
             else:
-                run.status, run.error = RunStatus.CRASHED.value, _death_reason(child.returncode, log_path)
+                run.status, run.error = status.value, error
             run.finished_at = utcnow()
         return RunStatus(run.status)
 
@@ -115,9 +112,9 @@ def reconcile_stale_runs(settings: Settings) -> list[int]:
     cutoff = utcnow() - timedelta(seconds=settings.stale_after_s)
     with sessions.begin() as s:
         stale = s.scalars(
-            select(Run).where(
-                Run.status == RunStatus.RUNNING.value, (Run.heartbeat_at < cutoff) | (Run.heartbeat_at.is_(None))
-            )
+            select(Run)
+            .where(Run.status == RunStatus.RUNNING.value, (Run.heartbeat_at < cutoff) | (Run.heartbeat_at.is_(None)))
+            .with_for_update(skip_locked=True)  # PostgreSQL: another worker reconciling at once takes other rows
         ).all()
         for run in stale:
             run.status = RunStatus.CRASHED.value
@@ -130,19 +127,29 @@ def reconcile_stale_runs(settings: Settings) -> list[int]:
 
 
 def lock_path(settings: Settings):
-    return settings.data_dir / "worker.lock"
+    """SQLite: one worker per data folder. Another database: one per machine and data folder, so that workers on
+    several machines can share a data folder mounted over NFS (where a flock is seen by every machine)."""
+    if sqlite_path(settings.db_url) is not None:
+        return settings.data_dir / "worker.lock"
+    return settings.data_dir / f"worker-{socket.gethostname()}.lock"
 
 
 @contextmanager
-def worker_lock(settings: Settings):
-    """Held for the worker's lifetime; yields False if another worker holds it."""
+def worker_lock(settings: Settings, wait_s: float = 3.0):
+    """Held for the worker's lifetime; yields False if another worker holds it. Waits a moment first, because a
+    dashboard checking whether a worker is alive holds the lock for an instant."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_path(settings), "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.1)
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))
@@ -154,8 +161,18 @@ def worker_lock(settings: Settings):
 
 
 def worker_alive(settings: Settings) -> bool:
-    with worker_lock(settings) as got:
-        return not got
+    """Whether a worker holds the lock. Only looks: writes nothing and holds a shared lock for an instant."""
+    try:
+        f = open(lock_path(settings))
+    except FileNotFoundError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def run_worker(settings: Settings, poll_s: float = 1.0, exit_when_idle: bool = False) -> int:

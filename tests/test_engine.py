@@ -155,7 +155,9 @@ def test_cancel_stops_a_running_run_within_seconds(settings, csv_folder, tiny_mo
 def test_sigkill_of_the_child_ends_crashed_keeps_metrics_and_the_queue_goes_on(settings, csv_folder, tiny_model):
     dataset = store(settings, csv_folder)
     with session_factory(settings.db_url)() as s:
-        doomed = create_run(s, dataset, tiny_model, TrainConfig(method="lora", **{**FAST, "epochs": 100, "batch_size": 8}))
+        doomed = create_run(
+            s, dataset, tiny_model, TrainConfig(method="lora", **{**FAST, "epochs": 100, "batch_size": 8})
+        )
         following = create_run(s, dataset, tiny_model, TrainConfig(method="full", **{**FAST, "epochs": 2}))
     worker = start_worker(settings)
     try:
