@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_rows, write_csv
 from streamlit.testing.v1 import AppTest
 
 from core import data, evaluate, models, views
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.runs import create_pair, create_run
 from core.train import TrainConfig, train_run
+from tests.conftest import make_rows, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["home", "data", "train", "runs", "compare", "predict"]
