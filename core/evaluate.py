@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
 import numpy as np
 import torch
 from sklearn.metrics import (
@@ -12,6 +17,56 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
 )
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16). There, autocast to bf16 makes training and
+    scoring faster and holds accuracy (see bench/); elsewhere bf16 is emulated and slower, so it stays float32.
+    LORALAB_CPU_BF16=0 turns it off, =1 forces it on."""
+    forced = os.environ.get("LORALAB_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def autocast(device: torch.device):
+    """Mixed precision where the hardware has bf16: matrix products in bf16, sensitive ops stay float32."""
+    if bf16_supported(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def cast_linears(model, dtype: torch.dtype, frozen_only: bool = False) -> dict[str, torch.Tensor]:
+    """Cast the weights and biases of the model's nn.Linear layers to dtype in place; return the originals by name.
+
+    Under bf16 autocast a Linear casts its weight to bf16 at every call; cast once beforehand, the results are the
+    same to the bit and the per-call copies are gone. frozen_only: only weights that do not train (LoRA's base)."""
+    originals = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not (frozen_only and module.weight.requires_grad):
+            for pname, param in module.named_parameters(recurse=False):
+                if param.dtype != dtype and param.dtype.is_floating_point:
+                    originals[f"{name}.{pname}"] = param.data
+                    param.data = param.data.to(dtype)
+    return originals
+
+
+def restore_linears(model, originals: dict[str, torch.Tensor]) -> None:
+    """Undo cast_linears (onto the device the model has moved to since)."""
+    params = dict(model.named_parameters())
+    for name, value in originals.items():
+        params[name].data = value.to(params[name].device)
 
 
 def merged(model):
@@ -26,6 +81,8 @@ def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_siz
     """Class probabilities, one row per text, in the order given. Texts are batched by length to pad less."""
     model.eval()
     device = next(model.parameters()).device
+    if bf16_supported(device):
+        cast_linears(model, torch.bfloat16)  # once per model: what autocast computes, without its per-batch copies
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
@@ -33,7 +90,8 @@ def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_siz
         batch = tokenizer(
             [texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
         ).to(device)
-        logits = model(**batch).logits.float()
+        with autocast(device):
+            logits = model(**batch).logits.float()
         out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
     return out
 
