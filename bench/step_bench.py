@@ -1,0 +1,133 @@
+"""Where one training step's time goes, full fine-tuning against LoRA, with each of the engine's CPU speed-ups on/off.
+
+    .venv/bin/python bench/step_bench.py [--data assets/demo] [--model SRC] [--rounds 8] [--profile]
+
+A step is what Trainer does per batch: forward, backward, gradient clipping, fused AdamW. The variants run
+interleaved, round after round, in one process, so that a change in the machine's load hits them alike; the table
+gives each variant's fastest and median step (fastest: the least disturbed by other processes). Variants:
+- padding: to the longest text of the whole set (the article's `padding=True`) or of each batch (ours);
+- precision: float32, or bf16 autocast (ours on CPUs with AMX / AVX-512 BF16);
+- dropout: torch's nn.Dropout, or core.train.FastDropout (ours on CPU);
+- frozen weights (LoRA) cast to bf16 once, or by autocast at every step (core.evaluate.cast_linears).
+With --profile, the operators that take the most time in the engine's configuration, per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from core import data, evaluate, models  # noqa: E402
+from core.train import FastDropout, TrainConfig, wrap_model  # noqa: E402
+
+
+def batches(folder: Path, tokenizer, n: int, seed: int = 0) -> dict[str, list[dict]]:
+    """n random batches of 32 training texts, padded per batch and padded to the longest text of the set."""
+    import pandas as pd
+
+    texts = pd.read_csv(folder / "train.csv", keep_default_na=False)["0"].astype(str).tolist()
+    longest = max(len(ids) for ids in tokenizer(texts, truncation=True, max_length=64)["input_ids"])
+    g = torch.Generator().manual_seed(seed)
+    out = {"batch": [], "set": []}
+    for _ in range(n):
+        chosen = [texts[i] for i in torch.randint(len(texts), (32,), generator=g)]
+        labels = torch.randint(5, (32,), generator=g)
+        for padding, kw in (("batch", {"padding": True}), ("set", {"padding": "max_length", "max_length": longest})):
+            enc = tokenizer(chosen, truncation=True, return_tensors="pt", **kw)
+            out[padding].append({**enc, "labels": labels})
+    return out
+
+
+def make(method: str, source: str, classes: int):
+    torch.manual_seed(0)
+    model = wrap_model(models.load_classifier(source, [str(i) for i in range(classes)]), TrainConfig(method=method))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    return model, params, torch.optim.AdamW(params, lr=1e-5, weight_decay=0.001, fused=True)
+
+
+def set_dropout(model, fast: bool) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.__class__ = FastDropout if fast else torch.nn.Dropout
+
+
+def step(setup, batch: dict, bf16: bool) -> tuple[float, float, float]:
+    model, params, opt = setup
+    t0 = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(**batch).loss
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
+VARIANTS = [  # (name, padding, bf16, FastDropout, frozen weights cast once): the article, then ours step by step
+    ("padded to the set, fp32, nn.Dropout (article)", "set", False, False, False),
+    ("padded per batch", "batch", False, False, False),
+    ("  + bf16 autocast", "batch", True, False, False),
+    ("  + FastDropout", "batch", True, True, False),
+    ("  + frozen weights cast once (ours)", "batch", True, True, True),
+    ("padded per batch, fp32, FastDropout", "batch", False, True, False),
+]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=data.DEMO_DIR)
+    p.add_argument("--model", default=models.BUNDLED)
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--steps", type=int, default=3, help="steps per variant per round")
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args(argv)
+
+    tokenizer = models.load_tokenizer(args.model)
+    sample = batches(args.data, tokenizer, args.steps)
+    setups = {m: make(m, args.model, 5) for m in ("full", "lora")}
+    times = {(m, v[0]): [] for m in setups for v in VARIANTS}
+    for _ in range(args.rounds):
+        for method, setup in setups.items():
+            for name, padding, bf16, fast, cast_once in VARIANTS:
+                set_dropout(setup[0], fast)
+                originals = evaluate.cast_linears(setup[0], torch.bfloat16, frozen_only=True) if cast_once else {}
+                step(setup, sample[padding][0], bf16)  # warm-up after switching
+                times[method, name] += [step(setup, b, bf16) for b in sample[padding]]
+                evaluate.restore_linears(setup[0], originals)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; steps of batch 32; milliseconds")
+    print(f"{'method':6} {'variant':48} {'fastest':>8} {'median':>8} {'fwd':>6} {'bwd':>6} {'optim':>6}")
+    for (method, name), ts in times.items():
+        totals = [sum(t) for t in ts]
+        best = ts[totals.index(min(totals))]
+        print(
+            f"{method:6} {name:48} {min(totals) * 1e3:8.0f} {statistics.median(totals) * 1e3:8.0f} "
+            + " ".join(f"{x * 1e3:6.0f}" for x in best)
+        )
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for method, setup in setups.items():
+            set_dropout(setup[0], True)
+            evaluate.cast_linears(setup[0], torch.bfloat16, frozen_only=True)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for b in sample["batch"]:
+                    step(setup, b, True)
+            print(f"\n{method}, engine configuration:")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The benchmark's smoke mode, run as CI runs it, so that bench/train_bench.py cannot rot. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_smoke_benchmark_prints_json_lines_a_table_and_writes_a_png(tmp_path):
+    out = tmp_path / "bench-out"
+    done = subprocess.run(
+        [sys.executable, "bench/train_bench.py", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LORALAB_")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    measurements = [r for r in lines if r["kind"] == "measurement"]
+    assert {(r["method"], r["pipeline"]) for r in measurements} == {
+        (m, p) for m in ("full", "lora") for p in ("reference", "ours")
+    }
+    for r in measurements:
+        for key in ("train_seconds", "samples_per_second", "peak_memory_mb", "scoring_seconds", "latency_p50_ms"):
+            assert r[key] > 0, key
+        assert 0 <= r["test_accuracy"] <= 1 and 0 <= r["test_f1_macro"] <= 1
+    assert lines[-1]["kind"] == "summary"
+    assert "| method | pipeline | train s | samples/s | ours / ref |" in done.stdout
+    assert [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()] == measurements
+    assert "| lora | ours |" in (out / "table.md").read_text()
+    assert (out / "train_bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
