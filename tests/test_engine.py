@@ -11,53 +11,16 @@ import time
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
-from core import data, models
+from core import models
 from core.db import Metric, Prediction, Run, RunStatus, get_engine, session_factory, utcnow
 from core.runs import ConfigError, create_pair, create_run, request_cancel
 from core.train import TrainConfig
 from core.worker import claim_next_run, reconcile_stale_runs, run_worker
+from tests.helpers import ROOT, get_run, metric_count, start_worker, store, wait_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = {"epochs": 20, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
-
-
-def store(settings, folder, name="tiny"):
-    check = data.check_dataset(data.files_from_folder(folder), settings)
-    assert check.ok, check.errors
-    with session_factory(settings.db_url)() as s:
-        return data.save_dataset(s, settings, check, name)
-
-
-def wait_for(predicate, timeout=90.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
-
-
-def get_run(settings, run_id) -> Run:
-    with session_factory(settings.db_url, read_only=True)() as s:
-        return s.get(Run, run_id)
-
-
-def metric_count(settings, run_id) -> int:
-    with session_factory(settings.db_url, read_only=True)() as s:
-        return s.scalar(select(func.count(Metric.id)).where(Metric.run_id == run_id))
-
-
-def start_worker(settings) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "core", "worker", "--db", settings.db_url],
-        cwd=ROOT,
-        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def test_sqlite_is_in_wal_mode(settings):

@@ -7,16 +7,15 @@ each test that needs a server it does not have is skipped and says why.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from core import data
-from core.db import Metric, Run, get_engine, session_factory
+from core.db import Run, get_engine
 from core.settings import get_settings
+from tests import helpers
 
 PG_URL = os.environ.get("LORALAB_TEST_PG_URL")
 RAY_ADDRESS = os.environ.get("LORALAB_TEST_RAY_ADDRESS")
@@ -93,28 +92,17 @@ class Lab:
         self.settings = settings
 
     def store(self, folder, name="tiny"):
-        check = data.check_dataset(data.files_from_folder(folder), self.settings)
-        assert check.ok, check.errors
-        with session_factory(self.settings.db_url)() as s:
-            return data.save_dataset(s, self.settings, check, name)
+        return helpers.store(self.settings, folder, name)
 
     def run(self, run_id) -> Run:
-        with session_factory(self.settings.db_url, read_only=True)() as s:
-            return s.get(Run, run_id)
+        return helpers.get_run(self.settings, run_id)
 
     def metrics(self, run_id) -> int:
-        with session_factory(self.settings.db_url, read_only=True)() as s:
-            return s.scalar(select(func.count(Metric.id)).where(Metric.run_id == run_id))
+        return helpers.metric_count(self.settings, run_id)
 
     @staticmethod
     def wait(predicate, timeout=120.0, every=0.2):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(every)
-        raise AssertionError("timed out waiting")
+        return helpers.wait_for(predicate, timeout, every)
 
 
 @pytest.fixture

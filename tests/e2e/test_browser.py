@@ -20,6 +20,7 @@ import pytest
 
 from core.db import Run, RunStatus, session_factory
 from core.worker import lock_path
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -120,13 +121,7 @@ def runs_in(db_url: str) -> list[Run]:
 
 
 def wait_until(predicate, timeout: float, what: str, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return wait_for(predicate, timeout, every, what)
 
 
 def test_upload_train_a_pair_watch_compare_predict(server):

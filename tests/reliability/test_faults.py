@@ -2,65 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import time
 
 from sqlalchemy import func, select, text
 
-from core import data
 from core.db import Metric, Run, get_engine, session_factory
 from core.runs import create_run
 from core.train import TrainConfig
 from core.worker import ensure_worker, worker_alive
+from tests.helpers import get_run, metric_count, start_worker, store, wait_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
 
 
-def store(settings, folder):
-    check = data.check_dataset(data.files_from_folder(folder), settings)
-    with session_factory(settings.db_url)() as s:
-        return data.save_dataset(s, settings, check, "tiny")
-
-
-def run_of(settings, run_id) -> Run:
-    with session_factory(settings.db_url, read_only=True)() as s:
-        return s.get(Run, run_id)
-
-
-def metrics_of(settings, run_id) -> int:
-    with session_factory(settings.db_url, read_only=True)() as s:
-        return s.scalar(select(func.count(Metric.id)).where(Metric.run_id == run_id))
-
-
-def wait_for(predicate, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
-
-
-def worker(settings) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "core", "worker", "--db", settings.db_url],
-        cwd=ROOT,
-        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def test_only_one_worker_serves_a_database(settings):
-    first = worker(settings)
+    first = start_worker(settings, output=subprocess.PIPE)
     try:
         wait_for(lambda: worker_alive(settings))
-        second = worker(settings)
+        second = start_worker(settings, output=subprocess.PIPE)
         assert second.wait(timeout=60) == 3
         assert "another worker is already running" in second.stdout.read()
         assert ensure_worker(settings) is False  # the dashboard does not start another one either
@@ -78,24 +38,24 @@ def test_killing_the_worker_mid_run_crashes_the_run_and_a_new_worker_carries_on(
             s, dataset, tiny_model, TrainConfig(method="full", **{**FAST, "epochs": 100, "batch_size": 8})
         )
         after = create_run(s, dataset, tiny_model, TrainConfig(method="full", **FAST))
-    first = worker(settings)
-    wait_for(lambda: metrics_of(settings, doomed.id) > 0)
-    child_pid = run_of(settings, doomed.id).pid
+    first = start_worker(settings, output=subprocess.PIPE)
+    wait_for(lambda: metric_count(settings, doomed.id) > 0)
+    child_pid = get_run(settings, doomed.id).pid
     first.send_signal(signal.SIGKILL)
     first.wait()
     # The orphaned child notices its supervisor is gone, stops at its next step and says so.
-    wait_for(lambda: run_of(settings, doomed.id).status == "crashed", timeout=30)
-    assert "worker that supervised this run stopped" in run_of(settings, doomed.id).error
+    wait_for(lambda: get_run(settings, doomed.id).status == "crashed", timeout=30)
+    assert "worker that supervised this run stopped" in get_run(settings, doomed.id).error
     wait_for(lambda: subprocess.run(["kill", "-0", str(child_pid)], capture_output=True).returncode != 0, 30)
-    kept = metrics_of(settings, doomed.id)
+    kept = metric_count(settings, doomed.id)
     assert kept > 0
-    second = worker(settings)
+    second = start_worker(settings, output=subprocess.PIPE)
     try:
-        wait_for(lambda: run_of(settings, after.id).status == "completed", timeout=120)
+        wait_for(lambda: get_run(settings, after.id).status == "completed", timeout=120)
     finally:
         second.kill()
         second.wait()
-    assert metrics_of(settings, doomed.id) == kept  # nothing logged before the kill was lost
+    assert metric_count(settings, doomed.id) == kept  # nothing logged before the kill was lost
     with get_engine(settings.db_url).connect() as conn:
         assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
 

@@ -1,0 +1,67 @@
+"""Helpers the engine, fault and cluster tests share: store a dataset, start a worker, read a run, wait."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from core import data
+from core.db import Metric, Run, session_factory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def store(settings, folder, name="tiny"):
+    """Check and store the train/dev/test CSVs of a folder, as the Data page does."""
+    check = data.check_dataset(data.files_from_folder(folder), settings)
+    assert check.ok, check.errors
+    with session_factory(settings.db_url)() as s:
+        return data.save_dataset(s, settings, check, name)
+
+
+def wait_for(predicate, timeout=90.0, every=0.2, what="a condition"):
+    """Poll until `predicate()` is truthy and return its value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def get_run(settings, run_id) -> Run:
+    with session_factory(settings.db_url, read_only=True)() as s:
+        return s.get(Run, run_id)
+
+
+def metric_count(settings, run_id) -> int:
+    with session_factory(settings.db_url, read_only=True)() as s:
+        return s.scalar(select(func.count(Metric.id)).where(Metric.run_id == run_id))
+
+
+def metric_rows(settings, run_id) -> list[tuple[str, int, float]]:
+    """(name, step, value) of every logged value of a run, in logging order."""
+    with session_factory(settings.db_url, read_only=True)() as s:
+        rows = s.execute(
+            select(Metric.name, Metric.step, Metric.value).where(Metric.run_id == run_id).order_by(Metric.id)
+        )
+        return [tuple(r) for r in rows]
+
+
+def start_worker(settings, env: dict | None = None, output=subprocess.DEVNULL, **popen) -> subprocess.Popen:
+    """A real worker process (`python -m core worker`) for the settings' database and data folder."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "core", "worker", "--db", settings.db_url],
+        cwd=ROOT,
+        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir), **(env or {})},
+        stdout=output,
+        stderr=subprocess.STDOUT if output is subprocess.PIPE else subprocess.DEVNULL,
+        text=True,
+        **popen,
+    )
