@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core import data, models
 from core.db import Dataset, Run, RunStatus, session_factory
-from core.runs import ConfigError, create_run, request_cancel, summary
+from core.runs import ConfigError, create_run, request_cancel, resume_run, resume_step, summary
 from core.settings import get_settings
 from core.train import TrainConfig
 
@@ -132,6 +132,19 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def cmd_resume(args) -> int:
+    settings = get_settings(args.db)
+    with session_factory(settings.db_url)() as s:
+        run = s.get(Run, args.run_id)
+        step = resume_step(settings, run) if run else None
+        try:
+            resume_run(s, settings, args.run_id)
+        except ValueError as e:
+            raise Refused(str(e)) from None
+    print(f"run {args.run_id}: queued to resume from step {step}")
+    return 0
+
+
 def cmd_worker(args) -> int:
     from core.worker import run_worker
 
@@ -197,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", parents=[db], help="stop a queued or running run")
     p.add_argument("run_id", type=int)
     p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser(
+        "resume", parents=[db], help="queue a crashed, failed or cancelled run to go on from its checkpoint"
+    )
+    p.add_argument("run_id", type=int)
+    p.set_defaults(func=cmd_resume)
     p = sub.add_parser("worker", parents=[db], help="run queued runs one at a time, until stopped")
     p.add_argument("--exit-when-idle", action="store_true", help="stop when the queue is empty")
     p.set_defaults(func=cmd_worker)

@@ -36,6 +36,7 @@ def train_env(settings: Settings) -> dict[str, str]:
     return {
         "LORALAB_DATA_DIR": str(settings.data_dir),
         "LORALAB_MODEL_ROOTS": os.pathsep.join(str(p) for p in settings.model_roots),
+        "LORALAB_CHECKPOINT_SECONDS": str(settings.checkpoint_every_s),
         "TOKENIZERS_PARALLELISM": "false",
     }
 

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import Dataset, Metric, Run, RunStatus, utcnow
-from core.train import TrainConfig
+from core.settings import Settings
+from core.train import TrainConfig, checkpoints_dir, latest_checkpoint
 
 
 class ConfigError(Exception):
@@ -83,6 +84,35 @@ def request_cancel(session: Session, run_id: int) -> Run | None:
     if run.status == RunStatus.QUEUED.value:
         run.status, run.finished_at = RunStatus.CANCELLED.value, utcnow()
     run.cancel_requested = True
+    session.commit()
+    return run
+
+
+RESUMABLE = (RunStatus.CRASHED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
+
+
+def resume_step(settings: Settings, run: Run) -> int | None:
+    """The step an ended, unfinished run can go on from (its last checkpoint); None if it cannot."""
+    if run.status not in RESUMABLE:
+        return None
+    found = latest_checkpoint(checkpoints_dir(settings, run.id))
+    return found[1] if found else None
+
+
+def resume_run(session: Session, settings: Settings, run_id: int) -> Run:
+    """Queue a crashed, failed or cancelled run again: it goes on from its last checkpoint, in the same history
+    (what was logged after the checkpoint is logged again). Raises ValueError, in plain words, if it cannot."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise ValueError(f"There is no run {run_id}.")
+    if resume_step(settings, run) is None:
+        if run.status not in RESUMABLE:
+            raise ValueError(f"Run {run_id} is {run.status}: only a crashed, failed or cancelled run can resume.")
+        raise ValueError(
+            f"Run {run_id} has no checkpoint to resume from (it saves one every "
+            f"{settings.checkpoint_every_s:g} s of training). Launch it again from the Train page."
+        )
+    run.status, run.error, run.finished_at, run.cancel_requested = RunStatus.QUEUED.value, None, None, False
     session.commit()
     return run
 

@@ -19,6 +19,7 @@ class Settings:
     max_rows: int = 1_000_000  # per split
     max_text_chars: int = 20_000  # per text; a longer cell is almost always the wrong column
     stale_after_s: float = 60.0  # a running run whose heartbeat is older than this has crashed
+    checkpoint_every_s: float = 120.0  # a training run saves a checkpoint this often, to resume from after a crash
     model_roots: tuple[Path, ...] = ()  # local model folders are read only under these (and the data folder)
     runner: str = "local"  # where a claimed run trains: "local" (a child process) or "ray" (a Ray job)
     ray_address: str | None = None  # the Ray cluster's dashboard, e.g. http://head:8265 (RAY_ADDRESS)
@@ -46,6 +47,7 @@ def sqlite_path(db_url: str) -> Path | None:
 
 def get_settings(db_url: str | None = None) -> Settings:
     """Settings from LORALAB_DB_URL / LORALAB_DATA_DIR / LORALAB_MAX_UPLOAD_MB / LORALAB_MAX_ROWS /
+    LORALAB_CHECKPOINT_SECONDS /
     LORALAB_MODEL_ROOTS (folders separated by ':'; default: models/ beside app.py) / LORALAB_RUNNER /
     RAY_ADDRESS / LORALAB_RAY_GPUS / LORALAB_RAY_PYTHON.
 
@@ -63,6 +65,7 @@ def get_settings(db_url: str | None = None) -> Settings:
         data_dir=data_dir.resolve(),
         max_upload_mb=int(os.environ.get("LORALAB_MAX_UPLOAD_MB", 200)),
         max_rows=int(os.environ.get("LORALAB_MAX_ROWS", 1_000_000)),
+        checkpoint_every_s=float(os.environ.get("LORALAB_CHECKPOINT_SECONDS", 120)),
         model_roots=tuple(
             Path(p).expanduser().resolve()
             for p in os.environ.get("LORALAB_MODEL_ROOTS", str(PROJECT_ROOT / "models")).split(os.pathsep)

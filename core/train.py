@@ -7,10 +7,12 @@ classification head train; everything after that (data, Trainer, callback, evalu
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 import traceback
@@ -19,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from sklearn.metrics import accuracy_score, f1_score
 from sqlalchemy import delete, update
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from core import evaluate, models
-from core.data import load_split
+from core.data import DataError, load_split
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.settings import Settings, get_settings
 
@@ -213,25 +217,80 @@ def dev_metrics(eval_pred) -> dict:
     }
 
 
+class EpochSeededSampler(LengthGroupedSampler):
+    """Batches of similar lengths (less padding), in an order set by the seed and the epoch alone: the Trainer calls
+    set_epoch at each epoch's start, so a run resumed mid-epoch meets the batches an unbroken run would have met."""
+
+    def __init__(self, batch_size: int, dataset, seed: int):
+        super().__init__(batch_size, dataset=dataset, model_input_name="input_ids")
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + int(epoch))
+
+
+class LabTrainer(Trainer):
+    def _get_train_sampler(self, train_dataset=None):
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps  # per update, as in the Trainer
+        return EpochSeededSampler(batch, train_dataset or self.train_dataset, self.args.seed)
+
+
+CHECKPOINT_STATE = "lora_lab_state.json"  # written last into a checkpoint folder: without it, the folder is partial
+
+
+def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
+    """The newest complete checkpoint in a run's trainer folder, and its step; None if there is none."""
+    found = [
+        (int(path.name.removeprefix("checkpoint-")), path)
+        for path in folder.glob("checkpoint-*")
+        if path.name.removeprefix("checkpoint-").isdigit() and (path / CHECKPOINT_STATE).is_file()
+    ]
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
 class RunRecorder(TrainerCallback):
-    """Writes losses and evaluations to the database, keeps the heartbeat, obeys the cancel flag, and keeps
-    the best weights by dev accuracy in memory (a copy of the trainable weights, no checkpoint files)."""
+    """Writes losses and evaluations to the database, keeps the heartbeat, obeys the cancel flag, keeps the best
+    weights by dev accuracy in memory (a copy of the trainable weights), and asks for a checkpoint every
+    `checkpoint_every_s` seconds, so that a crashed run can resume. A checkpoint also holds the best weights so far
+    and the training time; only the newest checkpoint is kept."""
 
     LOGGED = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
-    def __init__(self, sessions, run_id: int, parent_pid: int | None):
+    def __init__(self, sessions, run_id: int, parent_pid: int | None, checkpoint_every_s: float):
         self.sessions, self.run_id, self.parent_pid = sessions, run_id, parent_pid
-        self.last_beat = 0.0
+        self.checkpoint_every_s = checkpoint_every_s
+        self.last_beat = self.last_save = 0.0
         self.cancelled = self.orphaned = False
         self.best_accuracy = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_step = self.last_eval_step = None
+        self.seconds_before = 0.0  # training time of earlier processes, for a resumed run
+        self.started = time.perf_counter()
+
+    def resume_from(self, checkpoint: Path) -> None:
+        saved = json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+        self.best_accuracy, self.best_step = saved["best_accuracy"], saved["best_step"]
+        self.seconds_before = saved["train_seconds"]
+        if (checkpoint / "best.safetensors").is_file():
+            self.best_state = load_file(checkpoint / "best.safetensors")
+
+    def train_seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.last_save = time.perf_counter()
         with self.sessions.begin() as s:
-            s.execute(update(Run).where(Run.id == self.run_id).values(total_steps=state.max_steps, step=0))
+            s.execute(
+                update(Run).where(Run.id == self.run_id).values(total_steps=state.max_steps, step=state.global_step)
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.last_save >= self.checkpoint_every_s:
+            control.should_save = True  # the Trainer saves after this step's logging and evaluation
         now = time.monotonic()
         if now - self.last_beat < 1.0:
             return
@@ -242,6 +301,24 @@ class RunRecorder(TrainerCallback):
         self.orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
         if self.cancelled or self.orphaned:
             control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        """The Trainer has written model, optimizer, scheduler and random states: add ours, then mark it complete."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.best_state is not None:
+            save_file(
+                {n: t.detach().cpu().contiguous() for n, t in self.best_state.items()}, folder / "best.safetensors"
+            )
+        saved = {
+            "best_accuracy": self.best_accuracy,
+            "best_step": self.best_step,
+            "train_seconds": self.train_seconds(),
+        }
+        (folder / CHECKPOINT_STATE).write_text(json.dumps(saved), encoding="utf-8")
+        for old in Path(args.output_dir).glob("checkpoint-*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+        self.last_save = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         rows = []
@@ -333,21 +410,23 @@ def save_artifact(model, tokenizer, run: Run, config: TrainConfig, classes: list
         }
         (tmp / "lora_lab.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         if folder.exists():
-            import shutil
-
             shutil.rmtree(folder)
         tmp.rename(folder)
-    except OSError as e:
-        raise TrainingError(
-            f"Could not write the trained model to {folder.parent}: {e.strerror or e}. "
-            "Free some disk space or fix the folder's permissions, then launch the run again."
-        ) from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a write that failed (disk full, say) leaves nothing behind
+        raise
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def _set_run(sessions, run_id: int, **values) -> None:
     with sessions.begin() as s:
         s.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def _add_note(sessions, run_id: int, note: str) -> None:
+    with sessions.begin() as s:
+        run = s.get(Run, run_id)
+        run.notes = [*(run.notes or []), note]
 
 
 def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) -> RunStatus:
@@ -370,30 +449,46 @@ def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) ->
             raise TrainingError("The run's dataset was deleted before it could train. Choose another dataset.")
         status, values = _train(settings, sessions, run, dataset, parent_pid)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the run in plain words
-        status, values = RunStatus.FAILED, {"error": plain_error(e, run)}
+        status, values = RunStatus.FAILED, {"error": plain_error(e, run, settings.runs_dir / str(run_id))}
         traceback.print_exc()
     _set_run(sessions, run_id, status=status.value, finished_at=utcnow(), heartbeat_at=utcnow(), **values)
     return status
 
 
-def plain_error(e: Exception, run: Run) -> str:
-    if isinstance(e, TrainingError | models.ModelSourceError):
+def out_of_memory(e: BaseException) -> bool:
+    """A GPU out of memory (torch.OutOfMemoryError), or a CPU allocation that failed."""
+    text = str(e).lower()
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+WRITE_FAILURES = ("no space left", "file too large", "disk quota", "read-only file system", "permission denied")
+
+
+def plain_error(e: Exception, run: Run, folder: Path) -> str:
+    """What went wrong, for the run's page; `folder` is where the run writes (checkpoints, model)."""
+    if isinstance(e, TrainingError | models.ModelSourceError | DataError):
         return str(e)
-    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+    if out_of_memory(e):
         batch = max(1, int(run.config.get("batch_size", 32)) // 2)
         hint = "" if run.method == "lora" else " or LoRA"
         return f"Out of memory: try batch size {batch}{hint}."
+    if isinstance(e, OSError) and e.filename or any(failure in str(e).lower() for failure in WRITE_FAILURES):
+        return (  # safetensors reports a failed write in its own error type, without the file's name
+            f"Could not save to {getattr(e, 'filename', None) or folder}: {getattr(e, 'strerror', None) or e}. "
+            "Free some disk space or make that folder writable, then resume the run or launch it again."
+        )
     return f"Training stopped with an unexpected error ({type(e).__name__}: {e}). The full report is in the run's log."
+
+
+def checkpoints_dir(settings: Settings, run_id: int) -> Path:
+    return settings.runs_dir / str(run_id) / "trainer"
 
 
 def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid) -> tuple[RunStatus, dict]:
     config = TrainConfig.from_dict(run.config)
-    set_seed(config.seed)
     classes = list(dataset.classes)
     splits = {s: load_split(settings, dataset, s) for s in ("train", "dev", "test")}
     tokenizer = models.load_tokenizer(run.model_source)
-    model = wrap_model(models.load_classifier(run.model_source, classes), config)
-    trainable, total = count_params(model)
 
     def encode(df, by_length: bool = False):
         encodings = dict(tokenizer(df["text"].tolist(), truncation=True, max_length=config.max_length))
@@ -405,59 +500,58 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         return EncodedTexts(encodings, labels)
 
     train_set, dev_set = encode(splits["train"]), encode(splits["dev"], by_length=True)
-    steps_per_epoch = max(1, -(-len(train_set) // config.batch_size))
-    on_gpu = torch.cuda.is_available()
-    bf16 = evaluate.bf16_supported(torch.device("cuda" if on_gpu else "cpu"))
-    if not on_gpu:
-        use_fast_dropout(model)  # on a GPU, dropout's mask is already cheap (a fused kernel)
-    args = TrainingArguments(
-        output_dir=str(settings.runs_dir / str(run.id) / "trainer"),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size * 2,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_steps=int(config.warmup_ratio * steps_per_epoch * config.epochs),
-        eval_strategy="steps",
-        eval_steps=max(1, steps_per_epoch // config.evals_per_epoch),
-        logging_steps=max(1, min(10, steps_per_epoch // 5)),
-        save_strategy="no",  # the best weights are kept in memory by RunRecorder
-        train_sampling_strategy="group_by_length",  # similar lengths together: less padding per batch
-        seed=config.seed,
-        use_cpu=not on_gpu,
-        bf16=bf16,  # autocast: on a GPU, and on CPUs with bf16 units (AMX / AVX-512 BF16)
-        fp16=on_gpu and not bf16,
-        report_to="none",
-        disable_tqdm=True,
-    )
-    recorder = RunRecorder(sessions, run.id, parent_pid)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=dev_set,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=dev_metrics,
-        callbacks=[recorder],
-    )
-    # LoRA's frozen weights never change: cast them to bf16 once rather than at every step (autocast would).
-    full_precision = evaluate.cast_linears(model, torch.bfloat16, frozen_only=True) if bf16 else {}
-    started = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - started
-    evaluate.restore_linears(model, full_precision)
+    # Out of memory: halve the batch and accumulate gradients over twice the steps (the same examples per update),
+    # and go on from the last checkpoint; at batch size 1 there is nothing left to halve.
+    batch, accumulation = config.batch_size, 1
+    while True:
+        try:
+            model, trainer, recorder = _fit(
+                settings,
+                sessions,
+                run,
+                config,
+                tokenizer,
+                classes,
+                train_set,
+                dev_set,
+                batch,
+                accumulation,
+                parent_pid,
+            )
+            break
+        except Exception as e:
+            if not out_of_memory(e):
+                raise
+            if batch == 1:
+                other = "" if config.method == "lora" else "LoRA, "
+                raise TrainingError(
+                    f"Out of memory, even at batch size 1: try {other}a shorter max length or a smaller model."
+                ) from e
+            traceback.print_exc()
+        batch, accumulation = (batch + 1) // 2, accumulation * 2
+        gc.collect()  # the failed attempt's model, optimizer and activations
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        _add_note(
+            sessions,
+            run.id,
+            f"Out of memory: went on at batch size {batch}, accumulating gradients over {accumulation} steps "
+            f"({batch * accumulation} examples per update).",
+        )
     if recorder.orphaned:
         return RunStatus.CRASHED, {"error": "The worker that supervised this run stopped, so the run was abandoned."}
     if recorder.cancelled:
         return RunStatus.CANCELLED, {"error": None}
     if recorder.last_eval_step != trainer.state.global_step:
         trainer.evaluate()  # the final weights are a candidate for "best" too
+    train_seconds = recorder.train_seconds()
+    trainable, total = count_params(model)
     recorder.restore_best(model)
     model.eval()
 
     folder = artifact_dir(settings, run.id)
     artifact_bytes = save_artifact(model, tokenizer, run, config, classes, folder)
+    shutil.rmtree(checkpoints_dir(settings, run.id), ignore_errors=True)  # the artifact holds what is worth keeping
     scorer = evaluate.merged(model)
     test = splits["test"]
     probs = evaluate.predict_proba(scorer, tokenizer, test["text"].tolist(), config.max_length)
@@ -490,6 +584,60 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         "test_metrics": metrics,
         "error": None,
     }
+
+
+def _fit(settings, sessions, run, config, tokenizer, classes, train_set, dev_set, batch, accumulation, parent_pid):
+    """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder."""
+    set_seed(config.seed)
+    model = wrap_model(models.load_classifier(run.model_source, classes), config)
+    output_dir = checkpoints_dir(settings, run.id)
+    checkpoint = latest_checkpoint(output_dir)
+    recorder = RunRecorder(sessions, run.id, parent_pid, settings.checkpoint_every_s)
+    with sessions.begin() as s:  # what was logged after the checkpoint is logged again as training redoes it
+        s.execute(delete(Metric).where(Metric.run_id == run.id, Metric.step > (checkpoint[1] if checkpoint else 0)))
+    if checkpoint:
+        recorder.resume_from(checkpoint[0])
+        _add_note(sessions, run.id, f"Resumed from the checkpoint at step {checkpoint[1]}.")
+    steps_per_epoch = max(1, -(-len(train_set) // config.batch_size))
+    on_gpu = torch.cuda.is_available()
+    bf16 = evaluate.bf16_supported(torch.device("cuda" if on_gpu else "cpu"))
+    if not on_gpu:
+        use_fast_dropout(model)  # on a GPU, dropout's mask is already cheap (a fused kernel)
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        per_device_eval_batch_size=batch * 2,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=int(config.warmup_ratio * steps_per_epoch * config.epochs),
+        eval_strategy="steps",
+        eval_steps=max(1, steps_per_epoch // config.evals_per_epoch),
+        logging_steps=max(1, min(10, steps_per_epoch // 5)),
+        save_strategy="no",  # checkpoints are timed by RunRecorder; the best weights are kept in memory
+        seed=config.seed,
+        use_cpu=not on_gpu,
+        bf16=bf16,  # autocast: on a GPU, and on CPUs with bf16 units (AMX / AVX-512 BF16)
+        fp16=on_gpu and not bf16,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = LabTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=dev_metrics,
+        callbacks=[recorder],
+    )
+    # LoRA's frozen weights never change: cast them to bf16 once rather than at every step (autocast would).
+    full_precision = evaluate.cast_linears(model, torch.bfloat16, frozen_only=True) if bf16 else {}
+    trainer.train(resume_from_checkpoint=str(checkpoint[0]) if checkpoint else None)
+    evaluate.restore_linears(model, full_precision)
+    return model, trainer, recorder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,11 +61,20 @@ def supervise(settings: Settings, run_id: int) -> RunStatus:
     """Train one claimed run where the runner setting says, until it ends; record how it ended if it could not."""
     sessions = session_factory(settings.db_url)
     run_dir = settings.runs_dir / str(run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
         job = start_run(settings, run_id, run_dir / "train.log")
     except RunnerError as e:
         return _record_end(sessions, run_id, RunStatus.FAILED, str(e))
+    except OSError as e:  # the data folder is full, read-only, or in the way: this run fails, the worker goes on
+        where = e.filename or run_dir
+        return _record_end(
+            sessions,
+            run_id,
+            RunStatus.FAILED,
+            f"Could not create {where}: {e.strerror or e}. Free some disk space or "
+            "make the data folder writable, then launch the run again.",
+        )
     if job.job_id:
         with sessions.begin() as s:
             s.get(Run, run_id).job_id = job.job_id

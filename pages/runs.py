@@ -57,6 +57,16 @@ def show_run(run_id: int) -> None:
             st.error(run.error or "The run ended without saying why. Launch it again from the Train page.")
         elif run.status == RunStatus.CANCELLED.value:
             st.warning("This run was cancelled. Curves logged before that are kept.")
+        step = runs.resume_step(ui.settings(), run)
+        if step is not None and st.button(
+            f"Resume from step {step}",
+            key="runs_resume",
+            type="primary",
+            help="Goes on from the run's last checkpoint, in this same history. Steps after it are trained again.",
+        ):
+            with ui.sessions(write=True)() as s:
+                runs.resume_run(s, ui.settings(), run_id)
+            st.rerun()  # queued again: the whole page follows it live
         elif run.status == RunStatus.COMPLETED.value:
             test = run.test_metrics or {}
             c1, c2, c3, c4 = st.columns(4)

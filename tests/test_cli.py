@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from core.train import CHECKPOINT_STATE, checkpoints_dir
 from tests.conftest import make_rows, write_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,12 +71,21 @@ def test_train_prints_one_json_object_then_status_and_predict(settings, csv_fold
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4
 
 
-def test_submit_queues_and_cancel_cancels(settings, csv_folder, tiny_model):
+def test_submit_queues_cancel_cancels_and_resume_needs_a_checkpoint(settings, csv_folder, tiny_model):
     out = cli("submit", *split_args(csv_folder), "--model", tiny_model, settings=settings)
     assert out.returncode == 0, out.stderr
     run_id = out.stdout.strip()
     assert json.loads(cli("status", run_id, "--json", settings=settings).stdout)["status"] == "queued"
     assert "cancelled" in cli("cancel", run_id, settings=settings).stdout
+
+    out = cli("resume", run_id, settings=settings)
+    assert out.returncode == 2 and "has no checkpoint to resume from" in out.stderr
+    checkpoint = checkpoints_dir(settings, int(run_id)) / "checkpoint-10"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / CHECKPOINT_STATE).write_text("{}")
+    out = cli("resume", run_id, settings=settings)
+    assert out.returncode == 0 and out.stdout.strip() == f"run {run_id}: queued to resume from step 10"
+    assert json.loads(cli("status", run_id, "--json", settings=settings).stdout)["status"] == "queued"
 
 
 def test_refused_input_exits_non_zero_with_a_plain_message(settings, tmp_path, tiny_model):

@@ -40,20 +40,19 @@ def test_runs_queued_from_many_threads_are_each_claimed_exactly_once(settings, c
 
     with ThreadPoolExecutor(10) as pool:
         queued = sorted(pool.map(queue, range(30)))
-    claimed: list[int] = []
-    lock = threading.Lock()
+    by_claimer: list[list[int]] = [[] for _ in range(4)]
 
-    def claim_all():
+    def claim_all(mine: list[int]):
         while (run_id := claim_next_run(settings)) is not None:
-            with lock:
-                claimed.append(run_id)
+            mine.append(run_id)
 
-    threads = [threading.Thread(target=claim_all) for _ in range(4)]
+    threads = [threading.Thread(target=claim_all, args=(mine,)) for mine in by_claimer]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(claimed) == queued  # none lost, none twice
+    assert sorted(sum(by_claimer, [])) == queued  # none lost, none twice
+    assert all(mine == sorted(mine) for mine in by_claimer)  # each claim takes the oldest run still queued
     with session_factory(settings.db_url, read_only=True)() as s:
         assert s.scalar(select(func.count()).where(Run.status == "running")) == 30
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core import data, evaluate, models, views
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.runs import create_pair, create_run
-from core.train import TrainConfig, train_run
+from core.train import CHECKPOINT_STATE, TrainConfig, checkpoints_dir, train_run
 from tests.conftest import make_rows, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -278,6 +278,22 @@ def test_runs_history_filter_open_and_cancel(settings, populated):
 
     at.button(key="runs_back").click().run()
     assert "run" not in at.query_params and at.dataframe
+
+
+def test_a_crashed_run_with_a_checkpoint_resumes_from_its_page(settings, populated):
+    checkpoint = checkpoints_dir(settings, populated["crashed"]) / "checkpoint-10"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / CHECKPOINT_STATE).write_text("{}")  # what marks a checkpoint as complete
+    at = open_page("runs", run=str(populated["crashed"]))
+    assert at.button(key="runs_resume").label == "Resume from step 10"
+    at.button(key="runs_resume").click().run()
+    assert not at.exception
+    with session_factory(settings.db_url)() as s:
+        run = s.get(Run, populated["crashed"])
+        assert (run.status, run.error, run.finished_at) == ("queued", None, None)
+    assert "Waiting for the trainer" in texts(at.info)
+    for other in ("failed", "cancelled", "completed_full"):  # no checkpoint, or nothing left to do
+        assert "runs_resume" not in [b.key for b in open_page("runs", run=str(populated[other])).button]
 
 
 def test_runs_view_shows_the_end_of_a_run(settings, populated):
