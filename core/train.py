@@ -17,6 +17,7 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -289,8 +290,11 @@ class RunRecorder(TrainerCallback):
             )
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.perf_counter() - self.last_save >= self.checkpoint_every_s:
-            control.should_save = True  # the Trainer saves after this step's logging and evaluation
+        due = time.perf_counter() - self.last_save >= self.checkpoint_every_s
+        if due and state.global_step % args.logging_steps == 0:
+            # Saved at a step that logs (after its logging and evaluation): a resumed run's first logged loss then
+            # averages the same steps as an unbroken run's.
+            control.should_save = True
         now = time.monotonic()
         if now - self.last_beat < 1.0:
             return
@@ -503,21 +507,10 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     # Out of memory: halve the batch and accumulate gradients over twice the steps (the same examples per update),
     # and go on from the last checkpoint; at batch size 1 there is nothing left to halve.
     batch, accumulation = config.batch_size, 1
+    fit = partial(_fit, settings, sessions, run, config, tokenizer, classes, train_set, dev_set, parent_pid=parent_pid)
     while True:
         try:
-            model, trainer, recorder = _fit(
-                settings,
-                sessions,
-                run,
-                config,
-                tokenizer,
-                classes,
-                train_set,
-                dev_set,
-                batch,
-                accumulation,
-                parent_pid,
-            )
+            model, trainer, recorder = fit(batch, accumulation)
             break
         except Exception as e:
             if not out_of_memory(e):
@@ -542,9 +535,9 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         return RunStatus.CRASHED, {"error": "The worker that supervised this run stopped, so the run was abandoned."}
     if recorder.cancelled:
         return RunStatus.CANCELLED, {"error": None}
+    train_seconds = recorder.train_seconds()
     if recorder.last_eval_step != trainer.state.global_step:
         trainer.evaluate()  # the final weights are a candidate for "best" too
-    train_seconds = recorder.train_seconds()
     trainable, total = count_params(model)
     recorder.restore_best(model)
     model.eval()
