@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core import data, models
 from core.db import Dataset, Run, RunStatus, session_factory
-from core.runs import ConfigError, create_run, request_cancel, resume_run, resume_step, summary
+from core.runs import ConfigError, create_run, request_cancel, resume_run, summary
 from core.settings import get_settings
 from core.train import TrainConfig
 
@@ -135,10 +135,8 @@ def cmd_cancel(args) -> int:
 def cmd_resume(args) -> int:
     settings = get_settings(args.db)
     with session_factory(settings.db_url)() as s:
-        run = s.get(Run, args.run_id)
-        step = resume_step(settings, run) if run else None
         try:
-            resume_run(s, settings, args.run_id)
+            step = resume_run(s, settings, args.run_id)
         except ValueError as e:
             raise Refused(str(e)) from None
     print(f"run {args.run_id}: queued to resume from step {step}")

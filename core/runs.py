@@ -99,13 +99,15 @@ def resume_step(settings: Settings, run: Run) -> int | None:
     return found[1] if found else None
 
 
-def resume_run(session: Session, settings: Settings, run_id: int) -> Run:
+def resume_run(session: Session, settings: Settings, run_id: int) -> int:
     """Queue a crashed, failed or cancelled run again: it goes on from its last checkpoint, in the same history
-    (what was logged after the checkpoint is logged again). Raises ValueError, in plain words, if it cannot."""
+    (what was logged after the checkpoint is logged again). Returns the checkpoint's step. Raises ValueError, in
+    plain words, if it cannot."""
     run = session.get(Run, run_id)
     if run is None:
         raise ValueError(f"There is no run {run_id}.")
-    if resume_step(settings, run) is None:
+    step = resume_step(settings, run)
+    if step is None:
         if run.status not in RESUMABLE:
             raise ValueError(f"Run {run_id} is {run.status}: only a crashed, failed or cancelled run can resume.")
         raise ValueError(
@@ -114,7 +116,7 @@ def resume_run(session: Session, settings: Settings, run_id: int) -> Run:
         )
     run.status, run.error, run.finished_at, run.cancel_requested = RunStatus.QUEUED.value, None, None, False
     session.commit()
-    return run
+    return step
 
 
 def metrics_frame(session: Session, run_ids: list[int]) -> pd.DataFrame:

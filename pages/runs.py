@@ -64,8 +64,11 @@ def show_run(run_id: int) -> None:
             type="primary",
             help="Goes on from the run's last checkpoint, in this same history. Steps after it are trained again.",
         ):
-            with ui.sessions(write=True)() as s:
-                runs.resume_run(s, ui.settings(), run_id)
+            try:
+                with ui.sessions(write=True)() as s:
+                    runs.resume_run(s, ui.settings(), run_id)
+            except ValueError as e:  # resumed or deleted meanwhile, from another tab
+                return st.error(str(e))
             st.rerun()  # queued again: the whole page follows it live
         elif run.status == RunStatus.COMPLETED.value:
             test = run.test_metrics or {}
