@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import get_settings
+from tests.helpers import save_bert
 
 WORDS = {
     0: ["goal", "match", "team", "coach", "league", "striker", "cup", "score"],
@@ -70,21 +71,11 @@ def csv_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A tiny BERT (about 20 thousand parameters) saved with save_pretrained, loaded through the real code."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+    from transformers import BertTokenizer
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab += sorted({w for ws in WORDS.values() for w in ws} | set(FILLER))
     vocab += sorted({ch for ws in CHINESE.values() for w in ws for ch in w} | set("新闻：") | set("0123456789"))
     tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_bert(folder, tokenizer)

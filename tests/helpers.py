@@ -24,6 +24,24 @@ def store(settings, folder, name="tiny"):
         return data.save_dataset(s, settings, check, name)
 
 
+def save_bert(folder, tokenizer, hidden=32, layers=2, heads=2, intermediate=64) -> str:
+    """A BERT classifier with random weights and this tokenizer, saved as save_pretrained saves a downloaded one, so
+    that the real loading code reads it."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=128,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 def wait_for(predicate, timeout=90.0, every=0.2, what="a condition"):
     """Poll until `predicate()` is truthy and return its value; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

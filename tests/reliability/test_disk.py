@@ -16,7 +16,7 @@ from sqlalchemy import text
 from core.db import get_engine, session_factory
 from core.runs import create_run
 from core.train import TrainConfig, artifact_dir
-from tests.helpers import get_run, metric_count, start_worker, store, wait_for
+from tests.helpers import get_run, metric_count, save_bert, start_worker, store, wait_for
 
 LIMIT = 8 * 2**20  # bytes a process may write to one file; the model below is about 19 MB
 CONFIG = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
@@ -25,21 +25,10 @@ CONFIG = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
 @pytest.fixture(scope="module")
 def large_model(tiny_model, tmp_path_factory) -> str:
     """The tiny model's vocabulary in a BERT of 4.7 M parameters: larger than LIMIT as one weights file."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer
 
-    folder = tmp_path_factory.mktemp("large-bert")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=384,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=768,
-        max_position_embeddings=128,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_bert(tmp_path_factory.mktemp("large-bert"), tokenizer, hidden=384, layers=4, heads=4, intermediate=768)
 
 
 def limit_file_size():
