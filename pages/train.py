@@ -22,7 +22,12 @@ FIELDS = {  # widget key -> (TrainConfig field, label, step, one-line help)
         0.05,
         "Share of steps that slowly raise the learning rate.",
     ),
-    "train_evals_per_epoch": ("evals_per_epoch", "Dev checks per epoch", 1, "The best-scoring check is kept."),
+    "train_evals_per_epoch": (
+        "evals_per_epoch",
+        "Dev checks per epoch",
+        1,
+        "The check with the lowest dev loss gives the final model.",
+    ),
     "train_seed": ("seed", "Seed", 1, "Same seed, same shuffling: makes the pair a fair comparison."),
     "train_lora_r": ("lora_r", "LoRA rank r", 1, "Size of the add-on matrices; larger trains more weights."),
     "train_lora_alpha": ("lora_alpha", "LoRA alpha", 1, "Scales the add-ons' effect (by alpha / r)."),

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from core import models
 from core.db import Metric, Prediction, Run, RunStatus, get_engine, session_factory, utcnow
 from core.runs import ConfigError, create_pair, create_run, request_cancel
-from core.train import TrainConfig
+from core.train import RunRecorder, TrainConfig
 from core.worker import claim_next_run, reconcile_stale_runs, run_worker
 from tests.helpers import ROOT, get_run, metric_count, start_worker, store, wait_for
 
@@ -186,6 +186,23 @@ def test_invalid_hyperparameters_are_refused(settings, csv_folder, tiny_model, v
     with session_factory(settings.db_url)() as s, pytest.raises(ConfigError) as err:
         create_run(s, dataset, tiny_model, TrainConfig(**values))
     assert expected in str(err.value)
+
+
+def test_the_weights_of_the_evaluation_with_the_lowest_dev_loss_are_kept():
+    """As the seed article's load_best_model_at_end: the lowest dev loss wins, not the highest dev accuracy."""
+    import torch
+
+    recorder = RunRecorder(sessions=None, run_id=1, parent_pid=None, checkpoint_every_s=120)
+    model = torch.nn.Linear(2, 2)
+    evaluations = [(0.9, 0.70), (0.5, 0.60), (0.7, 0.90), (float("nan"), 0.95)]  # (dev loss, dev accuracy)
+    for step, (loss, accuracy) in enumerate(evaluations, start=1):
+        with torch.no_grad():
+            model.weight.fill_(step)
+        state = type("State", (), {"global_step": step})()
+        recorder.on_evaluate(None, state, None, metrics={"eval_loss": loss, "eval_accuracy": accuracy}, model=model)
+    recorder.restore_best(model)
+    assert recorder.best_step == 2
+    assert torch.equal(model.weight, torch.full((2, 2), 2.0))
 
 
 def test_model_sources(tiny_model, tmp_path, monkeypatch):
