@@ -322,6 +322,7 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=data.DEMO_DIR, help="train.csv, dev.csv, test.csv (text 0, label 1)")
     p.add_argument("--model", default=models.BUNDLED, help="bundled model (default), Hugging Face id or folder")
     p.add_argument("--methods", default="full,lora")
+    p.add_argument("--pipelines", default="reference,ours", help="ours alone: try an engine change quickly")
     p.add_argument("--epochs", type=float, default=5.0, help="the article's 5 by default")
     p.add_argument("--reps", type=int, default=2, help="repetitions of each pipeline, alternating")
     p.add_argument("--batch-size", type=int, default=32)
@@ -404,7 +405,7 @@ def bench(args, methods: list[str], work: Path) -> int:
             # Each repetition its own seed, the same for both pipelines: accuracy is then compared over as many
             # seeds as repetitions (one seed's result moves by a point or more with the data order alone).
             config = TrainConfig.from_dict({**config.to_dict(), "seed": args.seed + rep})
-            for pipeline in PIPELINES:  # alternating A B A B: drifting load hits both alike
+            for pipeline in [p for p in PIPELINES if p in args.pipelines]:  # A B A B: drifting load hits both alike
                 load = load_avg()
                 if pipeline == "reference":
                     m = measure_reference(args, method, config, work, classes)
