@@ -205,6 +205,34 @@ def test_the_weights_of_the_evaluation_with_the_lowest_dev_loss_are_kept():
     assert torch.equal(model.weight, torch.full((2, 2), 2.0))
 
 
+def test_length_batches_cover_every_text_once_and_mostly_hold_one_length():
+    from core.evaluate import length_batches
+
+    lengths = [5, 3, 5, 9, 3, 3, 7, 5, 5, 2, 5, 3, 9, 9, 9, 9, 1]
+    batches = length_batches(lengths, batch_size=4)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= 4 for b in batches)
+    assert [lengths[b[0]] for b in batches] == sorted(lengths[b[0]] for b in batches)  # shortest first
+    # A batch is cut where the length changes once it holds batch_size // 4 = 1 text: one length per batch here.
+    assert all(len({lengths[i] for i in b}) == 1 for b in batches)
+    # With a larger quarter, lengths with few texts share a batch with their neighbours.
+    assert any(len({lengths[i] for i in b}) > 1 for b in length_batches(lengths, batch_size=8))
+
+
+def test_scoring_in_batches_gives_each_text_what_it_gets_alone(tiny_model, monkeypatch):
+    """Batching by length, padding and reordering change nothing: each row is its own text's, in the order given."""
+    from core import evaluate
+
+    monkeypatch.setattr(evaluate, "bf16_supported", lambda device: False)  # float32: equal to rounding
+    model = models.load_classifier(tiny_model, ["a", "b", "c"])
+    tokenizer = models.load_tokenizer(tiny_model)
+    texts = ["markets stocks", "新闻：股票", "goal", "stocks bank rates profit", "", "球队 比赛 新闻：", "goal"]
+    texts += [f"stocks {'goal ' * n}" for n in range(20)]
+    together = evaluate.predict_proba(model, tokenizer, texts, max_length=16, batch_size=4)
+    alone = np.concatenate([evaluate.predict_proba(model, tokenizer, [t], max_length=16) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
 def test_model_sources(tiny_model, tmp_path, monkeypatch):
     assert models.resolve(models.BUNDLED).endswith("model")
     model = models.load_classifier(models.BUNDLED, ["a", "b"])
