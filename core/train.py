@@ -328,7 +328,8 @@ class RunRecorder(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         rows = []
         for key, value in (logs or {}).items():
-            name = self.LOGGED.get(key, key if key.startswith("eval_") else None)
+            timing = key.endswith(("_runtime", "_per_second"))  # the Trainer's clock, not something learned
+            name = self.LOGGED.get(key, key if key.startswith("eval_") and not timing else None)
             if name and isinstance(value, int | float) and np.isfinite(value):
                 rows.append(
                     Metric(
