@@ -57,6 +57,13 @@ def show_run(run_id: int) -> None:
             st.error(run.error or "The run ended without saying why. Launch it again from the Train page.")
         elif run.status == RunStatus.CANCELLED.value:
             st.warning("This run was cancelled. Curves logged before that are kept.")
+        elif run.status == RunStatus.COMPLETED.value:
+            test = run.test_metrics or {}
+            c1, c2, c3, c4 = st.columns(4)
+            c1.metric("Test accuracy", f"{test.get('accuracy', 0):.1%}")
+            c2.metric("Test macro-F1", f"{test.get('f1_macro', 0):.3f}")
+            c3.metric("Training time", ui.duration(run.train_seconds))
+            c4.metric("Trained weights", f"{run.trainable_params or 0:,}")
         step = runs.resume_step(ui.settings(), run)
         if step is not None and st.button(
             f"Resume from step {step}",
@@ -70,13 +77,6 @@ def show_run(run_id: int) -> None:
             except ValueError as e:  # resumed or deleted meanwhile, from another tab
                 return st.error(str(e))
             st.rerun()  # queued again: the whole page follows it live
-        elif run.status == RunStatus.COMPLETED.value:
-            test = run.test_metrics or {}
-            c1, c2, c3, c4 = st.columns(4)
-            c1.metric("Test accuracy", f"{test.get('accuracy', 0):.1%}")
-            c2.metric("Test macro-F1", f"{test.get('f1_macro', 0):.3f}")
-            c3.metric("Training time", ui.duration(run.train_seconds))
-            c4.metric("Trained weights", f"{run.trainable_params or 0:,}")
         if curves.empty:
             st.caption("Curves appear after the first logged steps.")
         else:
