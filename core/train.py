@@ -489,6 +489,14 @@ def plain_error(e: Exception, run: Run, folder: Path) -> str:
     return f"Training stopped with an unexpected error ({type(e).__name__}: {e}). The full report is in the run's log."
 
 
+def smaller_batch(examples: int, accumulation: int) -> tuple[int, int]:
+    """The next way to make updates of `examples` from smaller batches: (batch, accumulation steps) with
+    batch x accumulation == examples exactly, so the run's batches and updates stay as configured (16: 8 x 2,
+    then 4 x 4; 12: 6 x 2, then 4 x 3; a prime 7: 1 x 7)."""
+    steps = next(d for d in range(accumulation + 1, examples + 1) if examples % d == 0)
+    return examples // steps, steps
+
+
 def checkpoints_dir(settings: Settings, run_id: int) -> Path:
     return settings.runs_dir / str(run_id) / "trainer"
 
@@ -509,8 +517,8 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         return EncodedTexts(encodings, labels)
 
     train_set, dev_set = encode(splits["train"]), encode(splits["dev"], by_length=True)
-    # Out of memory: halve the batch and accumulate gradients over twice the steps (the same examples per update),
-    # and go on from the last checkpoint; at batch size 1 there is nothing left to halve.
+    # Out of memory: a smaller batch, accumulating gradients over more steps (the same examples per update), going
+    # on from the last checkpoint; at batch size 1 there is nothing left to split.
     batch, accumulation = config.batch_size, 1
     fit = partial(_fit, settings, sessions, run, config, tokenizer, classes, train_set, dev_set, parent_pid=parent_pid)
     while True:
@@ -526,7 +534,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
                     f"Out of memory, even at batch size 1: try {other}a shorter max length or a smaller model."
                 ) from e
             traceback.print_exc()
-        batch, accumulation = (batch + 1) // 2, accumulation * 2
+        batch, accumulation = smaller_batch(config.batch_size, accumulation)
         gc.collect()  # the failed attempt's model, optimizer and activations
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

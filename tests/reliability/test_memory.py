@@ -1,4 +1,4 @@
-"""Out of memory: the run goes on with half the batch and twice the gradient accumulation, or fails in plain words.
+"""Out of memory: the run goes on with a smaller batch and more gradient accumulation, or fails in plain words.
 
 The error is injected where a real one is raised, in the training step, as torch raises it on a GPU
 (torch.OutOfMemoryError) and on a CPU (RuntimeError from the allocator), for batches larger than a cap.
@@ -12,7 +12,7 @@ from transformers import Trainer
 
 from core.db import session_factory
 from core.runs import create_run
-from core.train import TrainConfig, train_run
+from core.train import TrainConfig, smaller_batch, train_run
 from tests.helpers import get_run, metric_rows, store
 
 CONFIG = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}  # 96 rows: 6 updates an epoch
@@ -74,3 +74,17 @@ def test_out_of_memory_at_batch_size_one_fails_with_advice(
     assert seen == [16, 8, 4, 2, 1]
     assert failed.error == f"Out of memory, even at batch size 1: {advice} max length or a smaller model."
     assert failed.artifact_path is None and failed.test_metrics is None
+
+
+def test_a_smaller_batch_keeps_the_examples_per_update_exactly():
+    def splits(examples):
+        batch, steps, out = examples, 1, []
+        while batch > 1:
+            batch, steps = smaller_batch(examples, steps)
+            out.append((batch, steps))
+        return out
+
+    assert splits(16) == [(8, 2), (4, 4), (2, 8), (1, 16)]
+    assert splits(12) == [(6, 2), (4, 3), (3, 4), (2, 6), (1, 12)]
+    assert splits(7) == [(1, 7)]
+    assert splits(1) == []
