@@ -7,7 +7,7 @@ interleaved, round after round, in one process, so that a change in the machine'
 gives each variant's fastest and median step (fastest: the least disturbed by other processes). Variants:
 - padding: to the longest text of the whole set (the article's `padding=True`) or of each batch (ours);
 - precision: float32, or bf16 autocast (ours on CPUs with AMX / AVX-512 BF16);
-- dropout: torch's nn.Dropout, or core.train.FastDropout (ours on CPU);
+- dropout: torch's nn.Dropout, or core.trainer.FastDropout (ours on CPU);
 - frozen weights (LoRA) cast to bf16 once, or by autocast at every step (core.evaluate.cast_linears).
 With --profile, the operators that take the most time in the engine's configuration, per method.
 """
@@ -27,7 +27,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core import data, evaluate, models  # noqa: E402
-from core.train import FastDropout, TrainConfig, wrap_model  # noqa: E402
+from core.config import TrainConfig  # noqa: E402
+from core.methods import wrap_model  # noqa: E402
+from core.trainer import FastDropout  # noqa: E402
 
 
 def batches(folder: Path, tokenizer, n: int, seed: int = 0) -> dict[str, list[dict]]:

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from a clean clone: the engine is imported from the tree
 
 from core import data, models  # noqa: E402
-from core.train import TrainConfig  # noqa: E402
+from core.config import TrainConfig  # noqa: E402
 
 PIPELINES = ("reference", "ours")
 PASSES = 10  # timed passes over the test set for each pipeline; the fastest counts (one pass moves by 40 % here)

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from core import data, models
+from core.config import TrainConfig
 from core.db import Dataset, Run, RunStatus, session_factory
 from core.runs import ConfigError, create_run, request_cancel, resume_run, summary
 from core.settings import get_settings
-from core.train import TrainConfig
 
 
 class Refused(Exception):

@@ -8,9 +8,10 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.config import TrainConfig
 from core.db import Dataset, Metric, Run, RunStatus, utcnow
+from core.recorder import checkpoints_dir, latest_checkpoint
 from core.settings import Settings
-from core.train import TrainConfig, checkpoints_dir, latest_checkpoint
 
 
 class ConfigError(Exception):

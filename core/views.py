@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import models
+from core.config import METHOD_NAMES
 from core.db import ACTIVE, Dataset, Prediction, Run, RunStatus, utcnow
 from core.runs import metrics_frame
-from core.train import METHOD_NAMES
 
 HISTORY_COLUMNS = [
     "run",

@@ -4,8 +4,8 @@ import streamlit as st
 
 import ui
 from core import models, runs, views
+from core.config import METHOD_NAMES
 from core.db import Run, RunStatus
-from core.train import METHOD_NAMES
 
 BADGE = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange"}
 POLL_S = 2.0  # how often an active run's view reads the database

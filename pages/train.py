@@ -3,7 +3,8 @@
 import streamlit as st
 
 import ui
-from core import data, models, runs, train, views
+from core import data, failures, methods, models, runs, views
+from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config, problems_of
 from core.db import Dataset
 
 MODEL_KINDS = [
@@ -43,8 +44,8 @@ LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 
 
 def apply_preset() -> None:
-    name = st.session_state.get("train_preset", next(iter(train.PRESETS)))
-    configs = {m: train.preset_config(name, m) for m in ("full", "lora")}
+    name = st.session_state.get("train_preset", next(iter(PRESETS)))
+    configs = {m: preset_config(name, m) for m in ("full", "lora")}
     for key, (field, _, step, _) in FIELDS.items():
         value = getattr(configs["lora"], field)
         st.session_state[key] = type(step)(value) if step is not None else value
@@ -54,8 +55,8 @@ def apply_preset() -> None:
 
 @st.cache_data(max_entries=16, show_spinner="Loading the model to count its parameters…")
 def param_counts(source: str, classes: tuple, r: int, alpha: int, dropout: float, targets: str) -> dict:
-    config = train.TrainConfig(method="lora", lora_r=r, lora_alpha=alpha, lora_dropout=dropout, lora_targets=targets)
-    return train.param_counts(source, list(classes), config)
+    config = TrainConfig(method="lora", lora_r=r, lora_alpha=alpha, lora_dropout=dropout, lora_targets=targets)
+    return methods.param_counts(source, list(classes), config)
 
 
 st.title("Train")
@@ -100,12 +101,12 @@ elif kind == MODEL_KINDS[2]:
 source = source.strip()
 st.radio(
     "Preset",
-    list(train.PRESETS),
+    list(PRESETS),
     key="train_preset",
     persist_state="session",
     on_change=apply_preset,
     horizontal=True,
-    captions=[p["about"] for p in train.PRESETS.values()],
+    captions=[p["about"] for p in PRESETS.values()],
     help="Ready-made settings; change any of them under Details.",
 )
 if "train_epochs" not in st.session_state:
@@ -113,7 +114,7 @@ if "train_epochs" not in st.session_state:
 method = st.radio(
     "Method for a single run",
     ["lora", "full"],
-    format_func=train.METHOD_NAMES.get,
+    format_func=METHOD_NAMES.get,
     key="train_method",
     persist_state="session",
     horizontal=True,
@@ -141,9 +142,9 @@ with st.expander("Details: every setting"):
         )
         for i, (m, step) in enumerate((("full", 1e-5), ("lora", 1e-4)))
     }
-configs = {m: train.TrainConfig(method=m, learning_rate=lr[m], **values) for m in ("full", "lora")}
+configs = {m: TrainConfig(method=m, learning_rate=lr[m], **values) for m in ("full", "lora")}
 
-problems = train.problems_of(list(configs.values()))
+problems = problems_of(list(configs.values()))
 model_ok = bool(source)
 if not source:
     st.warning("Type the model's name or folder.")
@@ -155,13 +156,13 @@ elif source:
         for col, (m, (trainable, total)) in zip(st.columns(2), counts.items()):
             share = f"{trainable / total:.2%} of {total:,}"
             col.metric(
-                f"{train.METHOD_NAMES[m]} trains",
+                f"{METHOD_NAMES[m]} trains",
                 f"{trainable:,} weights",
                 share,
                 delta_color="off",
                 delta_arrow="off",
             )
-    except (models.ModelSourceError, train.TrainingError) as e:
+    except (models.ModelSourceError, failures.TrainingError) as e:
         model_ok = False
         st.error(str(e))
 
@@ -176,7 +177,7 @@ pair = c1.button(
 )
 single_off = not model_ok or bool(configs[method].problems())
 single = c2.button(
-    f"Queue one {train.METHOD_NAMES[method]} run",
+    f"Queue one {METHOD_NAMES[method]} run",
     key="train_single",
     disabled=single_off,
     help="Just the method chosen above.",

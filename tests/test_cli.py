@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from core.train import CHECKPOINT_STATE, checkpoints_dir
+from core.recorder import CHECKPOINT_STATE, checkpoints_dir
 from tests.conftest import make_rows, write_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

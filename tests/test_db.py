@@ -11,9 +11,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from core import data
+from core.config import TrainConfig
 from core.db import Base, Metric, Run, get_engine, session_factory
 from core.runs import create_run
-from core.train import TrainConfig
 from core.worker import claim_next_run
 
 

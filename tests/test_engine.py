@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select, text
 
 from core import models
+from core.config import TrainConfig
 from core.db import Metric, Prediction, Run, RunStatus, get_engine, session_factory, utcnow
+from core.recorder import RunRecorder
 from core.runs import ConfigError, create_pair, create_run, request_cancel
-from core.train import RunRecorder, TrainConfig
 from core.worker import claim_next_run, reconcile_stale_runs, run_worker
 from tests.helpers import ROOT, get_run, metric_count, start_worker, store, wait_for
 

@@ -12,9 +12,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import data, evaluate, models, views
+from core.config import TrainConfig
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
+from core.recorder import CHECKPOINT_STATE, checkpoints_dir
 from core.runs import create_pair, create_run
-from core.train import CHECKPOINT_STATE, TrainConfig, checkpoints_dir, train_run
+from core.train import train_run
 from tests.conftest import make_rows, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,9 +14,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
+from core.config import TrainConfig
 from core.db import MIGRATIONS, Base, Prediction, Run, get_engine, session_factory
 from core.runs import create_pair, create_run
-from core.train import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

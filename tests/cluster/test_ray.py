@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
+from core.config import TrainConfig
 from core.db import Run, session_factory
 from core.runners import RayRunner, RunnerError
 from core.runs import create_pair, create_run, request_cancel
-from core.train import TrainConfig
 from core.worker import run_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
+from core.config import TrainConfig
 from core.db import RunStatus, session_factory
 from core.runners import death_reason, train_command
 from core.runs import create_run
-from core.train import TrainConfig
 from core.worker import supervise
 
 

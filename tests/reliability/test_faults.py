@@ -7,9 +7,9 @@ import subprocess
 
 from sqlalchemy import func, select, text
 
+from core.config import TrainConfig
 from core.db import Metric, Run, get_engine, session_factory
 from core.runs import create_run
-from core.train import TrainConfig
 from core.worker import ensure_worker, worker_alive
 from tests.helpers import get_run, metric_count, start_worker, store, wait_for
 

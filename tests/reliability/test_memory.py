@@ -10,9 +10,11 @@ import pytest
 import torch
 from transformers import Trainer
 
+from core.config import TrainConfig
 from core.db import session_factory
+from core.failures import smaller_batch
 from core.runs import create_run
-from core.train import TrainConfig, smaller_batch, train_run
+from core.train import train_run
 from tests.helpers import get_run, metric_rows, store
 
 CONFIG = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}  # 96 rows: 6 updates an epoch

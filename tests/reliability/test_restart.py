@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from core import data
+from core.config import TrainConfig
 from core.db import Run, session_factory
 from core.runs import create_run
 from core.settings import get_settings
-from core.train import TrainConfig
 from tests.e2e.test_browser import ARGS, CHROMIUM, ROOT, free_port, wait_until
 
 pytestmark = [

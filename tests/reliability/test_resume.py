@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from core.config import TrainConfig
 from core.db import get_engine, session_factory
+from core.recorder import checkpoints_dir, latest_checkpoint
 from core.runs import create_run, resume_run, resume_step
-from core.train import TrainConfig, checkpoints_dir, latest_checkpoint
 from tests.helpers import get_run, metric_rows, start_worker, store, wait_for
 
 CONFIG = {"epochs": 8, "batch_size": 8, "evals_per_epoch": 1, "max_length": 32}  # 12 steps an epoch, 96 in all

@@ -1,0 +1,39 @@
+"""A finished run's model folder: weights as safetensors, tokenizer, and what a reload needs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from core.config import TrainConfig
+from core.db import Run
+from core.settings import Settings
+
+
+def artifact_dir(settings: Settings, run_id: int) -> Path:
+    return settings.runs_dir / str(run_id) / "model"
+
+
+def save_artifact(model, tokenizer, run: Run, config: TrainConfig, classes: list[str], folder: Path) -> int:
+    """Weights as safetensors (for LoRA: adapters plus the classification head), tokenizer, and what a reload
+    needs. Written to a temporary folder first, so a half-written artifact never stands in place."""
+    tmp = folder.with_name(folder.name + ".partial")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        meta = {
+            "method": config.method,
+            "model_source": run.model_source,
+            "classes": classes,
+            "max_length": config.max_length,
+        }
+        (tmp / "lora_lab.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a write that failed (disk full, say) leaves nothing behind
+        raise
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())

@@ -1,0 +1,114 @@
+"""What a run is asked to do: TrainConfig, the dashboard's presets, and the checks of both. No torch here, so pages
+and commands that only read or check settings start fast."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class TrainConfig:
+    method: str = "lora"  # "full" trains every weight; "lora" trains low-rank adapters and the head
+    epochs: float = 3.0  # passes over the training set
+    batch_size: int = 32  # the seed article's batch size
+    learning_rate: float | None = None  # None: 5e-5 for full, 1e-3 for LoRA (adapters start at zero and need more)
+    weight_decay: float = 0.001  # as in the seed article
+    warmup_ratio: float = 0.1  # share of steps spent ramping the learning rate up from zero
+    max_length: int = 64  # tokens per text; longer texts are cut (the seed's news titles fit)
+    evals_per_epoch: int = 2  # dev-set evaluations per epoch; the weights with the lowest dev loss are kept
+    seed: int = 42  # same seed, same data order and head initialisation: a fair full-vs-LoRA pair
+    lora_r: int = 8  # adapter rank (seed article)
+    lora_alpha: int = 32  # adapter scale numerator: updates are scaled by alpha / r (seed article)
+    lora_dropout: float = 0.1  # dropout on the adapter input (seed article)
+    lora_targets: str = "query,key,value"  # attention projections that get adapters (BERT names)
+
+    def __post_init__(self):
+        if self.learning_rate is None:
+            self.learning_rate = 5e-5 if self.method == "full" else 1e-3
+
+    def problems(self) -> list[str]:
+        """Invalid values, in plain words; empty when the config can be trained."""
+        out = []
+        if self.method not in ("full", "lora"):
+            out.append(f"Method must be 'full' or 'lora', not '{self.method}'.")
+        if not 0 < self.epochs <= 100:
+            out.append("Epochs must be more than 0 and at most 100.")
+        if not 1 <= self.batch_size <= 4096:
+            out.append("Batch size must be between 1 and 4096.")
+        if not 0 < self.learning_rate < 1:
+            out.append("Learning rate must be more than 0 and less than 1 (try 5e-5 for full, 5e-4 for LoRA).")
+        if not 0 <= self.weight_decay < 1:
+            out.append("Weight decay must be at least 0 and less than 1.")
+        if not 0 <= self.warmup_ratio < 1:
+            out.append("Warmup share must be at least 0 and less than 1.")
+        if not 8 <= self.max_length <= 512:
+            out.append("Max length must be between 8 and 512 tokens.")
+        if not 1 <= self.evals_per_epoch <= 100:
+            out.append("Evaluations per epoch must be between 1 and 100.")
+        if self.method == "lora":
+            if not 1 <= self.lora_r <= 1024:
+                out.append("LoRA rank r must be between 1 and 1024.")
+            if self.lora_alpha <= 0:
+                out.append("LoRA alpha must be more than 0.")
+            if not 0 <= self.lora_dropout < 1:
+                out.append("LoRA dropout must be at least 0 and less than 1.")
+            if not self.target_modules:
+                out.append("Name at least one LoRA target module (for BERT: query,key,value).")
+        return out
+
+    @property
+    def target_modules(self) -> list[str]:
+        return [t.strip() for t in self.lora_targets.split(",") if t.strip()]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# The dashboard's presets, as data so the numbers can be tuned here. "config" holds TrainConfig fields shared by
+# both methods; "learning_rates" holds each method's own rate (None: TrainConfig's default for that method).
+PRESETS: dict[str, dict] = {
+    "quick demo": {
+        "about": "One pass over the data: a first result in minutes, to see that everything works.",
+        "config": {"epochs": 1},
+        "learning_rates": {"full": None, "lora": None},
+    },
+    "seed article": {
+        "about": "The settings of the article this project started from: 5 epochs, batch 32, LoRA r=8, alpha=32.",
+        "config": {
+            "epochs": 5,
+            "batch_size": 32,
+            "max_length": 64,
+            "weight_decay": 0.001,
+            "lora_r": 8,
+            "lora_alpha": 32,
+            "lora_dropout": 0.1,
+            "lora_targets": "query,key,value",
+        },
+        "learning_rates": {"full": None, "lora": None},
+    },
+}
+
+
+METHOD_NAMES = {"full": "Full fine-tuning", "lora": "LoRA"}
+
+
+def problems_of(configs: list[TrainConfig]) -> list[str]:
+    """The problems of several configs as one list: those they share once, the others named by method."""
+    lists = [c.problems() for c in configs]
+    shared = set.intersection(*map(set, lists)) if len(lists) > 1 else set()
+    out = [p for p in lists[0] if p in shared] if shared else []
+    for config, problems in zip(configs, lists):
+        prefix = f"{METHOD_NAMES.get(config.method, config.method)}: " if len(lists) > 1 else ""
+        out += [prefix + p for p in problems if p not in shared]
+    return out
+
+
+def preset_config(name: str, method: str) -> TrainConfig:
+    """A preset filled in for one method."""
+    preset = PRESETS[name]
+    return TrainConfig(**{**preset["config"], "method": method, "learning_rate": preset["learning_rates"].get(method)})

@@ -1,0 +1,75 @@
+"""The transformers Trainer as the engine uses it, and what it is fed: texts tokenized once, batches in an order
+fixed by the seed and the epoch, a cheaper dropout mask on CPU, the dev-set metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+
+class EncodedTexts(torch.utils.data.Dataset):
+    """Texts tokenized once, unpadded: the collator pads each batch to its own longest text."""
+
+    def __init__(self, encodings: dict, labels):
+        self.encodings, self.labels = encodings, list(labels)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        item = {k: v[i] for k, v in self.encodings.items()}
+        item["labels"] = self.labels[i]
+        return item
+
+
+class FastDropout(torch.nn.Dropout):
+    """nn.Dropout with a cheaper mask: 16 random bits per element, four from each 64-bit draw, where nn.Dropout
+    draws a double per element. On a CPU the random draws are most of dropout's cost, and LoRA adds one dropout per
+    adapted layer (18 in a 6-layer BERT) to the model's own: the masks were a quarter of a LoRA step (bench/).
+    An element is dropped with probability p to within 1/65536; the random stream is torch's seeded generator."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= round(self.p * 65536) - 32768
+        return x * (keep.to(x.dtype) * (1 / (1 - self.p)))
+
+
+def use_fast_dropout(model) -> None:
+    """Every plain nn.Dropout of the model (the model's own and LoRA's) becomes a FastDropout, in place: same
+    module, same p, nothing saved differs."""
+    for module in model.modules():
+        if type(module) is torch.nn.Dropout and not module.inplace:
+            module.__class__ = FastDropout
+
+
+def dev_metrics(eval_pred) -> dict:
+    preds = np.argmax(eval_pred.predictions, axis=-1)
+    return {
+        "accuracy": accuracy_score(eval_pred.label_ids, preds),
+        "f1_macro": f1_score(eval_pred.label_ids, preds, average="macro", zero_division=0),
+    }
+
+
+class EpochSeededSampler(LengthGroupedSampler):
+    """Batches of similar lengths (less padding), in an order set by the seed and the epoch alone: the Trainer calls
+    set_epoch at each epoch's start, so a run resumed mid-epoch meets the batches an unbroken run would have met."""
+
+    def __init__(self, batch_size: int, dataset, seed: int):
+        super().__init__(batch_size, dataset=dataset, model_input_name="input_ids")
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + int(epoch))
+
+
+class LabTrainer(Trainer):
+    def _get_train_sampler(self, train_dataset=None):
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps  # per update, as in the Trainer
+        return EpochSeededSampler(batch, train_dataset or self.train_dataset, self.args.seed)
