@@ -22,6 +22,13 @@ CURVES = {  # metric name -> (subplot column, line style, legend text)
     "eval_f1_macro": (2, "dot", "dev macro-F1"),
 }
 X_AXES = {"step": "Training step", "epoch": "Epoch", "examples": "Examples seen (steps × batch size)"}
+# Shares in tables, shown as everywhere else ('73.7 %'): give the column views.in_percent(share) values.
+PERCENT_COLUMN = st.column_config.NumberColumn(format="%.1f %%")
+
+
+def glossary(*terms: str) -> str:
+    """The plain glossary lines of these terms, for a help text or a caption."""
+    return " ".join(views.GLOSSARY[t] for t in terms)
 
 
 def signed_in() -> bool:
