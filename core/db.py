@@ -85,13 +85,18 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED.value, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)  # the first start; a resume keeps it
+    resumed_at: Mapped[datetime | None] = mapped_column(DateTime)  # the latest resume, if any
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     pid: Mapped[int | None] = mapped_column(Integer)
     job_id: Mapped[str | None] = mapped_column(String(100))  # the Ray job's submission id, for a run on a cluster
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
+    # Where the training process began timing its steps (after its first step, so start-up is not counted): the
+    # time left is estimated from the steps done since then and the time they took.
+    timing_step: Mapped[int | None] = mapped_column(Integer)
+    timing_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Recorded when training ends
     train_seconds: Mapped[float | None] = mapped_column(Float)
     samples_per_second: Mapped[float | None] = mapped_column(Float)

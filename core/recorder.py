@@ -82,11 +82,15 @@ class RunRecorder(TrainerCallback):
             # averages the same steps as an unbroken run's.
             control.should_save = True
         now = time.monotonic()
+        first = self.last_beat == 0.0
         if now - self.last_beat < 1.0:
             return
         self.last_beat = now
+        values = {"step": state.global_step, "heartbeat_at": utcnow()}
+        if first:  # step times are measured from the end of this process's first step: start-up is not a step
+            values.update(timing_step=state.global_step, timing_at=values["heartbeat_at"])
         with self.sessions.begin() as s:
-            s.execute(update(Run).where(Run.id == self.run_id).values(step=state.global_step, heartbeat_at=utcnow()))
+            s.execute(update(Run).where(Run.id == self.run_id).values(**values))
             self.cancelled = bool(s.get(Run, self.run_id).cancel_requested)
         self.orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
         if self.cancelled or self.orphaned:

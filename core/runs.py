@@ -144,6 +144,7 @@ def summary(run: Run) -> dict:
         "error": run.error,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
+        "resumed_at": run.resumed_at.isoformat() if run.resumed_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "step": run.step,
         "total_steps": run.total_steps,

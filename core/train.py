@@ -56,6 +56,8 @@ def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) ->
         pid=os.getpid(),
         heartbeat_at=utcnow(),
         started_at=run.started_at or utcnow(),
+        timing_step=None,  # this process times its own steps (RunRecorder)
+        timing_at=None,
         error=None,
     )
     try:

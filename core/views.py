@@ -271,15 +271,24 @@ def overview(session: Session) -> dict[str, int]:
     }
 
 
+MIN_TIMED_STEPS = 3  # steps timed before the time left is estimated; until then it says "estimating"
+
+
 def progress(run: Run, now: datetime | None = None) -> tuple[float | None, float | None]:
-    """Share of steps done and estimated seconds left (None when not known yet)."""
+    """Share of steps done and estimated seconds left (None while it cannot be known: say "estimating").
+
+    The pace is that of the steps the current training process has done since it began timing them (after its first
+    step): neither start-up (loading the model, tokenizing) nor the steps before a resume count."""
     if not run.total_steps:
         return (1.0 if run.status == RunStatus.COMPLETED.value else None), None
     done = min(1.0, run.step / run.total_steps)
-    if run.status != RunStatus.RUNNING.value or not run.started_at or run.step <= 0:
+    if run.status != RunStatus.RUNNING.value or run.timing_at is None or run.timing_step is None:
         return done, None
-    elapsed = ((now or utcnow()) - run.started_at).total_seconds()
-    return done, max(0.0, elapsed / run.step * (run.total_steps - run.step))
+    timed = run.step - run.timing_step
+    if timed < MIN_TIMED_STEPS:
+        return done, None
+    elapsed = ((now or utcnow()) - run.timing_at).total_seconds()
+    return done, max(0.0, elapsed / timed * (run.total_steps - run.step))
 
 
 def curves_frame(session: Session, runs: list[Run]) -> pd.DataFrame:

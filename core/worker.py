@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 
 from core.db import Run, RunStatus, session_factory, utcnow
 from core.runners import RunnerError, start_run
@@ -52,7 +52,13 @@ def claim_next_run(settings: Settings) -> int | None:
         claimed = s.execute(
             update(Run)
             .where(Run.id == run_id, Run.status == RunStatus.QUEUED.value)
-            .values(status=RunStatus.RUNNING.value, started_at=now, heartbeat_at=now)
+            .values(
+                status=RunStatus.RUNNING.value,
+                # A resumed run keeps its first start time; the resume's time is kept beside it.
+                started_at=func.coalesce(Run.started_at, now),
+                resumed_at=case((Run.started_at.is_(None), None), else_=now),
+                heartbeat_at=now,
+            )
         ).rowcount
     return run_id if claimed == 1 else None
 

@@ -47,7 +47,8 @@ def show_run(run_id: int) -> None:
         if run.status == RunStatus.QUEUED.value:
             st.info("Waiting for the trainer: runs train one at a time, in the order they were queued.")
         elif run.status == RunStatus.RUNNING.value:
-            text = f"Step {run.step} of {run.total_steps or '?'} · about {ui.duration(eta)} left"
+            left = "estimating the time left" if eta is None else f"about {ui.duration(eta)} left"
+            text = f"Step {run.step} of {run.total_steps or '?'} · {left}"
             st.progress(done or 0.0, text=text)
         if was_active and st.button("Cancel this run", key="runs_cancel", help="Stops it within a few seconds."):
             with ui.sessions(write=True)() as s:

@@ -84,7 +84,8 @@ def test_history_filters_progress_and_latest_pair(settings, dataset):
         add_run(s, dataset, RunStatus.COMPLETED, "full", pair_id="p2")
         add_run(s, dataset, RunStatus.FAILED, "lora", pair_id="p2")
         running = add_run(s, dataset, RunStatus.RUNNING, step=10, total_steps=40)
-        running.started_at = utcnow() - timedelta(seconds=20)
+        running.started_at = running.timing_at = utcnow() - timedelta(seconds=20)
+        running.timing_step = 0
         s.commit()
         assert views.latest_pair(s) == [a.id, b.id], "the newest pair whose two runs completed"
         assert len(views.history_frame(s)) == 5
