@@ -376,6 +376,16 @@ def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_l
             f"{train_counts[smallest]}. Accuracy can look good while rare classes are never predicted: "
             "compare macro-F1 too."
         )
+    for split in ("dev", "test"):
+        missing = [c for c, n in check.label_counts[split].items() if n == 0]
+        if missing:
+            names = ", ".join(f"'{c}'" for c in missing[:MAX_LISTED])
+            names += " and more" if len(missing) > MAX_LISTED else ""
+            out.append(
+                f"{files[split].name} has no rows of class {names} (train has them): its scores say nothing about "
+                f"{'that class' if len(missing) == 1 else 'those classes'}, and its macro-F1 averages over the "
+                "other classes. Move some rows of each class into it if you can."
+            )
     train_texts = set(check.splits["train"]["text"])
     for split in ("dev", "test"):
         shared = check.splits[split]["text"].isin(train_texts)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from core.evaluate import macro_f1
 
 
 class EncodedTexts(torch.utils.data.Dataset):
@@ -52,7 +54,7 @@ def dev_metrics(eval_pred) -> dict:
     preds = np.argmax(eval_pred.predictions, axis=-1)
     return {
         "accuracy": accuracy_score(eval_pred.label_ids, preds),
-        "f1_macro": f1_score(eval_pred.label_ids, preds, average="macro", zero_division=0),
+        "f1_macro": macro_f1(eval_pred.label_ids, preds),  # as the test split's
     }
 
 

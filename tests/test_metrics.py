@@ -1,0 +1,44 @@
+"""One macro-F1 for dev and test, and a warning at upload when a split lacks a class."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from transformers import EvalPrediction
+
+from core import data, evaluate
+from core.trainer import dev_metrics
+from tests.conftest import make_rows, write_csv
+
+CLASSES = ["business", "entertainment", "politics", "sport", "tech"]
+
+
+def test_perfect_predictions_on_a_split_lacking_a_class_score_the_same_on_dev_and_test():
+    y_true = np.array([0, 1, 2, 3, 0, 1, 2, 3])  # no "tech" in this split
+    probs = np.eye(5)[y_true]  # every prediction right
+    test = evaluate.test_metrics(y_true, probs, CLASSES)
+    dev = dev_metrics(EvalPrediction(predictions=probs, label_ids=y_true))
+    assert test["f1_macro"] == pytest.approx(1.0)
+    assert dev["f1_macro"] == pytest.approx(test["f1_macro"])
+    assert test["report"]["macro avg"]["f1-score"] == pytest.approx(test["f1_macro"])  # the report agrees
+    assert test["precision_weighted"] == test["recall_weighted"] == test["accuracy"] == 1.0
+    assert np.array(test["confusion_matrix"]).shape == (5, 5)  # the matrix keeps every class
+
+
+def test_a_predicted_class_absent_from_the_split_still_counts_as_a_mistake():
+    y_true = np.array([0, 0, 1, 1])
+    probs = np.eye(5)[[0, 4, 1, 1]]  # one "business" predicted as "tech", which the split lacks
+    test = evaluate.test_metrics(y_true, probs, CLASSES)
+    dev = dev_metrics(EvalPrediction(predictions=probs, label_ids=y_true))
+    assert test["f1_macro"] == pytest.approx(dev["f1_macro"]) == pytest.approx((2 / 3 + 1 + 0) / 3)
+
+
+def test_upload_warns_when_dev_or_test_lacks_a_class(settings, tmp_path):
+    rows = make_rows(30, 1)
+    write_csv(tmp_path / "train.csv", rows)
+    write_csv(tmp_path / "dev.csv", make_rows(9, 2))
+    write_csv(tmp_path / "test.csv", [r for r in make_rows(12, 3) if r[1] != 2])  # no class 2
+    check = data.check_dataset(data.files_from_folder(tmp_path), settings, class_names=["sport", "money", "tech"])
+    assert check.ok, check.errors
+    lacking = [w for w in check.warnings if "no rows of class" in w]
+    assert len(lacking) == 1 and lacking[0].startswith("test.csv has no rows of class 'tech'"), check.warnings
