@@ -64,8 +64,11 @@ def _queue(args, status: RunStatus) -> tuple:
         if config.problems():
             raise Refused("The settings were refused:\n- " + "\n- ".join(config.problems()))
         dataset = _dataset_from_files(session, settings, args)
+        from core.estimate import estimate_or_none
+
+        estimate = estimate_or_none(settings, session, dataset, args.model, config)
         try:
-            run = create_run(session, dataset, args.model, config, status=status)
+            run = create_run(session, dataset, args.model, config, status=status, estimate=estimate)
         except ConfigError as e:
             raise Refused(" ".join(e.problems)) from None
         return settings, run.id
@@ -143,6 +146,33 @@ def cmd_resume(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    """Estimate without training: the run (or, with --pair, both runs) as the Train page would queue it."""
+    from core.estimate import estimate_run
+
+    settings = get_settings(args.db)
+    with session_factory(settings.db_url)() as session:
+        config = _config(args)
+        if config.problems():
+            raise Refused("The settings were refused:\n- " + "\n- ".join(config.problems()))
+        dataset = _dataset_from_files(session, settings, args)
+        methods = ("full", "lora") if args.pair else (config.method,)
+        out = {}
+        for method in methods:
+            rate = config.learning_rate if method == config.method and args.lr else None
+            one = TrainConfig.from_dict({**config.to_dict(), "method": method, "learning_rate": rate})
+            out[method] = estimate_run(settings, session, dataset, args.model, one)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        for method, e in out.items():
+            print(
+                f"{method}: train {e['train_seconds']:.0f} s, test scoring {e['score_seconds']:.1f} s, "
+                f"peak memory {e['peak_memory_mb']:.0f} MB ({e['similar_runs']} similar finished runs)"
+            )
+    return 0
+
+
 def cmd_worker(args) -> int:
     from core.worker import run_worker
 
@@ -201,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", parents=[db], help="queue a run for the worker; prints its id")
     _run_args(p)
     p.set_defaults(func=cmd_submit)
+    p = sub.add_parser("estimate", parents=[db], help="how long a run would take and how much memory it would need")
+    _run_args(p)
+    p.add_argument("--pair", action="store_true", help="both methods, as a pair would train them")
+    p.add_argument("--json", action="store_true", help="print one JSON object keyed by method")
+    p.set_defaults(func=cmd_estimate)
     p = sub.add_parser("status", parents=[db], help="a run's status and results")
     p.add_argument("run_id", type=int)
     p.add_argument("--json", action="store_true")

@@ -108,12 +108,31 @@ class Run(Base):
     artifact_bytes: Mapped[int | None] = mapped_column(BigInteger)
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # warnings met while training
+    score_seconds: Mapped[float | None] = mapped_column(Float)  # scoring the test set, model in memory
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # core.estimate's, taken when it was queued
 
     dataset: Mapped[Dataset | None] = relationship(back_populates="runs")
 
     @property
     def run_status(self) -> RunStatus:
         return RunStatus(self.status)
+
+
+class Probe(Base):
+    """A few real training steps the worker measures where this device has no finished run like the one asked
+    about (core.estimate): its time and memory stand in for calibration until such runs exist."""
+
+    __tablename__ = "probes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(800), index=True)  # device | method | model
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    model_source: Mapped[str] = mapped_column(String(500))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued, running, done, failed
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # time_ratio, memory_offset_mb, what it measured
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class Metric(Base):

@@ -97,6 +97,13 @@ def load_tokenizer(source: str):
     return _load(AutoTokenizer.from_pretrained, source)
 
 
+def load_config(source: str, **kwargs):
+    """The model's config alone (a small JSON file): enough to count its parameters without its weights."""
+    from transformers import AutoConfig
+
+    return _load(AutoConfig.from_pretrained, source, trust_remote_code=False, **kwargs)
+
+
 def load_classifier(source: str, classes: list[str]):
     """A sequence classifier with a fresh head sized for `classes`. Remote code is never trusted."""
     from transformers import AutoModelForSequenceClassification

@@ -29,8 +29,10 @@ def create_run(
     config: TrainConfig,
     pair_id: str | None = None,
     status: RunStatus = RunStatus.QUEUED,
+    estimate: dict | None = None,
 ) -> Run:
-    """Record a run. Queued runs are picked up by the worker in the order they were created."""
+    """Record a run. Queued runs are picked up by the worker in the order they were created. `estimate` is
+    core.estimate's for it, kept beside what the run will measure."""
     problems = config.problems()
     if problems:
         raise ConfigError(problems)
@@ -44,6 +46,7 @@ def create_run(
         status=status.value,
         started_at=utcnow() if status == RunStatus.RUNNING else None,
         heartbeat_at=utcnow() if status == RunStatus.RUNNING else None,
+        estimate=estimate,
     )
     session.add(run)
     session.commit()
@@ -56,6 +59,7 @@ def create_pair(
     model_source: str,
     config: TrainConfig,
     learning_rates: dict[str, float | None] | None = None,
+    estimates: dict[str, dict] | None = None,
 ) -> tuple[Run, Run]:
     """The same data, seed and epochs once with full fine-tuning and once with LoRA.
 
@@ -73,7 +77,10 @@ def create_pair(
     if problems:
         raise ConfigError(problems)
     pair_id = uuid.uuid4().hex[:12]
-    full, lora = (create_run(session, dataset, model_source, c, pair_id) for c in configs)
+    full, lora = (
+        create_run(session, dataset, model_source, c, pair_id, estimate=(estimates or {}).get(c.method))
+        for c in configs
+    )
     return full, lora
 
 
@@ -153,6 +160,8 @@ def summary(run: Run) -> dict:
         "trainable_params": run.trainable_params,
         "total_params": run.total_params,
         "peak_memory_mb": run.peak_memory_mb,
+        "score_seconds": run.score_seconds,
+        "estimate": run.estimate,
         "device": run.device,
         "artifact_bytes": run.artifact_bytes,
         "test": {

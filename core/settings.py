@@ -25,6 +25,8 @@ class Settings:
     ray_address: str | None = None  # the Ray cluster's dashboard, e.g. http://head:8265 (RAY_ADDRESS)
     ray_gpus: str = "auto"  # GPUs a Ray job reserves: "auto" (1 if the cluster has any GPU, else 0) or a number
     ray_python: str | None = None  # the Python on the Ray nodes that has LoRA Lab installed; None: this one's path
+    runs_at_once: int | None = None  # runs trained side by side; None: as many as fit on a GPU (at most 4), 1 on CPU
+    device_memory_mb: float | None = None  # the device's memory for estimates; None: measured (GPU total, CPU free)
 
     @property
     def datasets_dir(self) -> Path:
@@ -49,7 +51,7 @@ def get_settings(db_url: str | None = None) -> Settings:
     """Settings from LORALAB_DB_URL / LORALAB_DATA_DIR / LORALAB_MAX_UPLOAD_MB / LORALAB_MAX_ROWS /
     LORALAB_CHECKPOINT_SECONDS /
     LORALAB_MODEL_ROOTS (folders separated by ':'; default: models/ beside app.py) / LORALAB_RUNNER /
-    RAY_ADDRESS / LORALAB_RAY_GPUS / LORALAB_RAY_PYTHON.
+    RAY_ADDRESS / LORALAB_RAY_GPUS / LORALAB_RAY_PYTHON / LORALAB_RUNS_AT_ONCE / LORALAB_DEVICE_MEMORY_MB.
 
     The data folder defaults to `data/` beside the SQLite file, so a test's temporary database gets a
     temporary data folder too.
@@ -75,4 +77,6 @@ def get_settings(db_url: str | None = None) -> Settings:
         ray_address=os.environ.get("RAY_ADDRESS") or None,
         ray_gpus=os.environ.get("LORALAB_RAY_GPUS", "auto").strip().lower() or "auto",
         ray_python=os.environ.get("LORALAB_RAY_PYTHON") or None,
+        runs_at_once=int(os.environ["LORALAB_RUNS_AT_ONCE"]) if os.environ.get("LORALAB_RUNS_AT_ONCE") else None,
+        device_memory_mb=float(os.environ.get("LORALAB_DEVICE_MEMORY_MB") or 0) or None,
     )

@@ -11,6 +11,7 @@ import gc
 import os
 import shutil
 import sys
+import time
 import traceback
 from functools import partial
 
@@ -130,7 +131,9 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     shutil.rmtree(checkpoints_dir(settings, run.id), ignore_errors=True)  # the artifact holds what is worth keeping
     scorer = evaluate.merged(model)
     test = splits["test"]
+    score_started = time.perf_counter()
     probs = evaluate.predict_proba(scorer, tokenizer, test["text"].tolist(), config.max_length)
+    score_seconds = time.perf_counter() - score_started
     metrics = evaluate.test_metrics(test["label"].to_numpy(), probs, classes)
     preds = probs.argmax(axis=1)
     with sessions.begin() as s:
@@ -158,6 +161,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         "artifact_path": str(folder.relative_to(settings.data_dir)),
         "artifact_bytes": artifact_bytes,
         "test_metrics": metrics,
+        "score_seconds": score_seconds,
         "error": None,
     }
 

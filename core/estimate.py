@@ -1,0 +1,521 @@
+"""How long a run will take and how much memory it will need, before it is queued; and what the queue will do.
+
+A model of the cost, calibrated on this machine:
+- Work: operations per token for the forward and backward passes (LoRA's backward skips the frozen weights'
+  gradients), counted from the model's layers built on the meta device (no weights are read), over the data's real
+  token lengths after truncation, batched as the trainer batches them, for every epoch and evaluation.
+- Memory: weights, gradients, AdamW states and the kept best weights (trainable only), activations of the largest
+  batch, and the process's baseline.
+- Calibration: the finished runs of this machine store their estimate beside what they measured; similar runs
+  (same device, method and model first) pull the estimate toward what was measured, more as they accumulate. Where
+  none exists yet, a probe (a few real training steps, run by the worker in its own process) stands in.
+
+No Streamlit here; nothing is trained or loaded in full in the calling process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import logging
+import math
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.config import TrainConfig
+from core.db import Dataset, Probe, Run, RunStatus
+from core.settings import Settings
+
+log = logging.getLogger("lora_lab.estimate")
+MB = 2**20
+MAX_GPU_RUNS = 4  # at most this many runs side by side on one GPU, however many fit
+# Uncalibrated constants (a 2-core AMX Xeon and a recent datacenter GPU); calibration replaces them on each machine.
+PRIOR = {
+    "cpu": {"flops_per_s": 1.0e11, "step_s": 0.012, "eval_s": 0.05, "baseline_mb": 720.0, "overhead_s": 12.0},
+    "gpu": {"flops_per_s": 4.0e13, "step_s": 0.015, "eval_s": 0.05, "baseline_mb": 60.0, "overhead_s": 15.0},
+}
+OPTIMIZER_FLOPS_PER_PARAM = 120  # AdamW and zeroing a gradient are memory-bound: this many operations' worth each
+PRIOR_WEIGHT = 0.5  # the prior (or a probe) counts as half a finished run
+OTHER_RUN_WEIGHT = 0.25  # a run of another method or model on this device counts a quarter as much as a similar one
+RECENT_RUNS = 20  # calibrate on the newest finished runs of this device
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The model: parameters and operations, from its config on the meta device
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    total: int  # parameters, as the run will count them
+    trainable: int
+    linear: int  # weights of every nn.Linear: each costs 2 operations per token and weight in the forward pass
+    trainable_linear: int  # those whose weight trains: their weight gradient costs 2 more in the backward pass
+    frozen_linear: int  # cast to bf16 once where bf16 is used (a second copy)
+    layers: int
+    hidden: int
+    heads: int
+
+
+@lru_cache(maxsize=32)
+def _shape(source: str, num_labels: int, config_json: str) -> ModelShape:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from core import models
+    from core.methods import count_params, wrap_model
+
+    config = TrainConfig.from_dict(json.loads(config_json))
+    model_config = models.load_config(source, num_labels=num_labels)
+    with torch.device("meta"):  # shapes only: no memory, no weights read
+        model = AutoModelForSequenceClassification.from_config(model_config)
+    model = wrap_model(model, config)
+    trainable, total = count_params(model)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    linear = sum(m.weight.numel() for m in linears)
+    trainable_linear = sum(m.weight.numel() for m in linears if m.weight.requires_grad)
+    return ModelShape(
+        total=total,
+        trainable=trainable,
+        linear=linear,
+        trainable_linear=trainable_linear,
+        frozen_linear=linear - trainable_linear,
+        layers=int(getattr(model_config, "num_hidden_layers", 12)),
+        hidden=int(getattr(model_config, "hidden_size", 768)),
+        heads=int(getattr(model_config, "num_attention_heads", 12)),
+    )
+
+
+def model_shape(source: str, num_labels: int, config: TrainConfig) -> ModelShape:
+    """Parameter and operation counts of the model the run will train (cached per model and LoRA settings)."""
+    keep = ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+    return _shape(source, num_labels, json.dumps({k: getattr(config, k) for k in keep}, sort_keys=True))
+
+
+def forward_flops_per_token(shape: ModelShape, seq: float) -> float:
+    """Matrix products of every Linear (2 per weight) and of attention (scores and weighted sum: 4 x seq x hidden
+    per layer)."""
+    return 2 * shape.linear + 4 * shape.layers * shape.hidden * seq
+
+
+def train_flops_per_token(shape: ModelShape, seq: float) -> float:
+    """Forward; backward through the activations (as much again: every layer has something trainable below or in
+    it); and the weight gradients of the trainable Linears only. Full fine-tuning: about 6 per weight; LoRA: 4."""
+    return 2 * forward_flops_per_token(shape, seq) + 2 * shape.trainable_linear + 4 * shape.layers * shape.hidden * seq
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The data: real token lengths, batched as the trainer batches them
+
+
+def token_lengths(settings: Settings, dataset: Dataset, source: str) -> dict[str, list[int]]:
+    """Each split's token lengths (up to 512), tokenized once per dataset and model and kept beside the dataset."""
+    folder = settings.data_dir / dataset.path
+    cache = folder / f"token-lengths-{hashlib.sha256(source.encode()).hexdigest()[:12]}.json"
+    try:
+        return json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    from core import models
+    from core.data import SPLITS, load_split
+
+    tokenizer = models.load_tokenizer(source)
+    lengths = {}
+    for split in SPLITS:
+        texts = load_split(settings, dataset, split)["text"].tolist()
+        lengths[split] = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=512)["input_ids"]]
+    try:
+        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(lengths), encoding="utf-8")
+        tmp.replace(cache)  # whole or not at all
+    except OSError:
+        pass  # a read-only data folder: tokenize again next time
+    return lengths
+
+
+def train_batches(lengths: list[int], batch_size: int, seed: int) -> list[tuple[int, int]]:
+    """(texts, padded length) of each batch of one epoch: transformers' length-grouped sampler shuffles, takes
+    mega-batches of 50 batches, sorts each by length, and the collator pads a batch to its longest text."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths))
+    arr = np.asarray(lengths)[order]
+    out = []
+    mega = 50 * batch_size
+    for start in range(0, len(arr), mega):
+        chunk = np.sort(arr[start : start + mega])[::-1]
+        out += [(len(b), int(b.max())) for b in np.array_split(chunk, range(batch_size, len(chunk), batch_size))]
+    return out
+
+
+def eval_batches(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
+    """The dev set, sorted by length, in batches of batch_size, each padded to its longest text."""
+    arr = np.sort(np.asarray(lengths))
+    return [(len(b), int(b.max())) for b in np.array_split(arr, range(batch_size, len(arr), batch_size)) if len(b)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The device
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str  # "cpu" or "gpu"
+    name: str  # as runs record it (core.device.device_name)
+    bf16: bool
+    memory_mb: float  # what a run may use: the GPU's memory, or the memory this machine has free
+
+
+def device_memory_mb(settings: Settings, kind: str) -> float:
+    """LORALAB_DEVICE_MEMORY_MB if set; a GPU's total memory (nvidia-smi, so the dashboard never holds a CUDA
+    context; else torch); on a CPU, the memory available now (psutil)."""
+    if settings.device_memory_mb:
+        return float(settings.device_memory_mb)
+    if kind == "gpu":
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "--id=0"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            return float(out.stdout.split()[0])
+        except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+            import torch
+
+            return torch.cuda.mem_get_info()[1] / MB
+    import psutil
+
+    return psutil.virtual_memory().available / MB
+
+
+@lru_cache(maxsize=1)
+def _device_kind_name_bf16() -> tuple[str, str, bool]:
+    import torch
+
+    from core.device import device_name
+    from core.evaluate import bf16_supported
+
+    gpu = torch.cuda.is_available()
+    return ("gpu" if gpu else "cpu"), device_name(), bf16_supported(torch.device("cuda" if gpu else "cpu"))
+
+
+def this_device(settings: Settings) -> Device:
+    kind, name, bf16 = _device_kind_name_bf16()
+    return Device(kind, name, bf16, device_memory_mb(settings, kind))
+
+
+def runs_at_once(settings: Settings, device: Device) -> int:
+    """LORALAB_RUNS_AT_ONCE, else as many as fit on a GPU (at most 4) and one on a CPU."""
+    if settings.runs_at_once:
+        return max(1, settings.runs_at_once)
+    return MAX_GPU_RUNS if device.kind == "gpu" else 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The uncalibrated estimate
+
+
+def schedule(config: TrainConfig, n_train: int) -> tuple[int, int]:
+    """Optimizer steps and dev evaluations, as core.train sets up the Trainer."""
+    steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    return steps, steps // eval_every + (1 if steps % eval_every else 0)
+
+
+def raw_estimate(shape: ModelShape, lengths: dict[str, list[int]], config: TrainConfig, device: Device) -> dict:
+    """Work, memory and time before calibration: what the cost model alone says."""
+    prior = PRIOR[device.kind]
+    cut = {split: [min(n, config.max_length) for n in ls] for split, ls in lengths.items()}
+    steps, evals = schedule(config, len(cut["train"]))
+    epoch = train_batches(cut["train"], config.batch_size, config.seed)
+    epoch_flops = sum(n * s * train_flops_per_token(shape, s) for n, s in epoch)
+    epoch_flops *= steps / max(1, len(epoch))  # fractional epochs, and every epoch alike
+    optimizer_flops = steps * OPTIMIZER_FLOPS_PER_PARAM * shape.trainable
+    eval_flops = evals * sum(
+        n * s * forward_flops_per_token(shape, s) for n, s in eval_batches(cut["dev"], 2 * config.batch_size)
+    )
+    score_flops = sum(forward_flops_per_token(shape, s) * s for s in cut["test"])  # scored in batches of one length
+    train_seconds = (epoch_flops + optimizer_flops + eval_flops) / prior["flops_per_s"]
+    train_seconds += steps * prior["step_s"] + evals * prior["eval_s"]
+    score_seconds = score_flops / prior["flops_per_s"] + 0.002 * math.ceil(len(cut["test"]) / 16)
+    # Memory, in bytes: float32 weights; a bf16 copy of the frozen (LoRA) or all (autocast) Linear weights; float32
+    # gradients, AdamW's two moments and the kept best weights of what trains; the activations kept for the
+    # backward pass of the largest batch (Korthikanti et al. 2022: per layer and token 34 x hidden + 5 x heads x
+    # seq bytes in 16-bit; twice that in float32).
+    longest = max(cut["train"], default=1)
+    activation_bytes = shape.layers * config.batch_size * longest * (34 * shape.hidden + 5 * shape.heads * longest)
+    activation_bytes *= 1 if device.bf16 else 2
+    weights = 4 * shape.total + (
+        2 * (shape.frozen_linear if config.method == "lora" else shape.linear) if device.bf16 else 0
+    )
+    state = 4 * shape.trainable * 4  # gradients, two moments, best weights
+    peak_mb = prior["baseline_mb"] + (weights + state + activation_bytes) / MB
+    return {
+        "train_seconds": train_seconds,
+        "score_seconds": score_seconds,
+        "overhead_seconds": prior["overhead_s"],
+        "peak_memory_mb": peak_mb,
+        "steps": steps,
+        "evals": evals,
+        "train_flops": epoch_flops + optimizer_flops + eval_flops,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calibration on this machine's finished runs
+
+
+def _finished_runs(session: Session, device: Device) -> list[Run]:
+    """This device's newest finished runs that kept their estimate (older runs and runs queued without one have
+    none to compare with)."""
+    runs = session.scalars(
+        select(Run)
+        .where(Run.status == RunStatus.COMPLETED.value, Run.device == device.name, Run.train_seconds.is_not(None))
+        .order_by(Run.id.desc())
+        .limit(4 * RECENT_RUNS)
+    )
+    return [r for r in runs if (r.estimate or {}).get("raw")][:RECENT_RUNS]
+
+
+def _blend(prior: float, observed: list[tuple[float, float]], log: bool) -> float:
+    """The prior (weight PRIOR_WEIGHT) and weighted observations, averaged (in logs for ratios)."""
+    f = math.log if log else (lambda x: x)
+    total = PRIOR_WEIGHT * f(prior) + sum(w * f(v) for w, v in observed)
+    mean = total / (PRIOR_WEIGHT + sum(w for w, _ in observed))
+    return math.exp(mean) if log else mean
+
+
+def calibrate(raw: dict, method: str, model_source: str, runs: list[Run], probe: dict | None = None) -> dict:
+    """The raw estimate corrected by this device's finished runs (each carries the raw estimate made when it was
+    queued): times by the measured / estimated ratio, memory by the measured - estimated difference. Runs of the
+    same method and model count fully, others a quarter; the prior (1, 0; or a probe's ratio) counts half a run."""
+    times, scores, memory, overheads, similar = [], [], [], [], 0
+    for run in runs:
+        before = (run.estimate or {}).get("raw")
+        if not before or not before.get("train_seconds"):
+            continue
+        same = run.method == method and run.model_source == model_source
+        similar += same
+        w = 1.0 if same else OTHER_RUN_WEIGHT
+        times.append((w, run.train_seconds / before["train_seconds"]))
+        if run.score_seconds and before.get("score_seconds"):
+            scores.append((w, run.score_seconds / before["score_seconds"]))
+        if run.peak_memory_mb and (same or run.method == method):
+            memory.append((w, run.peak_memory_mb - before["peak_memory_mb"]))
+        if run.started_at and run.finished_at:
+            wall = (run.finished_at - run.started_at).total_seconds()
+            overheads.append((w, max(0.0, wall - run.train_seconds - (run.score_seconds or 0.0))))
+    time_ratio = _blend((probe or {}).get("time_ratio", 1.0), times, log=True)
+    score_ratio = _blend(time_ratio, scores, log=True)
+    memory_offset = _blend((probe or {}).get("memory_offset_mb", 0.0), memory, log=False)
+    overhead = _blend(raw["overhead_seconds"], overheads, log=False)
+    train_seconds = raw["train_seconds"] * time_ratio
+    score_seconds = raw["score_seconds"] * score_ratio
+    return {
+        "method": method,
+        "train_seconds": round(train_seconds, 1),
+        "score_seconds": round(score_seconds, 3),
+        "peak_memory_mb": round(max(1.0, raw["peak_memory_mb"] + memory_offset)),
+        "total_seconds": round(train_seconds + score_seconds + overhead, 1),
+        "similar_runs": similar,  # finished runs of this method and model on this device
+        "other_runs": len(times) - similar,
+        "probed": probe is not None,
+        "raw": {k: round(v, 3) if isinstance(v, float) else v for k, v in raw.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Probes: a few real training steps where this device has no similar run yet
+
+
+def probe_key(device: Device, method: str, model_source: str) -> str:
+    return f"{device.name}|{method}|{model_source}"
+
+
+def probe_result(session: Session, key: str) -> dict | None:
+    probe = session.scalars(
+        select(Probe).where(Probe.key == key, Probe.status == "done").order_by(Probe.id.desc())
+    ).first()
+    return probe.result if probe else None
+
+
+def request_probe(session: Session, key: str, dataset: Dataset, model_source: str, config: TrainConfig) -> None:
+    """Queue a probe for the worker, unless one is queued, running or done for this device, method and model."""
+    if session.scalar(select(Probe.id).where(Probe.key == key, Probe.status != "failed")) is not None:
+        return
+    session.add(Probe(key=key, dataset_id=dataset.id, model_source=model_source, config=config.to_dict()))
+    session.commit()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What callers use
+
+
+def estimate_run(
+    settings: Settings,
+    session: Session,
+    dataset: Dataset,
+    model_source: str,
+    config: TrainConfig,
+    device: Device | None = None,
+    probe: bool = False,
+) -> dict:
+    """The calibrated estimate of one run: train_seconds, score_seconds, peak_memory_mb, total_seconds (claim to
+    result), and how it was calibrated. probe=True queues a probe where this device has no similar run."""
+    device = device or this_device(settings)
+    shape = model_shape(model_source, len(dataset.classes), config)
+    raw = raw_estimate(shape, token_lengths(settings, dataset, model_source), config, device)
+    key = probe_key(device, config.method, model_source)
+    runs = _finished_runs(session, device)
+    measured = probe_result(session, key)
+    out = calibrate(raw, config.method, model_source, runs, measured)
+    if probe and not out["similar_runs"] and measured is None:
+        request_probe(session, key, dataset, model_source, config)
+    out.update(
+        device=device.name, device_memory_mb=round(device.memory_mb), fits=out["peak_memory_mb"] <= device.memory_mb
+    )
+    return out
+
+
+def estimate_or_none(settings: Settings, session: Session, dataset: Dataset, model_source: str, config: TrainConfig):
+    """The estimate to keep on a run being queued; None if it cannot be made (the run is queued all the same)."""
+    try:
+        return estimate_run(settings, session, dataset, model_source, config)
+    except Exception:  # noqa: BLE001 - an estimate is advice: never the reason a run is not queued
+        log.exception("no estimate for a %s run of %s", config.method, model_source)
+        return None
+
+
+def advice(
+    settings: Settings,
+    session: Session,
+    dataset: Dataset,
+    model_source: str,
+    config: TrainConfig,
+    estimate: dict,
+    device: Device | None = None,
+) -> str | None:
+    """None if the run fits the device; else what it needs, what the device has, and what would fit: the largest
+    smaller batch size, and LoRA for a full run."""
+    device = device or this_device(settings)
+    if estimate["peak_memory_mb"] <= device.memory_mb:
+        return None
+    has = "this GPU has" if device.kind == "gpu" else "this machine has"
+    free = "" if device.kind == "gpu" else " free"
+    said = f"needs about {memory_text(estimate['peak_memory_mb'])}, {has} {memory_text(device.memory_mb)}{free}"
+    options = []
+    batch = config.batch_size // 2
+    while batch >= 1:
+        smaller = TrainConfig.from_dict({**config.to_dict(), "batch_size": batch})
+        if (
+            estimate_run(settings, session, dataset, model_source, smaller, device)["peak_memory_mb"]
+            <= device.memory_mb
+        ):
+            options.append(f"batch size {batch} fits")
+            break
+        batch //= 2
+    if config.method == "full":
+        lora = TrainConfig.from_dict({**config.to_dict(), "method": "lora", "learning_rate": None})
+        if estimate_run(settings, session, dataset, model_source, lora, device)["peak_memory_mb"] <= device.memory_mb:
+            options.append("LoRA" if options else "LoRA fits")
+    if not options:
+        options = ["even batch size 1 does not fit: try a shorter max length or a smaller model"]
+    return f"{said}: {', or '.join(options)}."
+
+
+def memory_text(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def duration_text(seconds: float) -> str:
+    """Plain and rounded: "about 2 min 10 s" is what a person plans with."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        minutes, secs = divmod(seconds, 60)
+        secs = int(round(secs / 10) * 10) % 60 if minutes < 10 else 0
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(int(round(seconds / 60)), 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The queue's times
+
+
+def fits_beside(running_mb: list[float], next_mb: float | None, memory_mb: float, slots: int) -> bool:
+    """Whether a run may start beside the running ones: a free slot, and room for its estimated memory (a run
+    without an estimate starts only alone). With nothing running, the next run always starts, even one estimated
+    not to fit: it was queued on purpose."""
+    if not running_mb:
+        return True
+    if len(running_mb) >= slots or next_mb is None:
+        return False
+    return sum(running_mb) + next_mb <= memory_mb
+
+
+def queue_times(
+    active: list[Run], now: datetime, slots: int, memory_mb: float, fallback_s: float | None = None
+) -> dict[int, tuple[datetime, datetime | None]]:
+    """Expected (start, end) of every queued and running run: running runs end when their estimate (or progress)
+    says; queued ones start in order as slots and memory free up. fallback_s stands for runs without an estimate
+    (None: their end is unknown, and so are the starts after them)."""
+
+    def total(run: Run) -> float | None:
+        est = run.estimate or {}
+        return est.get("total_seconds") or fallback_s
+
+    def memory(run: Run) -> float | None:
+        return (run.estimate or {}).get("peak_memory_mb")
+
+    out: dict[int, tuple[datetime, datetime | None]] = {}
+    running: list[tuple[datetime, int, float | None]] = []  # (end, run id, memory) of what occupies the device
+    unknown = False
+    for run in sorted(active, key=lambda r: r.id):
+        if run.status != RunStatus.RUNNING.value:
+            continue
+        start = run.started_at or now
+        seconds = total(run)
+        end = None if seconds is None else max(now, start + timedelta(seconds=seconds))
+        if end is None:
+            unknown = True
+        if run.total_steps and run.step and run.started_at and (est := run.estimate or {}).get("train_seconds"):
+            # Its progress so far is better evidence than the estimate: the steps left at the pace seen so far.
+            elapsed = (now - run.started_at).total_seconds()
+            left = elapsed / run.step * (run.total_steps - run.step)
+            end = now + timedelta(
+                seconds=left + (est["total_seconds"] - est["train_seconds"]) * (run.step < run.total_steps)
+            )
+        out[run.id] = (start, end)
+        heapq.heappush(running, (end or datetime.max, run.id, memory(run)))
+    for run in sorted(active, key=lambda r: r.id):
+        if run.status != RunStatus.QUEUED.value:
+            continue
+        clock = now
+        while not fits_beside([m or 0.0 for *_, m in running], memory(run), memory_mb, slots):
+            end, _, _ = heapq.heappop(running)
+            clock = max(clock, end)
+        if unknown or clock == datetime.max:
+            out[run.id] = (None, None)
+            unknown = True
+            continue
+        seconds = total(run)
+        end = None if seconds is None else clock + timedelta(seconds=seconds)
+        unknown = unknown or end is None
+        out[run.id] = (clock, end)
+        heapq.heappush(running, (end or datetime.max, run.id, memory(run)))
+    return out
+
+
+def queue_empties_at(times: dict[int, tuple[datetime | None, datetime | None]]) -> datetime | None:
+    ends = [end for _, end in times.values()]
+    return None if not ends or None in ends else max(ends)

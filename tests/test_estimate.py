@@ -1,0 +1,240 @@
+"""The cost model (counts against hand-computed ones), its calibration on stored runs, the won't-fit advice, the
+queue's times and the `estimate` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core import estimate
+from core.config import TrainConfig
+from core.db import Run, RunStatus, session_factory
+from core.methods import param_counts
+from tests.helpers import ROOT, store
+
+# The tiny BERT of conftest: hidden 32, 2 layers, 2 heads, intermediate 64, 128 positions, 3 classes.
+H, LAYERS, INTER, POS, CLASSES = 32, 2, 64, 128, 3
+
+
+def hand_counts(vocab: int) -> dict:
+    """Parameters and Linear weights of the tiny BERT classifier, counted by hand."""
+    embeddings = vocab * H + POS * H + 2 * H + 2 * H  # words, positions, token types, LayerNorm
+    layer = 4 * (H * H + H) + 2 * H + (H * INTER + INTER) + (INTER * H + H) + 2 * H
+    pooler, head = H * H + H, H * CLASSES + CLASSES
+    total = embeddings + LAYERS * layer + pooler + head
+    linear = LAYERS * (4 * H * H + 2 * H * INTER) + H * H + H * CLASSES
+    adapters = LAYERS * 3 * (8 * H + H * 8)  # r=8 on query, key, value: A (8 x 32) and B (32 x 8), no bias
+    return {
+        "full": {"total": total, "trainable": total, "linear": linear, "trainable_linear": linear},
+        # peft keeps the original head and trains a copy of it (modules_to_save)
+        "lora": {
+            "total": total + adapters + head,
+            "trainable": adapters + head,
+            "linear": linear + adapters + H * CLASSES,
+            "trainable_linear": adapters + H * CLASSES,
+        },
+    }
+
+
+def test_counts_match_hand_computed_and_the_loaded_model(tiny_model):
+    from core import models
+
+    vocab = len(models.load_tokenizer(tiny_model))
+    expected = hand_counts(vocab)
+    loaded = param_counts(tiny_model, ["a", "b", "c"], TrainConfig(method="lora"))
+    for method in ("full", "lora"):
+        shape = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method=method))
+        got = {k: getattr(shape, k) for k in expected[method]}
+        assert got == expected[method]
+        assert (shape.trainable, shape.total) == loaded[method]  # as the run itself will count them
+        assert (shape.layers, shape.hidden, shape.heads) == (LAYERS, H, 2)
+
+
+def test_operations_per_token_against_hand_computed(tiny_model):
+    full = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method="full"))
+    lora = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method="lora"))
+    seq, attention = 10, 4 * LAYERS * H * 10  # scores and weighted sum, per token, forward
+    assert estimate.forward_flops_per_token(full, seq) == 2 * full.linear + attention
+    # full: forward, backward through activations and weights, about 6 per weight
+    assert estimate.train_flops_per_token(full, seq) == 6 * full.linear + 3 * attention == 112_704
+    # LoRA: backward through the activations of every layer, weight gradients only for adapters and head
+    assert estimate.train_flops_per_token(lora, seq) == 4 * lora.linear + 2 * lora.trainable_linear + 3 * attention
+    assert estimate.train_flops_per_token(lora, seq) == 96_704
+
+
+def test_batches_and_schedule_as_the_trainer_makes_them():
+    # fewer than 50 batches: one mega-batch, sorted longest first, whatever the seed
+    assert estimate.train_batches(list(range(1, 11)), 4, seed=3) == [(4, 10), (4, 6), (2, 2)]
+    assert estimate.eval_batches([5, 1, 3, 2, 4], 2) == [(2, 2), (2, 4), (1, 5)]
+    assert estimate.schedule(TrainConfig(epochs=3, batch_size=32, evals_per_epoch=2), 96) == (9, 9)
+    assert estimate.schedule(TrainConfig(epochs=1.5, batch_size=32, evals_per_epoch=2), 100) == (6, 3)
+
+
+def test_real_token_lengths_decide_the_work_not_max_length(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    device = estimate.Device("cpu", "test cpu", False, 10_000)
+    with session_factory(settings.db_url)() as s:
+        short = estimate.estimate_run(settings, s, dataset, tiny_model, TrainConfig(max_length=64), device)
+        long = estimate.estimate_run(settings, s, dataset, tiny_model, TrainConfig(max_length=512), device)
+        cut = estimate.estimate_run(settings, s, dataset, tiny_model, TrainConfig(max_length=6), device)
+    assert short["raw"]["train_flops"] == long["raw"]["train_flops"]  # the texts are shorter than 64 tokens
+    assert cut["raw"]["train_flops"] < short["raw"]["train_flops"]  # truncated at 6, they cost less
+    lengths = estimate.token_lengths(settings, dataset, tiny_model)
+    assert {len(v) for v in lengths.values()} == {96, 24} and max(lengths["train"]) < 64
+    assert list((settings.data_dir / dataset.path).glob("token-lengths-*.json"))  # tokenized once, kept
+
+
+def finished(method, raw_s, measured_s, raw_mb=800.0, measured_mb=900.0, model="m", device="dev") -> Run:
+    start = datetime(2026, 1, 1)
+    return Run(
+        method=method,
+        model_source=model,
+        status=RunStatus.COMPLETED.value,
+        device=device,
+        train_seconds=measured_s,
+        score_seconds=None,
+        peak_memory_mb=measured_mb,
+        started_at=start,
+        finished_at=start + timedelta(seconds=measured_s + 10),
+        estimate={"raw": {"train_seconds": raw_s, "score_seconds": 1.0, "peak_memory_mb": raw_mb}},
+    )
+
+
+RAW = {"train_seconds": 10.0, "score_seconds": 1.0, "overhead_seconds": 12.0, "peak_memory_mb": 800.0}
+
+
+def test_calibration_moves_toward_stored_runs():
+    """Runs that took 3x their raw estimate pull the estimate toward 3x, more with each run."""
+    runs, got = [], []
+    for _ in range(4):
+        got.append(estimate.calibrate(RAW, "lora", "m", runs)["train_seconds"])
+        runs.append(finished("lora", 10.0, 30.0))
+    assert got[0] == 10.0  # no run yet: the model alone
+    assert got[0] < got[1] < got[2] < got[3] < 30.0
+    assert got[2] / 30.0 > 0.67  # two finished runs: within the target band
+    memory = estimate.calibrate(RAW, "lora", "m", runs)["peak_memory_mb"]
+    assert 800 < memory < 900  # measured 100 MB more than estimated: pulled toward it
+
+
+def test_calibration_weighs_other_methods_and_models_less():
+    similar = estimate.calibrate(RAW, "lora", "m", [finished("lora", 10.0, 30.0)])
+    other = estimate.calibrate(RAW, "lora", "m", [finished("full", 10.0, 30.0, model="other")])
+    assert 10.0 < other["train_seconds"] < similar["train_seconds"]
+    assert (similar["similar_runs"], other["similar_runs"], other["other_runs"]) == (1, 0, 1)
+    probed = estimate.calibrate(RAW, "lora", "m", [], probe={"time_ratio": 2.0, "memory_offset_mb": 50.0})
+    assert probed["train_seconds"] == 20.0 and probed["peak_memory_mb"] == 850 and probed["probed"]
+
+
+def test_estimate_uses_this_devices_finished_runs(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    device = estimate.Device("cpu", "test cpu", False, 10_000)
+    config = TrainConfig(method="lora")
+    with session_factory(settings.db_url)() as s:
+        before = estimate.estimate_run(settings, s, dataset, tiny_model, config, device)
+        for device_name in ("test cpu", "another machine"):
+            run = finished(
+                "lora", before["raw"]["train_seconds"], 5 * before["raw"]["train_seconds"], device=device_name
+            )
+            run.model_source, run.dataset_name, run.config = tiny_model, dataset.name, config.to_dict()
+            s.add(run)
+        s.commit()
+        after = estimate.estimate_run(settings, s, dataset, tiny_model, config, device)
+    assert after["similar_runs"] == 1 and after["other_runs"] == 0  # the other machine's run does not count
+    assert after["train_seconds"] > 2 * before["train_seconds"]
+
+
+@pytest.fixture(scope="session")
+def large_model(tmp_path_factory, tiny_model):
+    """A BERT-large-sized config and the tiny tokenizer, no weights: the estimate never reads weights."""
+    from transformers import BertConfig
+
+    folder = tmp_path_factory.mktemp("large-bert")
+    for file in Path(tiny_model).iterdir():
+        if file.name not in ("config.json", "model.safetensors"):
+            shutil.copy(file, folder)
+    config = BertConfig(vocab_size=30522, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16)
+    config.save_pretrained(folder)
+    return str(folder)
+
+
+def test_wont_fit_advice_names_what_fits(settings, csv_folder, large_model):
+    dataset = store(settings, csv_folder)
+    config = TrainConfig(method="full", batch_size=32, max_length=512)
+    with session_factory(settings.db_url)() as s:
+        roomy = estimate.Device("gpu", "test gpu", True, 100_000)
+        at32 = estimate.estimate_run(settings, s, dataset, large_model, config, roomy)
+        small = TrainConfig.from_dict({**config.to_dict(), "batch_size": 16})
+        at16 = estimate.estimate_run(settings, s, dataset, large_model, small, roomy)
+        assert estimate.advice(settings, s, dataset, large_model, config, at32, roomy) is None
+        tight = estimate.Device("gpu", "test gpu", True, (at32["peak_memory_mb"] + at16["peak_memory_mb"]) / 2)
+        said = estimate.advice(settings, s, dataset, large_model, config, at32, tight)
+        assert said.startswith(f"needs about {estimate.memory_text(at32['peak_memory_mb'])}, this GPU has ")
+        assert said.endswith(": batch size 16 fits, or LoRA.")
+        lora = TrainConfig.from_dict({**config.to_dict(), "method": "lora", "learning_rate": None})
+        at_lora = estimate.estimate_run(settings, s, dataset, large_model, lora, roomy)
+        tiny = estimate.Device("cpu", "test cpu", True, at_lora["peak_memory_mb"] / 2)
+        said = estimate.advice(settings, s, dataset, large_model, config, at32, tiny)
+        assert "this machine has" in said and "even batch size 1 does not fit" in said
+    assert at32["peak_memory_mb"] > 4 * 1024  # 335 M parameters with AdamW: several GB
+
+
+def queued(run_id, status, total=None, memory=None, started=None) -> Run:
+    est = {"total_seconds": total, "train_seconds": total, "peak_memory_mb": memory} if total else None
+    return Run(id=run_id, status=status.value, started_at=started, estimate=est, step=0)
+
+
+def test_queue_times_one_at_a_time():
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    active = [
+        queued(1, RunStatus.RUNNING, total=100, started=now - timedelta(seconds=60)),
+        queued(2, RunStatus.QUEUED, total=50),
+        queued(3, RunStatus.QUEUED, total=30),
+    ]
+    times = estimate.queue_times(active, now, slots=1, memory_mb=1000)
+    assert times[1] == (now - timedelta(seconds=60), now + timedelta(seconds=40))
+    assert times[2] == (now + timedelta(seconds=40), now + timedelta(seconds=90))
+    assert times[3] == (now + timedelta(seconds=90), now + timedelta(seconds=120))
+    assert estimate.queue_empties_at(times) == now + timedelta(seconds=120)
+
+
+def test_queue_times_side_by_side_where_memory_allows():
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    active = [queued(i, RunStatus.QUEUED, total=100, memory=400) for i in (1, 2, 3)]
+    times = estimate.queue_times(active, now, slots=2, memory_mb=1000)
+    assert [times[i][0] for i in (1, 2, 3)] == [now, now, now + timedelta(seconds=100)]
+    times = estimate.queue_times(active, now, slots=4, memory_mb=700)  # room for one at a time
+    assert [times[i][0] for i in (1, 2, 3)] == [now + timedelta(seconds=100 * i) for i in range(3)]
+    unknown = estimate.queue_times([queued(1, RunStatus.QUEUED), queued(2, RunStatus.QUEUED, total=5)], now, 1, 1e9)
+    assert unknown[1] == (now, None) and unknown[2] == (None, None)
+    assert estimate.queue_empties_at(unknown) is None
+
+
+def test_fits_beside():
+    assert estimate.fits_beside([], 10_000, 100, slots=1)  # alone, it starts even when estimated not to fit
+    assert not estimate.fits_beside([100], 100, 1000, slots=1)
+    assert estimate.fits_beside([100], 100, 1000, slots=2)
+    assert not estimate.fits_beside([600], 500, 1000, slots=2)
+    assert not estimate.fits_beside([100], None, 1000, slots=2)  # no estimate: only alone
+
+
+def test_estimate_command_pair_json(settings, csv_folder, tiny_model):
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "estimate", "--db", settings.db_url, "--model", tiny_model, "--pair", "--json"]
+        + [f"--{s}={csv_folder / (s + '.csv')}" for s in ("train", "dev", "test")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result) == {"full", "lora"}
+    for method, e in result.items():
+        assert e["method"] == method
+        assert e["train_seconds"] > 0 and e["peak_memory_mb"] > 0 and e["score_seconds"] > 0
