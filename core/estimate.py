@@ -310,7 +310,7 @@ def calibrate(raw: dict, method: str, model_source: str, runs: list[Run], probe:
             scores.append((w, run.score_seconds / before["score_seconds"]))
         if run.peak_memory_mb and (same or run.method == method):
             memory.append((w, run.peak_memory_mb - before["peak_memory_mb"]))
-        if run.started_at and run.finished_at:
+        if run.started_at and run.finished_at and not run.resumed_at:  # a resumed run waited in between
             wall = (run.finished_at - run.started_at).total_seconds()
             overheads.append((w, max(0.0, wall - run.train_seconds - (run.score_seconds or 0.0))))
     time_ratio = _blend((probe or {}).get("time_ratio", 1.0), times, log=True)
