@@ -1,29 +1,55 @@
-"""LoRA Lab: the frame and the router. Pages live in pages/; everything that is not UI lives in core/."""
+"""LoRA Lab: the frame and the router. Pages live in pages/; everything that is not UI lives in core/.
+
+The navigation is drawn before anything heavy is imported: it is the first thing a visitor sees, within a second
+or two of a cold start.
+"""
+
+import hmac
 
 import streamlit as st
 
-import ui
+
+def signed_in() -> bool:
+    """On a shared classroom server, the password set as `password` in .streamlit/secrets.toml; else open."""
+    try:
+        expected = st.secrets.get("password")
+    except FileNotFoundError:  # no secrets file: no password
+        return True
+    return not expected or st.session_state.get("app_signed_in", False)
+
+
+def sign_in_page() -> None:
+    st.title("LoRA Lab")
+    given = st.text_input("Password", type="password", key="app_password", help="Ask your teacher for it.")
+    if given:
+        expected = str(st.secrets["password"])
+        if hmac.compare_digest(given.encode(), expected.encode()):  # takes as long whatever is typed
+            st.session_state.app_signed_in = True
+            st.rerun()
+        st.error("That password is not right. Try again.")
+
 
 st.set_page_config(page_title="LoRA Lab", page_icon=":material/science:", layout="wide")
-if not ui.signed_in():  # an optional classroom password (.streamlit/secrets.toml); no page opens before it
-    st.navigation([st.Page(ui.sign_in_page, title="Sign in")], position="hidden").run()
+if not signed_in():  # an optional classroom password; no page opens before it
+    st.navigation([st.Page(sign_in_page, title="Sign in")], position="hidden").run()
     st.stop()
+# The steps in order, across the top (the sidebar's page list is switched off in .streamlit/config.toml, or
+# Streamlit would first show the raw file names of pages/ to the first visitor after a start).
 page = st.navigation(
-    {
-        "LoRA Lab": [st.Page("pages/home.py", title="Start", icon=":material/home:", default=True)],
-        "Steps": [
-            st.Page("pages/data.py", title="Data", icon=":material/table:"),
-            st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-            st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
-            st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-            st.Page("pages/predict.py", title="Predict", icon=":material/chat:"),
-        ],
-    }
+    [
+        st.Page("pages/home.py", title="Start", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/table:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/chat:"),
+    ],
+    position="top",
 )
-trainer = ui.keep_trainer_running()  # queued runs train in a background process, even with every tab closed
-if trainer == "starting":
-    st.sidebar.caption("Starting the trainer…")
-elif trainer == "down":
+import ui  # noqa: E402 (after the navigation is drawn: its imports take a while on a cold start)
+
+# Queued runs train in a background process, even with every tab closed. While it starts, queued runs say they wait.
+if ui.keep_trainer_running() == "down":
     log = ui.settings().data_dir / "worker.log"
-    st.sidebar.warning(f"The trainer stopped or did not start, so queued runs wait; trying again. Its log: {log}")
+    st.warning(f"The trainer stopped or did not start, so queued runs wait; trying again. Its log: {log}")
 page.run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 
 import plotly.graph_objects as go
@@ -29,26 +28,6 @@ PERCENT_COLUMN = st.column_config.NumberColumn(format="%.1f %%")
 def glossary(*terms: str) -> str:
     """The plain glossary lines of these terms, for a help text or a caption."""
     return " ".join(views.GLOSSARY[t] for t in terms)
-
-
-def signed_in() -> bool:
-    """On a shared classroom server, the password set as `password` in .streamlit/secrets.toml; else open."""
-    try:
-        expected = st.secrets.get("password")
-    except FileNotFoundError:  # no secrets file: no password
-        return True
-    return not expected or st.session_state.get("app_signed_in", False)
-
-
-def sign_in_page() -> None:
-    st.title("LoRA Lab")
-    given = st.text_input("Password", type="password", key="app_password", help="Ask your teacher for it.")
-    if given:
-        expected = str(st.secrets["password"])
-        if hmac.compare_digest(given.encode(), expected.encode()):  # takes as long whatever is typed
-            st.session_state.app_signed_in = True
-            st.rerun()
-        st.error("That password is not right. Try again.")
 
 
 def settings() -> Settings:

@@ -10,6 +10,25 @@ from core.config import TrainConfig
 from core.db import Run
 from core.settings import Settings
 
+CHECKPOINT_STATE = "lora_lab_state.json"  # written last into a checkpoint folder: without it, the folder is partial
+
+
+def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
+    """The newest complete checkpoint in a run's trainer folder, and its step; None if there is none."""
+    found = [
+        (int(path.name.removeprefix("checkpoint-")), path)
+        for path in folder.glob("checkpoint-*")
+        if path.name.removeprefix("checkpoint-").isdigit() and (path / CHECKPOINT_STATE).is_file()
+    ]
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+def checkpoints_dir(settings: Settings, run_id: int) -> Path:
+    return settings.runs_dir / str(run_id) / "trainer"
+
 
 def artifact_dir(settings: Settings, run_id: int) -> Path:
     return settings.runs_dir / str(run_id) / "model"

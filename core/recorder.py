@@ -16,27 +16,8 @@ from safetensors.torch import load_file, save_file
 from sqlalchemy import update
 from transformers import TrainerCallback
 
+from core.artifacts import CHECKPOINT_STATE, checkpoints_dir, latest_checkpoint  # noqa: F401 (re-exported)
 from core.db import Metric, Run, utcnow
-from core.settings import Settings
-
-CHECKPOINT_STATE = "lora_lab_state.json"  # written last into a checkpoint folder: without it, the folder is partial
-
-
-def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
-    """The newest complete checkpoint in a run's trainer folder, and its step; None if there is none."""
-    found = [
-        (int(path.name.removeprefix("checkpoint-")), path)
-        for path in folder.glob("checkpoint-*")
-        if path.name.removeprefix("checkpoint-").isdigit() and (path / CHECKPOINT_STATE).is_file()
-    ]
-    if not found:
-        return None
-    step, path = max(found)
-    return path, step
-
-
-def checkpoints_dir(settings: Settings, run_id: int) -> Path:
-    return settings.runs_dir / str(run_id) / "trainer"
 
 
 class RunRecorder(TrainerCallback):

@@ -8,9 +8,9 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.artifacts import checkpoints_dir, latest_checkpoint
 from core.config import TrainConfig
 from core.db import Dataset, Metric, Run, RunStatus, utcnow
-from core.recorder import checkpoints_dir, latest_checkpoint
 from core.settings import Settings
 
 

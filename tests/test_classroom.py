@@ -3,9 +3,15 @@ plain words; and the bugs a teacher hit (each test here failed before its fix)."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from core import models, views
 from core.config import preset_config
 from core.db import Run
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def a_run(run_id: int, method: str = "lora", preset: str = "quick demo", **config) -> Run:
@@ -46,3 +52,14 @@ def test_the_glossary_has_one_plain_line_per_term():
     for term in ("dev set", "warmup", "evaluations per epoch", "LoRA rank", "LoRA alpha", "LoRA dropout"):
         assert views.GLOSSARY[term].count(".") <= 2 and "\n" not in views.GLOSSARY[term]
     assert "bert-base-chinese" in views.GLOSSARY["seed article"]
+
+
+def test_the_first_page_imports_no_torch_or_transformers():
+    """A cold start draws its navigation and first page without the training libraries (seconds to import)."""
+    code = (
+        "import sys, ui, core.views, core.runs, core.data; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    app = (ROOT / "app.py").read_text()
+    assert app.index("st.navigation(") < app.index("import ui")  # the real navigation is drawn before any heavy import
