@@ -34,14 +34,19 @@ def artifact_dir(settings: Settings, run_id: int) -> Path:
     return settings.runs_dir / str(run_id) / "model"
 
 
-def save_artifact(model, tokenizer, run: Run, config: TrainConfig, classes: list[str], folder: Path) -> int:
+def save_artifact(
+    model, tokenizer, run: Run, config: TrainConfig, classes: list[str], folder: Path
+) -> tuple[int, int]:
     """Weights as safetensors (for LoRA: adapters plus the classification head), tokenizer, and what a reload
-    needs. Written to a temporary folder first, so a half-written artifact never stands in place."""
+    needs. Written to a temporary folder first, so a half-written artifact never stands in place.
+
+    Returns the bytes of the weight files and of the tokenizer's files apart: the model size compared between
+    methods is the weights' (a LoRA adapter can be smaller than the tokenizer saved beside it)."""
     tmp = folder.with_name(folder.name + ".partial")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        tokenizer_files = {Path(f).name for f in tokenizer.save_pretrained(tmp)}
         meta = {
             "method": config.method,
             "model_source": run.model_source,
@@ -55,4 +60,6 @@ def save_artifact(model, tokenizer, run: Run, config: TrainConfig, classes: list
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a write that failed (disk full, say) leaves nothing behind
         raise
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    weights = sum(f.stat().st_size for f in folder.rglob("*.safetensors"))
+    tokenizer_bytes = sum(f.stat().st_size for f in folder.iterdir() if f.name in tokenizer_files)
+    return weights, tokenizer_bytes

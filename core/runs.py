@@ -164,6 +164,7 @@ def summary(run: Run) -> dict:
         "estimate": run.estimate,
         "device": run.device,
         "artifact_bytes": run.artifact_bytes,
+        "tokenizer_bytes": run.tokenizer_bytes,
         "test": {
             k: test.get(k)
             for k in ("accuracy", "precision_weighted", "recall_weighted", "f1_macro", "confusion_matrix")

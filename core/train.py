@@ -127,7 +127,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     model.eval()
 
     folder = artifact_dir(settings, run.id)
-    artifact_bytes = save_artifact(model, tokenizer, run, config, classes, folder)
+    artifact_bytes, tokenizer_bytes = save_artifact(model, tokenizer, run, config, classes, folder)
     shutil.rmtree(checkpoints_dir(settings, run.id), ignore_errors=True)  # the artifact holds what is worth keeping
     scorer = evaluate.merged(model)
     test = splits["test"]
@@ -160,6 +160,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         "device": device_name(),
         "artifact_path": str(folder.relative_to(settings.data_dir)),
         "artifact_bytes": artifact_bytes,
+        "tokenizer_bytes": tokenizer_bytes,
         "test_metrics": metrics,
         "score_seconds": score_seconds,
         "error": None,

@@ -321,6 +321,7 @@ def compare_frame(runs: list[Run]) -> pd.DataFrame:
                 "trainable share": share,
                 "peak memory (MB)": run.peak_memory_mb,
                 "model size (MB)": run.artifact_bytes / 2**20 if run.artifact_bytes else None,
+                "tokenizer (MB)": run.tokenizer_bytes / 2**20 if run.tokenizer_bytes else None,
             }
         )
     return pd.DataFrame(rows)

@@ -34,7 +34,10 @@ st.subheader("Test scores and costs")
 fmt = st.column_config.NumberColumn
 columns = {
     **{c: fmt(format="%.3f") for c in ("accuracy", "precision (weighted)", "recall (weighted)", "macro-F1")},
-    **{c: fmt(format="%.1f") for c in ("train time (s)", "samples/s", "peak memory (MB)", "model size (MB)")},
+    **{
+        c: fmt(format="%.1f")
+        for c in ("train time (s)", "samples/s", "peak memory (MB)", "model size (MB)", "tokenizer (MB)")
+    },
     **{c: fmt(format="localized") for c in ("trainable params", "total params")},
     "trainable share": fmt(format="percent"),
 }
@@ -48,7 +51,10 @@ st.download_button(
     key="compare_download_scores",
     help="Opens in Excel; cells that look like formulas are saved as plain text.",
 )
-st.caption("Test scores: higher is better. Model size is what is saved to disk (for LoRA: the add-ons and the head).")
+st.caption(
+    "Test scores: higher is better. Model size is the weights saved to disk (for LoRA: the add-ons and the head); "
+    "the tokenizer saved beside them is counted apart, the same for both methods."
+)
 
 st.subheader("Training curves")
 x = st.radio(
