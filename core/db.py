@@ -105,7 +105,7 @@ class Run(Base):
     peak_memory_mb: Mapped[float | None] = mapped_column(Float)
     device: Mapped[str | None] = mapped_column(String(200))
     artifact_path: Mapped[str | None] = mapped_column(String(500))  # relative to the data dir
-    artifact_bytes: Mapped[int | None] = mapped_column(BigInteger)  # the weight files (runs before 0004: every file)
+    artifact_bytes: Mapped[int | None] = mapped_column(BigInteger)  # the weight files (runs before 0005: every file)
     tokenizer_bytes: Mapped[int | None] = mapped_column(BigInteger)  # the tokenizer's files saved beside them
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # warnings met while training
