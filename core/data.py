@@ -435,7 +435,10 @@ def save_dataset(session: Session, settings: Settings, check: DatasetCheck, name
     final = None
     try:
         for split in SPLITS:
-            check.splits[split].to_csv(tmp / f"{split}.csv", index=False, encoding="utf-8", quoting=csv.QUOTE_MINIMAL)
+            # Every text in quotes: a bare carriage return (or any line break) inside one stays part of the text.
+            path = tmp / f"{split}.csv"
+            check.splits[split].to_csv(path, index=False, encoding="utf-8", quoting=csv.QUOTE_NONNUMERIC)
+            _check_stored(path, check.splits[split], check.source.get(split, {}).get("file", split))
         (tmp / "classes.json").write_text(json.dumps(check.classes, ensure_ascii=False), encoding="utf-8")
         dataset = Dataset(
             name=name,
@@ -468,6 +471,27 @@ def find_same_dataset(session: Session, check: DatasetCheck) -> Dataset | None:
     return session.scalars(select(Dataset).where(Dataset.content_hash == content_hash(check))).first()
 
 
+def _read_stored(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"text": str, "label": int}, keep_default_na=False, encoding="utf-8")
+
+
+def _check_stored(path: Path, expected: pd.DataFrame, name: str) -> None:
+    """Read a stored split back as training will, and refuse to store it unless every row comes back as it was."""
+    try:
+        back = _read_stored(path)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{name} could not be stored so that it reads back ({e}). Nothing was saved.") from None
+    texts, labels = expected["text"].tolist(), expected["label"].tolist()
+    if len(back) != len(texts):
+        raise DataError(f"{name} read back with {len(back)} rows instead of {len(texts)}. Nothing was saved.")
+    differ = [i for i, (t, y) in enumerate(zip(back["text"], back["label"])) if t != texts[i] or y != labels[i]]
+    if differ:
+        raise DataError(
+            f"{name} {_rows(pd.Index(differ))}: the text did not read back as it was stored, so nothing was saved. "
+            "Remove unusual control characters from these texts and upload again."
+        )
+
+
 def load_split(settings: Settings, dataset: Dataset, split: str) -> pd.DataFrame:
     path = settings.data_dir / dataset.path / f"{split}.csv"
     if not path.is_file():
@@ -475,7 +499,7 @@ def load_split(settings: Settings, dataset: Dataset, split: str) -> pd.DataFrame
             f"The {split} split of dataset '{dataset.name}' is missing: no file at {path}. When runs train on "
             "other machines (a Ray cluster), LORALAB_DATA_DIR must be a folder every machine mounts at the same path."
         )
-    return pd.read_csv(path, dtype={"text": str, "label": int}, keep_default_na=False, encoding="utf-8")
+    return _read_stored(path)
 
 
 def delete_dataset(session: Session, settings: Settings, dataset: Dataset) -> None:
