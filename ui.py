@@ -6,7 +6,6 @@ import time
 
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from sqlalchemy.orm import sessionmaker
 
@@ -114,34 +113,56 @@ def bundled_tokenizer():
         return None
 
 
-def curves_figure(frame, x: str = "step") -> go.Figure:
-    """Loss (left) and dev scores (right) for one or more runs: a colour per run, a line style per metric."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss (lower is better)", "Dev scores (higher is better)"))
-    colours, single = qualitative.Plotly, frame["run"].nunique() == 1
-    for i, (run, rows) in enumerate(frame.groupby("run", sort=False)):
-        for j, (name, (col, dash, text)) in enumerate(CURVES.items()):
+def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figure:
+    """Loss (left) and dev scores (right) of one or more runs: each run in its own colour (the same on every page),
+    each metric in its own line style. `x_max` fixes the x-axis from 0 (a live view then does not rescale)."""
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "Loss, lower is better (solid: train, dashed: dev)",
+            "Dev scores, higher is better (solid: accuracy, dotted: macro-F1)",
+        ),
+    )
+    colours = views.run_colours([int(i) for i in frame["run_id"].unique()])
+    for run_id, rows in frame.groupby("run_id", sort=False):
+        label, shown = rows["run"].iloc[0], False
+        for name, (col, dash, text) in CURVES.items():
             points = rows[rows["name"] == name]
             if points.empty:
                 continue
-            colour = colours[(j if single else i) % len(colours)]  # one run: a colour per metric
             fig.add_trace(
                 go.Scatter(
                     x=points[x],
                     y=points["value"],
-                    name=text if single else f"{run}: {text}",
+                    name=label,
                     mode="lines+markers" if len(points) < 3 else "lines",
-                    line={"color": colour, "dash": dash},
-                    legendgroup=run,
+                    line={"color": colours[int(run_id)], "dash": dash},
+                    legendgroup=label,
+                    showlegend=not shown,
+                    hovertemplate=f"{label}<br>{text}: %{{y:.3f}}<extra></extra>"
+                    if col == 1
+                    else f"{label}<br>{text}: %{{y:.1%}}<extra></extra>",
                 ),
                 row=1,
                 col=col,
             )
+            shown = True
     fig.update_xaxes(title_text=X_AXES[x])
-    fig.update_layout(height=380, margin={"t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    if x_max:
+        fig.update_xaxes(range=[0, x_max])
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(
+        height=380,
+        margin={"t": 40, "b": 10},
+        showlegend=frame["run_id"].nunique() > 1,
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
-def confusion_figure(run: Run, normalised: bool) -> go.Figure:
+def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None) -> go.Figure:
     matrix, classes = views.confusion(run, normalised)
     fig = go.Figure(
         go.Heatmap(
@@ -156,7 +177,7 @@ def confusion_figure(run: Run, normalised: bool) -> go.Figure:
         )
     )
     fig.update_layout(
-        title=views.run_label(run),
+        title=views.run_label(run, among),
         xaxis_title="predicted",
         yaxis_title="true",
         yaxis_autorange="reversed",

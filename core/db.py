@@ -109,6 +109,12 @@ class Run(Base):
     tokenizer_bytes: Mapped[int | None] = mapped_column(BigInteger)  # the tokenizer's files saved beside them
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # warnings met while training
+    # How busy the machine was while the run trained (its last training process): the mean 1-minute load average,
+    # this run's own CPU use in percent of one CPU (200 = two CPUs kept busy) and the machine's CPUs. Times measured
+    # while other work kept the CPUs busy are not comparable (core.views.machine_busy).
+    load_average: Mapped[float | None] = mapped_column(Float)
+    cpu_percent: Mapped[float | None] = mapped_column(Float)
+    cpu_count: Mapped[int | None] = mapped_column(Integer)
     score_seconds: Mapped[float | None] = mapped_column(Float)  # scoring the test set, model in memory
     estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # core.estimate's, taken when it was queued
 

@@ -27,6 +27,14 @@ class Predictor:
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return evaluate.predict_proba(self.model, self.tokenizer, texts, self.max_length)
 
+    def reading(self, text: str) -> dict[str, float | int]:
+        """How the model reads a text: its tokens, how many fit in max_length (the rest is cut), and the share of
+        tokens unknown to the model's vocabulary (high for a language the model never learnt)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        unknown = sum(i == self.tokenizer.unk_token_id for i in ids)
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add()
+        return {"tokens": len(ids), "read": min(len(ids), room), "unknown_share": unknown / len(ids) if ids else 0.0}
+
     def predict(self, text: str) -> tuple[str, dict[str, float]]:
         """The predicted class name and every class's probability for one text."""
         probs = self.predict_proba([text])[0]

@@ -38,6 +38,8 @@ class RunRecorder(TrainerCallback):
         self.best_step = self.last_eval_step = None
         self.seconds_before = 0.0  # training time of earlier processes, for a resumed run
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
+        self.load_samples: list[float] = []
 
     def resume_from(self, checkpoint: Path) -> None:
         saved = json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8"))
@@ -49,8 +51,19 @@ class RunRecorder(TrainerCallback):
     def train_seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.started
 
+    def machine_load(self) -> dict[str, float | int | None]:
+        """How busy the machine was while this process trained: the mean 1-minute load average (sampled with the
+        heartbeat), this process's CPU use in percent of one CPU, and the machine's CPUs."""
+        wall = time.perf_counter() - self.started
+        return {
+            "load_average": sum(self.load_samples) / len(self.load_samples) if self.load_samples else None,
+            "cpu_percent": 100 * (time.process_time() - self.cpu_started) / wall if wall > 0 else None,
+            "cpu_count": os.cpu_count(),
+        }
+
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = self.last_save = time.perf_counter()
+        self.cpu_started, self.load_samples = time.process_time(), [os.getloadavg()[0]]
         with self.sessions.begin() as s:
             s.execute(
                 update(Run).where(Run.id == self.run_id).values(total_steps=state.max_steps, step=state.global_step)
@@ -67,6 +80,7 @@ class RunRecorder(TrainerCallback):
         if now - self.last_beat < 1.0:
             return
         self.last_beat = now
+        self.load_samples.append(os.getloadavg()[0])
         values = {"step": state.global_step, "heartbeat_at": utcnow()}
         if first:  # step times are measured from the end of this process's first step: start-up is not a step
             values.update(timing_step=state.global_step, timing_at=values["heartbeat_at"])

@@ -163,6 +163,9 @@ def summary(run: Run) -> dict:
         "score_seconds": run.score_seconds,
         "estimate": run.estimate,
         "device": run.device,
+        "load_average": run.load_average,
+        "cpu_percent": run.cpu_percent,
+        "cpu_count": run.cpu_count,
         "artifact_bytes": run.artifact_bytes,
         "tokenizer_bytes": run.tokenizer_bytes,
         "test": {

@@ -119,7 +119,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         return RunStatus.CRASHED, {"error": "The worker that supervised this run stopped, so the run was abandoned."}
     if recorder.cancelled:
         return RunStatus.CANCELLED, {"error": None}
-    train_seconds = recorder.train_seconds()
+    train_seconds, machine = recorder.train_seconds(), recorder.machine_load()
     if recorder.last_eval_step != trainer.state.global_step:
         trainer.evaluate()  # the final weights are a candidate for "best" too
     trainable, total = count_params(model)
@@ -163,6 +163,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         "tokenizer_bytes": tokenizer_bytes,
         "test_metrics": metrics,
         "score_seconds": score_seconds,
+        **machine,
         "error": None,
     }
 

@@ -18,11 +18,13 @@ HISTORY_COLUMNS = [
     "run",
     "status",
     "method",
+    "settings",
     "model",
     "dataset",
     "test accuracy",
     "macro-F1",
     "train time (s)",
+    "machine while training",
     "trainable params",
     "created (UTC)",
     "pair",
@@ -71,6 +73,37 @@ GLOSSARY = {
     "as much as big ones (100 % is perfect).",
     "trainable weights": "Trainable weights: the numbers training may change; the rest of the model stays as it was.",
 }
+
+
+SETTINGS = {  # TrainConfig field -> (name on screen, glossary term)
+    "epochs": ("Epochs", "epochs"),
+    "batch_size": ("Batch size", "batch size"),
+    "learning_rate": ("Learning rate", "learning rate"),
+    "warmup_ratio": ("Warmup", "warmup"),
+    "evals_per_epoch": ("Evaluations per epoch", "evaluations per epoch"),
+    "weight_decay": ("Weight decay", "weight decay"),
+    "max_length": ("Max length (tokens)", "max length"),
+    "seed": ("Seed", "seed"),
+    "lora_r": ("LoRA rank", "LoRA rank"),
+    "lora_alpha": ("LoRA alpha", "LoRA alpha"),
+    "lora_dropout": ("LoRA dropout", "LoRA dropout"),
+    "lora_targets": ("LoRA target layers", "LoRA target layers"),
+}
+
+
+def settings_frame(run: Run) -> pd.DataFrame:
+    """A run's settings in words, one per row with what it means (LoRA's only for a LoRA run)."""
+    rows = []
+    for field, (name, term) in SETTINGS.items():
+        value = (run.config or {}).get(field)
+        if value is None or (field.startswith("lora_") and run.method != "lora"):
+            continue
+        if field in ("warmup_ratio", "lora_dropout"):
+            value = f"{plain_number(100 * value)} %"
+        elif isinstance(value, float):
+            value = plain_number(value)
+        rows.append({"setting": name, "value": str(value), "what it means": GLOSSARY[term].split(": ", 1)[1]})
+    return pd.DataFrame(rows)
 
 
 def percent(share: float | None) -> str:
@@ -126,6 +159,12 @@ def run_facts(run: Run) -> dict[str, str]:
     }
 
 
+def settings_text(run: Run) -> str:
+    """Preset, epochs and seed in words: 'quick demo · 1 epoch · seed 42'."""
+    facts = run_facts(run)
+    return " · ".join(facts[k] for k in ("preset", "epochs", "seed"))
+
+
 def run_label(run: Run, among: list[Run] | None = None) -> str:
     """How a run is named across the dashboard: its number, its method and what tells it apart.
 
@@ -153,6 +192,48 @@ def run_colours(run_ids: list[int]) -> dict[int, str]:
         free = [RUN_COLOURS[(start + k) % len(RUN_COLOURS)] for k in range(len(RUN_COLOURS))]
         out[run_id] = next((c for c in free if c not in taken), free[0])
     return out
+
+
+BUSY_SHARE = 0.25  # other work used more than a quarter of the machine's CPUs: a run's times are not its own
+
+
+def machine_busy(run: Run) -> float | None:
+    """The share of the machine's CPUs that other work used while the run trained (0: none, 1: all of them): its
+    mean load average less its own CPU use; None when not recorded (older runs)."""
+    if run.load_average is None or not run.cpu_count:
+        return None
+    return max(0.0, run.load_average - (run.cpu_percent or 0.0) / 100) / run.cpu_count
+
+
+def machine_text(run: Run) -> str:
+    """How busy the machine was while the run trained, in words for a table."""
+    busy = machine_busy(run)
+    if busy is None:
+        return "not measured"
+    if busy <= BUSY_SHARE:
+        return "quiet"
+    return f"busy: others' work {busy * run.cpu_count:.1f} CPUs, on {run.cpu_count}"
+
+
+def times_note(runs: list[Run]) -> str | None:
+    """Why the training times of these runs are not a fair measure (or not comparable), in plain words; None when
+    nothing speaks against them."""
+    reasons = []
+    devices = sorted({r.device for r in runs if r.device})
+    if len(devices) > 1:
+        reasons.append(f"they trained on different devices ({', '.join(devices)})")
+    for run in runs:
+        busy = machine_busy(run)
+        if busy is not None and busy > BUSY_SHARE:
+            reasons.append(
+                f"while run #{run.id} trained, other programs kept the machine busy "
+                f"(about {busy * run.cpu_count:.1f} CPUs' worth of work, on {run.cpu_count} CPUs)"
+            )
+    if not reasons:
+        return None
+    what = "These times are not comparable" if len(runs) > 1 else "This time is not a fair measure"
+    after = "Accuracy, weights and memory are not affected; to compare times, train again when the machine is quiet."
+    return f"{what}: {'; '.join(reasons)}. {after}"
 
 
 def list_datasets(session: Session) -> list[Dataset]:
@@ -190,7 +271,11 @@ def history_frame(
     methods: list[str] | None = None,
     datasets: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Every run, newest first; each filter left empty keeps everything."""
+    """Every run, newest first; each filter left empty keeps everything. Accuracy and macro-F1 in percent (shown
+    with ui.PERCENT_COLUMN); a pair is named by its other run's number."""
+    pairs: dict[str, list[int]] = {}
+    for run_id, pair_id in session.execute(select(Run.id, Run.pair_id).where(Run.pair_id.is_not(None))):
+        pairs.setdefault(pair_id, []).append(run_id)
     query = select(Run).order_by(Run.id.desc())
     if statuses:
         query = query.where(Run.status.in_(statuses))
@@ -206,14 +291,16 @@ def history_frame(
                 run.id,
                 run.status,
                 METHOD_NAMES.get(run.method, run.method),
+                settings_text(run),
                 models.describe(run.model_source),
                 run.dataset_name,
-                test.get("accuracy"),
-                test.get("f1_macro"),
+                in_percent(test.get("accuracy")),
+                in_percent(test.get("f1_macro")),
                 run.train_seconds,
+                machine_text(run) if run.train_seconds is not None else "",
                 run.trainable_params,
                 run.created_at,
-                run.pair_id or "",
+                ", ".join(f"with #{i}" for i in pairs.get(run.pair_id, []) if i != run.id),
             ]
         )
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
@@ -234,6 +321,24 @@ def partners(session: Session, run: Run) -> list[Run]:
     if not run.pair_id:
         return []
     return list(session.scalars(select(Run).where(Run.pair_id == run.pair_id, Run.id != run.id).order_by(Run.id)))
+
+
+def queue_text(session: Session, run: Run) -> str:
+    """Where a queued run stands, in words: which runs train before it (one at a time, oldest first)."""
+    ahead = list(
+        session.scalars(
+            select(Run.id)
+            .where(Run.status.in_(ACTIVE), Run.id != run.id)
+            .where((Run.status == RunStatus.RUNNING.value) | (Run.id < run.id))
+            .order_by(Run.id)
+        )
+    )
+    if not ahead:
+        return "Waiting for the trainer to start it (a few seconds)."
+    if len(ahead) == 1:
+        return f"Waiting its turn: runs train one at a time, and it starts when run #{ahead[0]} has finished."
+    names = ", ".join(f"#{i}" for i in ahead[:-1]) + f" and #{ahead[-1]}"
+    return f"Waiting its turn: runs train one at a time, and it starts when runs {names} have finished."
 
 
 def completed_runs(session: Session) -> list[Run]:
@@ -294,7 +399,7 @@ def progress(run: Run, now: datetime | None = None) -> tuple[float | None, float
 def curves_frame(session: Session, runs: list[Run]) -> pd.DataFrame:
     """Logged values of the runs with a readable run name and 'examples' seen (step x batch size)."""
     frame = metrics_frame(session, [r.id for r in runs])
-    labels = {r.id: run_label(r) for r in runs}
+    labels = {r.id: run_label(r, runs) for r in runs}
     batch = {r.id: int(r.config.get("batch_size", 1)) for r in runs}
     frame["run"] = frame["run_id"].map(labels)
     frame["examples"] = frame["step"] * frame["run_id"].map(batch)

@@ -7,6 +7,8 @@ import ui
 from core import models, predict, views
 from core.db import Run
 
+UNKNOWN_SHARE = 0.2  # tokens the model's vocabulary lacks: above this share, its answer is mostly a guess
+
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model (only the first time)…")
 def predictor(db_url: str, run_id: int) -> predict.Predictor:
@@ -46,15 +48,41 @@ if not text.strip() or not chosen:
     st.caption("Type a text and pick at least one run to see the answers.")
     st.stop()
 
+height = 80 + 30 * max(len((done[i].test_metrics or {}).get("classes") or [0]) for i in chosen)  # one size for all
 for start in range(0, len(chosen), 3):
     for col, run_id in zip(st.columns(3), chosen[start : start + 3]):
-        col.markdown(f"**{views.run_label(done[run_id])}**")
+        col.markdown(f"**{views.run_label(done[run_id], [done[i] for i in chosen])}**")
         try:
-            label, probs = predictor(ui.settings().db_url, run_id).predict(text)
+            model = predictor(ui.settings().db_url, run_id)
+            label, probs = model.predict(text)
+            reading = model.reading(text)
         except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:
             col.error(f"This run's model could not be loaded: {e}")
             continue
-        col.metric("Predicted label", label, f"{probs[label]:.0%} probability", delta_color="off", delta_arrow="off")
+        chance = 1 / len(probs)
+        col.metric(
+            "Predicted label",
+            label,
+            f"{views.percent(probs[label])} probability · guessing: {views.percent(chance)}",
+            delta_color="off",
+            delta_arrow="off",
+            help=f"With {len(probs)} classes, a blind guess is right {views.percent(chance)} of the time.",
+        )
         fig = px.bar(x=list(probs.values()), y=list(probs), orientation="h", labels={"x": "probability", "y": ""})
-        fig.update_layout(height=60 + 28 * len(probs), margin={"t": 10, "b": 10}, xaxis_range=[0, 1])
+        fig.update_traces(texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False)
+        fig.add_vline(x=chance, line_dash="dot", line_color="grey", annotation_text="guessing")
+        fig.update_layout(height=height, margin={"t": 20, "b": 10, "r": 40})
+        fig.update_xaxes(range=[0, 1], tickformat=".0%")
+        fig.update_yaxes(type="category", autorange="reversed")  # class names are names, even when they are numbers
         col.plotly_chart(fig, key=f"predict_chart_{run_id}")
+        if reading["tokens"] > reading["read"]:
+            col.warning(
+                f"This text is {reading['tokens']:,} tokens long; the model reads only the first {reading['read']} "
+                "(the run's max length) and ignores the rest."
+            )
+        if reading["unknown_share"] >= UNKNOWN_SHARE:
+            col.warning(
+                f"{views.percent(reading['unknown_share'])} of this text's tokens are unknown to this model, so its "
+                "answer means little: is the text in a language the model never learnt? Train on a model that "
+                "knows it (for Chinese, e.g. bert-base-chinese)."
+            )

@@ -11,25 +11,49 @@ BADGE = {"queued": "gray", "running": "blue", "completed": "green", "failed": "r
 POLL_S = 2.0  # how often an active run's view reads the database
 
 
-def open_run() -> None:
-    st.query_params["run"] = str(st.session_state.pop("runs_open"))
+def open_run(run_id: int | None = None) -> None:
+    """Every way of opening a run sets the URL, so a refresh (or the run ending) keeps showing that run."""
+    st.query_params["run"] = str(run_id if run_id is not None else st.session_state.pop("runs_open"))
 
 
 def close_run() -> None:
     st.query_params.pop("run", None)
 
 
+def ask_cancel(run_id: int | None) -> None:
+    st.session_state["runs_cancel_asked"] = run_id
+
+
+def cancel(run_id: int) -> None:
+    with ui.sessions(write=True)() as s:
+        runs.request_cancel(s, run_id)
+    ask_cancel(None)
+    ui.flash("info", f"Cancel requested: run #{run_id} stops at its next step.")
+
+
+def status_line(s, run: Run, label: str) -> None:
+    """One run of the pair: waiting (for what), training (how far), or how it ended."""
+    if run.status == RunStatus.QUEUED.value:
+        st.info(f"{label}: {views.queue_text(s, run)}")
+    elif run.status == RunStatus.RUNNING.value:
+        done, eta = views.progress(run)
+        left = "estimating the time left" if eta is None else f"about {ui.duration(eta)} left"
+        st.progress(done or 0.0, text=f"{label} · Step {run.step} of {run.total_steps or '?'} · {left}")
+    elif run.status == RunStatus.COMPLETED.value:
+        accuracy = views.percent((run.test_metrics or {}).get("accuracy"))
+        st.success(f"{label}: completed in {ui.duration(run.train_seconds)}, test accuracy {accuracy}.")
+    else:
+        st.warning(f"{label}: {run.status}.")
+
+
 def show_run(run_id: int) -> None:
     st.button("← All runs", key="runs_back", on_click=close_run, help="Back to the history of every run.")
     with ui.sessions()() as s:
-        was_active = not s.get(Run, run_id).run_status.finished
-        pair = [run_id] + [r.id for r in views.partners(s, s.get(Run, run_id))]
-    for other in pair[1:]:
-        st.page_link("pages/runs.py", label=f"Its pair: run #{other}", query_params={"run": str(other)})
-    if len(pair) > 1 and not was_active:
-        st.page_link(
-            "pages/compare.py", label="Compare the pair", query_params={"runs": ",".join(map(str, sorted(pair)))}
-        )
+        shown = s.get(Run, run_id)
+        pair = [shown, *views.partners(s, shown)]
+    was_active = any(not r.run_status.finished for r in pair)
+    if not shown.run_status.finished:  # a live view follows the pair to the run that trains next
+        st.session_state["runs_following"] = run_id
 
     @st.fragment(run_every=POLL_S if was_active else None)
     def live() -> None:
@@ -37,23 +61,60 @@ def show_run(run_id: int) -> None:
             run = s.get(Run, run_id)
             if run is None:
                 return st.error(f"Run {run_id} was deleted.")
-            curves = views.curves_frame(s, [run])
-        if was_active and run.run_status.finished:
-            st.rerun()  # it just ended: redraw the whole page, without polling
-        st.subheader(f"{views.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{run.status}]")
-        created = f"{run.created_at:%Y-%m-%d %H:%M} UTC"
-        st.caption(f"Model {models.describe(run.model_source)} · created {created} · pair {run.pair_id or '-'}")
-        done, eta = views.progress(run)
-        if run.status == RunStatus.QUEUED.value:
-            st.info("Waiting for the trainer: runs train one at a time, in the order they were queued.")
-        elif run.status == RunStatus.RUNNING.value:
-            left = "estimating the time left" if eta is None else f"about {ui.duration(eta)} left"
-            text = f"Step {run.step} of {run.total_steps or '?'} · {left}"
-            st.progress(done or 0.0, text=text)
-        if was_active and st.button("Cancel this run", key="runs_cancel", help="Stops it within a few seconds."):
-            with ui.sessions(write=True)() as s:
-                runs.request_cancel(s, run_id)
-            st.info("Cancel requested: the run stops at its next step.")
+            pair = [run, *views.partners(s, run)]
+            curves = views.curves_frame(s, sorted(pair, key=lambda r: r.id))
+            active = [r for r in pair if not r.run_status.finished]
+            if st.session_state.get("runs_following") == run_id and run.run_status.finished and active:
+                st.session_state["runs_following"] = active[0].id
+                open_run(active[0].id)  # e.g. full fine-tuning ended and LoRA starts: show LoRA
+                st.rerun()
+            if was_active and not active:
+                st.rerun()  # the pair just ended: redraw the whole page, without polling
+            st.subheader(f"{views.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{run.status}]")
+            created = f"{run.created_at:%Y-%m-%d %H:%M} UTC"
+            partner = ", ".join(f"#{r.id} ({views.run_facts(r)['method']})" for r in pair[1:])
+            together = f" · trained as a pair with run {partner}" if partner else ""
+            st.caption(f"Model {models.describe(run.model_source)} · created {created}{together}")
+            for r in sorted(pair, key=lambda r: r.id):
+                status_line(s, r, f"Run #{r.id} {views.run_facts(r)['method']}")
+        ui.show_flash()
+        for other in pair[1:]:
+            st.button(
+                f"Open its pair: run #{other.id} ({views.run_facts(other)['method']})",
+                key=f"runs_pair_{other.id}",
+                on_click=open_run,
+                args=(other.id,),
+                help="Shows the other run of the pair (its results when it has finished).",
+            )
+        if len(pair) > 1:
+            ids = ",".join(str(r.id) for r in sorted(pair, key=lambda r: r.id))
+            waiting = [r for r in pair if r.status != RunStatus.COMPLETED.value]
+            if not waiting:
+                st.page_link("pages/compare.py", label="Compare the pair", query_params={"runs": ids}, icon="⚖️")
+            elif any(r.run_status.finished for r in waiting):
+                names = ", ".join(f"#{r.id} {r.status}" for r in waiting)
+                st.caption(f"The pair can be compared when both runs have completed ({names}: resume it to finish).")
+            else:
+                st.caption("Compare the pair opens here as soon as both runs have completed.")
+        if not run.run_status.finished:
+            if st.session_state.get("runs_cancel_asked") == run_id:
+                st.warning(
+                    f"Stop run #{run_id} now? What it learnt so far is kept only up to its last checkpoint "
+                    "(saved every 2 minutes), from which it can resume."
+                )
+                c1, c2 = st.columns(2)
+                c1.button(
+                    "Yes, stop the run", key="runs_cancel_yes", on_click=cancel, args=(run_id,), help="Stops it now."
+                )
+                c2.button("No, let it train", key="runs_cancel_no", on_click=ask_cancel, args=(None,), help="Goes on.")
+            else:
+                st.button(
+                    "Cancel this run…",
+                    key="runs_cancel",
+                    on_click=ask_cancel,
+                    args=(run_id,),
+                    help="Asks first; then stops it within a few seconds.",
+                )
         if run.status in (RunStatus.FAILED.value, RunStatus.CRASHED.value):
             st.error(run.error or "The run ended without saying why. Launch it again from the Train page.")
         elif run.status == RunStatus.CANCELLED.value:
@@ -61,10 +122,13 @@ def show_run(run_id: int) -> None:
         elif run.status == RunStatus.COMPLETED.value:
             test = run.test_metrics or {}
             c1, c2, c3, c4 = st.columns(4)
-            c1.metric("Test accuracy", f"{test.get('accuracy', 0):.1%}")
-            c2.metric("Test macro-F1", f"{test.get('f1_macro', 0):.3f}")
+            c1.metric("Test accuracy", views.percent(test.get("accuracy")), help=views.GLOSSARY["accuracy"])
+            c2.metric("Test macro-F1", views.percent(test.get("f1_macro")), help=views.GLOSSARY["macro-F1"])
             c3.metric("Training time", ui.duration(run.train_seconds))
-            c4.metric("Trained weights", f"{run.trainable_params or 0:,}")
+            c4.metric("Trained weights", views.count(run.trainable_params), help=views.GLOSSARY["trainable weights"])
+        note = views.times_note([r for r in pair if r.train_seconds is not None])
+        if note:
+            st.warning(note, icon=":material/speed:")
         step = runs.resume_step(ui.settings(), run)
         if step is not None and st.button(
             f"Resume from step {step}",
@@ -81,11 +145,13 @@ def show_run(run_id: int) -> None:
         if curves.empty:
             st.caption("Curves appear after the first logged steps.")
         else:
-            st.plotly_chart(ui.curves_figure(curves), key="runs_curves")
+            x_max = max((r.total_steps or 0) for r in pair) or None  # fixed: the axis does not rescale as it trains
+            st.plotly_chart(ui.curves_figure(curves, x_max=x_max), key="runs_curves")
+            st.caption(ui.glossary("dev set"))
         for note in run.notes or []:
             st.caption(note)
         with st.expander("Settings of this run"):
-            st.json(run.config)
+            st.dataframe(views.settings_frame(run), hide_index=True, key="runs_settings")
 
     live()
 
@@ -134,11 +200,13 @@ def history() -> None:
         table = views.history_frame(s, statuses, methods, datasets)
         if views.any_active(s) != active:
             st.rerun()  # something started or ended: poll, or stop polling
-    percent = st.column_config.NumberColumn(format="percent")
     created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
     config = {
-        "test accuracy": percent,
-        "macro-F1": st.column_config.NumberColumn(format="%.3f"),
+        "test accuracy": ui.PERCENT_COLUMN,
+        "macro-F1": ui.PERCENT_COLUMN,
+        "machine while training": st.column_config.TextColumn(
+            help="Times measured while other programs kept the machine busy are not comparable."
+        ),
         "train time (s)": st.column_config.NumberColumn(format="%.1f"),
         "trainable params": st.column_config.NumberColumn(format="localized"),
         "created (UTC)": created,

@@ -3,13 +3,20 @@ plain words; and the bugs a teacher hit (each test here failed before its fix)."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from streamlit.testing.v1 import AppTest
+
 from core import models, views
-from core.config import preset_config
-from core.db import Run
+from core.config import TrainConfig, preset_config
+from core.db import Dataset, Metric, Run, RunStatus, session_factory, utcnow
+from core.runs import create_pair, create_run
+from core.train import train_run
+from tests.helpers import store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,3 +70,166 @@ def test_the_first_page_imports_no_torch_or_transformers():
     assert out.strip() == "[]"
     app = (ROOT / "app.py").read_text()
     assert app.index("st.navigation(") < app.index("import ui")  # the real navigation is drawn before any heavy import
+
+
+# --- The Runs page: a pair as a class follows it -------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_worker(monkeypatch):
+    """Pages queue runs, but no background trainer is started from a test."""
+    monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
+
+
+def open_page(page: str, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py")
+    at.query_params.update(query)
+    return at.run()
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+@pytest.fixture
+def pair(settings, csv_folder) -> dict[str, int]:
+    """A stored dataset and a quick-demo pair: full fine-tuning completed, LoRA training at step 10 of 40."""
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        full, lora = create_pair(s, s.get(Dataset, dataset.id), models.BUNDLED, preset_config("quick demo", "lora"))
+        full.status, full.step, full.total_steps, full.train_seconds = "completed", 40, 40, 12.0
+        full.test_metrics = {"accuracy": 0.73734, "f1_macro": 0.7}
+        full.started_at = full.finished_at = utcnow()
+        lora.status, lora.step, lora.total_steps, lora.started_at = "running", 10, 40, utcnow()
+        for run, steps in ((full, 40), (lora, 10)):
+            s.add_all(Metric(run_id=run.id, step=k, epoch=k / 40, name="train_loss", value=1.0) for k in (2, steps))
+        s.commit()
+        return {"full": full.id, "lora": lora.id}
+
+
+def set_status(settings, run_id: int, status: str) -> None:
+    with session_factory(settings.db_url)() as s:
+        s.get(Run, run_id).status = status
+        s.commit()
+
+
+def test_opening_the_pair_sets_the_url(settings, pair):
+    """Bug 1: 'Its pair: run #4' showed #4 while the URL stayed on #3, so a refresh went back to #3."""
+    at = open_page("runs", run=str(pair["full"]))
+    at.button(key=f"runs_pair_{pair['lora']}").click().run()
+    assert at.query_params["run"] == str(pair["lora"])
+    assert f"#{pair['lora']} LoRA" in texts(at.subheader)
+
+
+def test_compare_the_pair_is_offered_only_when_both_completed(settings, pair):
+    """Bug 2: 'Compare the pair' showed while the partner trained, and opened Compare with one run."""
+    at = open_page("runs", run=str(pair["full"]))
+    assert not [link for link in at.get("page_link") if "Compare" in link.proto.label]
+    assert "as soon as both runs have completed" in texts(at.caption)
+    set_status(settings, pair["lora"], "cancelled")
+    at = open_page("runs", run=str(pair["full"]))
+    assert not [link for link in at.get("page_link") if "Compare" in link.proto.label]
+    assert f"#{pair['lora']} cancelled" in texts(at.caption)
+    set_status(settings, pair["lora"], "completed")
+    at = open_page("runs", run=str(pair["full"]))
+    [link] = [link for link in at.get("page_link") if "Compare" in link.proto.label]
+    assert f"runs={pair['full']},{pair['lora']}" in link.proto.page or "runs" in str(link.proto)
+
+
+def test_the_pair_view_shows_both_runs_on_one_fixed_axis_and_says_what_the_queued_run_waits_for(settings, pair):
+    """Item 10: a queued run said only 'waiting'; the step axis rescaled at every poll; one run per chart."""
+    set_status(settings, pair["lora"], "queued")
+    with session_factory(settings.db_url)() as s:
+        busy = create_run(s, s.get(Dataset, s.get(Run, pair["full"]).dataset_id), models.BUNDLED, TrainConfig())
+        busy.status = "running"
+        s.commit()
+    at = open_page("runs", run=str(pair["lora"]))
+    assert f"starts when run #{busy.id} has finished" in texts(at.info)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {t["name"] for t in figure["data"]} == {f"#{pair['full']} Full fine-tuning", f"#{pair['lora']} LoRA"}
+    assert figure["layout"]["xaxis"]["range"] == [0, 40]
+    colours = {t["name"]: t["line"]["color"] for t in figure["data"]}
+    assert colours[f"#{pair['full']} Full fine-tuning"] == views.run_colours([pair["full"]])[pair["full"]]
+
+
+def test_a_live_view_follows_the_pair_to_the_run_that_trains_next(settings, pair):
+    """Item 10: when full fine-tuning ended, the page stayed on it instead of following the pair to LoRA."""
+    set_status(settings, pair["full"], "running")
+    set_status(settings, pair["lora"], "queued")
+    at = open_page("runs", run=str(pair["full"]))
+    set_status(settings, pair["full"], "completed")
+    set_status(settings, pair["lora"], "running")
+    at.run()  # what the next poll does
+    assert at.query_params["run"] == str(pair["lora"])
+
+
+def test_cancel_asks_first(settings, pair):
+    """Bug 12: one click cancelled a run at step 35 of 160."""
+    at = open_page("runs", run=str(pair["lora"]))
+    at.button(key="runs_cancel").click().run()
+    assert not views_run(settings, pair["lora"]).cancel_requested
+    assert "Stop run" in texts(at.warning)
+    at.button(key="runs_cancel_no").click().run()
+    assert not views_run(settings, pair["lora"]).cancel_requested and "runs_cancel_yes" not in keys(at)
+    at.button(key="runs_cancel").click().run()
+    at.button(key="runs_cancel_yes").click().run()
+    assert views_run(settings, pair["lora"]).cancel_requested
+
+
+def views_run(settings, run_id: int) -> Run:
+    with session_factory(settings.db_url)() as s:
+        return s.get(Run, run_id)
+
+
+def keys(at: AppTest) -> set[str]:
+    return {b.key for b in at.button}
+
+
+def test_runs_speak_plainly(settings, pair):
+    """Item 11: 73.73 % here and 0.737 there, the pair's internal id, settings as raw JSON with code names."""
+    with session_factory(settings.db_url)() as s:
+        full = s.get(Run, pair["full"])
+        full.load_average, full.cpu_percent, full.cpu_count = 6.0, 100.0, 2
+        s.commit()
+    at = open_page("runs", run=str(pair["full"]))
+    assert [m.value for m in at.metric][:2] == ["73.7 %", "70.0 %"]
+    assert views_run(settings, pair["full"]).pair_id not in texts(at.caption)
+    assert not at.json and "Warmup" in set(at.dataframe[0].value["setting"])
+    assert "not a fair measure" in texts(at.warning) and "5.0 CPUs' worth of work, on 2 CPUs" in texts(at.warning)
+    at.button(key="runs_back").click().run()
+    table = at.dataframe[0].value
+    row = table[table["run"] == pair["full"]].iloc[0]
+    assert row["pair"] == f"with #{pair['lora']}" and row["test accuracy"] == pytest.approx(73.734)
+    assert row["machine while training"].startswith("busy") and row["settings"] == "quick demo · 1 epoch · seed 42"
+
+
+# --- Predict: what a model's answer is worth -----------------------------------------------------------------------
+
+
+def test_predict_says_what_was_cut_what_is_unknown_and_what_guessing_gives(settings, csv_folder, tiny_model):
+    """Bugs 4 and 14: numeric class names became a numeric axis (the winning bar unlabelled); a long text was cut
+    without a note; a text in a language the model does not know got a confident answer; no chance level. Item 7:
+    the run records how busy the machine was."""
+    dataset = store(settings, csv_folder)  # labels 0, 1, 2: class names that are numbers
+    with session_factory(settings.db_url)() as s:
+        config = TrainConfig(method="lora", epochs=1, batch_size=16, evals_per_epoch=1, max_length=16)
+        run = create_run(s, s.get(Dataset, dataset.id), tiny_model, config)
+    assert train_run(settings, run.id) == RunStatus.COMPLETED
+    trained = views_run(settings, run.id)
+    assert trained.load_average >= 0 and trained.cpu_percent > 0 and trained.cpu_count >= 1
+
+    at = open_page("predict")
+    at.text_area(key="predict_text").set_value("goal match team coach " * 10).run()
+    at.button(key="predict_button").click().run()
+    assert not at.exception and not at.error
+    assert at.metric[0].delta.endswith("probability · guessing: 33.3 %")
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert figure["layout"]["yaxis"]["type"] == "category" and list(figure["data"][0]["y"]) == ["0", "1", "2"]
+    assert "the model reads only the first 14" in texts(at.warning) and "unknown" not in texts(at.warning)
+
+    at.text_area(key="predict_text").set_value("zebra quantum xylophone violin goal").run()
+    at.button(key="predict_button").click().run()
+    assert "80.0 % of this text's tokens are unknown to this model" in texts(at.warning)
+    assert "reads only" not in texts(at.warning)

@@ -275,6 +275,7 @@ def test_runs_history_filter_open_and_cancel(settings, populated):
     assert "Step 10 of 40" in at.get("progress")[0].proto.text
     assert at.get("plotly_chart"), "live curves"
     at.button(key="runs_cancel").click().run()
+    at.button(key="runs_cancel_yes").click().run()  # it asks first
     with session_factory(settings.db_url)() as s:
         assert s.get(Run, populated["running"]).cancel_requested
 
