@@ -202,6 +202,27 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from core.export import ExportError, export_run, export_zip
+    from core.predict import RunNotReady
+
+    settings = get_settings(args.db)
+    out = Path(args.out)
+    with session_factory(settings.db_url)() as s:
+        run = s.get(Run, args.run_id)
+        if run is None:
+            raise Refused(f"There is no run {args.run_id}.")
+        try:
+            if args.zip:
+                done = export_zip(settings, run, out.with_name(out.name.removesuffix(".zip") + ".zip"), args.merged)
+            else:
+                done = export_run(settings, run, out, args.merged)
+        except (RunNotReady, ExportError) as e:
+            raise Refused(str(e)) from None
+    print(done)
+    return 0
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", required=True, help="training CSV")
     p.add_argument("--dev", required=True, help="dev (validation) CSV")
@@ -256,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "export", parents=[db], help="write a run's model as a standard transformers / peft folder, with a model card"
+    )
+    p.add_argument("run_id", type=int)
+    p.add_argument("--out", required=True, help="a new folder (with --zip: DIR.zip)")
+    p.add_argument("--merged", action="store_true", help="LoRA: merge the adapters in; the folder needs nothing else")
+    p.add_argument("--zip", action="store_true", help="write one .zip file instead of a folder")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

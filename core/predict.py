@@ -58,7 +58,8 @@ def load_artifact(folder: Path) -> Predictor:
     return Predictor(model, tokenizer, meta["classes"], meta["max_length"])
 
 
-def load_run(settings: Settings, run: Run) -> Predictor:
+def artifact_folder(settings: Settings, run: Run) -> Path:
+    """The run's model folder, or RunNotReady saying why there is none."""
     if run.status != RunStatus.COMPLETED.value:
         raise RunNotReady(f"Run {run.id} is {run.status}; only completed runs can predict.")
     if not run.artifact_path:
@@ -66,4 +67,8 @@ def load_run(settings: Settings, run: Run) -> Predictor:
     folder = settings.data_dir / run.artifact_path
     if not (folder / "lora_lab.json").is_file():
         raise RunNotReady(f"Run {run.id}'s model files are missing from {folder}.")
-    return load_artifact(folder)
+    return folder
+
+
+def load_run(settings: Settings, run: Run) -> Predictor:
+    return load_artifact(artifact_folder(settings, run))

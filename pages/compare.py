@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from core import views
-from core.export import safe_csv
+from core.downloads import safe_csv
 
 st.title("Compare")
 with ui.sessions()() as s:

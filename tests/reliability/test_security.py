@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from core import models
-from core.export import safe_csv
+from core.downloads import safe_csv
 
 
 @pytest.fixture
