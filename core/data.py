@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import charset_normalizer
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,7 +33,9 @@ _INT_LABEL = re.compile(r"^[+-]?\d+$")
 _FLOAT_LABEL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _INTEGRAL_FLOAT = re.compile(r"^[+-]?\d+(\.0*)?$")
 _DOT_ZEROS = r"\.0*$"
-_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+")
+CSV_CHUNK_ROWS = 20_000  # rows parsed at a time
+LENGTH_SAMPLE = 2_000  # texts tokenized per split to warn about texts the model will cut
 MAX_LISTED = 5  # rows named per kind of problem; the rest are counted
 DEMO_DIR = PROJECT_ROOT / "assets" / "demo"  # BBC News titles, 5 classes, in the seed layout
 DEMO_NAME = "BBC News titles (demo)"
@@ -95,6 +100,13 @@ def _mixed_utf8(raw: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _mostly_chinese(text: str, sample: int = 200_000) -> bool:
+    """Whether most non-ASCII characters (of the first `sample`) are Chinese; counted without a list per character."""
+    head = text[:sample]
+    non_ascii = len(head) - len(head.encode("ascii", "ignore"))
+    return non_ascii > 0 and sum(map(len, _CJK.findall(head))) / non_ascii > 0.6
+
+
 def decode(raw: bytes, name: str) -> tuple[str, str]:
     """Bytes to text, detecting UTF-8 (with or without BOM), UTF-16, GBK/GB18030 and other encodings."""
     if raw.startswith(b"PK\x03\x04"):
@@ -129,8 +141,7 @@ def decode(raw: bytes, name: str) -> tuple[str, str]:
     # so that a Western file is not read as gibberish.
     try:
         text = raw.decode("gb18030")
-        non_ascii = [c for c in text if ord(c) > 127]
-        if non_ascii and sum(bool(_CJK.match(c)) for c in non_ascii) / len(non_ascii) > 0.6:
+        if _mostly_chinese(text):
             return text, "gbk"
     except UnicodeDecodeError:
         pass
@@ -144,33 +155,39 @@ def decode(raw: bytes, name: str) -> tuple[str, str]:
 
 def _delimiter(text: str) -> str:
     """Comma, or the semicolon / tab / bar that a spreadsheet in another locale writes."""
-    header = text.split("\n", 1)[0]
+    end = text.find("\n")
+    header = text[: end if end >= 0 else None]  # not text.split: that copies the whole file
     counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
     return best if counts[best] and counts[","] == 0 else ","
 
 
-def read_table(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
-    """Parse one CSV into a table of strings. Returns the table and the encoding found."""
-    limit = settings.max_upload_mb * 1024 * 1024
-    if file.size() > limit:
-        raise DataError(
-            f"{file.name} is {file.size() / 2**20:.0f} MB; the limit is {settings.max_upload_mb} MB. "
-            "Use a smaller sample, or raise LORALAB_MAX_UPLOAD_MB."
-        )
-    raw = file.read()
-    if not raw.strip():
-        raise DataError(f"{file.name} is empty. Choose the file that holds the rows.")
+def _parse_csv(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
+    """Parse one CSV into a table of strings (any number of columns). Returns the table and the encoding found."""
+    raw = _read_bytes(file, settings)
     text, encoding = decode(raw, file.name)
+    sep = _delimiter(text)
+    # pandas parses UTF-8 bytes in C; the decoded text is only kept when the file was in another encoding.
+    if encoding in ("utf-8", "utf-8-sig"):
+        del text
+        utf8 = raw[3:] if encoding == "utf-8-sig" else raw
+    else:
+        utf8 = text.encode("utf-8")
+        del text
     try:
-        df = pd.read_csv(
-            io.StringIO(text),
-            sep=_delimiter(text),
+        # In chunks: the parser holds a Python object per cell of a chunk only; the columns are kept as Arrow strings.
+        chunks = pd.read_csv(
+            io.BytesIO(utf8),
+            sep=sep,
             dtype=str,
             keep_default_na=False,
             na_filter=False,
             nrows=settings.max_rows + 1,
+            encoding="utf-8",
+            chunksize=CSV_CHUNK_ROWS,
         )
+        with chunks:
+            df = pd.concat(list(chunks), ignore_index=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{file.name} is empty. Choose the file that holds the rows.") from None
     except pd.errors.ParserError as e:
@@ -182,19 +199,90 @@ def read_table(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
                 "A text that contains a comma must be wrapped in double quotes; fix that line and upload again."
             ) from None
         raise DataError(f"{file.name} could not be read as a CSV ({e}). Save it as 'CSV UTF-8'.") from None
+    if df.empty:
+        raise DataError(f"{file.name} has a header but no rows.")
+    _check_row_count(file.name, len(df), settings)
+    return df, encoding
+
+
+def _read_bytes(file: SplitFile, settings: Settings) -> bytes:
+    limit = settings.max_upload_mb * 1024 * 1024
+    if file.size() > limit:
+        raise DataError(
+            f"{file.name} is {file.size() / 2**20:.0f} MB; the limit is {settings.max_upload_mb} MB. "
+            "Use a smaller sample, or raise LORALAB_MAX_UPLOAD_MB."
+        )
+    raw = file.read()
+    if not raw.strip():
+        raise DataError(f"{file.name} is empty. Choose the file that holds the rows.")
+    return raw
+
+
+def _check_row_count(name: str, rows: int, settings: Settings) -> None:
+    if rows > settings.max_rows:
+        raise DataError(
+            f"{name} has more than {settings.max_rows:,} rows, the limit. Use a sample, or raise LORALAB_MAX_ROWS."
+        )
+
+
+def read_table(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
+    """Parse one dataset CSV into a table of strings. Returns the table and the encoding found."""
+    df, encoding = _parse_csv(file, settings)
     if len(df.columns) < 2:
         raise DataError(
             f"{file.name} has only one column ({', '.join(map(str, df.columns))}). "
             "A dataset needs a text column and a label column, separated by commas."
         )
-    if df.empty:
-        raise DataError(f"{file.name} has a header but no rows.")
-    if len(df) > settings.max_rows:
-        raise DataError(
-            f"{file.name} has more than {settings.max_rows:,} rows, the limit. "
-            "Use a sample, or raise LORALAB_MAX_ROWS."
+    return df, encoding
+
+
+PLAIN_TEXT_COLUMN = "text"  # the one column of a plain text file, one text a line
+
+
+@dataclass
+class TextFile:
+    """A file of texts to label, as read: every column kept, as strings."""
+
+    name: str
+    frame: pd.DataFrame
+    encoding: str
+    plain: bool  # a plain text file (one text a line, no header), not a CSV
+
+    def row_name(self, i: int) -> str:
+        """Row i as the person sees it in their file: a CSV's header is row 1; a text file's first line is line 1."""
+        return f"line {i + 1}" if self.plain else f"row {i + 2}"
+
+
+def read_text_file(file: SplitFile, settings: Settings) -> TextFile:
+    """A file of texts to label: a CSV with any columns (.csv and anything else), or a plain text file (.txt) with one
+    text a line. The same decoding and limits as a dataset's CSVs."""
+    if not file.name.lower().endswith(".txt"):
+        df, encoding = _parse_csv(file, settings)
+        return TextFile(file.name, df, encoding, plain=False)
+    text, encoding = decode(_read_bytes(file, settings), file.name)
+    lines = text.rstrip().splitlines()  # blank lines at the end are not texts
+    del text
+    _check_row_count(file.name, len(lines), settings)
+    return TextFile(file.name, pd.DataFrame({PLAIN_TEXT_COLUMN: pd.Series(lines, dtype="str")}), encoding, plain=True)
+
+
+def text_problems(name: str, texts: pd.Series, column: str, settings: Settings, plain: bool = False) -> list[str]:
+    """Empty and overlong texts, named by row as the Data page names them."""
+    problems = []
+    column_part = "" if plain else f", column '{column}'"
+    empty = texts.str.strip() == ""
+    if empty.any():
+        problems.append(
+            f"{name} {_rows(texts.index[empty], plain)}{column_part}: the text is empty. Fill it in or delete the row."
         )
-    return df.fillna(""), encoding
+    too_long = texts.str.len() > settings.max_text_chars
+    if too_long.any():
+        problems.append(
+            f"{name} {_rows(texts.index[too_long], plain)}{column_part}: the text is longer than "
+            f"{settings.max_text_chars:,} characters. Is this the right column? The model reads only the first "
+            "few hundred words of a text; shorten these texts."
+        )
+    return problems
 
 
 def guess_columns(columns: list[str]) -> tuple[str, str]:
@@ -236,11 +324,12 @@ class DatasetCheck:
         return not self.errors and set(self.splits) == set(SPLITS)
 
 
-def _rows(index: pd.Index) -> str:
-    # Row numbers as a spreadsheet shows them: the header is row 1.
-    rows = [str(i + 2) for i in index[:MAX_LISTED]]
+def _rows(index: pd.Index, plain: bool = False) -> str:
+    # Row numbers as a spreadsheet shows them: the header is row 1. A plain text file has lines, no header.
+    rows = [str(i + (1 if plain else 2)) for i in index[:MAX_LISTED]]
     more = f" and {len(index) - MAX_LISTED} more" if len(index) > MAX_LISTED else ""
-    return ("row " if len(index) == 1 else "rows ") + ", ".join(rows) + more
+    word = "line" if plain else "row"
+    return (word if len(index) == 1 else word + "s") + " " + ", ".join(rows) + more
 
 
 def check_dataset(
@@ -289,19 +378,7 @@ def check_dataset(
             continue
         text = df[text_column].astype(str)
         label = df[label_column].astype(str).str.strip()
-        empty_text = text.str.strip() == ""
-        if empty_text.any():
-            check.errors.append(
-                f"{name} {_rows(df.index[empty_text])}, column '{text_column}': the text is empty. "
-                "Fill it in or delete the row."
-            )
-        too_long = text.str.len() > settings.max_text_chars
-        if too_long.any():
-            check.errors.append(
-                f"{name} {_rows(df.index[too_long])}, column '{text_column}': the text is longer than "
-                f"{settings.max_text_chars:,} characters. Is this the right column? The model reads only the first "
-                "few hundred words of a text; shorten these texts."
-            )
+        check.errors.extend(text_problems(name, text, text_column, settings))
         empty_label = label == ""
         if empty_label.any():
             check.errors.append(
@@ -355,9 +432,8 @@ def check_dataset(
         return check
 
     check.classes = [class_names[int(v)] if integer and class_names else str(v) for v in values]
-    label_id = {v: i for i, v in enumerate(values)}
     for split in SPLITS:
-        ids = raw_labels[split].map(label_id)
+        ids = pd.Series(pd.Index(values).get_indexer(raw_labels[split]), raw_labels[split].index)  # no object per row
         check.splits[split] = pd.DataFrame({"text": texts[split].values, "label": ids.values.astype(int)})
         counts = ids.value_counts()
         check.label_counts[split] = {check.classes[i]: int(counts.get(i, 0)) for i in range(len(values))}
@@ -386,9 +462,13 @@ def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_l
                 f"{'that class' if len(missing) == 1 else 'those classes'}, and its macro-F1 averages over the "
                 "other classes. Move some rows of each class into it if you can."
             )
-    train_texts = set(check.splits["train"]["text"])
+    train_texts = pa.array(check.splits["train"]["text"])
     for split in ("dev", "test"):
-        shared = check.splits[split]["text"].isin(train_texts)
+        texts = check.splits[split]["text"]
+        # Arrow's hash join in C++: pandas' isin on these strings walks them in Python.
+        shared = pd.Series(
+            pc.is_in(pa.array(texts), value_set=train_texts).to_numpy(zero_copy_only=False), texts.index
+        )
         if shared.any():
             out.append(
                 f"{int(shared.sum())} texts in {files[split].name} also appear in {files['train'].name} "
@@ -396,20 +476,31 @@ def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_l
             )
     if tokenizer is not None:
         for split, df in check.splits.items():
-            lengths = [len(ids) for ids in tokenizer(df["text"].tolist(), truncation=False)["input_ids"]]
-            cut = sum(n > max_length for n in lengths)
+            cut, looked = count_longer(tokenizer, df["text"], max_length)
             if cut:
-                out.append(
-                    f"{cut / len(lengths):.0%} of {files[split].name} texts ({cut} of {len(lengths)}) are longer "
-                    f"than {max_length} tokens; training will cut them at {max_length}."
-                )
+                share = f"{cut / looked:.0%} of {files[split].name} texts ({cut} of {looked})"
+                if looked < len(df):
+                    share = f"About {share[:-1]} looked at, spread over its {len(df):,} rows)"
+                out.append(f"{share} are longer than {max_length} tokens; training will cut them at {max_length}.")
     return out
 
 
-def content_hash(check: DatasetCheck) -> str:
+def count_longer(tokenizer, texts: pd.Series, max_length: int, sample: int = LENGTH_SAMPLE) -> tuple[int, int]:
+    """(texts longer than max_length tokens, texts looked at): every text of a small split, an evenly spread sample
+    of `sample` texts of a larger one. Tokenizing every row would take longer than the rest of the check together."""
+    if len(texts) > sample:
+        texts = texts.iloc[np.linspace(0, len(texts) - 1, sample).astype(int)]
+    ids = tokenizer(texts.tolist(), truncation=False, return_attention_mask=False, return_token_type_ids=False)
+    return sum(len(i) > max_length for i in ids["input_ids"]), len(texts)
+
+
+def content_hash(check: DatasetCheck, chunk: int = 100_000) -> str:
+    """The same hash as the whole splits' CSV text, computed a chunk of rows at a time."""
     h = hashlib.sha256(json.dumps(check.classes, ensure_ascii=False).encode())
     for split in SPLITS:
-        h.update(check.splits[split].to_csv(index=False).encode())
+        df = check.splits[split]
+        for start in range(0, max(len(df), 1), chunk):
+            h.update(df.iloc[start : start + chunk].to_csv(index=False, header=start == 0).encode())
     return h.hexdigest()
 
 
@@ -481,11 +572,13 @@ def _check_stored(path: Path, expected: pd.DataFrame, name: str) -> None:
         back = _read_stored(path)
     except (ValueError, pd.errors.ParserError) as e:
         raise DataError(f"{name} could not be stored so that it reads back ({e}). Nothing was saved.") from None
-    texts, labels = expected["text"].tolist(), expected["label"].tolist()
-    if len(back) != len(texts):
-        raise DataError(f"{name} read back with {len(back)} rows instead of {len(texts)}. Nothing was saved.")
-    differ = [i for i, (t, y) in enumerate(zip(back["text"], back["label"])) if t != texts[i] or y != labels[i]]
-    if differ:
+    if len(back) != len(expected):
+        raise DataError(f"{name} read back with {len(back)} rows instead of {len(expected)}. Nothing was saved.")
+    # Compared column against column (in Arrow), not row by row in Python.
+    texts_same = back["text"].reset_index(drop=True).eq(expected["text"].reset_index(drop=True))
+    same = texts_same.to_numpy(dtype=bool) & (back["label"].to_numpy() == expected["label"].to_numpy())
+    differ = np.flatnonzero(~same)
+    if len(differ):
         raise DataError(
             f"{name} {_rows(pd.Index(differ))}: the text did not read back as it was stored, so nothing was saved. "
             "Remove unusual control characters from these texts and upload again."
