@@ -27,6 +27,7 @@ class Settings:
     ray_python: str | None = None  # the Python on the Ray nodes that has LoRA Lab installed; None: this one's path
     runs_at_once: int | None = None  # runs trained side by side; None: as many as fit on a GPU (at most 4), 1 on CPU
     device_memory_mb: float | None = None  # the device's memory for estimates; None: measured (GPU total, CPU free)
+    device: str = "auto"  # where runs train: "auto" (an NVIDIA GPU, else Apple silicon's, else the CPU) or one named
 
     @property
     def datasets_dir(self) -> Path:
@@ -52,6 +53,7 @@ def get_settings(db_url: str | None = None) -> Settings:
     LORALAB_CHECKPOINT_SECONDS /
     LORALAB_MODEL_ROOTS (folders separated by ':'; default: models/ beside app.py) / LORALAB_RUNNER /
     RAY_ADDRESS / LORALAB_RAY_GPUS / LORALAB_RAY_PYTHON / LORALAB_RUNS_AT_ONCE / LORALAB_DEVICE_MEMORY_MB.
+    RAY_ADDRESS / LORALAB_RAY_GPUS / LORALAB_RAY_PYTHON / LORALAB_DEVICE.
 
     The data folder defaults to `data/` beside the SQLite file, so a test's temporary database gets a
     temporary data folder too.
@@ -79,4 +81,5 @@ def get_settings(db_url: str | None = None) -> Settings:
         ray_python=os.environ.get("LORALAB_RAY_PYTHON") or None,
         runs_at_once=int(os.environ["LORALAB_RUNS_AT_ONCE"]) if os.environ.get("LORALAB_RUNS_AT_ONCE") else None,
         device_memory_mb=float(os.environ.get("LORALAB_DEVICE_MEMORY_MB") or 0) or None,
+        device=os.environ.get("LORALAB_DEVICE", "auto").strip().lower() or "auto",
     )

@@ -25,7 +25,7 @@ from core.artifacts import artifact_dir, save_artifact
 from core.config import TrainConfig
 from core.data import load_split
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
-from core.device import device_name, peak_memory_mb
+from core.device import device_name, peak_memory_mb, pick_device, precision
 from core.failures import TrainingError, out_of_memory, plain_error, smaller_batch
 from core.methods import count_params, wrap_model
 from core.recorder import RunRecorder, checkpoints_dir, latest_checkpoint
@@ -91,7 +91,13 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     # Out of memory: a smaller batch, accumulating gradients over more steps (the same examples per update), going
     # on from the last checkpoint; at batch size 1 there is nothing left to split.
     batch, accumulation = config.batch_size, 1
-    fit = partial(_fit, settings, sessions, run, config, tokenizer, classes, train_set, dev_set, parent_pid=parent_pid)
+    try:
+        device = pick_device(settings.device)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    fit = partial(
+        _fit, settings, sessions, run, config, tokenizer, classes, train_set, dev_set, device, parent_pid=parent_pid
+    )
     while True:
         try:
             model, trainer, recorder = fit(batch, accumulation)
@@ -107,7 +113,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
             traceback.print_exc()
         batch, accumulation = smaller_batch(config.batch_size, accumulation)
         gc.collect()  # the failed attempt's model, optimizer and activations
-        if torch.cuda.is_available():
+        if device == "cuda":
             torch.cuda.empty_cache()
         _add_note(
             sessions,
@@ -156,8 +162,8 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
         "samples_per_second": seen / train_seconds if train_seconds else None,
         "trainable_params": trainable,
         "total_params": total,
-        "peak_memory_mb": peak_memory_mb(),
-        "device": device_name(),
+        "peak_memory_mb": peak_memory_mb(device),
+        "device": device_name(device),
         "artifact_path": str(folder.relative_to(settings.data_dir)),
         "artifact_bytes": artifact_bytes,
         "tokenizer_bytes": tokenizer_bytes,
@@ -168,7 +174,9 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     }
 
 
-def _fit(settings, sessions, run, config, tokenizer, classes, train_set, dev_set, batch, accumulation, parent_pid):
+def _fit(
+    settings, sessions, run, config, tokenizer, classes, train_set, dev_set, device, batch, accumulation, parent_pid
+):
     """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder."""
     set_seed(config.seed)
     model = wrap_model(models.load_classifier(run.model_source, classes), config)
@@ -181,9 +189,8 @@ def _fit(settings, sessions, run, config, tokenizer, classes, train_set, dev_set
         recorder.resume_from(checkpoint[0])
         _add_note(sessions, run.id, f"Resumed from the checkpoint at step {checkpoint[1]}.")
     steps_per_epoch = max(1, -(-len(train_set) // config.batch_size))
-    on_gpu = torch.cuda.is_available()
-    bf16 = evaluate.bf16_supported(torch.device("cuda" if on_gpu else "cpu"))
-    if not on_gpu:
+    mixed = precision(device, evaluate.cpu_has_bf16())
+    if device == "cpu":
         use_fast_dropout(model)  # on a GPU, dropout's mask is already cheap (a fused kernel)
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -199,9 +206,9 @@ def _fit(settings, sessions, run, config, tokenizer, classes, train_set, dev_set
         logging_steps=max(1, min(10, steps_per_epoch // 5)),
         save_strategy="no",  # checkpoints are timed by RunRecorder; the best weights are kept in memory
         seed=config.seed,
-        use_cpu=not on_gpu,
-        bf16=bf16,  # autocast: on a GPU, and on CPUs with bf16 units (AMX / AVX-512 BF16)
-        fp16=on_gpu and not bf16,
+        use_cpu=device == "cpu",  # otherwise the Trainer takes the GPU there is: CUDA's, else Apple silicon's
+        bf16=mixed == "bf16",  # autocast
+        fp16=mixed == "fp16",
         report_to="none",
         disable_tqdm=True,
     )
@@ -216,7 +223,7 @@ def _fit(settings, sessions, run, config, tokenizer, classes, train_set, dev_set
         callbacks=[recorder],
     )
     # LoRA's frozen weights never change: cast them to bf16 once rather than at every step (autocast would).
-    full_precision = evaluate.cast_linears(model, torch.bfloat16, frozen_only=True) if bf16 else {}
+    full_precision = evaluate.cast_linears(model, torch.bfloat16, frozen_only=True) if mixed == "bf16" else {}
     trainer.train(resume_from_checkpoint=str(checkpoint[0]) if checkpoint else None)
     evaluate.restore_linears(model, full_precision)
     return model, trainer, recorder

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import data, failures, methods, models, runs, views
+from core import data, device, failures, methods, models, runs, views
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config, problems_of
 from core.db import Dataset
 
@@ -166,6 +166,7 @@ elif source:
         model_ok = False
         st.error(str(e))
 
+st.caption(device.training_device_text(ui.settings().device, ui.settings().runner))
 c1, c2 = st.columns(2)
 help_pair = "Same data, seed and epochs with each method, for a fair comparison."
 pair = c1.button(
