@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from core import data, models
-from core.config import TrainConfig
+from core.config import TrainConfig, defaults_in_words
 from core.db import Dataset, Run, RunStatus, session_factory
 from core.runs import ConfigError, create_run, request_cancel, resume_run, summary
 from core.settings import get_settings
@@ -231,7 +231,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=models.BUNDLED, help="bundled model (default), Hugging Face id, or folder")
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (default: 5e-5 full, 5e-4 LoRA)")
+    p.add_argument("--lr", type=float, help=f"learning rate (default: {defaults_in_words()})")
     p.add_argument("--max-length", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--text-column", help="default: '0' if present, else guessed")

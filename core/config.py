@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+# Each method's learning rate unless one is given: LoRA's adapters start at zero and need larger steps.
+DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3}
+
 
 @dataclass
 class TrainConfig:
     method: str = "lora"  # "full" trains every weight; "lora" trains low-rank adapters and the head
     epochs: float = 3.0  # passes over the training set
     batch_size: int = 32  # the seed article's batch size
-    learning_rate: float | None = None  # None: 5e-5 for full, 1e-3 for LoRA (adapters start at zero and need more)
+    learning_rate: float | None = None  # None: the method's DEFAULT_LEARNING_RATES
     weight_decay: float = 0.001  # as in the seed article
     warmup_ratio: float = 0.1  # share of steps spent ramping the learning rate up from zero
     max_length: int = 64  # tokens per text; longer texts are cut (the seed's news titles fit)
@@ -24,7 +27,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.learning_rate is None:
-            self.learning_rate = 5e-5 if self.method == "full" else 1e-3
+            self.learning_rate = DEFAULT_LEARNING_RATES.get(self.method, DEFAULT_LEARNING_RATES["lora"])
 
     def problems(self) -> list[str]:
         """Invalid values, in plain words; empty when the config can be trained."""
@@ -36,7 +39,7 @@ class TrainConfig:
         if not 1 <= self.batch_size <= 4096:
             out.append("Batch size must be between 1 and 4096.")
         if not 0 < self.learning_rate < 1:
-            out.append("Learning rate must be more than 0 and less than 1 (try 5e-5 for full, 5e-4 for LoRA).")
+            out.append(f"Learning rate must be more than 0 and less than 1 (try {defaults_in_words()}).")
         if not 0 <= self.weight_decay < 1:
             out.append("Weight decay must be at least 0 and less than 1.")
         if not 0 <= self.warmup_ratio < 1:
@@ -112,3 +115,8 @@ def preset_config(name: str, method: str) -> TrainConfig:
     """A preset filled in for one method."""
     preset = PRESETS[name]
     return TrainConfig(**{**preset["config"], "method": method, "learning_rate": preset["learning_rates"].get(method)})
+
+
+def defaults_in_words() -> str:
+    """The default learning rates as people read them: "5e-05 for full, 0.001 for LoRA"."""
+    return ", ".join(f"{rate:g} for {'full' if m == 'full' else 'LoRA'}" for m, rate in DEFAULT_LEARNING_RATES.items())
