@@ -192,6 +192,10 @@ def cmd_predict(args) -> int:
             predictor = load_run(settings, run)
         except RunNotReady as e:
             raise Refused(str(e)) from None
+    if args.file:
+        return _label_file(settings, args, predictor)
+    if args.text is None:
+        raise Refused("Give a text to label, or --file with a CSV or text file of them.")
     label, probs = predictor.predict(args.text)
     if args.json:
         print(json.dumps({"run_id": args.run, "label": label, "probabilities": probs}, ensure_ascii=False))
@@ -199,6 +203,22 @@ def cmd_predict(args) -> int:
         print(label)
         for name, p in sorted(probs.items(), key=lambda kv: -kv[1]):
             print(f"  {p:6.1%}  {name}")
+    return 0
+
+
+def _label_file(settings, args, predictor) -> int:
+    from core import labels
+
+    if not args.out:
+        raise Refused("Give --out OUT.csv, the file to write the labelled rows to.")
+    try:
+        text_file = data.read_text_file(data.SplitFile.from_path(args.file), settings)
+        column = labels.check_file(text_file, args.text_column, settings)
+    except data.DataError as e:
+        raise Refused("The file was refused; nothing was labelled:\n- " + "\n- ".join(e.problems)) from None
+    out = Path(args.out)
+    rows = labels.label_rows(text_file, column, {args.run: predictor}, out, args.all_probabilities)
+    print(f"{rows} rows labelled with run {args.run}: {out}", file=sys.stderr)
     return 0
 
 
@@ -272,10 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", parents=[db], help="run queued runs one at a time, until stopped")
     p.add_argument("--exit-when-idle", action="store_true", help="stop when the queue is empty")
     p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("predict", parents=[db], help="label a text with a finished run's model")
+    p = sub.add_parser("predict", parents=[db], help="label a text, or a file of texts, with a finished run's model")
     p.add_argument("--run", type=int, required=True)
-    p.add_argument("text")
+    p.add_argument("text", nargs="?")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--file", help="a CSV, or a .txt file with one text a line, to label")
+    p.add_argument("--text-column", help="with --file: the column that holds the texts (default: guessed)")
+    p.add_argument("--out", help="with --file: the CSV to write (every input column, then label and probability)")
+    p.add_argument("--all-probabilities", action="store_true", help="with --file: every class's probability too")
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser(
         "export", parents=[db], help="write a run's model as a standard transformers / peft folder, with a model card"

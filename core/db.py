@@ -142,6 +142,28 @@ class Probe(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class LabelJob(Base):
+    """A file of texts to label with one or more finished runs: the worker labels it in chunks, in its own process,
+    writing the answers to a CSV as it goes (core.labels)."""
+
+    __tablename__ = "label_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED.value, index=True)  # as a run's
+    run_ids: Mapped[list[Any]] = mapped_column(JSON)  # the runs whose models label it, in column order
+    file_name: Mapped[str] = mapped_column(String(300))  # as uploaded, for the download's name
+    folder: Mapped[str] = mapped_column(String(500))  # relative to the data dir: input file, then labelled.csv
+    text_column: Mapped[str] = mapped_column(String(300))
+    all_probabilities: Mapped[bool] = mapped_column(Boolean, default=False)  # every class's, not only the label's
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    peak_memory_mb: Mapped[float | None] = mapped_column(Float)  # of the labelling process
+
+
 class Metric(Base):
     __tablename__ = "metrics"
     __table_args__ = (Index("ix_metrics_run_name_step", "run_id", "name", "step"),)

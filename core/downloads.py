@@ -22,3 +22,9 @@ def safe_csv(df: pd.DataFrame) -> bytes:
     return (
         df.map(_neutralise).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC).encode("utf-8-sig")
     )  # CR stays in its cell
+
+
+def write_safe_csv(df: pd.DataFrame, f, header: bool) -> None:
+    """One chunk of a CSV download, appended to a text file opened with encoding="utf-8-sig" and newline="" (the BOM
+    is written once, at the start); cells neutralised as in safe_csv."""
+    df.map(_neutralise).to_csv(f, index=False, header=header, quoting=csv.QUOTE_NONNUMERIC)

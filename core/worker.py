@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from sqlalchemy import case, func, select, update
 
-from core.db import Run, RunStatus, session_factory, utcnow
+from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
 from core.runners import RunnerError, start_run
 from core.settings import PROJECT_ROOT, Settings, sqlite_path
 
@@ -121,6 +121,50 @@ def _record_end(sessions, run_id: int, status: RunStatus, error: str) -> RunStat
         return RunStatus(run.status)
 
 
+def claim_next_label_job(settings: Settings) -> int | None:
+    """Atomically move the oldest queued label job to running, as claim_next_run does for runs."""
+    with session_factory(settings.db_url).begin() as s:
+        job_id = s.scalar(
+            select(LabelJob.id)
+            .where(LabelJob.status == RunStatus.QUEUED.value)
+            .order_by(LabelJob.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if job_id is None:
+            return None
+        claimed = s.execute(
+            update(LabelJob)
+            .where(LabelJob.id == job_id, LabelJob.status == RunStatus.QUEUED.value)
+            .values(status=RunStatus.RUNNING.value, started_at=utcnow())
+        ).rowcount
+    return job_id if claimed == 1 else None
+
+
+def label_in_child(settings: Settings, job_id: int) -> RunStatus:
+    """The worker's side: label the job in a child process (a crash there leaves the worker running, and the model's
+    memory is given back when it ends); a child that ends without recording an end fails the job."""
+    sessions = session_factory(settings.db_url)
+    with session_factory(settings.db_url, read_only=True)() as s:
+        folder = settings.data_dir / s.get(LabelJob, job_id).folder
+    env = {**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)}
+    with open(folder / "label.log", "ab") as out:
+        code = subprocess.run(
+            [sys.executable, "-m", "core.labels", str(job_id), "--db", settings.db_url],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        ).returncode
+    with sessions.begin() as s:
+        job = s.get(LabelJob, job_id)
+        if job.status == RunStatus.RUNNING.value:
+            job.status, job.finished_at = RunStatus.FAILED.value, utcnow()
+            job.error = f"The labelling process ended without finishing (exit status {code}). Label the file again."
+        return RunStatus(job.status)
+
+
 def reconcile_stale_runs(settings: Settings) -> list[int]:
     """Runs still marked running whose heartbeat stopped (machine rebooted, worker killed) have crashed."""
     sessions = session_factory(settings.db_url)
@@ -203,6 +247,10 @@ def run_worker(settings: Settings, poll_s: float = 1.0, exit_when_idle: bool = F
                 for run_id in reconcile_stale_runs(settings):
                     log.warning("run %s had crashed; marked so", run_id)
                 last_reconcile = time.monotonic()
+            job_id = claim_next_label_job(settings)  # first: someone waits on the Predict page for it
+            if job_id is not None:
+                log.info("label job %s ended: %s", job_id, label_in_child(settings, job_id).value)
+                continue
             run_id = claim_next_run(settings)
             if run_id is not None:
                 log.info("run %s started", run_id)

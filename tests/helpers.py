@@ -83,3 +83,23 @@ def start_worker(settings, env: dict | None = None, output=subprocess.DEVNULL, *
         text=True,
         **popen,
     )
+
+
+def train_now(settings, dataset, model_source: str, method: str, **config) -> int:
+    """Record a run and train it in this process (no worker, no child process): a finished run to use, fast."""
+    from core.config import TrainConfig
+    from core.train import train_run
+
+    with session_factory(settings.db_url)() as s:
+        run = Run(
+            dataset_id=dataset.id,
+            dataset_name=dataset.name,
+            method=method,
+            model_source=model_source,
+            config=TrainConfig(method=method, **config).to_dict(),
+        )
+        s.add(run)
+        s.commit()
+        run_id = run.id
+    assert train_run(settings, run_id).value == "completed", get_run(settings, run_id).error
+    return run_id

@@ -11,13 +11,12 @@ import zipfile
 import pytest
 
 from core import evaluate, export, predict
-from core.config import TrainConfig
 from core.db import Run, session_factory
 from core.settings import get_settings
-from core.train import train_run
 from tests.conftest import make_rows, write_csv
-from tests.helpers import ROOT, get_run, store
+from tests.helpers import ROOT, store, train_now
 
+LR = {"full": 3e-3, "lora": 5e-3}
 FAST = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
 TEXTS = [t for t, _ in make_rows(10, 7)] + [t for t, _ in make_rows(10, 8, chinese=True)]
 
@@ -43,21 +42,7 @@ def trained(tmp_path_factory, tiny_model):
         evaluate.cpu_has_bf16.cache_clear()
         settings = get_settings(f"sqlite:///{root / 'runs.db'}")
         dataset = store(settings, folder)
-        ids = {}
-        with session_factory(settings.db_url)() as s:
-            for method, lr in (("full", 3e-3), ("lora", 5e-3)):
-                run = Run(
-                    dataset_id=dataset.id,
-                    dataset_name=dataset.name,
-                    method=method,
-                    model_source=str(base),
-                    config=TrainConfig(method=method, learning_rate=lr, **FAST).to_dict(),
-                )
-                s.add(run)
-                s.commit()
-                ids[method] = run.id
-        for run_id in ids.values():
-            assert train_run(settings, run_id).value == "completed", get_run(settings, run_id).error
+        ids = {m: train_now(settings, dataset, str(base), m, learning_rate=lr, **FAST) for m, lr in LR.items()}
         yield settings, ids, base
         evaluate.cpu_has_bf16.cache_clear()
 
