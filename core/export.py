@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from core import models, predict
-from core.db import Run
+from core.db import Run, session_factory
 from core.settings import Settings
 
 # The bundled model is this Hugging Face repository, packaged for offline use: an export names the repository.
@@ -78,6 +78,20 @@ def export_zip(settings: Settings, run: Run, out_zip: Path, merged: bool = False
         Path(out_zip).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(archive, out_zip)
     return Path(out_zip)
+
+
+def export_name(run: Run, merged: bool = False) -> str:
+    """The folder's (and the .zip's) name: what it is, at a glance."""
+    return f"run-{run.id}-{run.method}" + ("-merged" if merged and run.method == "lora" else "")
+
+
+def export_bytes(settings: Settings, run_id: int, merged: bool = False) -> bytes:
+    """The export as the bytes of a .zip file, for a download button."""
+    with session_factory(settings.db_url, read_only=True)() as s, tempfile.TemporaryDirectory() as work:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise ExportError(f"There is no run {run_id} (it may have been deleted).")
+        return export_zip(settings, run, Path(work) / f"{export_name(run, merged)}.zip", merged).read_bytes()
 
 
 def _write_adapter(folder: Path, tmp: Path, base: str, max_length: int) -> None:

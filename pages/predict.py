@@ -1,12 +1,13 @@
-"""Predict: type a text and see each chosen run's label and class probabilities."""
+"""Predict: type a text and see each chosen run's label and class probabilities; or label a whole file of texts."""
 
 import plotly.express as px
 import streamlit as st
 
 import ui
-from core import models, predict, views
-from core.db import Run
+from core import data, labels, models, predict, views
+from core.db import LabelJob, Run, RunStatus
 
+POLL_S = 1.0  # how often a labelling job's progress is read
 UNKNOWN_SHARE = 0.2  # tokens the model's vocabulary lacks: above this share, its answer is mostly a guess
 
 
@@ -20,6 +21,86 @@ def predictor(db_url: str, run_id: int) -> predict.Predictor:
     return predict.load_run(ui.settings(), run)
 
 
+def label_job_view(job_id: int) -> None:
+    """The file's progress while the worker labels it, then its download."""
+    with ui.sessions()() as s:
+        active = (job := s.get(LabelJob, job_id)) is not None and not RunStatus(job.status).finished
+
+    @st.fragment(run_every=POLL_S if active else None)
+    def progress() -> None:
+        with ui.sessions()() as s:
+            job = s.get(LabelJob, job_id)
+        if job is None:
+            return
+        if active and RunStatus(job.status).finished:
+            st.rerun()  # it just ended: show the download, without polling
+        if job.status == RunStatus.QUEUED.value:
+            st.info(f"{job.file_name}: waiting for the trainer (it finishes the run it is training first).")
+        elif job.status == RunStatus.RUNNING.value:
+            done = job.rows_done / max(job.rows_total, 1)
+            st.progress(done, text=f"{job.file_name}: {job.rows_done:,} of {job.rows_total:,} rows labelled")
+        elif job.status == RunStatus.COMPLETED.value:
+            output = labels.output_path(ui.settings(), job)
+            st.download_button(
+                f"Download {labels.download_name(job)} ({job.rows_total:,} rows)",
+                output.read_bytes,  # read when the button is pressed, not at every rerun
+                file_name=labels.download_name(job),
+                mime="text/csv",
+                type="primary",
+                key="label_download",
+                help="Every column of your file, then each run's label and its probability. Opens in a spreadsheet.",
+            )
+        else:
+            st.error(f"{job.file_name} could not be labelled: {job.error}")
+
+    progress()
+
+
+def label_file_tab(done: dict[int, Run], default: list[int]) -> None:
+    upload = st.file_uploader(
+        "File of texts",
+        type=["csv", "txt", "tsv"],
+        key="label_file",
+        help="A CSV (pick its text column; UTF-8, GBK or UTF-16) or a .txt file with one text a line.",
+    )
+    if upload is not None:
+        file = data.SplitFile(upload.name, upload.getvalue())
+        try:
+            text_file = data.read_text_file(file, ui.settings())
+        except data.DataError as e:
+            return ui.problems(f"{upload.name} cannot be read:", e.problems)
+        columns = [str(c) for c in text_file.frame.columns]
+        st.caption(f"{len(text_file.frame):,} rows, read as {text_file.encoding}. The first rows:")
+        st.dataframe(text_file.frame.head(5), hide_index=True, key="label_preview")
+        column = st.selectbox(
+            "Text column",
+            columns,
+            index=columns.index(labels.guess_text_column(columns)),
+            key="label_column",
+            help="The column that holds the texts to label; every column is kept in the result.",
+        )
+        chosen = st.multiselect(
+            "Runs",
+            list(done),
+            default=default,
+            format_func=lambda i: views.run_label(done[i]),
+            key="label_runs",
+            help="Each chosen run adds its label and probability columns.",
+        )
+        every = st.checkbox("Every class's probability too", key="label_all_probabilities")
+        if st.button("Label the file", key="label_start", type="primary", disabled=not chosen):
+            try:
+                with ui.sessions(write=True)() as s:
+                    st.session_state["label_job"] = labels.submit(s, ui.settings(), file, chosen, column, every).id
+                ui.keep_trainer_running()
+            except data.DataError as e:
+                ui.problems(f"{upload.name} cannot be labelled:", e.problems)
+            except predict.RunNotReady as e:
+                st.error(str(e))
+    if "label_job" in st.session_state:
+        label_job_view(st.session_state["label_job"])
+
+
 st.title("Predict")
 with ui.sessions()() as s:
     done = {r.id: r for r in views.completed_runs(s)}
@@ -29,60 +110,67 @@ if not done:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-chosen = st.multiselect(
-    "Runs",
-    list(done),
-    default=latest or list(done)[:1],
-    format_func=lambda i: views.run_label(done[i]),
-    key="predict_runs",
-    help="Each chosen run's model gives its own answer.",
-)
-text = st.text_area(
-    "Text",
-    key="predict_text",
-    placeholder="e.g. Stocks rally as the central bank cuts rates",
-    help="Any sentence in the language of your data.",
-)
-st.button("Predict", key="predict_button", type="primary", help="Or press Ctrl+Enter in the text box.")
-if not text.strip() or not chosen:
-    st.caption("Type a text and pick at least one run to see the answers.")
-    st.stop()
+typed, whole_file = st.tabs(["Type a text", "Label a file"])
+with whole_file:
+    label_file_tab(done, latest or list(done)[:1])
 
-height = 80 + 30 * max(len((done[i].test_metrics or {}).get("classes") or [0]) for i in chosen)  # one size for all
-for start in range(0, len(chosen), 3):
-    for col, run_id in zip(st.columns(3), chosen[start : start + 3]):
-        col.markdown(f"**{views.run_label(done[run_id], [done[i] for i in chosen])}**")
-        try:
-            model = predictor(ui.settings().db_url, run_id)
-            label, probs = model.predict(text)
-            reading = model.reading(text)
-        except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:
-            col.error(f"This run's model could not be loaded: {e}")
-            continue
-        chance = 1 / len(probs)
-        col.metric(
-            "Predicted label",
-            label,
-            f"{views.percent(probs[label])} probability · guessing: {views.percent(chance)}",
-            delta_color="off",
-            delta_arrow="off",
-            help=f"With {len(probs)} classes, a blind guess is right {views.percent(chance)} of the time.",
-        )
-        fig = px.bar(x=list(probs.values()), y=list(probs), orientation="h", labels={"x": "probability", "y": ""})
-        fig.update_traces(texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False)
-        fig.add_vline(x=chance, line_dash="dot", line_color="grey", annotation_text="guessing")
-        fig.update_layout(height=height, margin={"t": 20, "b": 10, "r": 40})
-        fig.update_xaxes(range=[0, 1], tickformat=".0%")
-        fig.update_yaxes(type="category", autorange="reversed")  # class names are names, even when they are numbers
-        col.plotly_chart(fig, key=f"predict_chart_{run_id}")
-        if reading["tokens"] > reading["read"]:
-            col.warning(
-                f"This text is {reading['tokens']:,} tokens long; the model reads only the first {reading['read']} "
-                "(the run's max length) and ignores the rest."
+with typed:
+    chosen = st.multiselect(
+        "Runs",
+        list(done),
+        default=latest or list(done)[:1],
+        format_func=lambda i: views.run_label(done[i]),
+        key="predict_runs",
+        help="Each chosen run's model gives its own answer.",
+    )
+    text = st.text_area(
+        "Text",
+        key="predict_text",
+        placeholder="e.g. Stocks rally as the central bank cuts rates",
+        help="Any sentence in the language of your data.",
+    )
+    st.button("Predict", key="predict_button", type="primary", help="Or press Ctrl+Enter in the text box.")
+    if not text.strip() or not chosen:
+        st.caption("Type a text and pick at least one run to see the answers.")
+        st.stop()  # the file tab is drawn already
+
+    height = 80 + 30 * max(len((done[i].test_metrics or {}).get("classes") or [0]) for i in chosen)  # one size for all
+    for start in range(0, len(chosen), 3):
+        for col, run_id in zip(st.columns(3), chosen[start : start + 3]):
+            col.markdown(f"**{views.run_label(done[run_id], [done[i] for i in chosen])}**")
+            try:
+                model = predictor(ui.settings().db_url, run_id)
+                label, probs = model.predict(text)
+                reading = model.reading(text)
+            except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:
+                col.error(f"This run's model could not be loaded: {e}")
+                continue
+            chance = 1 / len(probs)
+            col.metric(
+                "Predicted label",
+                label,
+                f"{views.percent(probs[label])} probability · guessing: {views.percent(chance)}",
+                delta_color="off",
+                delta_arrow="off",
+                help=f"With {len(probs)} classes, a blind guess is right {views.percent(chance)} of the time.",
             )
-        if reading["unknown_share"] >= UNKNOWN_SHARE:
-            col.warning(
-                f"{views.percent(reading['unknown_share'])} of this text's tokens are unknown to this model, so its "
-                "answer means little: is the text in a language the model never learnt? Train on a model that "
-                "knows it (for Chinese, e.g. bert-base-chinese)."
-            )
+            fig = px.bar(x=list(probs.values()), y=list(probs), orientation="h", labels={"x": "probability", "y": ""})
+            fig.update_traces(texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False)
+            fig.add_vline(x=chance, line_dash="dot", line_color="grey", annotation_text="guessing")
+            fig.update_layout(height=height, margin={"t": 20, "b": 10, "r": 40})
+            fig.update_xaxes(range=[0, 1], tickformat=".0%")
+            fig.update_yaxes(
+                type="category", autorange="reversed"
+            )  # class names are names, even when they are numbers
+            col.plotly_chart(fig, key=f"predict_chart_{run_id}")
+            if reading["tokens"] > reading["read"]:
+                col.warning(
+                    f"This text is {reading['tokens']:,} tokens long; the model reads only the first "
+                    f"{reading['read']} (the run's max length) and ignores the rest."
+                )
+            if reading["unknown_share"] >= UNKNOWN_SHARE:
+                col.warning(
+                    f"{views.percent(reading['unknown_share'])} of this text's tokens are unknown to this model, so "
+                    "its answer means little: is the text in a language the model never learnt? Train on a model "
+                    "that knows it (for Chinese, e.g. bert-base-chinese)."
+                )

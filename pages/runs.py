@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import models, runs, views
+from core import export, models, runs, views
 from core.config import METHOD_NAMES
 from core.db import Run, RunStatus
 
@@ -44,6 +44,29 @@ def status_line(s, run: Run, label: str) -> None:
         st.success(f"{label}: completed in {ui.duration(run.train_seconds)}, test accuracy {accuracy}.")
     else:
         st.warning(f"{label}: {run.status}.")
+
+
+def export_buttons(run: Run) -> None:
+    """The model as a .zip to take away, made when a button is pressed (it takes a few seconds)."""
+    forms = (
+        [(False, "Download the model")]
+        if run.method == "full"
+        else [
+            (False, "Download the LoRA adapters"),
+            (True, "Download the merged model"),
+        ]
+    )
+    for col, (merged, label) in zip(st.columns(len(forms)), forms):
+        col.download_button(
+            f"{label} (.zip)",
+            lambda merged=merged: export.export_bytes(ui.settings(), run.id, merged),
+            file_name=f"{export.export_name(run, merged)}.zip",
+            mime="application/zip",
+            key=f"runs_export_{'merged' if merged else 'model'}",
+            on_click="ignore",
+            help="Loads with plain transformers (merged: needs nothing else) or peft (adapters: need the base model); "
+            "the README inside says how, with the class names, data and test scores.",
+        )
 
 
 def show_run(run_id: int) -> None:
@@ -126,6 +149,7 @@ def show_run(run_id: int) -> None:
             c2.metric("Test macro-F1", views.percent(test.get("f1_macro")), help=views.GLOSSARY["macro-F1"])
             c3.metric("Training time", ui.duration(run.train_seconds))
             c4.metric("Trained weights", views.count(run.trainable_params), help=views.GLOSSARY["trainable weights"])
+            export_buttons(run)
         note = views.times_note([r for r in pair if r.train_seconds is not None])
         if note:
             st.warning(note, icon=":material/speed:")
