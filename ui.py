@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import plotly.graph_objects as go
@@ -9,8 +10,10 @@ import streamlit as st
 from plotly.subplots import make_subplots
 from sqlalchemy.orm import sessionmaker
 
-from core import data, models, views, worker
-from core.db import Run, session_factory
+from core import data, estimate, models, views, worker
+from core.config import METHOD_NAMES, TrainConfig
+from core.db import Dataset, Run, session_factory, utcnow
+from core.failures import TrainingError
 from core.settings import Settings, get_settings
 
 CURVES = {  # metric name -> (subplot column, line style, legend text)
@@ -185,3 +188,105 @@ def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None)
         margin={"t": 50, "b": 10},
     )
     return fig
+
+
+def device() -> estimate.Device:
+    """This machine's training device and its memory (a minute old at most: asking a GPU takes a subprocess)."""
+    return _device(settings())
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _device(current: Settings) -> estimate.Device:
+    return estimate.this_device(current)
+
+
+@st.cache_data(max_entries=32, show_spinner="Estimating time and memory from your data's token lengths…")
+def _plan(dataset_id: int, source: str, configs_json: str, version: tuple, here: estimate.Device) -> dict | str:
+    configs = {m: TrainConfig.from_dict(c) for m, c in json.loads(configs_json).items()}
+    try:
+        with sessions(write=True)() as s:  # may queue a probe for the worker
+            dataset = s.get(Dataset, dataset_id)
+            return estimate.plan(settings(), s, dataset, source, configs, here, utcnow())
+    except (models.ModelSourceError, TrainingError, data.DataError) as e:
+        return str(e)
+
+
+def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig], columns, single: str) -> dict:
+    """Each method's estimate under its column, the queue-to-result times, and the won't-fit advice. Returns the
+    estimates, to keep on the runs when they are queued ({} when none could be made)."""
+    with sessions()() as s:
+        version = estimate.calibration_version(s)
+    configs_json = json.dumps({m: c.to_dict() for m, c in configs.items()}, sort_keys=True)
+    planned = _plan(dataset.id, source, configs_json, version, device())
+    if isinstance(planned, str):
+        st.caption(f"No estimate: {planned}")
+        return {}
+    estimates = planned["estimates"]
+    for col, (m, e) in zip(columns, estimates.items()):
+        col.caption(
+            f"Estimated: training about {estimate.duration_text(e['train_seconds'])}, "
+            f"peak memory {estimate.memory_text(e['peak_memory_mb'])}, "
+            f"test scoring {estimate.duration_text(e['score_seconds'])}."
+        )
+
+    def wait(seconds):
+        return "unknown (a run ahead has no estimate)" if seconds is None else estimate.duration_text(seconds)
+
+    st.caption(
+        f"From queuing to result, with the queue as it is: the pair about {wait(planned['pair_seconds'])}; "
+        f"one {METHOD_NAMES[single]} run about {wait(planned['single_seconds'][single])}."
+    )
+    if planned["uncalibrated"]:
+        st.caption(
+            "A first estimate, from the model's size and your data's token lengths: this machine has not finished a "
+            "run like these yet. The trainer measures a few training steps meanwhile, and every finished run makes "
+            "the next estimate closer."
+        )
+    for m, e in estimates.items():
+        if e["advice"]:
+            st.warning(f"{METHOD_NAMES[m]} may not fit: it {e['advice']} You can still queue it.")
+    return {m: {k: v for k, v in e.items() if k != "advice"} for m, e in estimates.items()}
+
+
+def queue_line(run: Run, times: dict) -> str | None:
+    """When a queued or running run should start and end, in words; None when unknown."""
+    start, end = times.get(run.id, (None, None))
+    now, parts = utcnow(), []
+
+    def when(at):
+        return f"in about {estimate.duration_text((at - now).total_seconds())} ({at:%H:%M} UTC)"
+
+    if run.status == "queued" and start is not None:
+        parts.append(f"start {when(start)}")
+    if end is not None:
+        parts.append(f"end {when(end)}")
+    return f"Expected to {' and '.join(parts)}." if parts else None
+
+
+def queue_times() -> dict:
+    """Expected (start, end) of every queued and running run."""
+    with sessions()() as s:
+        return estimate.queue_plan(settings(), s, device(), utcnow())
+
+
+def estimate_vs_measured(run: Run) -> str | None:
+    """A finished run's estimate (taken when it was queued) beside what it measured, in words."""
+    e = run.estimate or {}
+    if not e or run.train_seconds is None:
+        return None
+    measured = f"took {estimate.duration_text(run.train_seconds)}"
+    if run.peak_memory_mb:
+        measured += f" and {estimate.memory_text(run.peak_memory_mb)}"
+    return (
+        f"Estimated before it was queued: training about {estimate.duration_text(e['train_seconds'])}, "
+        f"peak memory {estimate.memory_text(e['peak_memory_mb'])}; it {measured}."
+    )
+
+
+def queue_empties_line() -> str:
+    """When the current queue should be empty, in words."""
+    end = estimate.queue_empties_at(queue_times())
+    if end is None:
+        return "When the queue empties is not known yet: a run in it has no estimate."
+    left = estimate.duration_text(max(0.0, (end - utcnow()).total_seconds()))
+    return f"The queue should be empty in about {left} ({end:%H:%M} UTC)."

@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.config import TrainConfig
-from core.db import Dataset, Probe, Run, RunStatus
+from core.db import ACTIVE, Dataset, Probe, Run, RunStatus
 from core.settings import Settings
 
 log = logging.getLogger("lora_lab.estimate")
@@ -195,19 +195,23 @@ def device_memory_mb(settings: Settings, kind: str) -> float:
     return psutil.virtual_memory().available / MB
 
 
-@lru_cache(maxsize=1)
-def _device_kind_name_bf16() -> tuple[str, str, bool]:
-    import torch
+@lru_cache(maxsize=4)
+def _device_kind_name_bf16(preference: str) -> tuple[str, str, bool]:
+    from core.device import device_name, pick_device, precision
+    from core.evaluate import cpu_has_bf16
 
-    from core.device import device_name
-    from core.evaluate import bf16_supported
-
-    gpu = torch.cuda.is_available()
-    return ("gpu" if gpu else "cpu"), device_name(), bf16_supported(torch.device("cuda" if gpu else "cpu"))
+    try:
+        device = pick_device(preference)
+    except ValueError:  # the Train page says so; estimate for the CPU meanwhile
+        device = "cpu"
+    bf16 = precision(device, cpu_has_bf16()) == "bf16"
+    # Apple silicon's GPU shares the machine's memory: sized as a CPU is
+    return ("gpu" if device == "cuda" else "cpu"), device_name(device), bf16
 
 
 def this_device(settings: Settings) -> Device:
-    kind, name, bf16 = _device_kind_name_bf16()
+    """The device the next run trains on (LORALAB_DEVICE), as runs record it, and its memory."""
+    kind, name, bf16 = _device_kind_name_bf16(settings.device)
     return Device(kind, name, bf16, device_memory_mb(settings, kind))
 
 
@@ -440,9 +444,8 @@ def duration_text(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds} s"
-    if seconds < 3600:
-        minutes, secs = divmod(seconds, 60)
-        secs = int(round(secs / 10) * 10) % 60 if minutes < 10 else 0
+    if seconds < 3570:  # to 10 s under 10 minutes, to the minute above
+        minutes, secs = divmod(int(round(seconds / 10) * 10) if seconds < 600 else int(round(seconds / 60) * 60), 60)
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     hours, minutes = divmod(int(round(seconds / 60)), 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
@@ -519,3 +522,92 @@ def queue_times(
 def queue_empties_at(times: dict[int, tuple[datetime | None, datetime | None]]) -> datetime | None:
     ends = [end for _, end in times.values()]
     return None if not ends or None in ends else max(ends)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the pages show
+
+
+def fallback_seconds(session: Session) -> float | None:
+    """Claim-to-result time of a run without an estimate: the median of the latest finished runs'; None if none."""
+    rows = session.execute(
+        select(Run.started_at, Run.finished_at)
+        .where(Run.status == RunStatus.COMPLETED.value, Run.started_at.is_not(None), Run.finished_at.is_not(None))
+        .order_by(Run.id.desc())
+        .limit(RECENT_RUNS)
+    ).all()
+    walls = [(end - start).total_seconds() for start, end in rows]
+    return float(np.median(walls)) if walls else None
+
+
+def queue_plan(settings: Settings, session: Session, device: Device, now: datetime) -> dict:
+    """Expected (start, end) of every queued and running run, as the worker will take them on this device."""
+    active = list(session.scalars(select(Run).where(Run.status.in_(ACTIVE))))
+    slots = runs_at_once(settings, device)
+    return queue_times(active, now, slots, device.memory_mb, fallback_seconds(session))
+
+
+def queue_to_result(
+    settings: Settings, session: Session, device: Device, estimates: list[dict], now: datetime
+) -> float | None:
+    """Seconds from now until runs queued now with these estimates would all have finished (the queue ahead of them
+    included); None when a run ahead has no estimate and no finished run says how long runs take."""
+    active = list(session.scalars(select(Run).where(Run.status.in_(ACTIVE))))
+    first = max((r.id for r in active), default=0) + 1
+    new = [Run(id=first + i, status=RunStatus.QUEUED.value, estimate=e) for i, e in enumerate(estimates)]
+    times = queue_times(active + new, now, runs_at_once(settings, device), device.memory_mb, fallback_seconds(session))
+    end = queue_empties_at({r.id: times[r.id] for r in new})
+    return None if end is None else (end - now).total_seconds()
+
+
+def calibration_version(session: Session) -> tuple:
+    """Changes whenever an estimate could: a run ends, a probe finishes, the queue changes."""
+    finished = session.scalar(select(func.count()).select_from(Run).where(Run.status == RunStatus.COMPLETED.value))
+    probes = session.scalar(select(func.count()).select_from(Probe).where(Probe.status == "done"))
+    active = tuple(session.scalars(select(Run.id).where(Run.status.in_(ACTIVE)).order_by(Run.id)))
+    return finished, probes, active
+
+
+def plan(
+    settings: Settings,
+    session: Session,
+    dataset: Dataset,
+    model_source: str,
+    configs: dict[str, TrainConfig],
+    device: Device,
+    now: datetime,
+) -> dict:
+    """What the Train page shows: each method's estimate with its won't-fit advice ("advice"), how long from queuing
+    to result for the pair ("pair_seconds") and for one run of each method ("single_seconds"), and whether this
+    device has no run like them yet ("uncalibrated": a probe is then queued for the worker)."""
+    estimates = {}
+    for method, config in configs.items():
+        estimates[method] = estimate_run(settings, session, dataset, model_source, config, device, probe=True)
+        estimates[method]["advice"] = advice(
+            settings, session, dataset, model_source, config, estimates[method], device
+        )
+    return {
+        "estimates": estimates,
+        "pair_seconds": queue_to_result(settings, session, device, list(estimates.values()), now),
+        "single_seconds": {m: queue_to_result(settings, session, device, [e], now) for m, e in estimates.items()},
+        "uncalibrated": not all(e["similar_runs"] for e in estimates.values()),
+    }
+
+
+def with_estimates(table, runs: list[Run], times: dict) -> object:
+    """The Runs history table with each run's estimate beside what it measured, and when an active run should
+    start and end (UTC)."""
+    by_id = {r.id: r for r in runs}
+
+    def pick(run_id, key):
+        run = by_id.get(run_id)
+        return ((run.estimate or {}).get(key) if run else None) or None
+
+    table = table.copy()
+    at = table.columns.get_loc("train time (s)") + 1
+    table.insert(at, "estimated train (s)", [pick(i, "train_seconds") for i in table["run"]])
+    table.insert(at + 1, "peak memory (MB)", [getattr(by_id.get(i), "peak_memory_mb", None) for i in table["run"]])
+    table.insert(at + 2, "estimated peak (MB)", [pick(i, "peak_memory_mb") for i in table["run"]])
+    table["expected start (UTC)"] = [times.get(i, (None, None))[0] for i in table["run"]]
+    table["expected end (UTC)"] = [times.get(i, (None, None))[1] for i in table["run"]]
+    return table

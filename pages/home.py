@@ -23,6 +23,7 @@ if counts["datasets"] == 0:
     st.page_link("pages/data.py", label="Upload my own data", icon=":material/upload:")
 elif counts["active"]:
     st.info(f"{counts['active']} run(s) are training or waiting. Watch their progress.")
+    st.caption(ui.queue_empties_line())
     st.page_link("pages/runs.py", label="Open Runs", icon=":material/monitoring:")
 elif counts["completed"] >= 2:
     st.success(f"{counts['completed']} runs have finished. See which method did better, or try them on a sentence.")

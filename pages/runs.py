@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import export, models, runs, views
+from core import estimate, export, models, runs, views
 from core.config import METHOD_NAMES
 from core.db import Run, RunStatus
 
@@ -35,6 +35,8 @@ def status_line(s, run: Run, label: str) -> None:
     """One run of the pair: waiting (for what), training (how far), or how it ended."""
     if run.status == RunStatus.QUEUED.value:
         st.info(f"{label}: {views.queue_text(s, run)}")
+        if when := ui.queue_line(run, ui.queue_times()):
+            st.caption(when)
     elif run.status == RunStatus.RUNNING.value:
         done, eta = views.progress(run)
         left = "estimating the time left" if eta is None else f"about {ui.duration(eta)} left"
@@ -149,6 +151,8 @@ def show_run(run_id: int) -> None:
             c2.metric("Test macro-F1", views.percent(test.get("f1_macro")), help=views.GLOSSARY["macro-F1"])
             c3.metric("Training time", ui.duration(run.train_seconds))
             c4.metric("Trained weights", views.count(run.trainable_params), help=views.GLOSSARY["trainable weights"])
+            if checked := ui.estimate_vs_measured(run):
+                st.caption(checked)
             export_buttons(run)
         note = views.times_note([r for r in pair if r.train_seconds is not None])
         if note:
@@ -222,6 +226,7 @@ datasets = c3.multiselect(
 def history() -> None:
     with ui.sessions()() as s:
         table = views.history_frame(s, statuses, methods, datasets)
+        table = estimate.with_estimates(table, views.all_runs(s), ui.queue_times())
         if views.any_active(s) != active:
             st.rerun()  # something started or ended: poll, or stop polling
     created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
@@ -234,6 +239,11 @@ def history() -> None:
         "train time (s)": st.column_config.NumberColumn(format="%.1f"),
         "trainable params": st.column_config.NumberColumn(format="localized"),
         "created (UTC)": created,
+        "estimated train (s)": st.column_config.NumberColumn(format="%.1f"),
+        "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
+        "estimated peak (MB)": st.column_config.NumberColumn(format="%.0f"),
+        "expected start (UTC)": st.column_config.DatetimeColumn(format="HH:mm"),
+        "expected end (UTC)": st.column_config.DatetimeColumn(format="HH:mm"),
     }
     st.dataframe(table, hide_index=True, column_config=config, key="runs_table")
 

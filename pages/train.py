@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import data, device, failures, methods, models, runs, views
+from core import data, device, estimate, failures, models, runs, views
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config, problems_of
 from core.db import Dataset
 
@@ -53,10 +53,11 @@ def apply_preset() -> None:
         st.session_state[f"train_lr_{m}"] = float(config.learning_rate)
 
 
-@st.cache_data(max_entries=16, show_spinner="Loading the model to count its parameters…")
+@st.cache_data(max_entries=16, show_spinner="Reading the model's configuration to count its parameters…")
 def param_counts(source: str, classes: tuple, r: int, alpha: int, dropout: float, targets: str) -> dict:
-    config = TrainConfig(method="lora", lora_r=r, lora_alpha=alpha, lora_dropout=dropout, lora_targets=targets)
-    return methods.param_counts(source, list(classes), config)
+    lora = {"lora_r": r, "lora_alpha": alpha, "lora_dropout": dropout, "lora_targets": targets}
+    shapes = {m: estimate.model_shape(source, len(classes), TrainConfig(method=m, **lora)) for m in ("full", "lora")}
+    return {m: (shape.trainable, shape.total) for m, shape in shapes.items()}
 
 
 st.title("Train")
@@ -145,6 +146,7 @@ with st.expander("Details: every setting"):
 configs = {m: TrainConfig(method=m, learning_rate=lr[m], **values) for m in ("full", "lora")}
 
 problems = problems_of(list(configs.values()))
+estimates = {}  # each method's estimate, kept on its run when queued
 model_ok = bool(source)
 if not source:
     st.warning("Type the model's name or folder.")
@@ -153,7 +155,8 @@ if problems:
 elif source:
     try:
         counts = param_counts(source, tuple(dataset.classes), *(values[f] for f in LORA_FIELDS))
-        for col, (m, (trainable, total)) in zip(st.columns(2), counts.items()):
+        columns = st.columns(2)
+        for col, (m, (trainable, total)) in zip(columns, counts.items()):
             share = f"{trainable / total:.2%} of {total:,}"
             col.metric(
                 f"{METHOD_NAMES[m]} trains",
@@ -162,6 +165,7 @@ elif source:
                 delta_color="off",
                 delta_arrow="off",
             )
+        estimates = ui.estimate_panel(dataset, source, configs, columns, method)
     except (models.ModelSourceError, failures.TrainingError) as e:
         model_ok = False
         st.error(str(e))
@@ -190,9 +194,9 @@ if pair or single:
             if target is None:
                 raise data.DataError("This dataset was just deleted. Pick another one.")
             if pair:
-                queued = runs.create_pair(s, target, source, configs["lora"], lr)
+                queued = runs.create_pair(s, target, source, configs["lora"], lr, estimates)
             else:
-                queued = [runs.create_run(s, target, source, configs[method])]
+                queued = [runs.create_run(s, target, source, configs[method], estimate=estimates.get(method))]
         except (runs.ConfigError, data.DataError) as e:
             ui.problems("Nothing was queued:", e.problems)
             st.stop()
