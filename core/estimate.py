@@ -141,17 +141,10 @@ def token_lengths(settings: Settings, dataset: Dataset, source: str) -> dict[str
 
 
 def train_batches(lengths: list[int], batch_size: int, seed: int) -> list[tuple[int, int]]:
-    """(texts, padded length) of each batch of one epoch: transformers' length-grouped sampler shuffles, takes
-    mega-batches of 50 batches, sorts each by length, and the collator pads a batch to its longest text."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(lengths))
-    arr = np.asarray(lengths)[order]
-    out = []
-    mega = 50 * batch_size
-    for start in range(0, len(arr), mega):
-        chunk = np.sort(arr[start : start + mega])[::-1]
-        out += [(len(b), int(b.max())) for b in np.array_split(chunk, range(batch_size, len(chunk), batch_size))]
-    return out
+    """(texts, padded length) of each batch of one epoch: the engine's batches are random (core.trainer's
+    EpochSeededSampler), and the collator pads a batch to its longest text."""
+    arr = np.asarray(lengths)[np.random.default_rng(seed).permutation(len(lengths))]
+    return [(len(b), int(b.max())) for b in np.array_split(arr, range(batch_size, len(arr), batch_size)) if len(b)]
 
 
 def eval_batches(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:

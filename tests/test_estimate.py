@@ -69,8 +69,13 @@ def test_operations_per_token_against_hand_computed(tiny_model):
 
 
 def test_batches_and_schedule_as_the_trainer_makes_them():
-    # fewer than 50 batches: one mega-batch, sorted longest first, whatever the seed
-    assert estimate.train_batches(list(range(1, 11)), 4, seed=3) == [(4, 10), (4, 6), (2, 2)]
+    # random batches (as the engine's sampler), each padded to its longest text
+    batches = estimate.train_batches(list(range(1, 11)), 4, seed=3)
+    assert [n for n, _ in batches] == [4, 4, 2] and max(pad for _, pad in batches) == 10
+    assert batches == estimate.train_batches(list(range(1, 11)), 4, seed=3)
+    lengths = [8] * 90 + [40] * 10  # a few long texts pad most random batches, unlike length-sorted ones
+    padded = sum(n * pad for n, pad in estimate.train_batches(lengths, 10, seed=0))
+    assert padded > sum(lengths) * 2
     assert estimate.eval_batches([5, 1, 3, 2, 4], 2) == [(2, 2), (2, 4), (1, 5)]
     assert estimate.schedule(TrainConfig(epochs=3, batch_size=32, evals_per_epoch=2), 96) == (9, 9)
     assert estimate.schedule(TrainConfig(epochs=1.5, batch_size=32, evals_per_epoch=2), 100) == (6, 3)
