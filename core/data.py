@@ -442,8 +442,52 @@ def check_dataset(
     return check
 
 
-def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_length: int) -> list[str]:
+def _same_files(files: dict[str, SplitFile]) -> list[list[str]]:
+    """Groups of splits that were given the very same file."""
+    boxes: dict[bytes, list[str]] = {}
+    for split, file in files.items():
+        boxes.setdefault(hashlib.sha256(file.read()).digest(), []).append(split)
+    return [splits for splits in boxes.values() if len(splits) > 1]
+
+
+_SPLIT_WORDS = {"train": ("train",), "dev": ("dev", "val"), "test": ("test",)}
+
+
+def _swapped(check: DatasetCheck, files: dict[str, SplitFile]) -> list[str]:
+    """Files that look as if they were given for the wrong split: a name that says another split, or a dev or test
+    set larger than train."""
     out = []
+    for split, file in files.items():
+        stem = Path(file.name).stem.lower()
+        says = [other for other, words in _SPLIT_WORDS.items() if any(w in stem for w in words)]
+        if says and split not in says:
+            out.append(
+                f"{file.name} was given for {split}, but its name says {says[0]}: were the files put in the wrong "
+                "boxes?"
+            )
+    train_rows = len(check.splits["train"])
+    for split in ("dev", "test"):
+        rows = len(check.splits[split])
+        if rows > train_rows:
+            out.append(
+                f"The {split} file {files[split].name} ({rows:,} rows) is larger than the train file "
+                f"{files['train'].name} ({train_rows:,} rows). Train is usually the largest: were the files put in "
+                "the wrong boxes?"
+            )
+    return out
+
+
+def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_length: int) -> list[str]:
+    out, repeated = [], set()
+    for splits in _same_files(files):
+        names = ", ".join(s for s in splits[:-1]) + f" and {splits[-1]}"
+        out.append(
+            f"The same file ({files[splits[0]].name}) was given for {names}. Each needs its own texts: train to learn "
+            "from, dev to check the model while it learns, test to score it at the end; scores on texts the model "
+            "learnt from look better than they are. Pick the right file for each."
+        )
+        repeated |= set(splits) if "train" in splits else set()
+    out += _swapped(check, files)
     train_counts = check.label_counts["train"]
     biggest, smallest = max(train_counts, key=train_counts.get), min(train_counts, key=train_counts.get)
     if train_counts[smallest] * 10 <= train_counts[biggest]:
@@ -469,7 +513,7 @@ def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_l
         shared = pd.Series(
             pc.is_in(pa.array(texts), value_set=train_texts).to_numpy(zero_copy_only=False), texts.index
         )
-        if shared.any():
+        if shared.any() and split not in repeated:  # the very same file is said above
             out.append(
                 f"{int(shared.sum())} texts in {files[split].name} also appear in {files['train'].name} "
                 f"({_rows(check.splits[split].index[shared])}): scores on {split} will look better than they are."

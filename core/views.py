@@ -106,6 +106,32 @@ def settings_frame(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ENCODINGS = {  # how a file's text encoding is named on screen
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8",
+    "utf-16": "UTF-16",
+    "utf-16-le": "UTF-16",
+    "utf-16-be": "UTF-16",
+    "gbk": "Chinese (GBK)",
+    "gb2312": "Chinese (GBK)",
+    "gb18030": "Chinese (GBK)",
+    "big5": "Chinese (Big5)",
+    "cp1250": "Windows Central European",
+    "cp1251": "Windows Cyrillic",
+    "cp1252": "Windows Western European",
+    "latin_1": "Western European (Latin-1)",
+    "iso8859_1": "Western European (Latin-1)",
+    "shift_jis": "Japanese (Shift JIS)",
+    "cp932": "Japanese (Shift JIS)",
+}
+
+
+def encoding_text(encoding: str | None) -> str:
+    """A text encoding in words: 'utf-8-sig' -> 'UTF-8', 'cp1252' -> 'Windows Western European'."""
+    key = (encoding or "").lower().replace("-", "_").replace("utf_", "utf-")
+    return ENCODINGS.get(key, ENCODINGS.get((encoding or "").lower(), encoding or "unknown"))
+
+
 def percent(share: float | None) -> str:
     """A share (0-1) as the dashboard writes it everywhere: one decimal, e.g. '73.7 %'."""
     return "–" if share is None else f"{100 * share:.1f} %"
@@ -263,6 +289,12 @@ def datasets_frame(session: Session) -> pd.DataFrame:
         for d in session.scalars(select(Dataset).order_by(Dataset.id.desc()))
     ]
     return pd.DataFrame(rows, columns=DATASET_COLUMNS)
+
+
+def active_runs_on(session: Session, dataset_id: int) -> int:
+    """How many runs on a dataset are still waiting or training."""
+    query = select(func.count()).select_from(Run).where(Run.dataset_id == dataset_id, Run.status.in_(ACTIVE))
+    return session.scalar(query)
 
 
 def history_frame(

@@ -72,7 +72,8 @@ def add_dataset() -> None:
         c2.selectbox("Label column", columns, columns.index(label), key="data_label_column", help=help_)
         for split, tab in zip(result.tables, st.tabs([f"{s} preview" for s in result.tables])):
             table = result.tables[split]
-            tab.caption(f"{len(table):,} rows, read as {result.source[split]['encoding']}; the first 20:")
+            encoding = views.encoding_text(result.source[split]["encoding"])
+            tab.caption(f"{len(table):,} rows, text encoding {encoding}; the first 20:")
             tab.dataframe(table.head(20), hide_index=True)
     if result.label_counts:
         counts = pd.DataFrame(result.label_counts).rename_axis("class").reset_index()
@@ -87,9 +88,9 @@ def add_dataset() -> None:
         st.warning(warning)
     train_name = re.sub(r"[-_ .]*train$", "", Path(files["train"].name).stem, flags=re.I) or "my dataset"
     default = data.DEMO_NAME if source == "Use the bundled demo set" else train_name
-    name = st.text_input(
-        "Dataset name", default, key="data_name", help="How this dataset is listed on the Train page."
-    )
+    if st.session_state.get("data_name_for") != default:  # other files: the suggested name follows them
+        st.session_state["data_name_for"] = st.session_state["data_name"] = default
+    name = st.text_input("Dataset name", key="data_name", help="How this dataset is listed on the Train page.")
     if st.button("Save dataset", key="data_save", type="primary", help="Store the checked data for training."):
         with ui.sessions(write=True)() as s:
             same = data.find_same_dataset(s, result)
@@ -103,25 +104,43 @@ def add_dataset() -> None:
         st.page_link("pages/train.py", label="Next: train a model on it", icon=":material/arrow_forward:")
 
 
+def ask_delete(dataset_id: int | None) -> None:
+    st.session_state["data_delete_asked"] = dataset_id
+
+
 def delete(dataset_id: int) -> None:
+    ask_delete(None)
     with ui.sessions(write=True)() as s:
         dataset = s.get(Dataset, dataset_id)
-        if dataset is not None:
-            data.delete_dataset(s, ui.settings(), dataset)
-            ui.flash("success", f"Deleted '{dataset.name}'. Its runs stay in the history.")
+        if dataset is None:
+            return
+        if views.active_runs_on(s, dataset_id):  # a run was queued on it since the question was asked
+            return ui.flash("warning", f"'{dataset.name}' was not deleted: a run on it is waiting or training.")
+        data.delete_dataset(s, ui.settings(), dataset)
+        ui.flash("success", f"Deleted '{dataset.name}'. Its runs stay in the history.")
 
 
 st.title("Data")
-st.caption("A dataset is three CSV files with a text column and a label column: train, dev and test.")
+st.caption(
+    "A dataset is three CSV files with a text column and a label column: train, dev and test. "
+    + ui.glossary("dev set")
+)
 add_dataset()
 
 st.subheader("Stored datasets")
-ui.show_flash()
 with ui.sessions()() as s:
-    stored = views.datasets_frame(s)
-if stored.empty:
-    st.info("No dataset is stored yet.")
-else:
+    busy_at_start = views.any_active(s)
+
+
+@st.fragment(run_every=2.0 if busy_at_start else None)  # while runs wait or train, their counts stay current
+def stored_datasets() -> None:
+    ui.show_flash()
+    with ui.sessions()() as s:
+        stored = views.datasets_frame(s)
+        if views.any_active(s) != busy_at_start:
+            st.rerun()  # a run started or ended: poll, or stop polling
+    if stored.empty:
+        return st.info("No dataset is stored yet.")
     created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
     st.dataframe(stored.drop(columns="id"), hide_index=True, column_config={"created (UTC)": created})
     by_id = stored.set_index("id")
@@ -134,11 +153,26 @@ else:
         placeholder="Choose one",
         help="Its stored files are removed; past runs keep their results.",
     )
-    if chosen is not None:
-        busy = int(by_id.loc[chosen, "active runs"])
-        if busy:
-            st.warning(f"{busy} run(s) on it are still waiting or training: cancel them on the Runs page first.")
-        help_ = "Removes it for good; there is no undo."
-        st.button(
-            "Delete it", key="data_delete", disabled=bool(busy), on_click=delete, args=(int(chosen),), help=help_
+    if chosen is None:
+        return
+    busy = int(by_id.loc[chosen, "active runs"])
+    if busy:
+        return st.warning(
+            f"{busy} run{'s' if busy > 1 else ''} on it {'are' if busy > 1 else 'is'} still waiting or training: "
+            "cancel them on the Runs page first, or wait until they finish."
         )
+    if st.session_state.get("data_delete_asked") != chosen:
+        st.button(
+            "Delete it…", key="data_delete", on_click=ask_delete, args=(int(chosen),), help="Asks first; no undo."
+        )
+        return
+    st.warning(
+        f"Delete '{by_id.loc[chosen, 'name']}' for good? Its stored files are removed and cannot be brought back; "
+        "the runs trained on it keep their results."
+    )
+    c1, c2 = st.columns(2)
+    c1.button("Yes, delete it", key="data_delete_yes", on_click=delete, args=(int(chosen),), help="No undo.")
+    c2.button("No, keep it", key="data_delete_no", on_click=ask_delete, args=(None,), help="Nothing is removed.")
+
+
+stored_datasets()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import models, views
+from core import data, models, views
 from core.config import TrainConfig, preset_config
 from core.db import Dataset, Metric, Run, RunStatus, session_factory, utcnow
 from core.runs import create_pair, create_run
@@ -233,3 +233,59 @@ def test_predict_says_what_was_cut_what_is_unknown_and_what_guessing_gives(setti
     at.button(key="predict_button").click().run()
     assert "80.0 % of this text's tokens are unknown to this model" in texts(at.warning)
     assert "reads only" not in texts(at.warning)
+
+
+# --- Data: files in the wrong boxes, a name that follows them, delete asks ----------------------------------------
+
+
+def upload(at: AppTest, files: dict[str, Path]) -> AppTest:
+    for split, path in files.items():
+        at.file_uploader(key=f"data_{split}_file").set_value((path.name, path.read_bytes(), "text/csv"))
+    return at.run()
+
+
+def named_csvs(folder: Path, prefix: str) -> dict[str, Path]:
+    """The same small CSVs under other names, e.g. small_train.csv."""
+    out = {}
+    for split in ("train", "dev", "test"):
+        out[split] = folder.parent / f"{prefix}_{split}.csv"
+        out[split].write_bytes((folder / f"{split}.csv").read_bytes())
+    return out
+
+
+def test_the_dataset_name_follows_the_files(settings, csv_folder):
+    """Bug 5: the name kept a stale default ('small' while the boxes held other files)."""
+    at = upload(open_page("data"), named_csvs(csv_folder, "small"))
+    assert at.text_input(key="data_name").value == "small"
+    at = upload(at, named_csvs(csv_folder, "news"))
+    assert at.text_input(key="data_name").value == "news"
+    at.radio(key="data_source").set_value("Use the bundled demo set").run()
+    assert at.text_input(key="data_name").value == data.DEMO_NAME
+
+
+def test_files_in_the_wrong_boxes_are_said_plainly(settings, csv_folder):
+    """Bug 13: the test file as train and the train file as test passed silently; one file in all three boxes got
+    'texts in small_train.csv also appear in small_train.csv'."""
+    files = named_csvs(csv_folder, "small")
+    at = upload(open_page("data"), {"train": files["test"], "dev": files["dev"], "test": files["train"]})
+    warnings = texts(at.warning)
+    assert "small_test.csv was given for train, but its name says test" in warnings
+    assert "The test file small_train.csv (96 rows) is larger than the train file small_test.csv (24 rows)" in warnings
+    at = upload(open_page("data"), dict.fromkeys(("train", "dev", "test"), files["train"]))
+    assert "The same file (small_train.csv) was given for train, dev and test" in texts(at.warning)
+    assert "also appear in" not in texts(at.warning)
+
+
+def test_delete_asks_first_and_follows_runs_that_end(settings, csv_folder):
+    """Bug 12: 'Delete it' removed a dataset at once ('no undo' only in a tooltip)."""
+    dataset = store(settings, csv_folder)
+    at = open_page("data")
+    at.selectbox(key="data_delete_choice").set_value(dataset.id).run()
+    at.button(key="data_delete").click().run()
+    assert "for good?" in texts(at.warning)
+    at.button(key="data_delete_no").click().run()
+    at.button(key="data_delete").click().run()
+    at.button(key="data_delete_yes").click().run()
+    assert f"Deleted '{dataset.name}'" in texts(at.success)
+    with session_factory(settings.db_url)() as s:
+        assert s.get(Dataset, dataset.id) is None

@@ -181,6 +181,7 @@ def test_data_upload_preview_distribution_save_and_delete(settings, csv_folder):
 
     at.selectbox(key="data_delete_choice").set_value(dataset_id(settings, "news sample")).run()
     at.button(key="data_delete").click().run()
+    at.button(key="data_delete_yes").click().run()  # it asks first
     assert not at.exception
     assert "Deleted 'news sample'" in texts(at.success)
     assert "No dataset is stored yet." in texts(at.info)
@@ -212,7 +213,7 @@ def test_data_column_picker_and_a_chinese_csv(settings, tmp_path):
     assert not at.error
     preview = at.dataframe[0].value
     assert preview["标题"].str.contains("新闻").all(), "Chinese text is shown as written, not garbled"
-    assert "gbk" in texts(at.caption)
+    assert "Chinese (GBK)" in texts(at.caption)
     at.button(key="data_save").click().run()
     with session_factory(settings.db_url)() as s:
         dataset = views.list_datasets(s)[0]
