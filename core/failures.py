@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from core import models
 from core.data import DataError
 from core.db import Run
@@ -23,6 +21,8 @@ class Cancelled(Exception):
 def out_of_memory(e: BaseException) -> bool:
     """A GPU out of memory (torch.OutOfMemoryError), or a CPU allocation that failed."""
     text = str(e).lower()
+    import torch  # here, not at the top: pages import this module's errors and must start without torch
+
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
