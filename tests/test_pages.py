@@ -295,7 +295,7 @@ def test_a_crashed_run_with_a_checkpoint_resumes_from_its_page(settings, populat
     with session_factory(settings.db_url)() as s:
         run = s.get(Run, populated["crashed"])
         assert (run.status, run.error, run.finished_at) == ("queued", None, None)
-    assert "Waiting for the trainer" in texts(at.info)
+    assert "Waiting its turn" in texts(at.info)
     for other in ("failed", "cancelled", "completed_full"):  # no checkpoint, or nothing left to do
         assert "runs_resume" not in [b.key for b in open_page("runs", run=str(populated[other])).button]
 
