@@ -177,7 +177,12 @@ def cmd_worker(args) -> int:
     from core.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return run_worker(get_settings(args.db), exit_when_idle=args.exit_when_idle)
+    return run_worker(
+        get_settings(args.db),
+        exit_when_idle=args.exit_when_idle,
+        dashboard_pid=args.dashboard_pid,
+        idle_exit_s=args.idle_exit_s,
+    )
 
 
 def cmd_predict(args) -> int:
@@ -289,8 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_id", type=int)
     p.set_defaults(func=cmd_resume)
-    p = sub.add_parser("worker", parents=[db], help="run queued runs one at a time, until stopped")
+    p = sub.add_parser("worker", parents=[db], help="train queued runs (side by side where they fit), until stopped")
     p.add_argument("--exit-when-idle", action="store_true", help="stop when the queue is empty")
+    p.add_argument(
+        "--dashboard-pid", type=int, help="the dashboard that started it: once that has stopped, leave when idle"
+    )
+    p.add_argument(
+        "--idle-exit-s", type=float, default=300.0, help="with --dashboard-pid: idle seconds before leaving (300)"
+    )
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("predict", parents=[db], help="label a text, or a file of texts, with a finished run's model")
     p.add_argument("--run", type=int, required=True)

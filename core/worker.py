@@ -234,14 +234,26 @@ def worker_alive(settings: Settings) -> bool:
         return False
 
 
-def run_worker(settings: Settings, poll_s: float = 1.0, exit_when_idle: bool = False) -> int:
-    """The worker loop. Returns 0 when it stops; 3 if another worker already serves this data folder."""
+def run_worker(
+    settings: Settings,
+    poll_s: float = 1.0,
+    exit_when_idle: bool = False,
+    dashboard_pid: int | None = None,
+    idle_exit_s: float = 300.0,
+) -> int:
+    """The worker loop. Returns 0 when it stops; 3 if another worker already serves this data folder.
+
+    Runs train side by side where they fit (core.scheduler). A worker the dashboard started (dashboard_pid) leaves
+    after idle_exit_s with nothing to do once that dashboard has stopped; the next page view starts one again."""
+    from core.scheduler import IdleClock, Trainers, dashboard_gone
+
     with worker_lock(settings) as got:
         if not got:
             log.info("another worker is already running for %s", settings.data_dir)
             return 3
         log.info("worker %s serving %s", os.getpid(), settings.db_url)
         last_reconcile = 0.0
+        trainers, idle = Trainers(settings, supervise), IdleClock()
         while True:
             if time.monotonic() - last_reconcile > settings.stale_after_s / 2:
                 for run_id in reconcile_stale_runs(settings):
@@ -251,28 +263,45 @@ def run_worker(settings: Settings, poll_s: float = 1.0, exit_when_idle: bool = F
             if job_id is not None:
                 log.info("label job %s ended: %s", job_id, label_in_child(settings, job_id).value)
                 continue
-            run_id = claim_next_run(settings)
-            if run_id is not None:
-                log.info("run %s started", run_id)
-                log.info("run %s ended: %s", run_id, supervise(settings, run_id).value)
+            if trainers.start_next(claim_next_run):
+                idle.busy()
                 continue
-            if exit_when_idle:
+            if trainers.busy:
+                idle.busy()
+            elif _probe_next(settings):
+                idle.busy()
+                continue
+            elif exit_when_idle:
+                return 0
+            elif dashboard_gone(dashboard_pid) and idle.idle_s() >= idle_exit_s:
+                log.info("idle for %.0f s and the dashboard that started it has stopped: leaving", idle.idle_s())
                 return 0
             time.sleep(poll_s)
+
+
+def _probe_next(settings: Settings) -> bool:
+    """Measure a queued probe (core.probe) in a child process, when nothing trains. True if there was one."""
+    from core.probe import claim_next_probe, probe_in_child
+
+    probe_id = claim_next_probe(settings)
+    if probe_id is None:
+        return False
+    log.info("probe %s ended: %s", probe_id, probe_in_child(settings, probe_id))
+    return True
 
 
 def ensure_worker(settings: Settings) -> bool:
     """Start a worker in the background if none serves this data folder. Returns True if one was started.
 
-    It runs in its own session, so it outlives the dashboard that started it.
+    It runs in its own session, so a run goes on when the dashboard stops; once idle a while after that, it leaves.
     """
     if worker_alive(settings):
         return False
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)}
     with open(settings.data_dir / "worker.log", "ab") as out:
-        subprocess.Popen(
-            [sys.executable, "-m", "core", "worker", "--db", settings.db_url],
+        subprocess.Popen(  # it leaves when idle a while after this dashboard has stopped
+            [sys.executable, "-m", "core", "worker", "--db", settings.db_url, "--dashboard-pid", str(os.getpid())],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

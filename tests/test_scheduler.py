@@ -1,0 +1,118 @@
+"""Several runs at once where they fit (forced to 2 on this CPU), refused by the memory estimate where they do not;
+probes; and the worker the dashboard started leaving once idle with no dashboard to serve."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+import time
+
+from sqlalchemy import select
+
+from core import estimate, worker
+from core.config import TrainConfig
+from core.db import Probe, RunStatus, session_factory
+from core.probe import claim_next_probe, run_probe
+from core.runs import create_run
+from core.scheduler import dashboard_gone
+from core.worker import run_worker
+from tests.helpers import get_run, store, wait_for
+
+QUICK = TrainConfig(method="lora", epochs=1, batch_size=32, evals_per_epoch=1, max_length=16)
+
+
+def queue_two(settings, csv_folder, tiny_model, memory_mb: float) -> list[int]:
+    dataset = store(settings, csv_folder)
+    est = {"peak_memory_mb": memory_mb, "total_seconds": 30.0, "train_seconds": 20.0}
+    with session_factory(settings.db_url)() as s:
+        return [create_run(s, dataset, tiny_model, QUICK, estimate=est).id for _ in range(2)]
+
+
+def started_lines(caplog, run_id: int) -> int:
+    return sum(1 for r in caplog.records if r.getMessage().startswith(f"run {run_id} started"))
+
+
+def test_two_runs_train_side_by_side_each_claimed_once(settings, csv_folder, tiny_model, caplog):
+    ids = queue_two(settings, csv_folder, tiny_model, memory_mb=500)
+    roomy = dataclasses.replace(settings, runs_at_once=2, device_memory_mb=100_000)
+    with caplog.at_level(logging.INFO, logger="lora_lab.worker"):
+        assert run_worker(roomy, poll_s=0.1, exit_when_idle=True) == 0
+    first, second = (get_run(settings, i) for i in ids)
+    assert first.status == second.status == RunStatus.COMPLETED.value, (first.error, second.error)
+    assert [started_lines(caplog, i) for i in ids] == [1, 1]
+    assert second.started_at < first.finished_at, "the second started while the first trained"
+
+
+def test_a_run_that_would_not_fit_beside_waits(settings, csv_folder, tiny_model, caplog):
+    ids = queue_two(settings, csv_folder, tiny_model, memory_mb=500)
+    tight = dataclasses.replace(settings, runs_at_once=2, device_memory_mb=800)  # room for one 500 MB run
+    with caplog.at_level(logging.INFO, logger="lora_lab.worker"):
+        assert run_worker(tight, poll_s=0.1, exit_when_idle=True) == 0
+    first, second = (get_run(settings, i) for i in ids)
+    assert first.status == second.status == RunStatus.COMPLETED.value, (first.error, second.error)
+    assert [started_lines(caplog, i) for i in ids] == [1, 1]
+    assert second.started_at >= first.finished_at, "the second waited for the first to end"
+
+
+def test_cpu_trains_one_at_a_time_by_default(settings):
+    assert not settings.runs_at_once
+    from core.scheduler import worker_slots
+
+    if worker_slots(settings)[1] == "cpu":
+        assert worker_slots(settings) == (1, "cpu")
+    assert worker_slots(dataclasses.replace(settings, runs_at_once=3))[0] == 3
+
+
+def test_a_probe_measures_steps_and_calibrates_the_estimate(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    device = estimate.this_device(settings)
+    with session_factory(settings.db_url)() as s:
+        before = estimate.estimate_run(settings, s, dataset, tiny_model, QUICK, device, probe=True)
+        estimate.estimate_run(settings, s, dataset, tiny_model, QUICK, device, probe=True)  # asked twice, queued once
+        assert len(s.scalars(select(Probe)).all()) == 1
+    assert not before["probed"]
+    probe_id = claim_next_probe(settings)
+    assert probe_id is not None and claim_next_probe(settings) is None
+    assert run_probe(settings, probe_id) == "done"
+    with session_factory(settings.db_url)() as s:
+        result = s.get(Probe, probe_id).result
+        after = estimate.estimate_run(settings, s, dataset, tiny_model, QUICK, device)
+    assert result["time_ratio"] > 0 and result["peak_memory_mb"] > 0
+    assert after["probed"]
+    assert after["train_seconds"] != before["train_seconds"]  # moved toward what the probe measured
+
+
+def test_dashboard_started_worker_leaves_when_idle_without_its_dashboard(settings):
+    dashboard = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "worker", "--db", settings.db_url]
+        + ["--dashboard-pid", str(dashboard.pid), "--idle-exit-s", "0.5"],
+        cwd=str(worker.PROJECT_ROOT),
+        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: worker.worker_alive(settings), what="the dashboard's worker")
+        time.sleep(3)  # idle for longer than --idle-exit-s
+        assert proc.poll() is None, "its dashboard is alive: it stays"
+        dashboard.kill()
+        dashboard.wait()
+        assert proc.wait(timeout=60) == 0, "idle, its dashboard gone: it leaves"
+    finally:
+        for p in (proc, dashboard):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_only_the_dashboards_worker_is_told_to_leave(monkeypatch, settings):
+    assert not dashboard_gone(None)  # `python -m core worker` by hand: no dashboard pid, it stays
+    started = []
+    monkeypatch.setattr(worker.subprocess, "Popen", lambda cmd, **kw: started.append(cmd))
+    assert worker.ensure_worker(settings)
+    (cmd,) = started
+    assert cmd[cmd.index("--dashboard-pid") + 1] == str(os.getpid())
