@@ -12,33 +12,18 @@ MODEL_KINDS = [
     "A Hugging Face model id",
     "A model folder on this machine",
 ]
-FIELDS = {  # widget key -> (TrainConfig field, label, step, one-line help)
-    "train_epochs": ("epochs", "Epochs", 1.0, "How many times the model reads the whole training set."),
-    "train_batch_size": ("batch_size", "Batch size", 1, "Texts per training step; lower it if memory runs out."),
-    "train_max_length": ("max_length", "Max length (tokens)", 8, "Longer texts are cut; 64 fits headlines."),
-    "train_weight_decay": ("weight_decay", "Weight decay", 0.001, "Keeps weights small to reduce overfitting."),
-    "train_warmup_ratio": (
-        "warmup_ratio",
-        "Warmup share",
-        0.05,
-        "Share of steps that slowly raise the learning rate.",
-    ),
-    "train_evals_per_epoch": (
-        "evals_per_epoch",
-        "Dev checks per epoch",
-        1,
-        "The check with the lowest dev loss gives the final model.",
-    ),
-    "train_seed": ("seed", "Seed", 1, "Same seed, same shuffling: makes the pair a fair comparison."),
-    "train_lora_r": ("lora_r", "LoRA rank r", 1, "Size of the add-on matrices; larger trains more weights."),
-    "train_lora_alpha": ("lora_alpha", "LoRA alpha", 1, "Scales the add-ons' effect (by alpha / r)."),
-    "train_lora_dropout": ("lora_dropout", "LoRA dropout", 0.05, "Randomly drops add-on inputs while training."),
-    "train_lora_targets": (
-        "lora_targets",
-        "LoRA target layers",
-        None,
-        "Layer names, comma-separated (BERT: query,key,value).",
-    ),
+FIELDS = {  # widget key -> (TrainConfig field, label, step, glossary term for its help)
+    "train_epochs": ("epochs", "Epochs", 1.0, "epochs"),
+    "train_batch_size": ("batch_size", "Batch size", 1, "batch size"),
+    "train_max_length": ("max_length", "Max length (tokens)", 8, "max length"),
+    "train_weight_decay": ("weight_decay", "Weight decay", 0.001, "weight decay"),
+    "train_warmup_ratio": ("warmup_ratio", "Warmup (share of training)", 0.05, "warmup"),
+    "train_evals_per_epoch": ("evals_per_epoch", "Evaluations per epoch", 1, "evaluations per epoch"),
+    "train_seed": ("seed", "Seed", 1, "seed"),
+    "train_lora_r": ("lora_r", "LoRA rank", 1, "LoRA rank"),
+    "train_lora_alpha": ("lora_alpha", "LoRA alpha", 1, "LoRA alpha"),
+    "train_lora_dropout": ("lora_dropout", "LoRA dropout", 0.05, "LoRA dropout"),
+    "train_lora_targets": ("lora_targets", "LoRA target layers", None, "LoRA target layers"),
 }
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 
@@ -124,11 +109,12 @@ method = st.radio(
 
 with st.expander("Details: every setting"):
     cols, values = st.columns(3), {}
-    for i, (key, (field, label, step, help_)) in enumerate(FIELDS.items()):
+    for i, (key, (field, label, step, term)) in enumerate(FIELDS.items()):
+        help_ = views.GLOSSARY[term]
         if step is None:
             values[field] = cols[i % 3].text_input(label, key=key, help=help_, persist_state="session")
         else:
-            fmt_ = "%.3f" if isinstance(step, float) and step < 0.01 else None
+            fmt_ = "%g" if isinstance(step, float) else None  # 1 epoch, not 1.00
             values[field] = cols[i % 3].number_input(
                 label, step=step, format=fmt_, key=key, help=help_, persist_state="session"
             )
@@ -136,10 +122,10 @@ with st.expander("Details: every setting"):
         m: cols[i].number_input(
             f"Learning rate, {'LoRA' if m == 'lora' else 'full fine-tuning'}",
             step=step,
-            format="%.1e",
+            format="%g",  # 0.00005, not 5.0e-5
             key=f"train_lr_{m}",
             persist_state="session",
-            help="How big each update is." + (" LoRA usually needs a larger one." if m == "lora" else ""),
+            help=views.GLOSSARY["learning rate"] + (" LoRA usually needs a larger one." if m == "lora" else ""),
         )
         for i, (m, step) in enumerate((("full", 1e-5), ("lora", 1e-4)))
     }
@@ -156,14 +142,15 @@ elif source:
     try:
         counts = param_counts(source, tuple(dataset.classes), *(values[f] for f in LORA_FIELDS))
         columns = st.columns(2)
+        model_size = counts["full"][1]  # the model's own weights: LoRA's add-ons are counted in its share, not here
         for col, (m, (trainable, total)) in zip(columns, counts.items()):
-            share = f"{trainable / total:.2%} of {total:,}"
             col.metric(
                 f"{METHOD_NAMES[m]} trains",
                 f"{trainable:,} weights",
-                share,
+                f"{views.percent(trainable / model_size)} of the model's {model_size:,}",
                 delta_color="off",
                 delta_arrow="off",
+                help=views.GLOSSARY["trainable weights"],
             )
         estimates = ui.estimate_panel(dataset, source, configs, columns, method)
     except (models.ModelSourceError, failures.TrainingError) as e:

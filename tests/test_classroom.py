@@ -289,3 +289,20 @@ def test_delete_asks_first_and_follows_runs_that_end(settings, csv_folder):
     assert f"Deleted '{dataset.name}'" in texts(at.success)
     with session_factory(settings.db_url)() as s:
         assert s.get(Dataset, dataset.id) is None
+
+
+def test_train_speaks_plainly(settings, csv_folder, tiny_model):
+    """Item 11: 'Dev checks per epoch', '5.0e-5', 'Epochs 1.00', and LoRA's share 'of 22,827,658' beside full's
+    'of 22,715,141' (LoRA's model looked bigger)."""
+    store(settings, csv_folder)
+    at = open_page("train")
+    at.radio(key="train_model_kind").set_value(at.radio(key="train_model_kind").options[2]).run()
+    at.text_input(key="train_model_name").set_value(tiny_model).run()
+    full, lora = at.metric[:2]
+    assert full.delta.split(" of ")[1] == lora.delta.split(" of ")[1] and "the model's" in lora.delta
+    assert lora.delta.split(" of ")[0].endswith(" %")
+    labels = {w.key: w for w in at.number_input}
+    assert labels["train_evals_per_epoch"].label == "Evaluations per epoch"
+    assert labels["train_evals_per_epoch"].help == views.GLOSSARY["evaluations per epoch"]
+    assert labels["train_epochs"].proto.format == "%g" and labels["train_lr_full"].proto.format == "%g"
+    assert "bert-base-chinese" in " ".join(at.radio(key="train_preset").proto.captions)  # which article
