@@ -163,6 +163,15 @@ class Device:
     name: str  # as runs record it (core.device.device_name)
     bf16: bool
     memory_mb: float  # what a run may use: the GPU's memory, or the memory this machine has free
+    slowdown: float = 1.0  # a busy CPU trains slower: how much, by its load now (see cpu_slowdown)
+
+
+def cpu_slowdown(load_average: float | None, cpus: int | None) -> float:
+    """How much slower than alone a run trains on a CPU this busy: with a 1-minute load average above the number of
+    CPUs, each runnable process gets about cpus / load of them. 1 when unknown or not busy."""
+    if not load_average or not cpus:
+        return 1.0
+    return max(1.0, load_average / cpus)
 
 
 def device_memory_mb(settings: Settings, kind: str) -> float:
@@ -205,7 +214,8 @@ def _device_kind_name_bf16(preference: str) -> tuple[str, str, bool]:
 def this_device(settings: Settings) -> Device:
     """The device the next run trains on (LORALAB_DEVICE), as runs record it, and its memory."""
     kind, name, bf16 = _device_kind_name_bf16(settings.device)
-    return Device(kind, name, bf16, device_memory_mb(settings, kind))
+    slowdown = cpu_slowdown(os.getloadavg()[0], os.cpu_count()) if kind == "cpu" else 1.0
+    return Device(kind, name, bf16, device_memory_mb(settings, kind), slowdown)
 
 
 def runs_at_once(settings: Settings, device: Device) -> int:
@@ -290,10 +300,14 @@ def _blend(prior: float, observed: list[tuple[float, float]], log: bool) -> floa
     return math.exp(mean) if log else mean
 
 
-def calibrate(raw: dict, method: str, model_source: str, runs: list[Run], probe: dict | None = None) -> dict:
+def calibrate(
+    raw: dict, method: str, model_source: str, runs: list[Run], probe: dict | None = None, slowdown: float = 1.0
+) -> dict:
     """The raw estimate corrected by this device's finished runs (each carries the raw estimate made when it was
     queued): times by the measured / estimated ratio, memory by the measured - estimated difference. Runs of the
-    same method and model count fully, others a quarter; the prior (1, 0; or a probe's ratio) counts half a run."""
+    same method and model count fully, others a quarter; the prior (1, 0; or a probe's ratio) counts half a run.
+    On a CPU, each run's ratio is taken back to a quiet machine by the load it trained under, and the estimate is
+    slowed by the load now (`slowdown`): on a shared machine the load moves times more than anything else."""
     times, scores, memory, overheads, similar = [], [], [], [], 0
     for run in runs:
         before = (run.estimate or {}).get("raw")
@@ -302,9 +316,10 @@ def calibrate(raw: dict, method: str, model_source: str, runs: list[Run], probe:
         same = run.method == method and run.model_source == model_source
         similar += same
         w = 1.0 if same else OTHER_RUN_WEIGHT
-        times.append((w, run.train_seconds / before["train_seconds"]))
+        busy = cpu_slowdown(run.load_average, run.cpu_count) if run.device.startswith("CPU") else 1.0
+        times.append((w, run.train_seconds / before["train_seconds"] / busy))
         if run.score_seconds and before.get("score_seconds"):
-            scores.append((w, run.score_seconds / before["score_seconds"]))
+            scores.append((w, run.score_seconds / before["score_seconds"] / busy))
         if run.peak_memory_mb and (same or run.method == method):
             memory.append((w, run.peak_memory_mb - before["peak_memory_mb"]))
         if run.started_at and run.finished_at and not run.resumed_at:  # a resumed run waited in between
@@ -314,8 +329,8 @@ def calibrate(raw: dict, method: str, model_source: str, runs: list[Run], probe:
     score_ratio = _blend(time_ratio, scores, log=True)
     memory_offset = _blend((probe or {}).get("memory_offset_mb", 0.0), memory, log=False)
     overhead = _blend(raw["overhead_seconds"], overheads, log=False)
-    train_seconds = raw["train_seconds"] * time_ratio
-    score_seconds = raw["score_seconds"] * score_ratio
+    train_seconds = raw["train_seconds"] * time_ratio * slowdown
+    score_seconds = raw["score_seconds"] * score_ratio * slowdown
     return {
         "method": method,
         "train_seconds": round(train_seconds, 1),
@@ -325,6 +340,7 @@ def calibrate(raw: dict, method: str, model_source: str, runs: list[Run], probe:
         "similar_runs": similar,  # finished runs of this method and model on this device
         "other_runs": len(times) - similar,
         "probed": probe is not None,
+        "slowdown": round(slowdown, 2),
         "raw": {k: round(v, 3) if isinstance(v, float) else v for k, v in raw.items()},
     }
 
@@ -373,7 +389,7 @@ def estimate_run(
     key = probe_key(device, config.method, model_source)
     runs = _finished_runs(session, device)
     measured = probe_result(session, key)
-    out = calibrate(raw, config.method, model_source, runs, measured)
+    out = calibrate(raw, config.method, model_source, runs, measured, device.slowdown)
     if probe and not out["similar_runs"] and measured is None:
         request_probe(session, key, dataset, model_source, config)
     out.update(
@@ -597,7 +613,7 @@ def with_estimates(table, runs: list[Run], times: dict) -> object:
         return ((run.estimate or {}).get(key) if run else None) or None
 
     table = table.copy()
-    at = table.columns.get_loc("train time (s)") + 1
+    at = table.columns.get_loc("train time (s)") + 1 if "train time (s)" in table.columns else len(table.columns)
     table.insert(at, "estimated train (s)", [pick(i, "train_seconds") for i in table["run"]])
     table.insert(at + 1, "peak memory (MB)", [getattr(by_id.get(i), "peak_memory_mb", None) for i in table["run"]])
     table.insert(at + 2, "estimated peak (MB)", [pick(i, "peak_memory_mb") for i in table["run"]])

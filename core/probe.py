@@ -120,6 +120,7 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
         step(encoded[i % len(encoded)])
     sync()
     measured_step_s = (time.perf_counter() - started) / STEPS
+    busy = estimate.cpu_slowdown(os.getloadavg()[0], os.cpu_count()) if device != "cuda" else 1.0
 
     here = estimate.Device("gpu" if device == "cuda" else "cpu", device_name(device), mixed == "bf16", 0.0)
     shape = estimate.model_shape(probe.model_source, len(dataset.classes), config)
@@ -132,7 +133,7 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     raw_peak = estimate.raw_estimate(shape, {"train": lengths, "dev": [], "test": []}, config, here)["peak_memory_mb"]
     measured_mb = peak_memory_mb(device)
     return {
-        "time_ratio": measured_step_s / raw_step_s,
+        "time_ratio": measured_step_s / raw_step_s / busy,  # as on a quiet machine, as calibrate() wants
         "memory_offset_mb": measured_mb - raw_peak,
         "step_seconds": measured_step_s,
         "peak_memory_mb": measured_mb,

@@ -243,3 +243,13 @@ def test_estimate_command_pair_json(settings, csv_folder, tiny_model):
     for method, e in result.items():
         assert e["method"] == method
         assert e["train_seconds"] > 0 and e["peak_memory_mb"] > 0 and e["score_seconds"] > 0
+
+
+def test_a_busy_cpu_slows_the_estimate_and_the_runs_it_learns_from():
+    assert estimate.cpu_slowdown(None, 2) == estimate.cpu_slowdown(1.5, 2) == 1.0
+    assert estimate.cpu_slowdown(8.0, 2) == 4.0
+    busy = finished("lora", 10.0, 40.0, device="CPU: test")  # 4x its estimate, on a CPU four times oversubscribed
+    busy.load_average, busy.cpu_count = 8.0, 2
+    quiet = estimate.calibrate(RAW, "lora", "m", [busy], slowdown=1.0)
+    assert quiet["train_seconds"] == 10.0  # taken back to a quiet machine, it ran as the model said
+    assert estimate.calibrate(RAW, "lora", "m", [busy], slowdown=3.0)["train_seconds"] == 30.0
