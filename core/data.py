@@ -35,7 +35,7 @@ _INTEGRAL_FLOAT = re.compile(r"^[+-]?\d+(\.0*)?$")
 _DOT_ZEROS = r"\.0*$"
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+")
 CSV_CHUNK_ROWS = 20_000  # rows parsed at a time
-LENGTH_SAMPLE = 2_000  # texts tokenized per split to warn about texts the model will cut
+LENGTH_SAMPLE = 500  # texts tokenized per split to warn about texts the model will cut
 MAX_LISTED = 5  # rows named per kind of problem; the rest are counted
 DEMO_DIR = PROJECT_ROOT / "assets" / "demo"  # BBC News titles, 5 classes, in the seed layout
 DEMO_NAME = "BBC News titles (demo)"
@@ -404,7 +404,7 @@ def check_dataset(
         raw_labels = {k: v.str.replace(_DOT_ZEROS, "", regex=True) for k, v in raw_labels.items()}
         all_labels = pd.concat(raw_labels.values())
     integer = bool(all_labels.str.match(_INT_LABEL).all())
-    values = sorted(set(raw_labels["train"]), key=int if integer else str)
+    values = sorted(raw_labels["train"].unique().tolist(), key=int if integer else str)
     if len(values) < 2:
         check.errors.append(
             f"{files['train'].name}: every row has the label '{values[0]}'. A classifier needs at least 2 classes."
