@@ -135,6 +135,7 @@ def measure_reference(args, folder: Path, method: str, config: TrainConfig, work
 
 def measure_ours(args, folder: Path, method: str, config: TrainConfig, settings, dataset_id: int, work: Path) -> dict:
     """A run as `python -m core train` makes it: recorded in the database, trained by supervise's child process."""
+    from core.artifacts import run_dir
     from core.db import Dataset, Run, RunStatus, session_factory
     from core.runs import create_run
     from core.worker import supervise
@@ -146,7 +147,7 @@ def measure_ours(args, folder: Path, method: str, config: TrainConfig, settings,
     with sessions() as s:
         run = s.get(Run, run_id)
         if status != RunStatus.COMPLETED:
-            raise SystemExit(f"our run {run_id} ended {status.value}: {run.error} (log: {settings.runs_dir}/{run_id})")
+            raise SystemExit(f"our run {run_id} ended {status.value}: {run.error} (log: {run_dir(settings, run)})")
         result = {
             "run_id": run_id,
             "train_seconds": run.train_seconds,

@@ -1,4 +1,9 @@
-"""A finished run's model folder: weights as safetensors, tokenizer, and what a reload needs."""
+"""A run's folder: its checkpoints, and once finished its model (weights as safetensors, tokenizer, and what a
+reload needs).
+
+A run's folder is named by its id and its uid: ids start again at 1 when a data folder outlives its database (runs.db
+deleted, a move to PostgreSQL, two databases on one data folder), and a new run must never find another run's
+checkpoint or model there. Checkpoints and models also record the uid, and are used only by the run that wrote them."""
 
 from __future__ import annotations
 
@@ -13,12 +18,23 @@ from core.settings import Settings
 CHECKPOINT_STATE = "lora_lab_state.json"  # written last into a checkpoint folder: without it, the folder is partial
 
 
-def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
-    """The newest complete checkpoint in a run's trainer folder, and its step; None if there is none."""
+def _written_by(state_file: Path) -> str | None:
+    """The uid of the run that wrote a checkpoint state or model description (None: written before uids)."""
+    try:
+        return json.loads(state_file.read_text(encoding="utf-8")).get("run_uid")
+    except (OSError, ValueError, AttributeError):
+        return "unreadable"
+
+
+def latest_checkpoint(folder: Path, run_uid: str | None) -> tuple[Path, int] | None:
+    """The newest complete checkpoint that the run `run_uid` wrote in its trainer folder, and its step; None if
+    there is none. A checkpoint written by another run is never returned, whatever folder it lies in."""
     found = [
         (int(path.name.removeprefix("checkpoint-")), path)
         for path in folder.glob("checkpoint-*")
-        if path.name.removeprefix("checkpoint-").isdigit() and (path / CHECKPOINT_STATE).is_file()
+        if path.name.removeprefix("checkpoint-").isdigit()
+        and (path / CHECKPOINT_STATE).is_file()
+        and _written_by(path / CHECKPOINT_STATE) == run_uid
     ]
     if not found:
         return None
@@ -26,12 +42,17 @@ def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
     return path, step
 
 
-def checkpoints_dir(settings: Settings, run_id: int) -> Path:
-    return settings.runs_dir / str(run_id) / "trainer"
+def run_dir(settings: Settings, run: Run) -> Path:
+    """The run's own folder; runs recorded before uids (uid None) keep theirs, named by id alone."""
+    return settings.runs_dir / (f"{run.id}-{run.uid}" if run.uid else str(run.id))
 
 
-def artifact_dir(settings: Settings, run_id: int) -> Path:
-    return settings.runs_dir / str(run_id) / "model"
+def checkpoints_dir(settings: Settings, run: Run) -> Path:
+    return run_dir(settings, run) / "trainer"
+
+
+def artifact_dir(settings: Settings, run: Run) -> Path:
+    return run_dir(settings, run) / "model"
 
 
 def save_artifact(
@@ -48,6 +69,7 @@ def save_artifact(
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer_files = {Path(f).name for f in tokenizer.save_pretrained(tmp)}
         meta = {
+            "run_uid": run.uid,
             "method": config.method,
             "model_source": run.model_source,
             "classes": classes,
@@ -55,6 +77,9 @@ def save_artifact(
         }
         (tmp / "lora_lab.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         if folder.exists():
+            # Only a model this very run saved before (it stopped before recording that) is replaced.
+            if _written_by(folder / "lora_lab.json") != run.uid:
+                raise FileExistsError(f"{folder} holds another run's model; it was left as it is.")
             shutil.rmtree(folder)
         tmp.rename(folder)
     except BaseException:

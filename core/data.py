@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.db import Dataset
+from core.db import Dataset, new_uid
 from core.settings import PROJECT_ROOT, Settings
 
 SPLITS = ("train", "dev", "test")
@@ -576,6 +576,7 @@ def save_dataset(session: Session, settings: Settings, check: DatasetCheck, name
             _check_stored(path, check.splits[split], check.source.get(split, {}).get("file", split))
         (tmp / "classes.json").write_text(json.dumps(check.classes, ensure_ascii=False), encoding="utf-8")
         dataset = Dataset(
+            uid=new_uid(),
             name=name,
             content_hash=content_hash(check),
             path="",
@@ -587,10 +588,13 @@ def save_dataset(session: Session, settings: Settings, check: DatasetCheck, name
         )
         session.add(dataset)
         session.flush()  # assigns the id
-        final = settings.datasets_dir / str(dataset.id)
-        if final.exists():  # left by a crash between move and commit; no row owns it
-            shutil.rmtree(final)
-        tmp.rename(final)
+        # Named by id and uid: ids start again at 1 in a new database on the same data folder, and an existing folder
+        # (another database's dataset) is never replaced.
+        target = settings.datasets_dir / f"{dataset.id}-{dataset.uid}"
+        if target.exists():
+            raise DataError(f"{target} already exists; nothing was saved. Try again.")
+        tmp.rename(target)
+        final = target
         dataset.path = str(final.relative_to(settings.data_dir))
         session.commit()
         return dataset

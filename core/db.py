@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import uuid
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def new_uid() -> str:
+    return uuid.uuid4().hex
+
+
 class RunStatus(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -58,6 +63,9 @@ class Dataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Names the dataset's folder with the id: ids start again at 1 in a new database on the same data folder, a uid
+    # does not. None for datasets stored before 0008, whose folders are named by id alone.
+    uid: Mapped[str | None] = mapped_column(String(32), default=new_uid)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
@@ -75,6 +83,9 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Names the run's folder (checkpoints, model, log) and is checked before a checkpoint is resumed; None for runs
+    # recorded before 0008, whose folders are named by id alone (core.artifacts.run_dir).
+    uid: Mapped[str | None] = mapped_column(String(32), default=new_uid)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
     dataset_name: Mapped[str] = mapped_column(String(200))  # kept when the dataset is deleted

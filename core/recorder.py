@@ -28,8 +28,10 @@ class RunRecorder(TrainerCallback):
 
     LOGGED = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
-    def __init__(self, sessions, run_id: int, parent_pid: int | None, checkpoint_every_s: float):
-        self.sessions, self.run_id, self.parent_pid = sessions, run_id, parent_pid
+    def __init__(
+        self, sessions, run_id: int, parent_pid: int | None, checkpoint_every_s: float, run_uid: str | None = None
+    ):
+        self.sessions, self.run_id, self.parent_pid, self.run_uid = sessions, run_id, parent_pid, run_uid
         self.checkpoint_every_s = checkpoint_every_s
         self.last_beat = self.last_save = 0.0
         self.cancelled = self.orphaned = False
@@ -99,6 +101,7 @@ class RunRecorder(TrainerCallback):
                 {n: t.detach().cpu().contiguous() for n, t in self.best_state.items()}, folder / "best.safetensors"
             )
         saved = {
+            "run_uid": self.run_uid,  # a resume checks it: only this run goes on from this checkpoint
             "best_loss": self.best_loss,
             "best_step": self.best_step,
             "train_seconds": self.train_seconds(),

@@ -103,7 +103,7 @@ def resume_step(settings: Settings, run: Run) -> int | None:
     """The step an ended, unfinished run can go on from (its last checkpoint); None if it cannot."""
     if run.status not in RESUMABLE:
         return None
-    found = latest_checkpoint(checkpoints_dir(settings, run.id))
+    found = latest_checkpoint(checkpoints_dir(settings, run), run.uid)
     return found[1] if found else None
 
 

@@ -21,14 +21,14 @@ from sqlalchemy import delete, update
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from core import evaluate, models
-from core.artifacts import artifact_dir, save_artifact
+from core.artifacts import artifact_dir, checkpoints_dir, latest_checkpoint, run_dir, save_artifact
 from core.config import TrainConfig
 from core.data import load_split
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.device import device_name, peak_memory_mb, pick_device, precision
 from core.failures import TrainingError, out_of_memory, plain_error, smaller_batch
 from core.methods import count_params, wrap_model
-from core.recorder import RunRecorder, checkpoints_dir, latest_checkpoint
+from core.recorder import RunRecorder
 from core.settings import Settings, get_settings
 from core.trainer import EncodedTexts, LabTrainer, dev_metrics, use_fast_dropout
 
@@ -66,7 +66,7 @@ def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) ->
             raise TrainingError("The run's dataset was deleted before it could train. Choose another dataset.")
         status, values = _train(settings, sessions, run, dataset, parent_pid)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the run in plain words
-        status, values = RunStatus.FAILED, {"error": plain_error(e, run, settings.runs_dir / str(run_id))}
+        status, values = RunStatus.FAILED, {"error": plain_error(e, run, run_dir(settings, run))}
         traceback.print_exc()
     _set_run(sessions, run_id, status=status.value, finished_at=utcnow(), heartbeat_at=utcnow(), **values)
     return status
@@ -132,9 +132,9 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     recorder.restore_best(model)
     model.eval()
 
-    folder = artifact_dir(settings, run.id)
+    folder = artifact_dir(settings, run)
     artifact_bytes, tokenizer_bytes = save_artifact(model, tokenizer, run, config, classes, folder)
-    shutil.rmtree(checkpoints_dir(settings, run.id), ignore_errors=True)  # the artifact holds what is worth keeping
+    shutil.rmtree(checkpoints_dir(settings, run), ignore_errors=True)  # the artifact holds what is worth keeping
     scorer = evaluate.merged(model)
     test = splits["test"]
     score_started = time.perf_counter()
@@ -180,9 +180,9 @@ def _fit(
     """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder."""
     set_seed(config.seed)
     model = wrap_model(models.load_classifier(run.model_source, classes), config)
-    output_dir = checkpoints_dir(settings, run.id)
-    checkpoint = latest_checkpoint(output_dir)
-    recorder = RunRecorder(sessions, run.id, parent_pid, settings.checkpoint_every_s)
+    output_dir = checkpoints_dir(settings, run)
+    checkpoint = latest_checkpoint(output_dir, run.uid)  # only a checkpoint this run wrote
+    recorder = RunRecorder(sessions, run.id, parent_pid, settings.checkpoint_every_s, run.uid)
     with sessions.begin() as s:  # what was logged after the checkpoint is logged again as training redoes it
         s.execute(delete(Metric).where(Metric.run_id == run.id, Metric.step > (checkpoint[1] if checkpoint else 0)))
     if checkpoint:

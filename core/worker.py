@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from sqlalchemy import case, func, select, update
 
+from core.artifacts import run_dir
 from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
 from core.runners import RunnerError, start_run
 from core.settings import PROJECT_ROOT, Settings, sqlite_path
@@ -66,14 +67,15 @@ def claim_next_run(settings: Settings) -> int | None:
 def supervise(settings: Settings, run_id: int) -> RunStatus:
     """Train one claimed run where the runner setting says, until it ends; record how it ended if it could not."""
     sessions = session_factory(settings.db_url)
-    run_dir = settings.runs_dir / str(run_id)
+    with sessions() as s:
+        folder = run_dir(settings, s.get(Run, run_id))
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        job = start_run(settings, run_id, run_dir / "train.log")
+        folder.mkdir(parents=True, exist_ok=True)
+        job = start_run(settings, run_id, folder / "train.log")
     except RunnerError as e:
         return _record_end(sessions, run_id, RunStatus.FAILED, str(e))
     except OSError as e:  # the data folder is full, read-only, or in the way: this run fails, the worker goes on
-        where = e.filename or run_dir
+        where = e.filename or folder
         return _record_end(
             sessions,
             run_id,

@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 
-from core.recorder import CHECKPOINT_STATE, checkpoints_dir
+from core.artifacts import CHECKPOINT_STATE, checkpoints_dir
 from tests.conftest import make_rows, write_csv
+from tests.helpers import get_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,9 +81,10 @@ def test_submit_queues_cancel_cancels_and_resume_needs_a_checkpoint(settings, cs
 
     out = cli("resume", run_id, settings=settings)
     assert out.returncode == 2 and "has no checkpoint to resume from" in out.stderr
-    checkpoint = checkpoints_dir(settings, int(run_id)) / "checkpoint-10"
+    run = get_run(settings, int(run_id))
+    checkpoint = checkpoints_dir(settings, run) / "checkpoint-10"
     checkpoint.mkdir(parents=True)
-    (checkpoint / CHECKPOINT_STATE).write_text("{}")
+    (checkpoint / CHECKPOINT_STATE).write_text(json.dumps({"run_uid": run.uid}))
     out = cli("resume", run_id, settings=settings)
     assert out.returncode == 0 and out.stdout.strip() == f"run {run_id}: queued to resume from step 10"
     assert json.loads(cli("status", run_id, "--json", settings=settings).stdout)["status"] == "queued"

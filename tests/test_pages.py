@@ -12,9 +12,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import data, evaluate, models, views
+from core.artifacts import CHECKPOINT_STATE, checkpoints_dir
 from core.config import TrainConfig
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
-from core.recorder import CHECKPOINT_STATE, checkpoints_dir
 from core.runs import create_pair, create_run
 from core.train import train_run
 from tests.conftest import make_rows, write_csv
@@ -285,9 +285,12 @@ def test_runs_history_filter_open_and_cancel(settings, populated):
 
 
 def test_a_crashed_run_with_a_checkpoint_resumes_from_its_page(settings, populated):
-    checkpoint = checkpoints_dir(settings, populated["crashed"]) / "checkpoint-10"
+    with session_factory(settings.db_url)() as s:
+        crashed = s.get(Run, populated["crashed"])
+    checkpoint = checkpoints_dir(settings, crashed) / "checkpoint-10"
     checkpoint.mkdir(parents=True)
-    (checkpoint / CHECKPOINT_STATE).write_text("{}")  # what marks a checkpoint as complete
+    # What marks a checkpoint as complete, and the run that wrote it.
+    (checkpoint / CHECKPOINT_STATE).write_text(json.dumps({"run_uid": crashed.uid}))
     at = open_page("runs", run=str(populated["crashed"]))
     assert at.button(key="runs_resume").label == "Resume from step 10"
     at.button(key="runs_resume").click().run()

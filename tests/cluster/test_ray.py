@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from core.artifacts import run_dir
 from core.config import TrainConfig
 from core.db import Run, session_factory
 from core.runners import RayRunner, RunnerError
@@ -60,7 +61,7 @@ def test_a_pair_trains_as_ray_jobs_and_its_models_predict_here(ray_lab, ray_clie
         assert str(info.status) == "SUCCEEDED"
         assert f"-m core.train {run_id} --db" in info.entrypoint and "--parent-pid" not in info.entrypoint
         assert ray_lab.metrics(run_id) > 0 and run.test_metrics["confusion_matrix"]
-        log = (settings.runs_dir / str(run_id) / "train.log").read_text()
+        log = (run_dir(settings, run) / "train.log").read_text()
         assert run.job_id in log  # Ray's log of the job, copied into the run's folder
     assert ray_lab.run(lora.id).trainable_params < ray_lab.run(full.id).trainable_params / 2
 
@@ -117,7 +118,7 @@ def test_a_ray_job_stopped_or_killed_behind_the_workers_back_ends_crashed(ray_la
         assert "killed (SIGKILL)" in error and "Metrics logged so far are kept" in error
         assert ray_lab.metrics(killed.id) > 0
         assert job_status(ray_client, run.job_id, ray_lab) == "FAILED"
-        assert run.job_id in (settings.runs_dir / str(killed.id) / "train.log").read_text()
+        assert run.job_id in (run_dir(settings, run) / "train.log").read_text()
         assert worker.poll() is None
     finally:
         worker.kill()

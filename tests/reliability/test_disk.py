@@ -13,7 +13,7 @@ import shutil
 import pytest
 from sqlalchemy import text
 
-from core.artifacts import artifact_dir
+from core.artifacts import artifact_dir, run_dir
 from core.config import TrainConfig
 from core.db import get_engine, session_factory
 from core.runs import create_run
@@ -51,13 +51,12 @@ def test_a_full_disk_fails_the_run_cleanly_and_names_the_folder(settings, csv_fo
         worker.kill()
         worker.wait()
 
-    run_dir = settings.runs_dir / str(run.id)
     assert failed.status == "failed"
-    assert failed.error.startswith(f"Could not save to {run_dir}")
+    assert failed.error.startswith(f"Could not save to {run_dir(settings, failed)}")
     assert "File too large" in failed.error and "Free some disk space" in failed.error
     assert failed.artifact_path is None and failed.test_metrics is None
-    assert not artifact_dir(settings, run.id).exists()
-    assert not artifact_dir(settings, run.id).with_name("model.partial").exists()  # nothing half-written is left
+    assert not artifact_dir(settings, failed).exists()
+    assert not artifact_dir(settings, failed).with_name("model.partial").exists()  # nothing half-written is left
     assert metric_count(settings, run.id) > 0  # what was logged before the write failed is kept
     assert get_run(settings, following.id).status == "completed"  # the worker goes on with the queue
     with get_engine(settings.db_url).connect() as conn:

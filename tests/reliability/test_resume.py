@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from core.artifacts import checkpoints_dir, latest_checkpoint
 from core.config import TrainConfig
 from core.db import get_engine, session_factory
-from core.recorder import checkpoints_dir, latest_checkpoint
 from core.runs import create_run, resume_run, resume_step
 from tests.helpers import get_run, metric_rows, start_worker, store, wait_for
 
@@ -27,8 +27,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_unbroken_run(
         doomed = create_run(s, dataset, tiny_model, TrainConfig(method=method, **CONFIG))
     worker = start_worker(settings, env={"LORALAB_CHECKPOINT_SECONDS": "0"})  # a checkpoint after every step
     try:
-        folder = checkpoints_dir(settings, doomed.id)
-        wait_for(lambda: (latest_checkpoint(folder) or (None, 0))[1] >= 30, timeout=120, every=0.05)
+        folder = checkpoints_dir(settings, doomed)
+        wait_for(lambda: (latest_checkpoint(folder, doomed.uid) or (None, 0))[1] >= 30, timeout=120, every=0.05)
         os.kill(get_run(settings, doomed.id).pid, signal.SIGKILL)
         crashed = wait_for(lambda: (r := get_run(settings, doomed.id)).status == "crashed" and r, timeout=30)
         assert "killed (SIGKILL)" in crashed.error
@@ -58,7 +58,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_matches_an_unbroken_run(
     np.testing.assert_allclose([v for *_, v in after], [v for *_, v in expected], rtol=1e-4, atol=1e-6)
     assert resumed.test_metrics["accuracy"] == pytest.approx(reference.test_metrics["accuracy"])
     assert resumed.train_seconds > 0 and resumed.step == reference.step == 96
-    assert not checkpoints_dir(settings, doomed.id).exists()  # a completed run keeps its model, not its checkpoints
+    assert not checkpoints_dir(settings, doomed).exists()  # a completed run keeps its model, not its checkpoints
     with get_engine(settings.db_url).connect() as conn:
         assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
 
