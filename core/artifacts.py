@@ -72,6 +72,7 @@ def save_artifact(
             "run_uid": run.uid,
             "method": config.method,
             "model_source": run.model_source,
+            "base_revision": run.base_revision,
             "classes": classes,
             "max_length": config.max_length,
         }

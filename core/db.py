@@ -92,6 +92,7 @@ class Run(Base):
     pair_id: Mapped[str | None] = mapped_column(String(40), index=True)  # full + LoRA launched together
     method: Mapped[str] = mapped_column(String(10))
     model_source: Mapped[str] = mapped_column(String(500))
+    base_revision: Mapped[str | None] = mapped_column(String(100))  # the base's commit, or its weights' SHA-256
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED.value, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

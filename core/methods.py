@@ -6,19 +6,30 @@ from core import models
 from core.config import TrainConfig
 from core.failures import TrainingError
 
+HEADS = ("classifier", "score")  # what peft's SEQ_CLS task trains and saves by itself
 
-def wrap_model(model, config: TrainConfig):
-    """The only place where the methods differ."""
+
+def wrap_model(model, config: TrainConfig, new_modules: list[str] = ()):
+    """The only place where the methods differ. `new_modules`: those initialised at random when the model loaded
+    (models.load_base); LoRA trains and saves them whole, as it does the head, so that a reload reproduces them."""
     if config.method == "full":
         return model
     from peft import LoraConfig, TaskType, get_peft_model
 
+    targets = set(config.target_modules)
+    random_targets = [m for m in new_modules if m.rsplit(".", 1)[-1] in targets]
+    if random_targets:
+        raise TrainingError(
+            f"The model's checkpoint lacks the weights of {', '.join(random_targets[:3])}, which LoRA would adapt: "
+            "LoRA cannot train on random base weights. Use full fine-tuning, or a model folder with all its weights."
+        )
     lora = LoraConfig(
         task_type=TaskType.SEQ_CLS,  # marks the classification head as trainable and saved (modules_to_save)
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=config.target_modules,
+        modules_to_save=[m for m in new_modules if m.rsplit(".", 1)[-1] not in HEADS] or None,
     )
     try:
         return get_peft_model(model, lora)
@@ -40,7 +51,8 @@ def param_counts(model_source: str, classes: list[str], config: TrainConfig) -> 
 
     Loads the model once (seconds); callers cache the answer.
     """
-    model = models.load_classifier(model_source, classes)
+    model, new_modules = models.load_base(model_source, classes)
     counts = {"full": count_params(model)}
-    counts["lora"] = count_params(wrap_model(model, TrainConfig.from_dict({**config.to_dict(), "method": "lora"})))
+    lora = TrainConfig.from_dict({**config.to_dict(), "method": "lora"})
+    counts["lora"] = count_params(wrap_model(model, lora, new_modules))
     return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -106,13 +107,21 @@ def load_config(source: str, **kwargs):
 
 def load_classifier(source: str, classes: list[str]):
     """A sequence classifier with a fresh head sized for `classes`. Remote code is never trusted."""
+    return load_base(source, classes)[0]
+
+
+def load_base(source: str, classes: list[str]) -> tuple[object, list[str]]:
+    """The classifier to train, and the modules initialised at random as it loaded (their weights were missing from
+    the checkpoint, or sized for other classes): the head, and for some checkpoints more, such as a BERT saved
+    without its pooler or DeBERTa-v2/v3's pooler. These must be trained and saved with LoRA's adapters, or every
+    reload would draw them anew."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging
 
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the "newly initialised head" notice is expected here
     try:
-        return _load(
+        model, info = _load(
             AutoModelForSequenceClassification.from_pretrained,
             source,
             num_labels=len(classes),
@@ -121,6 +130,36 @@ def load_classifier(source: str, classes: list[str]):
             ignore_mismatched_sizes=True,  # a folder that is already a classifier gets a head for these classes
             use_safetensors=True,  # never unpickle weights from a downloaded or uploaded file
             trust_remote_code=False,
+            output_loading_info=True,
         )
     finally:
         logging.set_verbosity(verbosity)
+    keys = [
+        *info.get("missing_keys", ()),
+        *(k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", ())),
+    ]
+    modules = dict(model.named_modules())
+    new = {key.rsplit(".", 1)[0] for key in keys if key.rsplit(".", 1)[0] in modules}
+    return model, sorted(new)
+
+
+def revision(source: str) -> str | None:
+    """Which weights a model source holds now: a Hugging Face model's commit (from the local cache), or for a folder
+    the SHA-256 of its safetensors files. A LoRA run's adapters fit only the base they were trained on."""
+    target = resolve(source)
+    if not Path(target).is_dir():
+        from transformers.utils import cached_file
+
+        try:
+            config = Path(cached_file(target, "config.json", local_files_only=True))
+        except OSError:
+            return None
+        parts = config.parts
+        return f"commit {parts[parts.index('snapshots') + 1]}" if "snapshots" in parts else None
+    digest = hashlib.sha256()
+    for weights in sorted(Path(target).glob("*.safetensors")):
+        digest.update(weights.name.encode())
+        with open(weights, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    return f"sha256 {digest.hexdigest()}"

@@ -50,6 +50,13 @@ def load_artifact(folder: Path) -> Predictor:
     if meta["method"] == "lora":
         from peft import PeftModel
 
+        trained_on, now = meta.get("base_revision"), models.revision(meta["model_source"])
+        if trained_on and now and trained_on != now:
+            raise RunNotReady(
+                f"The base model {models.describe(meta['model_source'])} has changed since this run was trained "
+                f"({trained_on[:19]} then, {now[:19]} now): its LoRA adapters fit only the old weights. Restore "
+                "that model, or train the run again."
+            )
         base = models.load_classifier(meta["model_source"], meta["classes"])
         model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
     else:

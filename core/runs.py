@@ -145,6 +145,7 @@ def summary(run: Run) -> dict:
         "status": run.status,
         "method": run.method,
         "model": run.model_source,
+        "base_revision": run.base_revision,
         "dataset": run.dataset_name,
         "pair_id": run.pair_id,
         "config": run.config,

@@ -77,6 +77,10 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     classes = list(dataset.classes)
     splits = {s: load_split(settings, dataset, s) for s in ("train", "dev", "test")}
     tokenizer = models.load_tokenizer(run.model_source)
+    run.base_revision = models.revision(
+        run.model_source
+    )  # which weights the base holds: LoRA's adapters fit only them
+    _set_run(sessions, run.id, base_revision=run.base_revision)
 
     def encode(df, by_length: bool = False):
         encodings = dict(tokenizer(df["text"].tolist(), truncation=True, max_length=config.max_length))
@@ -179,7 +183,8 @@ def _fit(
 ):
     """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder."""
     set_seed(config.seed)
-    model = wrap_model(models.load_classifier(run.model_source, classes), config)
+    base, new_modules = models.load_base(run.model_source, classes)
+    model = wrap_model(base, config, new_modules)
     output_dir = checkpoints_dir(settings, run)
     checkpoint = latest_checkpoint(output_dir, run.uid)  # only a checkpoint this run wrote
     recorder = RunRecorder(sessions, run.id, parent_pid, settings.checkpoint_every_s, run.uid)
