@@ -79,7 +79,8 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     device = pick_device(settings.device)
     mixed = precision(device, evaluate.cpu_has_bf16())
     tokenizer = models.load_tokenizer(probe.model_source)
-    model = wrap_model(models.load_classifier(probe.model_source, list(dataset.classes)), config).to(device)
+    base, new_modules = models.load_base(probe.model_source, list(dataset.classes))
+    model = wrap_model(base, config, new_modules).to(device)  # as core.train wraps it
     if device == "cpu":
         use_fast_dropout(model)
     if mixed == "bf16":
