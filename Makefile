@@ -19,9 +19,11 @@ setup: $(BIN)/.installed
 run: setup
 	$(BIN)/streamlit run app.py
 
-# Debian's Chromium for the end-to-end browser test (Playwright drives it; no browser download).
+# Debian's Chromium for the end-to-end browser test (Playwright drives it; no browser download), and a font with
+# Chinese characters (without one, Chinese text in screenshots shows as boxes).
 browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@command -v chromium >/dev/null && fc-list | grep -qi "WenQuanYi Micro Hei" || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei)
 
 # pytest runs beside a real PostgreSQL server and a real Ray head (tests/cluster), started on loopback for the length
 # of the run and stopped after it by scripts/services.sh (which installs Debian's postgresql if missing).

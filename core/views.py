@@ -19,15 +19,15 @@ HISTORY_COLUMNS = [
     "status",
     "method",
     "settings",
-    "model",
     "dataset",
     "test accuracy",
     "macro-F1",
     "train time (s)",
     "machine while training",
-    "trainable params",
-    "created (UTC)",
     "pair",
+    "trainable params",
+    "model",
+    "created (UTC)",
 ]
 DATASET_COLUMNS = ["id", "name", "classes", "train", "dev", "test", "runs", "active runs", "created (UTC)"]
 
@@ -324,15 +324,15 @@ def history_frame(
                 run.status,
                 METHOD_NAMES.get(run.method, run.method),
                 settings_text(run),
-                models.describe(run.model_source),
                 run.dataset_name,
                 in_percent(test.get("accuracy")),
                 in_percent(test.get("f1_macro")),
                 run.train_seconds,
                 machine_text(run) if run.train_seconds is not None else "",
-                run.trainable_params,
-                run.created_at,
                 ", ".join(f"with #{i}" for i in pairs.get(run.pair_id, []) if i != run.id),
+                run.trainable_params,
+                models.describe(run.model_source),
+                run.created_at,
             ]
         )
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

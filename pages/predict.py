@@ -156,7 +156,7 @@ with typed:
             )
             fig = px.bar(x=list(probs.values()), y=list(probs), orientation="h", labels={"x": "probability", "y": ""})
             fig.update_traces(texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False)
-            fig.add_vline(x=chance, line_dash="dot", line_color="grey", annotation_text="guessing")
+            fig.add_vline(x=chance, line_dash="dot", line_color="grey")  # guessing, as the metric above says
             fig.update_layout(height=height, margin={"t": 20, "b": 10, "r": 40})
             fig.update_xaxes(range=[0, 1], tickformat=".0%")
             fig.update_yaxes(

@@ -103,8 +103,9 @@ def show_run(run_id: int) -> None:
             for r in sorted(pair, key=lambda r: r.id):
                 status_line(s, r, f"Run #{r.id} {views.run_facts(r)['method']}")
         ui.show_flash()
+        to_pair, to_compare, to_cancel = st.columns(3)  # one row: the curves stay on a projector's first screen
         for other in pair[1:]:
-            st.button(
+            to_pair.button(
                 f"Open its pair: run #{other.id} ({views.run_facts(other)['method']})",
                 key=f"runs_pair_{other.id}",
                 on_click=open_run,
@@ -115,12 +116,14 @@ def show_run(run_id: int) -> None:
             ids = ",".join(str(r.id) for r in sorted(pair, key=lambda r: r.id))
             waiting = [r for r in pair if r.status != RunStatus.COMPLETED.value]
             if not waiting:
-                st.page_link("pages/compare.py", label="Compare the pair", query_params={"runs": ids}, icon="⚖️")
+                to_compare.page_link(
+                    "pages/compare.py", label="Compare the pair", query_params={"runs": ids}, icon="⚖️"
+                )
             elif any(r.run_status.finished for r in waiting):
                 names = ", ".join(f"#{r.id} {r.status}" for r in waiting)
-                st.caption(f"The pair can be compared when both runs have completed ({names}: resume it to finish).")
+                to_compare.caption(f"The pair can be compared when both runs have completed ({names}: resume it).")
             else:
-                st.caption("Compare the pair opens here as soon as both runs have completed.")
+                to_compare.caption("Compare the pair opens here as soon as both runs have completed.")
         if not run.run_status.finished:
             if st.session_state.get("runs_cancel_asked") == run_id:
                 st.warning(
@@ -133,7 +136,7 @@ def show_run(run_id: int) -> None:
                 )
                 c2.button("No, let it train", key="runs_cancel_no", on_click=ask_cancel, args=(None,), help="Goes on.")
             else:
-                st.button(
+                to_cancel.button(
                     "Cancel this run…",
                     key="runs_cancel",
                     on_click=ask_cancel,

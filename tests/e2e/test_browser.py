@@ -1,7 +1,8 @@
 """The whole path in a real browser: `streamlit run app.py` on a temporary database, driven by headless Chromium.
 
 Upload three small CSVs, queue a full-vs-LoRA pair on the bundled model, watch a live curve move, wait for both
-runs, compare them, predict a sentence. A screenshot of each page is saved under screenshots/.
+runs, compare them, predict a sentence. A screenshot of each page is saved under screenshots/: the whole page at
+the width of a classroom projector (1024 pixels), and its first screen as a class sees it (1024 x 768, `-screen`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+WIDTH, HEIGHT = 1024, 768  # a classroom projector
+# Records every set of navigation links the page draws, from its very first paint: the first visit must draw the
+# real navigation first (Streamlit showed the raw file names of pages/ first, with an empty page, for seconds).
+RECORD_NAVIGATION = """
+window.__navs = [];
+new MutationObserver(() => {
+  const links = [...document.querySelectorAll('[data-testid*=NavLink]')]
+    .map(a => a.innerText.trim().split('\\n').pop());
+  const seen = JSON.stringify([...new Set(links)]);
+  if (links.length && (!window.__navs.length || window.__navs[window.__navs.length - 1] !== seen))
+    window.__navs.push(seen);
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+STEPS = ["Start", "Data", "Train", "Runs", "Compare", "Predict"]
 
 pytestmark = [
     pytest.mark.e2e,
@@ -133,25 +149,30 @@ def test_upload_train_a_pair_watch_compare_predict(server):
     SHOTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
         page.set_default_timeout(60_000)
+        page.add_init_script(RECORD_NAVIGATION)
 
-        def shot(name: str, wait: bool = True) -> None:  # the whole page: Streamlit scrolls inside its main area
-            if wait:
+        def shot(name: str, wait: bool = True) -> None:  # the first screen, then the whole page (Streamlit scrolls
+            if wait:  # inside its main area, so the window is made as tall as the page)
                 settle()
-            height = page.evaluate("document.querySelector('[data-testid=stMain]')?.scrollHeight || 1000")
-            page.set_viewport_size({"width": 1400, "height": min(max(height, 1000), 8000)})
+            page.screenshot(path=SHOTS / name.replace(".png", "-screen.png"))
+            height = page.evaluate("document.querySelector('[data-testid=stMain]')?.scrollHeight || 768")
+            page.set_viewport_size({"width": WIDTH, "height": min(max(height, HEIGHT), 8000)})
             page.wait_for_timeout(500)
             page.screenshot(path=SHOTS / name)
-            page.set_viewport_size({"width": 1400, "height": 1000})
+            page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
 
         def settle() -> None:  # wait until Streamlit has finished running the script
             page.wait_for_timeout(300)
             expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
 
         try:
-            page.goto(base)
+            page.goto(base)  # the first visit since the server started
             expect(page.get_by_text("Next step")).to_be_visible()
+            drawn = [json.loads(n) for n in page.evaluate("window.__navs")]
+            assert drawn and drawn[0] == STEPS, f"the first navigation drawn was {drawn[:1]}, not the steps"
+            assert all("app" not in links for links in drawn), drawn
             shot("1-start.png")
 
             page.goto(f"{base}/data")
@@ -200,7 +221,7 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             expect(page.get_by_text("Open a run")).to_be_visible()
             shot("5-runs-history.png")
             page.goto(f"{base}/runs?run=2")
-            expect(page.get_by_text("Test accuracy")).to_be_visible()
+            expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible()
             shot("6-run-done.png")
 
             page.goto(f"{base}/compare")
