@@ -29,13 +29,13 @@ def a_run(run_id: int, method: str = "lora", preset: str = "quick demo", **confi
 def test_a_label_carries_what_differs_and_no_internal_id():
     quick, article = a_run(1, "full"), a_run(3, "full", "seed article")
     alone = views.run_label(quick)
-    assert alone.startswith("#1 Full fine-tuning") and "1 epoch" in alone and "seed 42" in alone
+    assert alone.startswith("#1 Full fine-tuning") and "2 epochs" in alone and "seed 42" in alone
     assert views.run_label(article, [quick, article]) == "#3 Full fine-tuning · seed article"
     assert views.run_label(quick, [quick, article]) == "#1 Full fine-tuning · quick demo"
     seeds = [a_run(5, seed=42), a_run(6, seed=43)]
     assert views.run_label(seeds[1], seeds) == "#6 LoRA · seed 43"
-    tuned = a_run(7, epochs=2)
-    assert views.run_label(tuned, [tuned, quick]) == "#7 LoRA · own settings · 2 epochs"
+    tuned = a_run(7, epochs=3)
+    assert views.run_label(tuned, [tuned, quick]) == "#7 LoRA · own settings · 3 epochs"
     assert views.preset_of(tuned.config) == "own settings" and views.preset_of(article.config) == "seed article"
 
 
@@ -98,7 +98,10 @@ def pair(settings, csv_folder) -> dict[str, int]:
     """A stored dataset and a quick-demo pair: full fine-tuning completed, LoRA training at step 10 of 40."""
     dataset = store(settings, csv_folder)
     with session_factory(settings.db_url)() as s:
-        full, lora = create_pair(s, s.get(Dataset, dataset.id), models.BUNDLED, preset_config("quick demo", "lora"))
+        rates = {m: preset_config("quick demo", m).learning_rate for m in ("full", "lora")}  # as the Train page
+        full, lora = create_pair(
+            s, s.get(Dataset, dataset.id), models.BUNDLED, preset_config("quick demo", "lora"), learning_rates=rates
+        )
         full.status, full.step, full.total_steps, full.train_seconds = "completed", 40, 40, 12.0
         full.test_metrics = {"accuracy": 0.73734, "f1_macro": 0.7}
         full.started_at = full.finished_at = utcnow()
@@ -202,7 +205,7 @@ def test_runs_speak_plainly(settings, pair):
     table = at.dataframe[0].value
     row = table[table["run"] == pair["full"]].iloc[0]
     assert row["pair"] == f"with #{pair['lora']}" and row["test accuracy"] == pytest.approx(73.734)
-    assert row["machine while training"].startswith("busy") and row["settings"] == "quick demo · 1 epoch · seed 42"
+    assert row["machine while training"].startswith("busy") and row["settings"] == "quick demo · 2 epochs · seed 42"
 
 
 # --- Predict: what a model's answer is worth -----------------------------------------------------------------------

@@ -26,7 +26,8 @@ def test_presets_are_valid_configs_for_both_methods():
         for method in ("full", "lora"):
             config = preset_config(name, method)
             assert config.method == method and not config.problems(), (name, method)
-    assert preset_config("quick demo", "lora").epochs == 1
+    quick = preset_config("quick demo", "lora")
+    assert (quick.epochs, quick.evals_per_epoch, quick.learning_rate) == (2, 1, 3e-3)
     seed = preset_config("seed article", "lora")
     assert (seed.epochs, seed.batch_size, seed.max_length, seed.lora_r, seed.lora_alpha) == (5, 32, 64, 8, 32)
     assert seed.lora_targets == "query,key,value" and seed.weight_decay == 0.001 and seed.lora_dropout == 0.1
