@@ -52,7 +52,7 @@ def export_run(settings: Settings, run: Run, out: Path, merged: bool = False, ve
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None))
     try:
         if adapter:
-            _write_adapter(folder, tmp, base_model_name(meta["model_source"]), meta["max_length"])
+            _write_adapter(folder, tmp, meta)
         else:
             loaded = predict.load_artifact(folder)  # LoRA: the adapters merged into the base weights
             loaded.model.save_pretrained(tmp, safe_serialization=True)
@@ -94,13 +94,18 @@ def export_bytes(settings: Settings, run_id: int, merged: bool = False) -> bytes
         return export_zip(settings, run, Path(work) / f"{export_name(run, merged)}.zip", merged).read_bytes()
 
 
-def _write_adapter(folder: Path, tmp: Path, base: str, max_length: int) -> None:
+def _write_adapter(folder: Path, tmp: Path, meta: dict) -> None:
     from transformers import AutoTokenizer
 
     for name in ADAPTER_FILES:
         shutil.copy2(folder / name, tmp / name)
     config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    config["base_model_name_or_path"] = base  # was the path the run loaded it from, inside this machine's files
+    # Was the path the run loaded the base from, inside this machine's files.
+    config["base_model_name_or_path"] = base_model_name(meta["model_source"])
+    trained_on = meta.get("base_revision") or ""
+    if trained_on.startswith("commit "):  # a Hugging Face model: peft then loads the very weights it was trained on
+        config["revision"] = trained_on.removeprefix("commit ")
+    max_length = meta["max_length"]
     (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     tokenizer.model_max_length = max_length  # truncation=True cuts where the run cut
