@@ -6,12 +6,15 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
+
+from sqlalchemy import update
 
 from core import data, models
 from core.config import TrainConfig, defaults_in_words
-from core.db import Dataset, Run, RunStatus, session_factory
-from core.runs import ConfigError, create_run, request_cancel, resume_run, summary
+from core.db import Dataset, Run, RunStatus, session_factory, utcnow
+from core.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
 from core.settings import get_settings
 
 
@@ -57,36 +60,94 @@ def _config(args) -> TrainConfig:
 
 
 def _queue(args, status: RunStatus) -> tuple:
+    """Record the run (or, with --pair, the comparison group's runs, queued). Returns (settings, run ids, group id)."""
     settings = get_settings(args.db)
     sessions = session_factory(settings.db_url)
     with sessions() as session:
         config = _config(args)
         if config.problems():
             raise Refused("The settings were refused:\n- " + "\n- ".join(config.problems()))
+        if args.repeats != 1 and not args.pair:
+            raise Refused("--repeats needs --pair: it repeats a full fine-tuning + LoRA pair with the next seeds.")
         dataset = _dataset_from_files(session, settings, args)
         from core.estimate import estimate_or_none
 
-        estimate = estimate_or_none(settings, session, dataset, args.model, config)
         try:
+            if args.pair:
+                estimates = {
+                    m: estimate_or_none(
+                        settings, session, dataset, args.model, TrainConfig.from_dict(dict(config.to_dict(), method=m))
+                    )
+                    for m in ("full", "lora")
+                }
+                group, runs = create_comparison(
+                    session, dataset, args.model, config, estimates=estimates, repeats=args.repeats
+                )
+                return settings, [r.id for r in runs], group.id
+            estimate = estimate_or_none(settings, session, dataset, args.model, config)
             run = create_run(session, dataset, args.model, config, status=status, estimate=estimate)
         except ConfigError as e:
             raise Refused(" ".join(e.problems)) from None
-        return settings, run.id
+        return settings, [run.id], None
+
+
+def _claim(settings, run_id: int) -> bool:
+    """Take a queued run to train it here; False if a worker took it first (it then trains it)."""
+    with session_factory(settings.db_url)() as s:
+        now = utcnow()
+        taken = s.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == RunStatus.QUEUED.value)
+            .values(status=RunStatus.RUNNING.value, started_at=now, heartbeat_at=now)
+        ).rowcount
+        s.commit()
+    return taken == 1
+
+
+def _wait_until_finished(settings, run_id: int) -> RunStatus:
+    while True:
+        with session_factory(settings.db_url, read_only=True)() as s:
+            status = s.get(Run, run_id).run_status
+        if status.finished:
+            return status
+        time.sleep(2)
 
 
 def cmd_train(args) -> int:
     from core.worker import supervise
 
-    settings, run_id = _queue(args, RunStatus.RUNNING)
-    print(f"run {run_id}: training ({args.method}) ...", file=sys.stderr)
-    try:
-        status = supervise(settings, run_id)
-    except KeyboardInterrupt:
-        with session_factory(settings.db_url)() as s:
-            request_cancel(s, run_id)
-        print(f"run {run_id}: cancel requested", file=sys.stderr)
-        return 130
-    return _print_run(settings, run_id, args.json, ok=status == RunStatus.COMPLETED)
+    settings, run_ids, group_id = _queue(args, RunStatus.RUNNING)
+    statuses = []
+    for run_id in run_ids:
+        try:
+            if group_id is None or _claim(settings, run_id):
+                with session_factory(settings.db_url, read_only=True)() as s:
+                    run = s.get(Run, run_id)
+                    what = f"{run.method}, seed {run.config.get('seed')}"
+                print(f"run {run_id}: training ({what}) ...", file=sys.stderr)
+                statuses.append(supervise(settings, run_id))
+            else:
+                print(f"run {run_id}: the worker is training it; waiting ...", file=sys.stderr)
+                statuses.append(_wait_until_finished(settings, run_id))
+        except KeyboardInterrupt:
+            with session_factory(settings.db_url)() as s:
+                for rest in run_ids[run_ids.index(run_id) :]:
+                    request_cancel(s, rest)
+            print(f"run {run_id}: cancel requested", file=sys.stderr)
+            return 130
+    ok = all(status == RunStatus.COMPLETED for status in statuses)
+    if group_id is None:
+        return _print_run(settings, run_ids[0], args.json, ok=ok)
+    if args.json:
+        with session_factory(settings.db_url, read_only=True)() as s:
+            runs = [summary(s.get(Run, i)) for i in run_ids]
+        print(json.dumps({"group": group_id, "runs": runs}, ensure_ascii=False))
+    else:
+        print(f"comparison group {group_id}")
+        for run_id in run_ids:
+            _print_run(settings, run_id, False)
+        print(f"verdict: python -m core compare {group_id}")
+    return 0 if ok else 1
 
 
 def _print_run(settings, run_id: int, as_json: bool, ok: bool = True) -> int:
@@ -115,8 +176,50 @@ def _print_run(settings, run_id: int, as_json: bool, ok: bool = True) -> int:
 
 
 def cmd_submit(args) -> int:
-    _, run_id = _queue(args, RunStatus.QUEUED)
-    print(run_id)
+    _, run_ids, group_id = _queue(args, RunStatus.QUEUED)
+    print(run_ids[0] if group_id is None else group_id)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from core import comparisons
+    from core.views import NotComparable, runs_by_id
+
+    settings = get_settings(args.db)
+    ids = args.ids
+    if not all(i.isdigit() for i in ids):
+        raise Refused(f"Ids are whole numbers; got {' '.join(ids)}.")
+    with session_factory(settings.db_url, read_only=True)() as s:
+        if len(ids) == 1:
+            runs = comparisons.group_runs(s, int(ids[0]))
+            if not runs:
+                raise Refused(
+                    f"There is no comparison group {ids[0]}. Give a group id (printed by submit --pair), "
+                    "or two or more run ids."
+                )
+            runs = [r for r in runs if r.status == RunStatus.COMPLETED.value]
+            pairs = comparisons.pairs_of(runs)
+            runs = [r for pair in pairs for r in pair]
+            if not runs:
+                raise Refused(f"Comparison group {ids[0]} has no pair whose two runs both completed yet.")
+        else:
+            runs = runs_by_id(s, [int(i) for i in ids])
+            missing = sorted({int(i) for i in ids} - {r.id for r in runs})
+            if missing:
+                raise Refused(f"There is no run {missing[0]}.")
+        try:
+            result = comparisons.compare_summary(s, runs)
+        except NotComparable as e:
+            raise Refused(str(e)) from None
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(result["sentence"])
+        print(f"  {result['seeds']} seed(s), {result['test_size']} test texts", end="")
+        print(f", McNemar p = {result['mcnemar_p']:.3g}" if result["mcnemar_p"] is not None else "")
+        for key, value in result["costs"].items():
+            if value is not None:
+                print(f"  {key.replace('_', ' ')}: {value:.3g}x")
     return 0
 
 
@@ -253,6 +356,15 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dev", required=True, help="dev (validation) CSV")
     p.add_argument("--test", required=True, help="test CSV")
     p.add_argument("--method", choices=["full", "lora"], default="lora")
+    p.add_argument("--pair", action="store_true", help="full fine-tuning and LoRA, as one comparison group")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        choices=range(1, MAX_REPEATS + 1),
+        metavar="N",
+        help=f"with --pair: N pairs with seeds s, s+1, ... (1 to {MAX_REPEATS})",
+    )
     p.add_argument("--model", default=models.BUNDLED, help="bundled model (default), Hugging Face id, or folder")
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch-size", type=int)
@@ -294,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_id", type=int)
     p.set_defaults(func=cmd_resume)
+    p = sub.add_parser("compare", parents=[db], help="the verdict: which method wins, by how much, at what cost")
+    p.add_argument("ids", nargs="+", metavar="RUN_OR_GROUP", help="one comparison group id, or two or more run ids")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("worker", parents=[db], help="train queued runs (side by side where they fit), until stopped")
     p.add_argument("--exit-when-idle", action="store_true", help="stop when the queue is empty")
     p.add_argument(

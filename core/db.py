@@ -79,6 +79,19 @@ class Dataset(Base):
     runs: Mapped[list[Run]] = relationship(back_populates="dataset")
 
 
+class ComparisonGroup(Base):
+    """Full fine-tuning and LoRA launched together, once per seed (first_seed, first_seed + 1, ...): one comparison."""
+
+    __tablename__ = "comparison_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    repeats: Mapped[int] = mapped_column(Integer)  # pairs in the group, one per seed
+    first_seed: Mapped[int] = mapped_column(Integer)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="group", order_by="Run.id")
+
+
 class Run(Base):
     __tablename__ = "runs"
 
@@ -90,6 +103,9 @@ class Run(Base):
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
     dataset_name: Mapped[str] = mapped_column(String(200))  # kept when the dataset is deleted
     pair_id: Mapped[str | None] = mapped_column(String(40), index=True)  # full + LoRA launched together
+    group_id: Mapped[int | None] = mapped_column(  # the comparison the pair belongs to
+        ForeignKey("comparison_groups.id", ondelete="SET NULL"), index=True
+    )
     method: Mapped[str] = mapped_column(String(10))
     model_source: Mapped[str] = mapped_column(String(500))
     base_revision: Mapped[str | None] = mapped_column(String(100))  # the base's commit, or its weights' SHA-256
@@ -131,6 +147,7 @@ class Run(Base):
     estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # core.estimate's, taken when it was queued
 
     dataset: Mapped[Dataset | None] = relationship(back_populates="runs")
+    group: Mapped[ComparisonGroup | None] = relationship(back_populates="runs")
 
     @property
     def run_status(self) -> RunStatus:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.artifacts import checkpoints_dir, latest_checkpoint
 from core.config import TrainConfig
-from core.db import Dataset, Metric, Run, RunStatus, utcnow
+from core.db import ComparisonGroup, Dataset, Metric, Run, RunStatus, utcnow
 from core.settings import Settings
 
 
@@ -30,6 +30,7 @@ def create_run(
     pair_id: str | None = None,
     status: RunStatus = RunStatus.QUEUED,
     estimate: dict | None = None,
+    group: ComparisonGroup | None = None,
 ) -> Run:
     """Record a run. Queued runs are picked up by the worker in the order they were created. `estimate` is
     core.estimate's for it, kept beside what the run will measure."""
@@ -40,6 +41,7 @@ def create_run(
         dataset_id=dataset.id,
         dataset_name=dataset.name,
         pair_id=pair_id,
+        group=group,
         method=config.method,
         model_source=model_source,
         config=config.to_dict(),
@@ -60,13 +62,37 @@ def create_pair(
     config: TrainConfig,
     learning_rates: dict[str, float | None] | None = None,
     estimates: dict[str, dict] | None = None,
+    repeats: int = 1,
+    status: RunStatus = RunStatus.QUEUED,
 ) -> tuple[Run, Run]:
-    """The same data, seed and epochs once with full fine-tuning and once with LoRA.
+    """The same data, seed and epochs once with full fine-tuning and once with LoRA: the first pair of
+    create_comparison, for callers that want one pair."""
+    _, runs = create_comparison(session, dataset, model_source, config, learning_rates, estimates, repeats, status)
+    return runs[0], runs[1]
 
-    Each method gets its rate from `learning_rates` (None: that method's default); without it, the config's rate
-    goes to the config's method and the other method keeps its default. Both configs are checked before either
-    run is recorded, so a refused pair leaves nothing queued.
+
+MAX_REPEATS = 5
+
+
+def create_comparison(
+    session: Session,
+    dataset: Dataset,
+    model_source: str,
+    config: TrainConfig,
+    learning_rates: dict[str, float | None] | None = None,
+    estimates: dict[str, dict] | None = None,
+    repeats: int = 1,
+    status: RunStatus = RunStatus.QUEUED,
+) -> tuple[ComparisonGroup, list[Run]]:
+    """A comparison: `repeats` pairs (full fine-tuning + LoRA, same data and epochs) with seeds s, s+1, ...
+
+    Runs come full, LoRA, full, LoRA..., seed by seed, so the worker finishes the first pair first. Each method gets
+    its rate from `learning_rates` (None: that method's default); without it, the config's rate goes to the config's
+    method and the other method keeps its default; `estimates` holds core.estimate's per method. Every config is
+    checked before any run is recorded, so a refused comparison leaves nothing queued.
     """
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise ConfigError([f"Repeats must be between 1 and {MAX_REPEATS}."])
     if learning_rates is None:
         learning_rates = {config.method: config.learning_rate}
     configs = [
@@ -76,12 +102,15 @@ def create_pair(
     problems = list(dict.fromkeys(p for c in configs for p in c.problems()))
     if problems:
         raise ConfigError(problems)
-    pair_id = uuid.uuid4().hex[:12]
-    full, lora = (
-        create_run(session, dataset, model_source, c, pair_id, estimate=(estimates or {}).get(c.method))
-        for c in configs
-    )
-    return full, lora
+    group = ComparisonGroup(repeats=repeats, first_seed=config.seed)
+    runs = []
+    for k in range(repeats):
+        pair_id = uuid.uuid4().hex[:12]
+        for c in configs:
+            seeded = TrainConfig.from_dict({**c.to_dict(), "seed": config.seed + k})
+            estimate = (estimates or {}).get(c.method)  # the seed changes neither time nor memory
+            runs.append(create_run(session, dataset, model_source, seeded, pair_id, status, estimate, group))
+    return group, runs
 
 
 def request_cancel(session: Session, run_id: int) -> Run | None:
@@ -148,6 +177,7 @@ def summary(run: Run) -> dict:
         "base_revision": run.base_revision,
         "dataset": run.dataset_name,
         "pair_id": run.pair_id,
+        "group": run.group_id,
         "config": run.config,
         "error": run.error,
         "created_at": run.created_at.isoformat() if run.created_at else None,

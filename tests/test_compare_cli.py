@@ -1,0 +1,84 @@
+"""Comparison groups from the command line: `train` / `submit --pair --repeats N`, and `compare --json`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.comparing import comparison, single, store_dataset
+from tests.test_cli import cli, split_args
+
+
+def test_train_a_pair_with_two_repeats_then_compare_the_group(settings, csv_folder, tiny_model):
+    out = cli(
+        "train",
+        *split_args(csv_folder),
+        "--pair",
+        "--repeats",
+        "2",
+        "--model",
+        tiny_model,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--seed",
+        "7",
+        "--json",
+        settings=settings,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    runs = result["runs"]
+    assert [(r["method"], r["config"]["seed"]) for r in runs] == [("full", 7), ("lora", 7), ("full", 8), ("lora", 8)]
+    assert {r["status"] for r in runs} == {"completed"} and {r["group"] for r in runs} == {result["group"]}
+
+    out = cli("compare", str(result["group"]), "--json", settings=settings)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["verdict"] in ("lora_better", "full_better", "no_difference", "too_few")
+    assert answer["metric"] == "accuracy" and answer["seeds"] == 2 and answer["test_size"] == 24
+    assert answer["mcnemar_p"] is None, "McNemar's test is for one pair"
+    low, high = answer["ci95_points"]
+    assert low <= answer["difference_points"] <= high
+    assert set(answer["costs"]) == {"time", "peak_memory", "trainable_weights", "disk"}
+    assert 0 < answer["costs"]["trainable_weights"] < 1, "LoRA trains a small share of the weights"
+
+
+def test_submit_a_pair_with_repeats_prints_the_group(settings, csv_folder, tiny_model):
+    out = cli("submit", *split_args(csv_folder), "--pair", "--repeats", "3", "--model", tiny_model, settings=settings)
+    assert out.returncode == 0, out.stderr
+    group = out.stdout.strip()
+    statuses = [json.loads(cli("status", str(i), "--json", settings=settings).stdout) for i in range(1, 7)]
+    assert {s["group"] for s in statuses} == {int(group)} and {s["status"] for s in statuses} == {"queued"}
+    assert [s["config"]["seed"] for s in statuses] == [42, 42, 43, 43, 44, 44]
+    out = cli("compare", group, settings=settings)
+    assert out.returncode == 2 and "no pair whose two runs both completed" in out.stderr
+
+    out = cli("submit", *split_args(csv_folder), "--repeats", "2", "--model", tiny_model, settings=settings)
+    assert out.returncode == 2 and "--repeats needs --pair" in out.stderr
+
+
+def test_compare_a_pair_json_and_refusals(settings, tmp_path):
+    dataset = store_dataset(settings, tmp_path / "a", n_test=60)
+    group, (full, lora) = comparison(settings, dataset, [(set(range(0, 12)), set(range(0, 3)))])
+    out = cli("compare", str(group), "--json", settings=settings)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["verdict"] == "lora_better" and answer["difference_points"] == 15.0
+    assert answer["mcnemar_p"] == 2 / 2**9, "9 texts only LoRA got right, none the other way"
+    costs = {"time": 0.5, "peak_memory": 600 / 900, "trainable_weights": 0.005, "disk": 0.025}
+    assert answer["costs"] == pytest.approx(costs, abs=1e-6)
+    assert json.loads(cli("compare", str(full), str(lora), "--json", settings=settings).stdout) == answer
+
+    other = store_dataset(settings, tmp_path / "b", n_test=30, name="other")
+    elsewhere = single(settings, other, set())
+    for args, message in (
+        ((str(full), str(elsewhere)), "different test sets"),
+        (("99",), "There is no comparison group 99"),
+        ((str(full), "99"), "There is no run 99"),
+        (("x1",), "whole numbers"),
+    ):
+        out = cli("compare", *args, settings=settings)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
