@@ -165,25 +165,42 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
     return fig
 
 
-def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None) -> go.Figure:
+def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None, clickable: bool = False) -> go.Figure:
+    """A run's test confusion matrix. clickable: an invisible marker on each cell, so that a click selects the cell
+    (Streamlit's selection events do not reach heatmaps themselves)."""
     matrix, classes = views.confusion(run, normalised)
+    text = [[f"{v:.0%}" if normalised else f"{v:.0f}" for v in row] for row in matrix]
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
             x=classes,
             y=classes,
             colorscale="Blues",
-            text=[[f"{v:.0%}" if normalised else f"{v:.0f}" for v in row] for row in matrix],
+            text=text,
             texttemplate="%{text}",
             hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+            hoverinfo="skip" if clickable else None,
             showscale=False,
         )
     )
+    if clickable:
+        cells = [(i, j) for i in range(len(classes)) for j in range(len(classes))]
+        fig.add_trace(
+            go.Scatter(
+                x=[classes[j] for _, j in cells],
+                y=[classes[i] for i, _ in cells],
+                customdata=[[i, j] for i, j in cells],
+                text=[text[i][j] for i, j in cells],
+                mode="markers",
+                marker={"symbol": "square", "size": max(8, 180 // max(1, len(classes))), "opacity": 0},
+                hovertemplate="true %{y}, predicted %{x}: %{text}<br>click to list these texts<extra></extra>",
+                showlegend=False,
+            )
+        )
     fig.update_layout(
         title=views.run_label(run, among),
-        xaxis_title="predicted",
-        yaxis_title="true",
-        yaxis_autorange="reversed",
+        xaxis={"title": "predicted", "type": "category"},
+        yaxis={"title": "true", "type": "category", "autorange": "reversed"},
         height=360,
         margin={"t": 50, "b": 10},
     )
@@ -290,3 +307,58 @@ def queue_empties_line() -> str:
         return "When the queue empties is not known yet: a run in it has no estimate."
     left = estimate.duration_text(max(0.0, (end - utcnow()).total_seconds()))
     return f"The queue should be empty in about {left} ({end:%H:%M} UTC)."
+
+
+def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bool) -> go.Figure:
+    """B's confusion matrix minus A's, on a diverging scale centred on 0 (blue: B has more texts in the cell)."""
+    peak = max(1.0, float(abs(diff).max()))
+    a_name, b_name = names
+    fig = go.Figure(
+        go.Heatmap(
+            z=diff,
+            x=classes,
+            y=classes,
+            zmin=-peak,
+            zmax=peak,
+            colorscale="RdBu",
+            text=[[f"{v:+.1f}" if mean else f"{v:+.0f}" for v in row] for row in diff],
+            texttemplate="%{text}",
+            hovertemplate=f"true %{{y}}, predicted %{{x}}: %{{text}} texts ({b_name} minus {a_name})<extra></extra>",
+            colorbar={"title": "texts"},
+        )
+    )
+    fig.update_layout(
+        title=f"{b_name} minus {a_name}: texts per cell" + (" (mean over the seeds)" if mean else ""),
+        xaxis={"title": "predicted", "type": "category"},
+        yaxis={"title": "true", "type": "category", "autorange": "reversed"},
+        height=380,
+        margin={"t": 50, "b": 10},
+    )
+    return fig
+
+
+def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
+    """Each class's F1 for each run, side by side, in the runs' own colours."""
+    colours = views.run_colours([r.id for r in runs])
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=table.index,
+                y=table[run.id],
+                name=views.run_label(run, runs),
+                marker_color=colours[run.id],
+                hovertemplate="%{x}: F1 %{y:.1%}<extra></extra>",
+            )
+            for run in runs
+        ]
+    )
+    fig.update_layout(
+        title="F1 of each class, side by side",
+        barmode="group",
+        yaxis={"tickformat": ".0%", "range": [0, 1]},
+        xaxis={"type": "category"},
+        height=380,
+        margin={"t": 50, "b": 10},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig

@@ -391,7 +391,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_submit)
     p = sub.add_parser("estimate", parents=[db], help="how long a run would take and how much memory it would need")
     _run_args(p)
-    p.add_argument("--pair", action="store_true", help="both methods, as a pair would train them")
     p.add_argument("--json", action="store_true", help="print one JSON object keyed by method")
     p.set_defaults(func=cmd_estimate)
     p = sub.add_parser("status", parents=[db], help="a run's status and results")

@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from core import verdict
+from core import verdict, views
 from core.db import ComparisonGroup, Prediction, Run, RunStatus
 from core.views import NotComparable
 
@@ -79,6 +79,18 @@ def pairs_of(runs: list[Run]) -> list[tuple[Run, Run]]:
     return []
 
 
+def completed_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The pairs of a group whose two runs both completed, seed by seed (a group may still be training)."""
+    by_pair: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.pair_id and run.status == RunStatus.COMPLETED.value:
+            by_pair.setdefault(run.pair_id, []).append(run)
+    whole = [
+        r for members in by_pair.values() if sorted(m.method for m in members) == ["full", "lora"] for r in members
+    ]
+    return pairs_of(whole) if whole else []
+
+
 def side_names(pairs: list[tuple[Run, Run]]) -> tuple[str, str]:
     a, b = pairs[0]
     if (a.method, b.method) == ("full", "lora"):
@@ -130,6 +142,30 @@ def verdict_of(session: Session, pairs: list[tuple[Run, Run]], resamples: int = 
         lined.y_true, preds_a, preds_b, len(lined.classes), resamples=resamples, names=side_names(pairs)
     )
     return result, lined
+
+
+def scores_table(runs: list[Run]) -> pd.DataFrame:
+    """Test scores and costs, one column per run and one row per figure, written as the dashboard writes them:
+    narrow enough to read without scrolling sideways, however many figures there are."""
+    rows = {}
+    for run in runs:
+        test = run.test_metrics or {}
+        share = run.trainable_params / run.total_params if run.trainable_params and run.total_params else None
+        mb = lambda b: None if b is None else f"{b / 2**20:,.1f} MB"  # noqa: E731
+        rows[views.run_label(run, runs)] = {
+            "test accuracy": views.percent(test.get("accuracy")),
+            "macro-F1": views.percent(test.get("f1_macro")),
+            "precision (weighted)": views.percent(test.get("precision_weighted")),
+            "recall (weighted)": views.percent(test.get("recall_weighted")),
+            "training time": None if run.train_seconds is None else f"{run.train_seconds:,.1f} s",
+            "samples per second": None if run.samples_per_second is None else f"{run.samples_per_second:,.0f}",
+            "trainable weights": None
+            if run.trainable_params is None
+            else f"{run.trainable_params:,}" + (f" ({views.percent(share)})" if share is not None else ""),
+            "peak memory": None if run.peak_memory_mb is None else f"{run.peak_memory_mb:,.0f} MB",
+            "model size on disk": mb(run.artifact_bytes),
+        }
+    return pd.DataFrame(rows).fillna("–").rename_axis("").reset_index()
 
 
 def costs(run: Run) -> dict:

@@ -1,60 +1,201 @@
-"""Compare: test scores and costs, curves overlaid, confusion matrices side by side, and where the runs disagree."""
+"""Compare: the verdict first (which method wins, by how much, how sure we can be), the costs as ratios, then where
+the runs differ: the difference matrix, per-class F1, curves, confusion matrices (click a cell for its texts)."""
 
 import streamlit as st
 
 import ui
-from core import views
+from core import comparisons, verdict, views
+from core.db import RunStatus
 from core.downloads import safe_csv
+
+PICK = 0  # "What to compare": the runs picked by hand, not a comparison group
+BADGE = {"lora_better": "green", "full_better": "green", "no_difference": "blue", "too_few": "orange"}
+SHORT = {"lora_better": "a winner", "full_better": "a winner", "no_difference": "no difference", "too_few": "too few"}
+
+
+@st.cache_data(max_entries=32, show_spinner="Working out the verdict…")
+def verdict_of(db_url: str, pair_ids: tuple, finished: tuple) -> tuple:
+    """The verdict and lined-up predictions of completed pairs: computed once per database, runs and the times
+    they finished (a completed run's predictions never change)."""
+    with ui.sessions()() as s:
+        by_id = {r.id: r for r in views.runs_by_id(s, [i for pair in pair_ids for i in pair])}
+        return comparisons.verdict_of(s, [(by_id[a], by_id[b]) for a, b in pair_ids])
+
+
+def remember_cell(run_id: int) -> None:
+    points = st.session_state[f"compare_cm_{run_id}"].selection.points
+    st.session_state.compare_cell = (run_id, *points[0]["customdata"]) if points else None
+
 
 st.title("Compare")
 with ui.sessions()() as s:
     done = {r.id: r for r in views.completed_runs(s)}
     latest = views.latest_pair(s)
+    groups = {g.id: (g, comparisons.group_runs(s, g.id)) for g in comparisons.groups(s)}
+ready = {g: comparisons.completed_pairs(runs) for g, (_, runs) in groups.items()}
+ready = {g: pairs for g, pairs in ready.items() if pairs}
 if len(done) < 2:
     st.info("Compare needs two completed runs. Queue a pair (full fine-tuning + LoRA) on the Train page.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-from_url = [i for i in ui.query_ids("runs") or [] if i in done]
-chosen = st.multiselect(
-    "Runs to compare",
-    list(done),
-    default=from_url or latest,
-    format_func=lambda i: views.run_label(done[i]),
-    key="compare_runs",
-    help="Completed runs; the most recent pair is chosen for you.",
+
+def what_label(choice: int) -> str:
+    if choice == PICK:
+        return "Runs I pick"
+    group, runs = groups[choice]
+    finished = f" ({len(ready[choice])} of {group.repeats} pairs done)" if len(ready[choice]) < group.repeats else ""
+    return comparisons.group_label(group, runs) + finished
+
+
+url_group, url_runs = ui.query_ids("group"), ui.query_ids("runs")
+options = [*ready, PICK]
+first = url_group[0] if url_group and url_group[0] in ready else (PICK if url_runs is not None else options[0])
+choice = st.selectbox(
+    "What to compare",
+    options,
+    index=options.index(first),
+    format_func=what_label,
+    key="compare_what",
+    help="A comparison launched on the Train page (full fine-tuning and LoRA, once per seed), or runs you pick.",
 )
-st.query_params["runs"] = ",".join(map(str, chosen))
-if len(chosen) < 2:
-    st.info("Pick at least two runs.")
-    st.stop()
-chosen_runs = [done[i] for i in chosen]
+if choice == PICK:
+    chosen = st.multiselect(
+        "Runs to compare",
+        list(done),
+        default=[i for i in url_runs or [] if i in done] or latest,
+        format_func=lambda i: views.run_label(done[i]),
+        key="compare_runs",
+        help="Completed runs; the most recent pair is chosen for you.",
+    )
+    st.query_params.pop("group", None)
+    st.query_params["runs"] = ",".join(map(str, chosen))
+    if len(chosen) < 2:
+        st.info("Pick at least two runs.")
+        st.stop()
+    chosen_runs = [done[i] for i in chosen]
+    pairs = comparisons.pairs_of(chosen_runs)
+else:
+    st.query_params.pop("runs", None)
+    st.query_params["group"] = str(choice)
+    pairs = ready[choice]
+    chosen_runs = [r for pair in pairs for r in pair]
+    waiting = [r for r in groups[choice][1] if r.status != RunStatus.COMPLETED.value]
+    if waiting:
+        st.caption(
+            f"{len(waiting)} run(s) of this comparison have not completed "
+            f"({', '.join(f'#{r.id} {r.status}' for r in waiting)}); the figures below use the pairs that have."
+        )
+
+st.subheader("Verdict")
+result = lined = None
+if not pairs:
+    st.info(
+        "A verdict needs full fine-tuning and LoRA pairs, or exactly two runs; these runs are neither. "
+        "The figures below still compare them."
+    )
+else:
+    try:
+        finished = tuple(str(r.finished_at) for pair in pairs for r in pair)
+        result, lined = verdict_of(ui.settings().db_url, tuple((a.id, b.id) for a, b in pairs), finished)
+    except views.NotComparable as e:
+        st.warning(str(e))
+if result is not None:
+    a_name, b_name = result.names
+    acc, f1 = result.accuracy, result.f1_macro
+    with st.container(border=True, key="compare_verdict"):
+        st.markdown(f":{BADGE[acc.outcome]}-badge[{SHORT[acc.outcome]}] **{result.sentence()}**")
+        st.markdown(result.sentence("f1_macro"))
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric(
+            f"Accuracy, {b_name} − {a_name}",
+            f"{acc.difference:+.1f} points",
+            help=f"95 % interval: {acc.low:+.1f} to {acc.high:+.1f} points. " + ui.glossary("accuracy"),
+        )
+        c2.metric(
+            f"Macro-F1, {b_name} − {a_name}",
+            f"{f1.difference:+.1f} points",
+            help=f"95 % interval: {f1.low:+.1f} to {f1.high:+.1f} points. " + ui.glossary("macro-F1"),
+        )
+        if result.mcnemar_p is not None:
+            c3.metric(
+                "McNemar's p",
+                f"{result.mcnemar_p:.3f}" if result.mcnemar_p >= 0.001 else "< 0.001",
+                help=f"Of the texts only one of them got right, {result.only_b} went to {b_name} and "
+                f"{result.only_a} to {a_name}. p is how often a split at least this uneven happens by chance "
+                "when both are equally good; under 0.05 is rarely chance.",
+            )
+        else:
+            c3.metric("Seeds", result.seeds, help="Pairs trained with seeds s, s+1, ...: each seed's result is below.")
+        c4.metric("Test texts", f"{result.test_size:,}", help=f"One text is {100 / result.test_size:.2f} points.")
+        floor = verdict.noise_floor(result.test_size)
+        spread = "texts and seeds" if result.seeds > 1 else "the test texts"
+        st.caption(
+            f"How to read it: the 95 % interval is the range the difference would likely fall in on other test "
+            f"texts{' and seeds' if result.seeds > 1 else ''} (a bootstrap: {spread} resampled "
+            f"{verdict.RESAMPLES:,} times). It must lie wholly above or below 0 for a winner. With "
+            f"{result.test_size:,} test texts, differences under about {floor:.1f} points cannot be told from "
+            f"chance; an interval wider than ±{verdict.RESOLUTION_POINTS:g} points is too wide to call the methods "
+            "equal."
+        )
+        if result.seeds > 1:
+            seeds = comparisons.seeds_frame(result, pairs)
+            points_col = st.column_config.NumberColumn(format="%+.1f")
+            st.dataframe(
+                seeds,
+                hide_index=True,
+                column_config={c: ui.PERCENT_COLUMN if "accuracy" in c else points_col for c in seeds.columns[2:]},
+                key="compare_seeds",
+            )
+
+if pairs:
+    a_name, b_name = comparisons.side_names(pairs)
+    st.subheader(f"What it costs: {b_name} as a multiple of {a_name}")
+    ratios = comparisons.cost_ratios(pairs)
+    for col, (key, name) in zip(st.columns(len(verdict.COSTS)), verdict.COSTS.items()):
+        ratio = ratios[key]
+        col.metric(
+            name[0].upper() + name[1:],
+            "–" if ratio is None else verdict.ratio_text(ratio.mean, key),
+            help=None
+            if ratio is None
+            else f"{b_name}'s {name} over {a_name}'s: {ratio.text()}"
+            + (f", mean over {len(pairs)} seeds and their range." if len(pairs) > 1 else "."),
+        )
+    if len(pairs) > 1:
+        ranges = "; ".join(f"{verdict.COSTS[k]} {r.text()}" for k, r in ratios.items() if r is not None)
+        st.caption(f"Means over {len(pairs)} seeds, each with its range: {ranges}.")
+    note = views.times_note(chosen_runs)
+    if note:
+        st.warning(note)
 
 st.subheader("Test scores and costs")
-fmt = st.column_config.NumberColumn
-columns = {
-    **{c: fmt(format="%.3f") for c in ("accuracy", "precision (weighted)", "recall (weighted)", "macro-F1")},
-    **{
-        c: fmt(format="%.1f")
-        for c in ("train time (s)", "samples/s", "peak memory (MB)", "model size (MB)", "tokenizer (MB)")
-    },
-    **{c: fmt(format="localized") for c in ("trainable params", "total params")},
-    "trainable share": fmt(format="percent"),
-}
-scores = views.compare_frame(chosen_runs)
-st.dataframe(scores, hide_index=True, column_config=columns)
+st.dataframe(comparisons.scores_table(chosen_runs), hide_index=True, key="compare_scores")
 st.download_button(
     "Download these scores (CSV)",
-    safe_csv(scores),
+    safe_csv(views.compare_frame(chosen_runs)),
     "lora-lab-scores.csv",
     "text/csv",
     key="compare_download_scores",
     help="Opens in Excel; cells that look like formulas are saved as plain text.",
 )
 st.caption(
-    "Test scores: higher is better. Model size is the weights saved to disk (for LoRA: the add-ons and the head); "
-    "the tokenizer saved beside them is counted apart, the same for both methods."
+    "Model size is the weights saved to disk (for LoRA: the add-ons and the head); the tokenizer saved beside them "
+    "is the same for both methods and not counted."
 )
+
+if lined is not None:
+    st.subheader("Where they differ")
+    diff = comparisons.difference_matrix(lined, pairs)
+    fig = ui.difference_figure(diff, lined.classes, (a_name, b_name), mean=len(pairs) > 1)
+    left, right = st.columns(2)
+    left.plotly_chart(fig, key="compare_difference")
+    left.caption(
+        f"Blue: {b_name} puts more texts in that cell, red: fewer. On the diagonal (right answers) blue favours "
+        f"{b_name}; off it (mistakes), red does."
+    )
+    bars = ui.per_class_f1_figure(comparisons.per_class_f1(chosen_runs), chosen_runs)
+    right.plotly_chart(bars, key="compare_f1")
 
 st.subheader("Training curves")
 x = st.radio(
@@ -74,10 +215,32 @@ normalised = st.toggle(
     key="compare_normalised",
     help="Each row then sums to 100%: how each true class was predicted.",
 )
-width = min(3, len(chosen_runs))
+st.caption("Click a cell to list the test texts in it.")
+width = 2 if pairs else min(3, len(chosen_runs))
 for start in range(0, len(chosen_runs), width):
     for col, run in zip(st.columns(width), chosen_runs[start : start + width]):
-        col.plotly_chart(ui.confusion_figure(run, normalised), key=f"compare_cm_{run.id}")
+        col.plotly_chart(
+            ui.confusion_figure(run, normalised, chosen_runs, clickable=True),
+            key=f"compare_cm_{run.id}",
+            on_select=lambda run_id=run.id: remember_cell(run_id),
+            selection_mode="points",
+        )
+cell = st.session_state.get("compare_cell")
+if cell and cell[0] in {r.id for r in chosen_runs}:
+    run_id, true, pred = cell
+    try:
+        with ui.sessions()() as s:
+            cell_lined = lined or comparisons.line_up(s, [done[run_id]])
+    except views.NotComparable as e:
+        st.warning(str(e))
+    else:
+        in_cell = comparisons.cell_texts(cell_lined, run_id, true, pred)
+        names = cell_lined.classes
+        st.markdown(
+            f"**{views.run_label(done[run_id], chosen_runs)}: true {names[true]}, predicted {names[pred]}: "
+            f"{len(in_cell)} test text{'' if len(in_cell) == 1 else 's'}**"
+        )
+        st.dataframe(in_cell, hide_index=True, key="compare_cell_texts")
 
 st.subheader("Where they disagree")
 try:

@@ -309,29 +309,6 @@ def test_runs_view_shows_the_end_of_a_run(settings, populated):
     assert any("Compare the pair" in link.proto.label for link in at.get("page_link"))
 
 
-def test_compare_preselects_the_latest_pair(settings, populated):
-    at = open_page("compare")
-    assert not at.exception
-    pair = [populated["completed_full"], populated["completed_lora"]]
-    assert at.multiselect(key="compare_runs").value == pair
-    assert at.query_params["runs"] == ",".join(map(str, pair))
-    table = at.dataframe[0].value
-    assert list(table["trainable params"]) == [22_000_000, 110_000]
-    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert [c["data"][0]["type"] for c in charts] == ["scatter", "heatmap", "heatmap"], "curves, two matrices"
-    assert charts[1]["data"][0]["x"] == ["0", "1", "2"], "class names on the axes"
-    disagree = at.dataframe[1].value
-    assert len(disagree) > 0 and {"text", "true label"} <= set(disagree.columns)
-    assert all(("✓" in a) != ("✓" in b) or a != b for a, b in zip(disagree.iloc[:, 3], disagree.iloc[:, 4]))
-
-    at.toggle(key="compare_normalised").set_value(True).run()
-    assert "%" in json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]["text"][0][0]
-    at.radio(key="compare_x").set_value("examples").run()
-    assert "Examples seen" in at.get("plotly_chart")[0].proto.spec
-    at.multiselect(key="compare_runs").set_value([populated["completed_full"]]).run()
-    assert "Pick at least two runs." in texts(at.info)
-
-
 def test_predict_chinese_text_with_a_trained_run(settings, tmp_path, tiny_model):
     folder = tmp_path / "zh"
     folder.mkdir()

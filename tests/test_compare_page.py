@@ -1,0 +1,125 @@
+"""The Compare page: the verdict card for each of the four outcomes, a group of three seeds, the costs as ratios,
+and a click on a confusion-matrix cell listing its texts. Runs are inserted as rows with made-up predictions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+from tests.comparing import comparison, single, store_dataset
+from tests.test_pages import open_page, texts
+
+OUTCOMES = {  # outcome -> (test texts, full's wrong rows, LoRA's wrong rows, words of the verdict)
+    "lora_better": (90, set(range(30)), set(range(5)), "LoRA is better, by 27.8 points of test accuracy"),
+    "full_better": (90, set(range(5)), set(range(30)), "Full fine-tuning is better, by 27.8 points"),
+    "no_difference": (600, set(range(10)), set(range(5, 15)), "No difference in test accuracy can be told apart"),
+    "too_few": (30, {0, 1, 2}, {1, 2, 3, 4}, "Too few test texts to tell differences in test accuracy under"),
+}
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_the_verdict_card_says_each_of_the_four_outcomes(settings, tmp_path, outcome):
+    n, wrong_full, wrong_lora, words = OUTCOMES[outcome]
+    group, _ = comparison(settings, store_dataset(settings, tmp_path / "d", n), [(wrong_full, wrong_lora)])
+    at = open_page("compare")
+    assert not at.exception and not at.error
+    assert at.selectbox(key="compare_what").value == group, "the newest comparison is chosen"
+    assert at.query_params["group"] == str(group)
+    card = texts(at.markdown)
+    assert words in card
+    assert at.markdown[0].value.startswith(":"), "the verdict comes first on the page"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test texts"] == str(n)
+    assert "McNemar's p" in metrics, "one pair: McNemar's exact test beside the interval"
+    assert metrics["Training time"] == "0.50x" and metrics["Trainable weights"] == "0.50%"
+    assert metrics["Size on disk"] == "1/40"
+
+
+def test_a_group_of_three_seeds_shows_each_seed_and_the_group_interval(settings, tmp_path):
+    dataset = store_dataset(settings, tmp_path / "d", 90)
+    wrong = [(set(range(20)), set(range(10))), (set(range(15)), set(range(14))), (set(range(12)), set(range(18)))]
+    group, ids = comparison(settings, dataset, wrong)
+    single(settings, dataset, set(range(40)))  # a newer run outside the group changes nothing
+    at = open_page("compare", group=str(group))
+    assert not at.exception and not at.error
+    seeds = frame_with(at, "seed")
+    assert list(seeds["seed"]) == [42, 43, 44]
+    assert list(seeds["difference (points)"].round(2)) == [11.11, 1.11, -6.67]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Seeds"] == "3" and "McNemar's p" not in metrics
+    assert metrics["Accuracy, LoRA − full fine-tuning"] == "+1.9 points"
+    assert "Means over 3 seeds, each with its range: training time 0.50x;" in texts(at.caption)
+    table = frame_with(at, "")
+    assert len(table.columns) == 1 + 6, "one column per run: no sideways scrolling for the figures"
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    colours = {bar["name"].split()[0]: bar["marker"]["color"] for bar in charts["compare_f1"]["data"]}
+    assert len(set(colours.values())) == 6, "one colour per run"
+    assert (
+        charts["compare_difference"]["data"][0][
+            "zmid" if "zmid" in charts["compare_difference"]["data"][0] else "zmin"
+        ]
+        is not None
+    )
+
+
+def frame_with(at, *columns: str):
+    """The first table on the page that has these columns (tables without selections carry no key in AppTest); with
+    more than one column given, exactly these."""
+    return next(
+        (
+            d.value
+            for d in at.dataframe
+            if (list(d.value.columns) == list(columns) if len(columns) > 1 else columns[0] in d.value.columns)
+        ),
+        None,
+    )
+
+
+def click_cell(at, key: str, true: int, pred: int):
+    """What the browser sends when a cell's marker is clicked: the chart's selection, as a widget state."""
+    chart = next(c for c in at.get("plotly_chart") if c.key == key)
+    states = WidgetStates()
+    states.CopyFrom(at._tree.get_widget_states())
+    state = states.widgets.add()
+    state.id = chart.proto.id
+    point = {"customdata": [true, pred], "point_index": 3 * true + pred, "curve_number": 1}
+    state.string_value = json.dumps({"selection": {"points": [point], "point_indices": [3 * true + pred]}})
+    return at._run(states)
+
+
+def test_clicking_a_confusion_matrix_cell_lists_its_texts(settings, tmp_path):
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    group, (full, lora) = comparison(settings, dataset, [({0, 3, 4}, {0})])
+    at = open_page("compare")
+    assert frame_with(at, "test row", "text") is None
+    at = click_cell(at, f"compare_cm_{full}", true=0, pred=1)  # sport texts full fine-tuning called business
+    assert not at.exception
+    listed = frame_with(at, "test row", "text")
+    assert list(listed["text"]) == ["test text number 0", "test text number 3"]
+    assert list(listed["test row"]) == [2, 5]
+    assert "true sport, predicted business: 2 test texts" in texts(at.markdown)
+    at = click_cell(at, f"compare_cm_{lora}", true=1, pred=1)
+    assert len(frame_with(at, "test row", "text")) == 10
+
+
+def test_picked_runs_the_url_and_the_rest_of_the_page(settings, tmp_path):
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    _, (full, lora) = comparison(settings, dataset, [({0, 3, 4}, {0})])
+    other = single(settings, dataset, {5, 6})
+    at = open_page("compare", runs=f"{full},{other}")
+    assert not at.exception and not at.error
+    assert at.selectbox(key="compare_what").value == 0 and at.multiselect(key="compare_runs").value == [full, other]
+    assert "group" not in at.query_params and at.query_params["runs"] == f"{full},{other}"
+    assert "Full fine-tuning is better" in texts(at.markdown) or "Too few" in texts(at.markdown)
+    at.toggle(key="compare_normalised").set_value(True).run()
+    matrix = json.loads(next(c for c in at.get("plotly_chart") if c.key == f"compare_cm_{full}").proto.spec)
+    assert "%" in matrix["data"][0]["text"][0][0]
+    at.radio(key="compare_x").set_value("examples").run()
+    assert "Examples seen" in next(c for c in at.get("plotly_chart") if c.key == "compare_curves").proto.spec
+    at.multiselect(key="compare_runs").set_value([full, lora, other]).run()
+    assert "A verdict needs full fine-tuning and LoRA pairs" in texts(at.info)
+    assert frame_with(at, "").shape[1] == 4
+    at.multiselect(key="compare_runs").set_value([full]).run()
+    assert "Pick at least two runs." in texts(at.info)
