@@ -22,8 +22,22 @@ class Refused(Exception):
     """Input the command cannot use; printed as is, exit status 2."""
 
 
+def _shares(text: str) -> tuple[int, ...]:
+    parts = text.replace("/", ",").split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise Refused(f"--split takes three whole percentages, train,dev,test (e.g. 80,10,10); got '{text}'.")
+    return tuple(int(p) for p in parts)
+
+
 def _dataset_from_files(session, settings, args) -> Dataset:
-    files = {"train": args.train, "dev": args.dev, "test": args.test}
+    given = [f"--{s}" for s in ("train", "dev", "test") if getattr(args, s)]
+    if args.data and given:
+        raise Refused(
+            f"Give either --data (one file, split for you) or --train, --dev and --test, not both ({given[0]})."
+        )
+    if not args.data and len(given) < 3:
+        raise Refused("Give --train, --dev and --test, or one file with --data to have it split for you.")
+    files = {"data": args.data} if args.data else {"train": args.train, "dev": args.dev, "test": args.test}
     try:
         split_files = {split: data.SplitFile.from_path(path) for split, path in files.items()}
         names = data.read_class_names(Path(args.classes).read_bytes(), args.classes) if args.classes else None
@@ -33,9 +47,12 @@ def _dataset_from_files(session, settings, args) -> Dataset:
         raise Refused("\n".join(e.problems)) from None
     tokenizer = models.load_tokenizer(args.model)  # to warn about texts longer than max_length
     max_length = args.max_length or TrainConfig.max_length
-    check = data.check_dataset(
-        split_files, settings, args.text_column, args.label_column, names, tokenizer, max_length
-    )
+    columns = (args.text_column, args.label_column, names, tokenizer, max_length)
+    if args.data:
+        shares = _shares(args.split)
+        check = data.check_one_file(split_files["data"], settings, *columns, shares=shares, seed=args.split_seed)
+    else:
+        check = data.check_dataset(split_files, settings, *columns)
     if not check.ok:
         raise Refused("The data was refused; nothing was stored:\n- " + "\n- ".join(check.errors))
     for warning in check.warnings:
@@ -43,7 +60,8 @@ def _dataset_from_files(session, settings, args) -> Dataset:
     existing = data.find_same_dataset(session, check)
     if existing is not None:
         return existing
-    name = f"{Path(args.train).resolve().parent.name or 'dataset'}-{data.content_hash(check)[:8]}"
+    stem = Path(args.data).stem if args.data else Path(args.train).resolve().parent.name
+    name = f"{stem or 'dataset'}-{data.content_hash(check)[:8]}"
     return data.save_dataset(session, settings, check, name)
 
 
@@ -352,9 +370,12 @@ def cmd_export(args) -> int:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", required=True, help="training CSV")
-    p.add_argument("--dev", required=True, help="dev (validation) CSV")
-    p.add_argument("--test", required=True, help="test CSV")
+    p.add_argument("--train", help="training CSV")
+    p.add_argument("--dev", help="dev (validation) CSV")
+    p.add_argument("--test", help="test CSV")
+    p.add_argument("--data", help="one labelled CSV instead of the three: split, stratified by class, for you")
+    p.add_argument("--split", default="80,10,10", help="with --data: train,dev,test shares in percent")
+    p.add_argument("--split-seed", type=int, default=0, help="with --data: the seed of the split")
     p.add_argument("--method", choices=["full", "lora"], default="lora")
     p.add_argument("--pair", action="store_true", help="full fine-tuning and LoRA, as one comparison group")
     p.add_argument(

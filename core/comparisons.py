@@ -58,6 +58,34 @@ def group_progress(session: Session) -> dict[int, tuple[int, int]]:
     return {g: (int(done or 0), int(total)) for g, total, done in rows}
 
 
+def groups_frame(session: Session) -> pd.DataFrame:
+    """One row per comparison, newest first: what it compares, how far it is, and a link to its verdict."""
+    progress = group_progress(session)
+    rows = []
+    for group in groups(session):
+        runs = group_runs(session, group.id)
+        done, total = progress.get(group.id, (0, 0))
+        rows.append(
+            {
+                "comparison": group_label(group, runs),
+                "seeds": group.repeats,
+                "runs completed": f"{done} of {total}",
+                "verdict": f"/compare?group={group.id}" if completed_pairs(runs) else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=["comparison", "seeds", "runs completed", "verdict"])
+
+
+def group_of(session: Session, run: Run) -> tuple[int, int, int] | None:
+    """(group id, seeds, pairs completed) of a run launched in a comparison of several seeds; else None."""
+    if run.group_id is None:
+        return None
+    group = session.get(ComparisonGroup, run.group_id)
+    if group is None or group.repeats < 2:
+        return None
+    return group.id, group.repeats, len(completed_pairs(group_runs(session, group.id)))
+
+
 def pairs_of(runs: list[Run]) -> list[tuple[Run, Run]]:
     """The runs as (A, B) pairs for a verdict: pairs launched together (full fine-tuning, LoRA), seed by seed;
     or, for any two runs, the pair of them (A: full fine-tuning if one is, else the older). Empty if they do not

@@ -84,6 +84,7 @@ PRESETS: dict[str, dict] = {
         "data at larger learning rates.",
         "config": {"epochs": 2, "evals_per_epoch": 1},
         "learning_rates": {"full": 1e-4, "lora": 3e-3},
+        "repeats": 1,
     },
     "seed article": {
         "about": "The settings of the published experiment this project started from (bert-base-chinese on Chinese "
@@ -99,6 +100,7 @@ PRESETS: dict[str, dict] = {
             "lora_targets": "query,key,value",
         },
         "learning_rates": {"full": None, "lora": None},
+        "repeats": 3,  # a pair per seed: the verdict then covers seed-to-seed variation
     },
 }
 

@@ -340,15 +340,20 @@ def check_dataset(
     class_names: list[str] | None = None,
     tokenizer=None,
     max_length: int = 64,
+    warn: bool = True,
 ) -> DatasetCheck:
-    """Read and check train / dev / test; collect every problem rather than stopping at the first."""
+    """Read and check train / dev / test; collect every problem rather than stopping at the first. warn=False
+    leaves out the warnings that compare the splits (check_one_file warns after splitting)."""
     check = DatasetCheck()
+    read: dict[int, tuple[pd.DataFrame, str]] = {}  # one file given for several splits is read once
     for split in SPLITS:
         if split not in files:
             check.errors.append(f"No {split} file was given. Upload a CSV for {split}.")
             continue
         try:
-            check.tables[split], encoding = read_table(files[split], settings)
+            if id(files[split]) not in read:
+                read[id(files[split])] = read_table(files[split], settings)
+            check.tables[split], encoding = read[id(files[split])]
             check.source[split] = {"file": files[split].name, "encoding": encoding}
         except DataError as e:
             check.errors.extend(e.problems)
@@ -438,7 +443,81 @@ def check_dataset(
         counts = ids.value_counts()
         check.label_counts[split] = {check.classes[i]: int(counts.get(i, 0)) for i in range(len(values))}
 
-    check.warnings.extend(_warnings(check, files, tokenizer, max_length))
+    if warn:
+        check.warnings.extend(_warnings(check, files, tokenizer, max_length))
+    return check
+
+
+SHARES = (80, 10, 10)  # train / dev / test, percent, when one file is split
+
+
+def split_stratified(labels: np.ndarray, shares=SHARES, seed: int = 0) -> dict[str, np.ndarray]:
+    """Row indices of train / dev / test: each class's rows shuffled (seeded) and cut by the shares, so every
+    split has the classes in the file's proportions. Counts are rounded by largest remainder; a class with rows
+    enough gets at least one in each split."""
+    rng = np.random.default_rng(seed)
+    fractions = np.asarray(shares, dtype=float) / sum(shares)
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        exact = fractions * len(rows)
+        counts = np.floor(exact).astype(int)
+        counts[np.argsort(counts - exact, kind="stable")[: len(rows) - counts.sum()]] += 1
+        for k in (2, 1):  # take a row from the largest split for a split left without this class
+            if counts[k] == 0 and counts.max() > 1:
+                counts[k], counts[np.argmax(counts)] = 1, counts.max() - 1
+        for split, part in zip(SPLITS, np.split(rows, np.cumsum(counts)[:-1])):
+            parts[split].append(part)
+    return {split: np.sort(np.concatenate(p)) for split, p in parts.items()}
+
+
+def check_one_file(
+    file: SplitFile,
+    settings: Settings,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    class_names: list[str] | None = None,
+    tokenizer=None,
+    max_length: int = 64,
+    shares=SHARES,
+    seed: int = 0,
+) -> DatasetCheck:
+    """One labelled file, checked as a whole (problems name its own rows), then split into train / dev / test,
+    stratified by class (split_stratified). The split is what gets stored, so every run on it sees the same texts."""
+    shares = tuple(shares)
+    if len(shares) != 3 or any(not 0 < s < 100 for s in shares):
+        return DatasetCheck(errors=["Give train, dev and test each a share between 1 and 99 percent."])
+    check = check_dataset(
+        dict.fromkeys(SPLITS, file), settings, text_column, label_column, class_names, None, max_length, False
+    )
+    check.errors = list(dict.fromkeys(check.errors))  # the file stood for all three splits: each problem once
+    if check.tables:
+        check.tables = {"file": check.tables["train"]}
+        check.source = {"file": check.source["train"], **{k: v for k, v in check.source.items() if k not in SPLITS}}
+    if check.errors:
+        check.splits = {}
+        return check
+    whole = check.splits["train"]
+    counts = whole["label"].value_counts()
+    few = [check.classes[i] for i, n in counts.items() if n < 3]
+    if few:
+        check.errors.append(
+            f"{file.name}: class {', '.join(repr(c) for c in few[:MAX_LISTED])} has fewer than 3 rows, so it cannot "
+            "be in train, dev and test all three. Add rows of it, or remove them."
+        )
+        check.splits = {}
+        return check
+    parts = split_stratified(whole["label"].to_numpy(), shares, seed)
+    check.splits = {split: whole.iloc[rows].reset_index(drop=True) for split, rows in parts.items()}
+    check.label_counts = {
+        split: {c: int((df["label"] == i).sum()) for i, c in enumerate(check.classes)}
+        for split, df in check.splits.items()
+    }
+    for split in SPLITS:
+        check.source[split] = {"file": f"{file.name} ({split} part)", "encoding": check.source["file"]["encoding"]}
+    check.source["split"] = {"file": file.name, "shares": list(shares), "seed": seed}
+    named = {split: SplitFile(check.source[split]["file"], b"") for split in SPLITS}
+    check.warnings.extend(_warnings(check, named, tokenizer, max_length))
     return check
 
 

@@ -103,17 +103,18 @@ else:
 if result is not None:
     a_name, b_name = result.names
     acc, f1 = result.accuracy, result.f1_macro
+    versus = f"{b_name} − {a_name.replace(' fine-tuning', '')}"  # short enough for a quarter of a 1024 px screen
     with st.container(border=True, key="compare_verdict"):
         st.markdown(f":{BADGE[acc.outcome]}-badge[{SHORT[acc.outcome]}] **{result.sentence()}**")
         st.markdown(result.sentence("f1_macro"))
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(
-            f"Accuracy, {b_name} − {a_name}",
+            f"Accuracy, {versus}",
             f"{acc.difference:+.1f} points",
             help=f"95 % interval: {acc.low:+.1f} to {acc.high:+.1f} points. " + ui.glossary("accuracy"),
         )
         c2.metric(
-            f"Macro-F1, {b_name} − {a_name}",
+            f"Macro-F1, {versus}",
             f"{f1.difference:+.1f} points",
             help=f"95 % interval: {f1.low:+.1f} to {f1.high:+.1f} points. " + ui.glossary("macro-F1"),
         )

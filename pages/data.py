@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from core import data, views
+from core import data, verdict, views
 from core.db import Dataset
 
 HELP = {
@@ -19,33 +19,76 @@ HELP = {
 
 
 @st.cache_data(max_entries=4, show_spinner="Checking the files…")
-def check(files: tuple, text_column, label_column, class_names: tuple | None) -> data.DatasetCheck:
-    split_files = {split: data.SplitFile(name, raw) for split, name, raw in files}
+def check(
+    files: tuple, text_column, label_column, class_names: tuple | None, split: tuple | None = None
+) -> data.DatasetCheck:
+    """split: (shares, seed) when one file is to be split into train, dev and test."""
+    split_files = {name: data.SplitFile(file_name, raw) for name, file_name, raw in files}
     names = list(class_names) if class_names else None
-    args = (ui.settings(), text_column, label_column, names, ui.bundled_tokenizer())
-    result = data.check_dataset(split_files, *args)
+
+    def run(text, label):
+        args = (ui.settings(), text, label, names, ui.bundled_tokenizer())
+        if split:
+            return data.check_one_file(split_files["data"], *args, shares=split[0], seed=split[1])
+        return data.check_dataset(split_files, *args)
+
+    result = run(text_column, label_column)
     columns = [str(c) for c in next(iter(result.tables.values())).columns] if result.tables else []
     if {text_column, label_column} - set(columns) - {None}:  # columns picked for other files: guess again
-        result = data.check_dataset(split_files, args[0], None, None, *args[3:])
+        result = run(None, None)
     return result
+
+
+ONE_FILE = "Upload one file, split for me"
+
+
+def split_settings() -> tuple:
+    """Train / dev / test shares and the seed of the split, for one uploaded file."""
+    cols = st.columns(4)
+    shares = tuple(
+        int(
+            col.number_input(
+                f"{split.capitalize()} %", 1, 98, share, key=f"data_share_{split}", help=f"The share of {split}."
+            )
+        )
+        for col, split, share in zip(cols, data.SPLITS, data.SHARES)
+    )
+    seed = cols[3].number_input(
+        "Split seed", 0, 1_000_000, 0, key="data_split_seed", help="The same seed splits the same file the same way."
+    )
+    return shares, int(seed)
 
 
 def add_dataset() -> None:
     source = st.radio(
         "Where is your data?",
-        ["Upload my CSV files", "Use the bundled demo set"],
+        ["Upload my CSV files", ONE_FILE, "Use the bundled demo set"],
         key="data_source",
         horizontal=True,
         help="The demo set is about 2,100 BBC News titles in 5 classes (business, entertainment, ...).",
     )
+    split = None
     if source == "Use the bundled demo set":
         files, class_names = data.demo_files()
     else:
-        cols = st.columns(3)
-        uploads = {
-            s: c.file_uploader(f"{s.capitalize()} CSV", ["csv"], key=f"data_{s}_file", help=HELP[s])
-            for s, c in zip(HELP, cols)
-        }
+        if source == ONE_FILE:
+            one = st.file_uploader(
+                "Labelled CSV",
+                ["csv"],
+                key="data_one_file",
+                help="Every labelled text you have; it is split into train, dev and test, each class in the same "
+                "proportions, and the split is stored with the dataset.",
+            )
+            uploads = {"data": one}
+            split = split_settings()
+            if sum(split[0]) != 100:
+                return st.error(f"The shares add up to {sum(split[0])} %; make them add up to 100 %.")
+        else:
+            cols = st.columns(3)
+            uploads = {
+                s: c.file_uploader(f"{s.capitalize()} CSV", ["csv"], key=f"data_{s}_file", help=HELP[s])
+                for s, c in zip(HELP, cols)
+            }
         names_file = st.file_uploader(
             "Class names (optional)",
             ["txt"],
@@ -59,10 +102,13 @@ def add_dataset() -> None:
             return ui.problems("The class-names file could not be read:", e.problems)
         if not files:
             return st.info(
-                "Upload a train, a dev and a test CSV (text in column `0`, label in `1`, or any two columns)."
+                "Upload one labelled CSV (text in column `0`, label in `1`, or any two columns)."
+                if split
+                else "Upload a train, a dev and a test CSV (text in column `0`, label in `1`, or any two columns)."
             )
     picked = st.session_state.get("data_text_column"), st.session_state.get("data_label_column")
-    result = check(tuple((s, f.name, f.read()) for s, f in files.items()), *picked, tuple(class_names or ()) or None)
+    named = tuple(class_names or ()) or None
+    result = check(tuple((s, f.name, f.read()) for s, f in files.items()), *picked, named, split)
     if result.tables:
         columns = [str(c) for c in next(iter(result.tables.values())).columns]
         text, label = result.source["columns"]["text"], result.source["columns"]["label"]
@@ -86,7 +132,16 @@ def add_dataset() -> None:
         )
     for warning in result.warnings:
         st.warning(warning)
-    train_name = re.sub(r"[-_ .]*train$", "", Path(files["train"].name).stem, flags=re.I) or "my dataset"
+    if split:
+        n = len(result.splits["test"])
+        st.info(
+            f"Split {' / '.join(str(len(result.splits[s])) for s in data.SPLITS)} rows (train / dev / test). With "
+            f"{n:,} test texts, differences under about {verdict.noise_floor(n):.1f} points of accuracy cannot be "
+            f"told from chance; about {verdict.texts_needed():,} test texts tell {verdict.RESOLUTION_POINTS:g} "
+            "points apart. A larger test share makes each result surer."
+        )
+    first = files.get("data") or files["train"]
+    train_name = re.sub(r"[-_ .]*train$", "", Path(first.name).stem, flags=re.I) or "my dataset"
     default = data.DEMO_NAME if source == "Use the bundled demo set" else train_name
     if st.session_state.get("data_name_for") != default:  # other files: the suggested name follows them
         st.session_state["data_name_for"] = st.session_state["data_name"] = default

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import estimate, export, models, runs, views
+from core import comparisons, estimate, export, models, runs, views
 from core.config import METHOD_NAMES
 from core.db import Run, RunStatus
 
@@ -76,6 +76,18 @@ def show_run(run_id: int) -> None:
     with ui.sessions()() as s:
         shown = s.get(Run, run_id)
         pair = [shown, *views.partners(s, shown)]
+        group = comparisons.group_of(s, shown)
+    if group:
+        group_id, seeds, done = group
+        st.page_link(
+            "pages/compare.py",
+            label=f"Comparison #{group_id}: this pair is one of {seeds} seeds, {done} done. See the verdict"
+            if done
+            else f"Comparison #{group_id}: this pair is one of {seeds} seeds; the verdict shows once a pair is done",
+            query_params={"group": str(group_id)},
+            icon="⚖️",
+            disabled=not done,
+        )
     was_active = any(not r.run_status.finished for r in pair)
     if not shown.run_status.finished:  # a live view follows the pair to the run that trains next
         st.session_state["runs_following"] = run_id
@@ -252,3 +264,11 @@ def history() -> None:
 
 
 history()
+
+with ui.sessions()() as s:
+    compared = comparisons.groups_frame(s)
+if not compared.empty:
+    st.subheader("Comparisons")
+    st.caption("Full fine-tuning and LoRA launched together, once per seed: each comparison is one row.")
+    verdict_link = st.column_config.LinkColumn(display_text="see the verdict", help="Opens it on Compare.")
+    st.dataframe(compared, hide_index=True, column_config={"verdict": verdict_link}, key="runs_comparisons")

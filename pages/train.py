@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import data, device, estimate, failures, models, runs, views
+from core import data, device, estimate, failures, models, runs, verdict, views
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config, problems_of
 from core.db import Dataset
 
@@ -36,6 +36,7 @@ def apply_preset() -> None:
         st.session_state[key] = type(step)(value) if step is not None else value
     for m, config in configs.items():
         st.session_state[f"train_lr_{m}"] = float(config.learning_rate)
+    st.session_state["train_repeats"] = PRESETS[name].get("repeats", 1)
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the model's configuration to count its parameters…")
@@ -158,10 +159,26 @@ elif source:
         st.error(str(e))
 
 st.caption(device.training_device_text(ui.settings().device, ui.settings().runner))
+repeats = st.number_input(
+    "Seeds per pair",
+    min_value=1,
+    max_value=runs.MAX_REPEATS,
+    key="train_repeats",
+    persist_state="session",
+    help="The pair is trained once per seed (s, s+1, ...): the verdict on Compare then covers how much the result "
+    "moves from seed to seed. Each seed adds two runs.",
+)
+test_size = dataset.sizes["test"]
+st.caption(
+    f"With {test_size:,} test texts, differences under about {verdict.noise_floor(test_size):.1f} points of accuracy "
+    f"cannot be told from chance (when the methods disagree on 1 text in 10); about "
+    f"{verdict.texts_needed():,} test texts tell {verdict.RESOLUTION_POINTS:g} points apart. More seeds show how much "
+    "a result moves by chance; more test texts make each result surer."
+)
 c1, c2 = st.columns(2)
-help_pair = "Same data, seed and epochs with each method, for a fair comparison."
+help_pair = "Same data and epochs with each method, once per seed, for a fair comparison."
 pair = c1.button(
-    "Queue a pair: full fine-tuning + LoRA",
+    "Queue a pair: full fine-tuning + LoRA" + (f", {repeats} seeds" if repeats > 1 else ""),
     key="train_pair",
     type="primary",
     disabled=not model_ok or bool(problems),
@@ -181,7 +198,9 @@ if pair or single:
             if target is None:
                 raise data.DataError("This dataset was just deleted. Pick another one.")
             if pair:
-                queued = runs.create_pair(s, target, source, configs["lora"], lr, estimates)
+                _, queued = runs.create_comparison(
+                    s, target, source, configs["lora"], lr, estimates, repeats=int(repeats)
+                )
             else:
                 queued = [runs.create_run(s, target, source, configs[method], estimate=estimates.get(method))]
         except (runs.ConfigError, data.DataError) as e:

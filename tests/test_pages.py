@@ -242,6 +242,7 @@ def test_train_shows_parameter_counts_refuses_bad_settings_and_queues(settings, 
     assert at.number_input(key="train_lr_lora").value < 1, "and resets the learning rates to its own"
     at.number_input(key="train_lr_lora").set_value(3e-4).run()
     at.number_input(key="train_epochs").set_value(1.0).run()
+    at.number_input(key="train_repeats").set_value(1).run()  # the preset asks for 3 seeds; one pair here
     at.button(key="train_pair").click().run()
     assert not at.exception
     with session_factory(settings.db_url)() as s:

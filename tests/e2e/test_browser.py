@@ -226,7 +226,11 @@ def test_upload_train_a_pair_watch_compare_predict(server):
 
             page.goto(f"{base}/compare")
             expect(page.get_by_text("Where they disagree")).to_be_visible()
-            expect(page.locator(".js-plotly-plot .heatmaplayer")).to_have_count(2)
+            # the difference matrix and the two runs' confusion matrices
+            expect(page.locator(".js-plotly-plot .heatmaplayer")).to_have_count(3)
+            verdict = page.locator(".st-key-compare_verdict")
+            expect(verdict).to_contain_text("95 % interval")
+            verdict.screenshot(path=SHOTS / "7-verdict.png")
             shot("7-compare.png")
 
             page.goto(f"{base}/predict")
