@@ -143,7 +143,8 @@ def add_dataset() -> None:
     first = files.get("data") or files["train"]
     train_name = re.sub(r"[-_ .]*train$", "", Path(first.name).stem, flags=re.I) or "my dataset"
     default = data.DEMO_NAME if source == "Use the bundled demo set" else train_name
-    if st.session_state.get("data_name_for") != default:  # other files: the suggested name follows them
+    # Other files: the suggested name follows them; so it does when the box was gone for a rerun (a problem shown)
+    if st.session_state.get("data_name_for") != default or "data_name" not in st.session_state:
         st.session_state["data_name_for"] = st.session_state["data_name"] = default
     name = st.text_input("Dataset name", key="data_name", help="How this dataset is listed on the Train page.")
     if st.button("Save dataset", key="data_save", type="primary", help="Store the checked data for training."):
