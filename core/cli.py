@@ -235,9 +235,11 @@ def cmd_compare(args) -> int:
         print(result["sentence"])
         print(f"  {result['seeds']} seed(s), {result['test_size']} test texts", end="")
         print(f", McNemar p = {result['mcnemar_p']:.3g}" if result["mcnemar_p"] is not None else "")
+        from core.verdict import ratio_text
+
         for key, value in result["costs"].items():
             if value is not None:
-                print(f"  {key.replace('_', ' ')}: {value:.3g}x")
+                print(f"  LoRA's {key.replace('_', ' ')}: {ratio_text(value, key)} of full fine-tuning's")
     return 0
 
 

@@ -211,16 +211,17 @@ def cost_ratios(pairs: list[tuple[Run, Run]]) -> dict[str, verdict.CostRatio | N
 
 
 def seeds_frame(result: verdict.Verdict, pairs: list[tuple[Run, Run]]) -> pd.DataFrame:
-    """Each seed's own result beside the verdict: both methods' scores and the difference, in points."""
+    """Each seed's own result beside the verdict: both methods' test accuracy and the differences, in points. Short
+    column names: the table fits a 1024 px screen."""
     a_name, b_name = result.names
     return pd.DataFrame(
         {
             "seed": [a.config.get("seed") for a, _ in pairs],
             "runs": [f"#{a.id} and #{b.id}" for a, b in pairs],
-            f"{a_name} accuracy": result.accuracy.a,
-            f"{b_name} accuracy": result.accuracy.b,
-            "difference (points)": result.accuracy.per_seed,
-            "macro-F1 difference (points)": result.f1_macro.per_seed,
+            a_name: result.accuracy.a,
+            b_name: result.accuracy.b,
+            "difference": result.accuracy.per_seed,
+            "macro-F1 difference": result.f1_macro.per_seed,
         }
     )
 

@@ -109,13 +109,13 @@ if result is not None:
         st.markdown(result.sentence("f1_macro"))
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(
-            f"Accuracy, {versus}",
-            f"{acc.difference:+.1f} points",
+            f"Accuracy, {versus}, points",
+            f"{acc.difference:+.1f}",
             help=f"95 % interval: {acc.low:+.1f} to {acc.high:+.1f} points. " + ui.glossary("accuracy"),
         )
         c2.metric(
-            f"Macro-F1, {versus}",
-            f"{f1.difference:+.1f} points",
+            f"Macro-F1, {versus}, points",
+            f"{f1.difference:+.1f}",
             help=f"95 % interval: {f1.low:+.1f} to {f1.high:+.1f} points. " + ui.glossary("macro-F1"),
         )
         if result.mcnemar_p is not None:
@@ -140,12 +140,13 @@ if result is not None:
             "equal."
         )
         if result.seeds > 1:
+            st.caption("Each seed's test accuracy, and the differences in points:")
             seeds = comparisons.seeds_frame(result, pairs)
             points_col = st.column_config.NumberColumn(format="%+.1f")
             st.dataframe(
                 seeds,
                 hide_index=True,
-                column_config={c: ui.PERCENT_COLUMN if "accuracy" in c else points_col for c in seeds.columns[2:]},
+                column_config={c: points_col if "difference" in c else ui.PERCENT_COLUMN for c in seeds.columns[2:]},
                 key="compare_seeds",
             )
 
