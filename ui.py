@@ -218,12 +218,14 @@ def _device(current: Settings) -> estimate.Device:
 
 
 @st.cache_data(max_entries=32, show_spinner="Estimating time and memory from your data's token lengths…")
-def _plan(dataset_id: int, source: str, configs_json: str, version: tuple, here: estimate.Device) -> dict | str:
+def _plan(
+    dataset_id: int, source: str, configs_json: str, version: tuple, here: estimate.Device, repeats: int
+) -> dict | str:
     configs = {m: TrainConfig.from_dict(c) for m, c in json.loads(configs_json).items()}
     try:
         with sessions(write=True)() as s:  # may queue a probe for the worker
             dataset = s.get(Dataset, dataset_id)
-            return estimate.plan(settings(), s, dataset, source, configs, here, utcnow())
+            return estimate.plan(settings(), s, dataset, source, configs, here, utcnow(), repeats)
     except (models.ModelSourceError, TrainingError, data.DataError) as e:
         return str(e)
 
@@ -234,7 +236,8 @@ def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig
     with sessions()() as s:
         version = estimate.calibration_version(s)
     configs_json = json.dumps({m: c.to_dict() for m, c in configs.items()}, sort_keys=True)
-    planned = _plan(dataset.id, source, configs_json, version, device())
+    repeats = int(st.session_state.get("train_repeats") or 1)  # the seeds asked for below, as of this rerun
+    planned = _plan(dataset.id, source, configs_json, version, device(), repeats)
     if isinstance(planned, str):
         st.caption(f"No estimate: {planned}")
         return {}
@@ -250,7 +253,8 @@ def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig
         return "unknown (a run ahead has no estimate)" if seconds is None else estimate.duration_text(seconds)
 
     st.caption(
-        f"From queuing to result, with the queue as it is: the pair about {wait(planned['pair_seconds'])}; "
+        f"From queuing to result, with the queue as it is: the pair{f' on {repeats} seeds' if repeats > 1 else ''} "
+        f"about {wait(planned['pair_seconds'])}; "
         f"one {METHOD_NAMES[single]} run about {wait(planned['single_seconds'][single])}."
     )
     if planned["uncalibrated"]:

@@ -585,10 +585,12 @@ def plan(
     configs: dict[str, TrainConfig],
     device: Device,
     now: datetime,
+    repeats: int = 1,
 ) -> dict:
     """What the Train page shows: each method's estimate with its won't-fit advice ("advice"), how long from queuing
-    to result for the pair ("pair_seconds") and for one run of each method ("single_seconds"), and whether this
-    device has no run like them yet ("uncalibrated": a probe is then queued for the worker)."""
+    to result for the pair, once per seed (`repeats`; "pair_seconds"), and for one run of each method
+    ("single_seconds"), and whether this device has no run like them yet ("uncalibrated": a probe is then queued
+    for the worker)."""
     estimates = {}
     for method, config in configs.items():
         estimates[method] = estimate_run(settings, session, dataset, model_source, config, device, probe=True)
@@ -597,7 +599,7 @@ def plan(
         )
     return {
         "estimates": estimates,
-        "pair_seconds": queue_to_result(settings, session, device, list(estimates.values()), now),
+        "pair_seconds": queue_to_result(settings, session, device, list(estimates.values()) * repeats, now),
         "single_seconds": {m: queue_to_result(settings, session, device, [e], now) for m, e in estimates.items()},
         "uncalibrated": not all(e["similar_runs"] for e in estimates.values()),
     }

@@ -253,3 +253,12 @@ def test_a_busy_cpu_slows_the_estimate_and_the_runs_it_learns_from():
     quiet = estimate.calibrate(RAW, "lora", "m", [busy], slowdown=1.0)
     assert quiet["train_seconds"] == 10.0  # taken back to a quiet machine, it ran as the model said
     assert estimate.calibrate(RAW, "lora", "m", [busy], slowdown=3.0)["train_seconds"] == 30.0
+
+
+def test_queue_to_result_counts_every_run_queued(settings):
+    device = estimate.Device("cpu", "test cpu", False, 10_000)  # one run at a time
+    pair = [{"total_seconds": 60.0, "peak_memory_mb": 100.0}, {"total_seconds": 40.0, "peak_memory_mb": 100.0}]
+    now = datetime(2026, 1, 1)
+    with session_factory(settings.db_url)() as s:
+        assert estimate.queue_to_result(settings, s, device, pair, now) == 100.0
+        assert estimate.queue_to_result(settings, s, device, pair * 3, now) == 300.0  # three seeds

@@ -35,6 +35,10 @@ def test_train_page_shows_the_estimate_and_keeps_it_on_the_queued_pair(settings,
     with session_factory(settings.db_url)() as s:
         assert s.scalar(select(Probe.id)) is not None, "a probe is queued for the worker"
 
+    at.number_input(key="train_repeats").set_value(3).run()
+    assert "the pair on 3 seeds about" in texts(at.caption), "the queue-to-result time covers every seed"
+    at.number_input(key="train_repeats").set_value(1).run()
+
     at.button(key="train_pair").click().run()
     assert not at.exception
     with session_factory(settings.db_url)() as s:
