@@ -109,12 +109,12 @@ if result is not None:
         st.markdown(result.sentence("f1_macro"))
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(
-            f"Accuracy, {versus}, points",
+            f"Accuracy, {versus}",
             f"{acc.difference:+.1f}",
             help=f"95 % interval: {acc.low:+.1f} to {acc.high:+.1f} points. " + ui.glossary("accuracy"),
         )
         c2.metric(
-            f"Macro-F1, {versus}, points",
+            f"Macro-F1, {versus}",
             f"{f1.difference:+.1f}",
             help=f"95 % interval: {f1.low:+.1f} to {f1.high:+.1f} points. " + ui.glossary("macro-F1"),
         )
@@ -132,7 +132,8 @@ if result is not None:
         floor = verdict.noise_floor(result.test_size)
         spread = "texts and seeds" if result.seeds > 1 else "the test texts"
         st.caption(
-            f"How to read it: the 95 % interval is the range the difference would likely fall in on other test "
+            "How to read it: differences are in points (86.5 % against 88.0 % is -1.5 points). The 95 % interval "
+            "is the range the difference would likely fall in on other test "
             f"texts{' and seeds' if result.seeds > 1 else ''} (a bootstrap: {spread} resampled "
             f"{verdict.RESAMPLES:,} times). It must lie wholly above or below 0 for a winner. With "
             f"{result.test_size:,} test texts, differences under about {floor:.1f} points cannot be told from "

@@ -49,7 +49,7 @@ def test_a_group_of_three_seeds_shows_each_seed_and_the_group_interval(settings,
     assert list(seeds["difference"].round(2)) == [11.11, 1.11, -6.67]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Seeds"] == "3" and "McNemar's p" not in metrics
-    assert metrics["Accuracy, LoRA − full, points"] == "+1.9"
+    assert metrics["Accuracy, LoRA − full"] == "+1.9"
     assert "Means over 3 seeds, each with its range: training time 0.50x;" in texts(at.caption)
     table = frame_with(at, "")
     assert len(table.columns) == 1 + 6, "one column per run: no sideways scrolling for the figures"
