@@ -220,8 +220,6 @@ def test_predict_says_what_was_cut_what_is_unknown_and_what_guessing_gives(setti
         config = TrainConfig(method="lora", epochs=1, batch_size=16, evals_per_epoch=1, max_length=16)
         run = create_run(s, s.get(Dataset, dataset.id), tiny_model, config)
     assert train_run(settings, run.id) == RunStatus.COMPLETED
-    trained = views_run(settings, run.id)
-    assert trained.load_average >= 0 and trained.cpu_percent > 0 and trained.cpu_count >= 1
 
     at = open_page("predict")
     at.text_area(key="predict_text").set_value("goal match team coach " * 10).run()
@@ -236,6 +234,8 @@ def test_predict_says_what_was_cut_what_is_unknown_and_what_guessing_gives(setti
     at.button(key="predict_button").click().run()
     assert "80.0 % of this text's tokens are unknown to this model" in texts(at.warning)
     assert "reads only" not in texts(at.warning)
+    trained = views_run(settings, run.id)
+    assert trained.load_average >= 0 and trained.cpu_percent > 0 and trained.cpu_count >= 1
 
 
 # --- Data: files in the wrong boxes, a name that follows them, delete asks ----------------------------------------
