@@ -27,9 +27,34 @@ X_AXES = {"step": "Training step", "epoch": "Epoch", "examples": "Examples seen 
 PERCENT_COLUMN = st.column_config.NumberColumn(format="%.1f %%")
 
 
+def blank_missing(frame, formats: dict[str, str]):
+    """The table with each column of `formats` written as given (e.g. '{:.1f} %') and a missing number as an empty
+    cell: st.dataframe shows 'None' for a missing number, whatever its format."""
+    frame = frame.copy()
+    for column, fmt in formats.items():
+        if column in frame.columns:
+            frame[column] = [fmt.format(v) if v is not None and v == v else "" for v in frame[column]]  # NaN != NaN
+    return frame
+
+
 def glossary(*terms: str) -> str:
     """The plain glossary lines of these terms, for a help text or a caption."""
     return " ".join(views.GLOSSARY[t] for t in terms)
+
+
+def _run_the_app_not_a_lone_page() -> None:
+    """While no st.navigation has run since the server started, Streamlit serves a page's address (/runs?run=3,
+    the first visit after a restart) by running that file of pages/ alone: no app.py, no navigation, no layout.
+    Run app.py instead, which then draws the steps and opens that page."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if PagesManager.uses_pages_directory and get_script_run_ctx() is not None:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_run_the_app_not_a_lone_page()  # at the first import, in the first page run after a start
 
 
 def settings() -> Settings:

@@ -246,21 +246,17 @@ def history() -> None:
             st.rerun()  # something started or ended: poll, or stop polling
     created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
     config = {
-        "test accuracy": ui.PERCENT_COLUMN,
-        "macro-F1": ui.PERCENT_COLUMN,
         "machine while training": st.column_config.TextColumn(
             help="Times measured while other programs kept the machine busy are not comparable."
         ),
-        "train time (s)": st.column_config.NumberColumn(format="%.1f"),
-        "trainable params": st.column_config.NumberColumn(format="localized"),
         "created (UTC)": created,
-        "estimated train (s)": st.column_config.NumberColumn(format="%.1f"),
-        "peak memory (MB)": st.column_config.NumberColumn(format="%.0f"),
-        "estimated peak (MB)": st.column_config.NumberColumn(format="%.0f"),
         "expected start (UTC)": st.column_config.DatetimeColumn(format="HH:mm"),
         "expected end (UTC)": st.column_config.DatetimeColumn(format="HH:mm"),
     }
-    st.dataframe(table, hide_index=True, column_config=config, key="runs_table")
+    formats = {"test accuracy": "{:.1f} %", "macro-F1": "{:.1f} %", "trainable params": "{:,.0f}"}
+    formats |= dict.fromkeys(("train time (s)", "estimated train (s)"), "{:.1f}")
+    formats |= dict.fromkeys(("peak memory (MB)", "estimated peak (MB)"), "{:.0f}")
+    st.dataframe(ui.blank_missing(table, formats), hide_index=True, column_config=config, key="runs_table")
 
 
 history()
