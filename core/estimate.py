@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from core.config import TrainConfig
 from core.db import ACTIVE, Dataset, Probe, Run, RunStatus
+from core.runs import training_seconds_left
 from core.settings import Settings
 
 log = logging.getLogger("lora_lab.estimate")
@@ -500,10 +501,10 @@ def queue_times(
         end = None if seconds is None else max(now, start + timedelta(seconds=seconds))
         if end is None:
             unknown = True
-        if run.total_steps and run.step and run.started_at and (est := run.estimate or {}).get("train_seconds"):
-            # Its progress so far is better evidence than the estimate: the steps left at the pace seen so far.
-            elapsed = (now - run.started_at).total_seconds()
-            left = elapsed / run.step * (run.total_steps - run.step)
+        left = training_seconds_left(run, now)
+        if left is not None and (est := run.estimate or {}).get("train_seconds"):
+            # Its progress so far is better evidence than the estimate: the steps left at the pace of the steps timed
+            # since this training process began (not since the first start, which a resume keeps, nor start-up).
             end = now + timedelta(
                 seconds=left + (est["total_seconds"] - est["train_seconds"]) * (run.step < run.total_steps)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import pandas as pd
 from sqlalchemy import select
@@ -123,6 +124,21 @@ def request_cancel(session: Session, run_id: int) -> Run | None:
     run.cancel_requested = True
     session.commit()
     return run
+
+
+MIN_TIMED_STEPS = 3  # steps timed before the time left is estimated; until then it is "estimating"
+
+
+def training_seconds_left(run: Run, now: datetime) -> float | None:
+    """Seconds of training left at the pace of the steps that the current training process has timed since the end
+    of its first step; None until MIN_TIMED_STEPS are timed. Neither start-up (loading the model, tokenizing) nor
+    the steps before a resume count: a run resumed 20 s ago from step 500, now at 510 of 600, has 180 s left."""
+    if run.status != RunStatus.RUNNING.value or not run.total_steps or run.timing_at is None:
+        return None
+    timed = run.step - (run.timing_step or 0)
+    if timed < MIN_TIMED_STEPS:
+        return None
+    return max(0.0, (now - run.timing_at).total_seconds() / timed * (run.total_steps - run.step))
 
 
 RESUMABLE = (RunStatus.CRASHED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)

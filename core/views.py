@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core import models
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.db import ACTIVE, Dataset, Prediction, Run, RunStatus, utcnow
-from core.runs import metrics_frame
+from core.runs import MIN_TIMED_STEPS, metrics_frame, training_seconds_left  # noqa: F401 (MIN_TIMED_STEPS)
 
 HISTORY_COLUMNS = [
     "run",
@@ -408,24 +408,12 @@ def overview(session: Session) -> dict[str, int]:
     }
 
 
-MIN_TIMED_STEPS = 3  # steps timed before the time left is estimated; until then it says "estimating"
-
-
 def progress(run: Run, now: datetime | None = None) -> tuple[float | None, float | None]:
-    """Share of steps done and estimated seconds left (None while it cannot be known: say "estimating").
-
-    The pace is that of the steps the current training process has done since it began timing them (after its first
-    step): neither start-up (loading the model, tokenizing) nor the steps before a resume count."""
+    """Share of steps done and estimated seconds of training left (None while it cannot be known: say
+    "estimating"; see core.runs.training_seconds_left)."""
     if not run.total_steps:
         return (1.0 if run.status == RunStatus.COMPLETED.value else None), None
-    done = min(1.0, run.step / run.total_steps)
-    if run.status != RunStatus.RUNNING.value or run.timing_at is None or run.timing_step is None:
-        return done, None
-    timed = run.step - run.timing_step
-    if timed < MIN_TIMED_STEPS:
-        return done, None
-    elapsed = ((now or utcnow()) - run.timing_at).total_seconds()
-    return done, max(0.0, elapsed / timed * (run.total_steps - run.step))
+    return min(1.0, run.step / run.total_steps), training_seconds_left(run, now or utcnow())
 
 
 def curves_frame(session: Session, runs: list[Run]) -> pd.DataFrame:

@@ -74,3 +74,24 @@ def test_claiming_a_resumed_run_keeps_its_first_start_time(settings, csv_folder)
     resumed, fresh = get_run(settings, run.id), get_run(settings, fresh.id)
     assert resumed.started_at == first and resumed.resumed_at > first
     assert fresh.started_at is not None and fresh.resumed_at is None
+
+
+def test_the_queue_plan_uses_the_pace_since_the_resume_too():
+    from core import estimate
+
+    now = utcnow()
+    est = {"total_seconds": 1000.0, "train_seconds": 900.0, "peak_memory_mb": 100.0}
+    run = running(
+        510,
+        600,
+        id=1,
+        estimate=est,
+        started_at=now - timedelta(hours=1),
+        resumed_at=now - timedelta(seconds=20),
+        timing_step=500,
+        timing_at=now - timedelta(seconds=20),
+    )
+    start, end = estimate.queue_times([run], now, slots=1, memory_mb=1000)[1]
+    assert end == now + timedelta(seconds=180 + 100)  # 90 steps at 2 s, then what follows training (scoring, ...)
+    fresh = running(2, 600, id=2, estimate=est, started_at=now - timedelta(seconds=90), timing_step=1, timing_at=now)
+    assert estimate.queue_times([fresh], now, slots=1, memory_mb=1000)[2][1] == now + timedelta(seconds=1000 - 90)
