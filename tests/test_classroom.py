@@ -280,7 +280,7 @@ def test_files_in_the_wrong_boxes_are_said_plainly(settings, csv_folder):
     assert "also appear in" not in texts(at.warning)
 
 
-def test_delete_asks_first_and_follows_runs_that_end(settings, csv_folder):
+def test_delete_asks_first(settings, csv_folder):
     """Bug 12: 'Delete it' removed a dataset at once ('no undo' only in a tooltip)."""
     dataset = store(settings, csv_folder)
     at = open_page("data")
