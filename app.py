@@ -5,21 +5,40 @@ or two of a cold start.
 """
 
 import hmac
+import os
 
 import streamlit as st
 
 
+def secrets_problem(e: FileNotFoundError) -> str | None:
+    """None when there is no secrets file at all; else why the one there cannot be read."""
+    if not any(os.path.exists(p) for p in st.get_option("secrets.files")):
+        return None
+    return (
+        "The dashboard is closed: its password file (.streamlit/secrets.toml) cannot be read "
+        f"({e.__cause__ or 'not a TOML file'}). The administrator should correct it; the dashboard opens again "
+        "once it can be read."
+    )
+
+
 def signed_in() -> bool:
-    """On a shared classroom server, the password set as `password` in .streamlit/secrets.toml; else open."""
+    """On a shared classroom server, the password set as `password` in .streamlit/secrets.toml; else open.
+
+    Fails closed: a secrets file that exists but cannot be read opens nothing (sign_in_page says why).
+    """
     try:
         expected = st.secrets.get("password")
-    except FileNotFoundError:  # no secrets file: no password
-        return True
+    except FileNotFoundError as e:  # StreamlitSecretNotFoundError: no secrets file, or one that cannot be parsed
+        return secrets_problem(e) is None
     return not expected or st.session_state.get("app_signed_in", False)
 
 
 def sign_in_page() -> None:
     st.title("LoRA Lab")
+    try:
+        st.secrets.get("password")
+    except FileNotFoundError as e:
+        return st.error(secrets_problem(e))
     given = st.text_input("Password", type="password", key="app_password", help="Ask your teacher for it.")
     if given:
         expected = str(st.secrets["password"])
@@ -46,10 +65,15 @@ page = st.navigation(
     ],
     position="top",
 )
+from sqlalchemy.exc import InterfaceError, OperationalError  # noqa: E402
+
 import ui  # noqa: E402 (after the navigation is drawn: its imports take a while on a cold start)
 
 # Queued runs train in a background process, even with every tab closed. While it starts, queued runs say they wait.
 if ui.keep_trainer_running() == "down":
     log = ui.settings().data_dir / "worker.log"
     st.warning(f"The trainer stopped or did not start, so queued runs wait; trying again. Its log: {log}")
-page.run()
+try:
+    page.run()
+except (OperationalError, InterfaceError) as e:  # the database server is down or unreachable
+    st.error(ui.database_problem(e))

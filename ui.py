@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from core import data, estimate, models, views, worker
 from core.config import METHOD_NAMES, TrainConfig
 from core.db import Dataset, Run, session_factory, utcnow
 from core.failures import TrainingError
-from core.settings import Settings, get_settings
+from core.settings import Settings, SettingsError, get_settings
 
 CURVES = {  # metric name -> (subplot column, line style, legend text)
     "train_loss": (1, "solid", "train loss"),
@@ -58,7 +60,23 @@ _run_the_app_not_a_lone_page()  # at the first import, in the first page run aft
 
 
 def settings() -> Settings:
-    return get_settings()
+    """The server's settings; a setting that cannot be used stops the page with what to change."""
+    try:
+        return get_settings()
+    except SettingsError as e:
+        st.error(f"The dashboard cannot start: {e} The administrator should correct it and restart the dashboard.")
+        st.stop()
+
+
+def database_problem(e: Exception) -> str:
+    """A database that cannot be reached, in plain words (the URL without its password)."""
+    url = make_url(settings().db_url).render_as_string(hide_password=True)
+    reason = (str(getattr(e, "orig", None) or e).strip() or type(e).__name__).splitlines()[0]
+    return (
+        f"The database {url} cannot be reached ({reason}). Nothing was lost: runs already "
+        "queued or training go on once it is back. Reload this page in a moment, or ask the administrator to check "
+        "the database server."
+    )
 
 
 def sessions(write: bool = False) -> sessionmaker:
@@ -96,11 +114,12 @@ def problems(intro: str, items: list[str]) -> None:
 
 
 def query_ids(name: str) -> list[int] | None:
-    """Run ids from the URL (?run=3 or ?runs=3,4); None when absent, [] when not numbers."""
+    """Run ids from the URL (?run=3 or ?runs=3,4); None when absent, [] when not ids a database can hold."""
     if name not in st.query_params:
         return None
     parts = st.query_params[name].replace(",", " ").split()
-    return [int(p) for p in parts] if all(p.isdigit() for p in parts) else []
+    ok = all(re.fullmatch(r"[0-9]{1,18}", p) for p in parts)  # ASCII digits only: "²".isdigit() is True
+    return [int(p) for p in parts] if ok else []
 
 
 def duration(seconds: float | None) -> str:
@@ -136,7 +155,7 @@ def demo_button(key: str) -> None:
 def bundled_tokenizer():
     """For the 'texts longer than N tokens' warning when checking data; None if the model cannot be loaded."""
     try:
-        return models.load_tokenizer(models.BUNDLED)
+        return models.load_tokenizer(models.BUNDLED, settings())
     except (models.ModelSourceError, ImportError):
         return None
 

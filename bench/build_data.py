@@ -277,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = None
     if not args.no_check:
         from core import models
+        from core.settings import get_settings
 
-        tokenizer = models.load_tokenizer(models.BUNDLED)
+        tokenizer = models.load_tokenizer(models.BUNDLED, get_settings())
     problems = 0
     for name in args.names or SETS:
         spec = SETS[name]

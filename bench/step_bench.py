@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 from core import data, evaluate, models  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.methods import wrap_model  # noqa: E402
+from core.settings import get_settings  # noqa: E402
 from core.trainer import FastDropout  # noqa: E402
 
 
@@ -51,7 +52,9 @@ def batches(folder: Path, tokenizer, n: int, seed: int = 0) -> dict[str, list[di
 
 def make(method: str, source: str, classes: int):
     torch.manual_seed(0)
-    model = wrap_model(models.load_classifier(source, [str(i) for i in range(classes)]), TrainConfig(method=method))
+    model = wrap_model(
+        models.load_classifier(source, [str(i) for i in range(classes)], get_settings()), TrainConfig(method=method)
+    )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     return model, params, torch.optim.AdamW(params, lr=1e-5, weight_decay=0.001, fused=True)
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("--profile", action="store_true")
     args = p.parse_args(argv)
 
-    tokenizer = models.load_tokenizer(args.model)
+    tokenizer = models.load_tokenizer(args.model, get_settings())
     sample = batches(args.data, tokenizer, args.steps)
     setups = {m: make(m, args.model, 5) for m in ("full", "lora")}
     times = {(m, v[0]): [] for m in setups for v in VARIANTS}

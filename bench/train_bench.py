@@ -311,6 +311,8 @@ def smoke_setup(work: Path, source_data: Path) -> tuple[Path, str]:
     import pandas as pd
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    from core.settings import get_settings
+
     folder = work / "smoke-data"
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", 64), ("dev", 40), ("test", 40)):  # dev: a full batch (drop_last)
@@ -319,7 +321,7 @@ def smoke_setup(work: Path, source_data: Path) -> tuple[Path, str]:
     if (source_data / "classes.txt").is_file():
         shutil.copy(source_data / "classes.txt", folder / "classes.txt")
     model_dir = work / "tiny-model"
-    tokenizer = AutoTokenizer.from_pretrained(models.resolve(models.BUNDLED))
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve(models.BUNDLED, get_settings()))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
@@ -422,8 +424,6 @@ def bench(args, methods: list[str], work: Path) -> int:
         roots = os.environ.get("LORALAB_MODEL_ROOTS", str(ROOT / "models"))
         os.environ["LORALAB_MODEL_ROOTS"] = os.pathsep.join([roots, str(Path(args.model).parent)])
     os.environ.pop("LORALAB_DATA_DIR", None)
-    args.model_path = models.resolve(args.model)
-
     settings = get_settings(f"sqlite:///{work / 'bench.db'}")
     stored = {name: store_dataset(settings, folder, name) for name, folder in folders.items()}
     header = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from core import data, models
 from core.config import TrainConfig, defaults_in_words
 from core.db import Dataset, Run, RunStatus, session_factory, utcnow
 from core.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
-from core.settings import get_settings
+from core.settings import SettingsError, get_settings
 
 
 class Refused(Exception):
@@ -45,7 +46,7 @@ def _dataset_from_files(session, settings, args) -> Dataset:
         raise Refused(f"{e.filename}: {e.strerror}.") from None
     except data.DataError as e:
         raise Refused("\n".join(e.problems)) from None
-    tokenizer = models.load_tokenizer(args.model)  # to warn about texts longer than max_length
+    tokenizer = models.load_tokenizer(args.model, settings)  # to warn about texts longer than max_length
     max_length = args.max_length or TrainConfig.max_length
     columns = (args.text_column, args.label_column, names, tokenizer, max_length)
     if args.data:
@@ -61,6 +62,7 @@ def _dataset_from_files(session, settings, args) -> Dataset:
     if existing is not None:
         return existing
     stem = Path(args.data).stem if args.data else Path(args.train).resolve().parent.name
+    stem = re.sub(r"[^\w -]+", "-", stem).strip("- ")[:80]  # a folder named news..v2: news-v2
     name = f"{stem or 'dataset'}-{data.content_hash(check)[:8]}"
     return data.save_dataset(session, settings, check, name)
 
@@ -143,7 +145,7 @@ def cmd_train(args) -> int:
                     run = s.get(Run, run_id)
                     what = f"{run.method}, seed {run.config.get('seed')}"
                 print(f"run {run_id}: training ({what}) ...", file=sys.stderr)
-                statuses.append(supervise(settings, run_id))
+                statuses.append(supervise(settings, run_id))  # Ctrl+C: it cancels the run and waits for its end
             else:
                 print(f"run {run_id}: the worker is training it; waiting ...", file=sys.stderr)
                 statuses.append(_wait_until_finished(settings, run_id))
@@ -300,12 +302,16 @@ def cmd_worker(args) -> int:
     from core.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return run_worker(
-        get_settings(args.db),
-        exit_when_idle=args.exit_when_idle,
-        dashboard_pid=args.dashboard_pid,
-        idle_exit_s=args.idle_exit_s,
-    )
+    try:
+        return run_worker(
+            get_settings(args.db),
+            exit_when_idle=args.exit_when_idle,
+            dashboard_pid=args.dashboard_pid,
+            idle_exit_s=args.idle_exit_s,
+        )
+    except KeyboardInterrupt:  # a run in training was cancelled and has ended (core.worker.supervise)
+        print("worker stopped", file=sys.stderr)
+        return 130
 
 
 def cmd_predict(args) -> int:
@@ -399,6 +405,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="a text file naming integer label i on line i")
 
 
+def run_id(text: str) -> int:
+    """A run id as typed: a whole number a database can hold."""
+    if not re.fullmatch(r"[0-9]{1,19}", text.strip()) or not 0 < int(text) < 2**63:  # "²".isdigit() is True
+        raise argparse.ArgumentTypeError(f"'{text}' is not a run id (a whole number such as 3)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="LoRA Lab engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -417,16 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object keyed by method")
     p.set_defaults(func=cmd_estimate)
     p = sub.add_parser("status", parents=[db], help="a run's status and results")
-    p.add_argument("run_id", type=int)
+    p.add_argument("run_id", type=run_id)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("cancel", parents=[db], help="stop a queued or running run")
-    p.add_argument("run_id", type=int)
+    p.add_argument("run_id", type=run_id)
     p.set_defaults(func=cmd_cancel)
     p = sub.add_parser(
         "resume", parents=[db], help="queue a crashed, failed or cancelled run to go on from its checkpoint"
     )
-    p.add_argument("run_id", type=int)
+    p.add_argument("run_id", type=run_id)
     p.set_defaults(func=cmd_resume)
     p = sub.add_parser("compare", parents=[db], help="the verdict: which method wins, by how much, at what cost")
     p.add_argument("ids", nargs="+", metavar="RUN_OR_GROUP", help="one comparison group id, or two or more run ids")
@@ -442,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("predict", parents=[db], help="label a text, or a file of texts, with a finished run's model")
-    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--run", type=run_id, required=True)
     p.add_argument("text", nargs="?")
     p.add_argument("--json", action="store_true")
     p.add_argument("--file", help="a CSV, or a .txt file with one text a line, to label")
@@ -453,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export", parents=[db], help="write a run's model as a standard transformers / peft folder, with a model card"
     )
-    p.add_argument("run_id", type=int)
+    p.add_argument("run_id", type=run_id)
     p.add_argument("--out", required=True, help="a new folder (with --zip: DIR.zip)")
     p.add_argument("--merged", action="store_true", help="LoRA: merge the adapters in; the folder needs nothing else")
     p.add_argument("--zip", action="store_true", help="write one .zip file instead of a folder")
@@ -465,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (Refused, models.ModelSourceError) as e:
+    except (Refused, models.ModelSourceError, SettingsError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except data.DataError as e:
+        print("error: " + "\n".join(e.problems), file=sys.stderr)
         return 2

@@ -48,6 +48,8 @@ class TrainConfig:
             out.append("Max length must be between 8 and 512 tokens.")
         if not 1 <= self.evals_per_epoch <= 100:
             out.append("Evaluations per epoch must be between 1 and 100.")
+        if not 0 <= self.seed < 2**32:  # what numpy, torch and Python's random all accept
+            out.append(f"Seed must be a whole number from 0 to {2**32 - 1:,}.")
         if self.method == "lora":
             if not 1 <= self.lora_r <= 1024:
                 out.append("LoRA rank r must be between 1 and 1024.")

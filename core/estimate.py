@@ -66,18 +66,15 @@ class ModelShape:
 
 
 @lru_cache(maxsize=32)
-def _shape(source: str, num_labels: int, config_json: str) -> ModelShape:
+def _shape(source: str, num_labels: int, config_json: str, settings: Settings) -> ModelShape:
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     from core import models
     from core.methods import count_params, wrap_model
 
     config = TrainConfig.from_dict(json.loads(config_json))
-    model_config = models.load_config(source, num_labels=num_labels)
-    with torch.device("meta"):  # shapes only: no memory, no weights read
-        model = AutoModelForSequenceClassification.from_config(model_config)
-    model = wrap_model(model, config)
+    model_config = models.load_config(source, settings, num_labels=num_labels)
+    model = wrap_model(models.classifier_on_meta(model_config), config)  # shapes only: no memory, no weights read
     trainable, total = count_params(model)
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     linear = sum(m.weight.numel() for m in linears)
@@ -94,10 +91,10 @@ def _shape(source: str, num_labels: int, config_json: str) -> ModelShape:
     )
 
 
-def model_shape(source: str, num_labels: int, config: TrainConfig) -> ModelShape:
+def model_shape(source: str, num_labels: int, config: TrainConfig, settings: Settings) -> ModelShape:
     """Parameter and operation counts of the model the run will train (cached per model and LoRA settings)."""
     keep = ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_targets")
-    return _shape(source, num_labels, json.dumps({k: getattr(config, k) for k in keep}, sort_keys=True))
+    return _shape(source, num_labels, json.dumps({k: getattr(config, k) for k in keep}, sort_keys=True), settings)
 
 
 def forward_flops_per_token(shape: ModelShape, seq: float) -> float:
@@ -127,7 +124,7 @@ def token_lengths(settings: Settings, dataset: Dataset, source: str) -> dict[str
     from core import models
     from core.data import SPLITS, load_split
 
-    tokenizer = models.load_tokenizer(source)
+    tokenizer = models.load_tokenizer(source, settings)
     lengths = {}
     for split in SPLITS:
         texts = load_split(settings, dataset, split)["text"].tolist()
@@ -385,7 +382,7 @@ def estimate_run(
     """The calibrated estimate of one run: train_seconds, score_seconds, peak_memory_mb, total_seconds (claim to
     result), and how it was calibrated. probe=True queues a probe where this device has no similar run."""
     device = device or this_device(settings)
-    shape = model_shape(model_source, len(dataset.classes), config)
+    shape = model_shape(model_source, len(dataset.classes), config, settings)
     raw = raw_estimate(shape, token_lengths(settings, dataset, model_source), config, device)
     key = probe_key(device, config.method, model_source)
     runs = _finished_runs(session, device)

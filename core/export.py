@@ -54,7 +54,7 @@ def export_run(settings: Settings, run: Run, out: Path, merged: bool = False, ve
         if adapter:
             _write_adapter(folder, tmp, meta)
         else:
-            loaded = predict.load_artifact(folder)  # LoRA: the adapters merged into the base weights
+            loaded = predict.load_artifact(folder, settings)  # LoRA: the adapters merged into the base weights
             loaded.model.save_pretrained(tmp, safe_serialization=True)
             loaded.tokenizer.model_max_length = meta["max_length"]  # truncation=True cuts where the run cut
             loaded.tokenizer.save_pretrained(tmp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core import models
 from core.config import TrainConfig
 from core.failures import TrainingError
+from core.settings import Settings
 
 HEADS = ("classifier", "score")  # what peft's SEQ_CLS task trains and saves by itself
 
@@ -46,13 +47,17 @@ def count_params(model) -> tuple[int, int]:
     return trainable, total
 
 
-def param_counts(model_source: str, classes: list[str], config: TrainConfig) -> dict[str, tuple[int, int]]:
+def param_counts(
+    model_source: str, classes: list[str], config: TrainConfig, settings: Settings
+) -> dict[str, tuple[int, int]]:
     """(trainable, total) parameters for each method with this model, classes and LoRA settings, before training.
 
-    Loads the model once (seconds); callers cache the answer.
+    Counted on the meta device from the model's configuration: no weights are downloaded or read, so a dashboard
+    user typing the id of a huge model costs the server nothing. (Modules missing from a checkpoint, which LoRA
+    then trains too, are not known before the weights are read: the run records its own counts.)
     """
-    model, new_modules = models.load_base(model_source, classes)
+    model = models.classifier_on_meta(models.load_config(model_source, settings, num_labels=len(classes)))
     counts = {"full": count_params(model)}
     lora = TrainConfig.from_dict({**config.to_dict(), "method": "lora"})
-    counts["lora"] = count_params(wrap_model(model, lora, new_modules))
+    counts["lora"] = count_params(wrap_model(model, lora))
     return counts

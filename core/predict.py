@@ -41,7 +41,7 @@ class Predictor:
         return self.classes[int(probs.argmax())], {c: float(p) for c, p in zip(self.classes, probs)}
 
 
-def load_artifact(folder: Path) -> Predictor:
+def load_artifact(folder: Path, settings: Settings) -> Predictor:
     """Full fine-tuning: the saved model. LoRA: the base model, the saved adapters and head, merged."""
     from transformers import AutoTokenizer
 
@@ -50,17 +50,17 @@ def load_artifact(folder: Path) -> Predictor:
     if meta["method"] == "lora":
         from peft import PeftModel
 
-        trained_on, now = meta.get("base_revision"), models.revision(meta["model_source"])
+        trained_on, now = meta.get("base_revision"), models.revision(meta["model_source"], settings)
         if trained_on and now and trained_on != now:
             raise RunNotReady(
                 f"The base model {models.describe(meta['model_source'])} has changed since this run was trained "
                 f"({trained_on[:19]} then, {now[:19]} now): its LoRA adapters fit only the old weights. Restore "
                 "that model, or train the run again."
             )
-        base = models.load_classifier(meta["model_source"], meta["classes"])
+        base = models.load_classifier(meta["model_source"], meta["classes"], settings)
         model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
     else:
-        model = models.load_classifier(str(folder), meta["classes"])
+        model = models.load_classifier(str(folder), meta["classes"], settings)
     model.eval()
     return Predictor(model, tokenizer, meta["classes"], meta["max_length"])
 
@@ -78,4 +78,4 @@ def artifact_folder(settings: Settings, run: Run) -> Path:
 
 
 def load_run(settings: Settings, run: Run) -> Predictor:
-    return load_artifact(artifact_folder(settings, run))
+    return load_artifact(artifact_folder(settings, run), settings)

@@ -78,8 +78,8 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     config = TrainConfig.from_dict(probe.config)
     device = pick_device(settings.device)
     mixed = precision(device, evaluate.cpu_has_bf16())
-    tokenizer = models.load_tokenizer(probe.model_source)
-    base, new_modules = models.load_base(probe.model_source, list(dataset.classes))
+    tokenizer = models.load_tokenizer(probe.model_source, settings)
+    base, new_modules = models.load_base(probe.model_source, list(dataset.classes), settings)
     model = wrap_model(base, config, new_modules).to(device)  # as core.train wraps it
     if device == "cpu":
         use_fast_dropout(model)
@@ -124,7 +124,7 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     busy = estimate.cpu_slowdown(os.getloadavg()[0], os.cpu_count()) if device != "cuda" else 1.0
 
     here = estimate.Device("gpu" if device == "cuda" else "cpu", device_name(device), mixed == "bf16", 0.0)
-    shape = estimate.model_shape(probe.model_source, len(dataset.classes), config)
+    shape = estimate.model_shape(probe.model_source, len(dataset.classes), config, settings)
     prior = estimate.PRIOR[here.kind]
     shapes = [(len(b), int(e["input_ids"].shape[1])) for b, e in zip(batches, encoded)]
     shapes = [shapes[i % len(shapes)] for i in range(STEPS)]

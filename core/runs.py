@@ -9,6 +9,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import models
 from core.artifacts import checkpoints_dir, latest_checkpoint
 from core.config import TrainConfig
 from core.db import ComparisonGroup, Dataset, Metric, Run, RunStatus, utcnow
@@ -44,7 +45,7 @@ def create_run(
         pair_id=pair_id,
         group=group,
         method=config.method,
-        model_source=model_source,
+        model_source=models.absolute_source(model_source),
         config=config.to_dict(),
         status=status.value,
         started_at=utcnow() if status == RunStatus.RUNNING else None,

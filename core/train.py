@@ -65,6 +65,8 @@ def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) ->
         if dataset is None:
             raise TrainingError("The run's dataset was deleted before it could train. Choose another dataset.")
         status, values = _train(settings, sessions, run, dataset, parent_pid)
+    except KeyboardInterrupt:  # Ctrl+C reaches every process of the terminal: a stop asked for, not a crash
+        status, values = RunStatus.CANCELLED, {"error": None}
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the run in plain words
         status, values = RunStatus.FAILED, {"error": plain_error(e, run, run_dir(settings, run))}
         traceback.print_exc()
@@ -76,9 +78,9 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     config = TrainConfig.from_dict(run.config)
     classes = list(dataset.classes)
     splits = {s: load_split(settings, dataset, s) for s in ("train", "dev", "test")}
-    tokenizer = models.load_tokenizer(run.model_source)
+    tokenizer = models.load_tokenizer(run.model_source, settings)
     run.base_revision = models.revision(
-        run.model_source
+        run.model_source, settings
     )  # which weights the base holds: LoRA's adapters fit only them
     _set_run(sessions, run.id, base_revision=run.base_revision)
 
@@ -183,7 +185,7 @@ def _fit(
 ):
     """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder."""
     set_seed(config.seed)
-    base, new_modules = models.load_base(run.model_source, classes)
+    base, new_modules = models.load_base(run.model_source, classes, settings)
     model = wrap_model(base, config, new_modules)
     output_dir = checkpoints_dir(settings, run)
     checkpoint = latest_checkpoint(output_dir, run.uid)  # only a checkpoint this run wrote

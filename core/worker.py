@@ -25,6 +25,7 @@ from sqlalchemy import case, func, select, update
 from core.artifacts import run_dir
 from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
 from core.runners import RunnerError, start_run
+from core.runs import request_cancel
 from core.settings import PROJECT_ROOT, Settings, sqlite_path
 
 log = logging.getLogger("lora_lab.worker")
@@ -86,27 +87,39 @@ def supervise(settings: Settings, run_id: int) -> RunStatus:
     if job.job_id:
         with sessions.begin() as s:
             s.get(Run, run_id).job_id = job.job_id
-    cancel_seen, stop_level, logs_saved = None, 0, time.monotonic()
-    while (ended := job.poll()) is None:
-        time.sleep(POLL_S)
-        with sessions.begin() as s:
-            run = s.get(Run, run_id)
-            if run.status == RunStatus.RUNNING.value:
-                run.heartbeat_at = utcnow()  # the supervisor vouches for a live process
-            cancel = run.cancel_requested
-        if cancel and cancel_seen is None:
-            cancel_seen = time.monotonic()
-        if cancel_seen is not None:
-            waited = time.monotonic() - cancel_seen
-            level = 2 if waited > 2 * job.cancel_grace_s else 1 if waited >= job.cancel_grace_s else 0
-            if level > stop_level:  # first ask politely, then force
-                job.stop(force=level == 2)
-                stop_level = level
-        if time.monotonic() - logs_saved > LOGS_EVERY_S:
-            job.save_logs()
-            logs_saved = time.monotonic()
+    cancel_seen, stop_level, logs_saved, interrupted = None, 0, time.monotonic(), False
+    while True:
+        try:
+            if (ended := job.poll()) is not None:
+                break
+            time.sleep(POLL_S)
+            with sessions.begin() as s:
+                run = s.get(Run, run_id)
+                if run.status == RunStatus.RUNNING.value:
+                    run.heartbeat_at = utcnow()  # the supervisor vouches for a live process
+                cancel = run.cancel_requested
+            if cancel and cancel_seen is None:
+                cancel_seen = time.monotonic()
+            if cancel_seen is not None:
+                waited = time.monotonic() - cancel_seen
+                level = 2 if waited > 2 * job.cancel_grace_s else 1 if waited >= job.cancel_grace_s else 0
+                if level > stop_level:  # first ask politely, then force
+                    job.stop(force=level == 2)
+                    stop_level = level
+            if time.monotonic() - logs_saved > LOGS_EVERY_S:
+                job.save_logs()
+                logs_saved = time.monotonic()
+        except KeyboardInterrupt:  # Ctrl+C: the run is cancelled as if asked, and the process stops once it has ended
+            if interrupted:
+                raise  # a second Ctrl+C: leave at once
+            interrupted = True
+            with sessions() as s:
+                request_cancel(s, run_id)
     job.save_logs()
-    return _record_end(sessions, run_id, RunStatus.CRASHED, ended)
+    status = _record_end(sessions, run_id, RunStatus.CRASHED, ended)
+    if interrupted:
+        raise KeyboardInterrupt
+    return status
 
 
 def _record_end(sessions, run_id: int, status: RunStatus, error: str) -> RunStatus:

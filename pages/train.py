@@ -42,7 +42,10 @@ def apply_preset() -> None:
 @st.cache_data(max_entries=16, show_spinner="Reading the model's configuration to count its parameters…")
 def param_counts(source: str, classes: tuple, r: int, alpha: int, dropout: float, targets: str) -> dict:
     lora = {"lora_r": r, "lora_alpha": alpha, "lora_dropout": dropout, "lora_targets": targets}
-    shapes = {m: estimate.model_shape(source, len(classes), TrainConfig(method=m, **lora)) for m in ("full", "lora")}
+    shapes = {
+        m: estimate.model_shape(source, len(classes), TrainConfig(method=m, **lora), ui.settings())
+        for m in ("full", "lora")
+    }
     return {m: (shape.trainable, shape.total) for m, shape in shapes.items()}
 
 

@@ -22,6 +22,7 @@ from core.db import Prediction, RunStatus, session_factory
 from core.methods import wrap_model
 from core.predict import RunNotReady, load_run
 from core.runs import create_run
+from core.settings import get_settings
 from core.train import train_run
 from tests.helpers import ROOT, get_run, store
 
@@ -31,8 +32,8 @@ FAST = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
 
 def test_lora_model_size_counts_the_weights_and_the_tokenizer_apart(tiny_model, tmp_path):
     config = TrainConfig(method="lora", lora_r=2)
-    model = wrap_model(models.load_classifier(tiny_model, CLASSES), config)
-    tokenizer = models.load_tokenizer(tiny_model)
+    model = wrap_model(models.load_classifier(tiny_model, CLASSES, get_settings()), config)
+    tokenizer = models.load_tokenizer(tiny_model, get_settings())
     run = SimpleNamespace(model_source=tiny_model, uid="0123abcd", base_revision=None)
     folder = tmp_path / "model"
     weights, tokenizer_bytes = save_artifact(model, tokenizer, run, config, CLASSES, folder)
@@ -71,14 +72,14 @@ RELOAD = (
 def test_lora_saves_modules_the_base_lacked_so_a_fresh_process_reproduces_its_predictions(
     settings, csv_folder, no_pooler_model
 ):
-    base, new_modules = models.load_base(no_pooler_model, CLASSES)
+    base, new_modules = models.load_base(no_pooler_model, CLASSES, settings)
     assert new_modules == ["bert.pooler.dense", "classifier"]
     dataset = store(settings, csv_folder)
     with session_factory(settings.db_url)() as s:
         run = create_run(s, dataset, no_pooler_model, TrainConfig(method="lora", **FAST), status=RunStatus.RUNNING)
     assert train_run(settings, run.id) == RunStatus.COMPLETED
     run = get_run(settings, run.id)
-    assert run.base_revision == models.revision(no_pooler_model) and run.base_revision.startswith("sha256 ")
+    assert run.base_revision == models.revision(no_pooler_model, settings) and run.base_revision.startswith("sha256 ")
     folder = settings.data_dir / run.artifact_path
     assert "bert.pooler.dense" in json.loads((folder / "adapter_config.json").read_text())["modules_to_save"]
 

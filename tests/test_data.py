@@ -73,7 +73,7 @@ def test_warnings_are_kept_but_not_fatal(settings, tiny_model):
     long_text = " ".join(["goal"] * 80)
     test = make_rows(8, 3) + [(train[0][0], train[0][1]), (long_text, 0)]
     files = good_files(train=csv_bytes(train), test=csv_bytes(test))
-    check = check_dataset(files, settings, tokenizer=load_tokenizer(tiny_model), max_length=16)
+    check = check_dataset(files, settings, tokenizer=load_tokenizer(tiny_model, settings), max_length=16)
     assert check.ok, check.errors
     text = " ".join(check.warnings)
     assert "Heavy class imbalance in train" in text

@@ -18,6 +18,7 @@ from core.config import TrainConfig
 from core.db import Metric, Prediction, Run, RunStatus, get_engine, session_factory, utcnow
 from core.recorder import RunRecorder
 from core.runs import ConfigError, create_pair, create_run, request_cancel
+from core.settings import get_settings
 from core.worker import claim_next_run, reconcile_stale_runs, run_worker
 from tests.helpers import ROOT, get_run, metric_count, start_worker, store, wait_for
 
@@ -225,8 +226,8 @@ def test_scoring_in_batches_gives_each_text_what_it_gets_alone(tiny_model, monke
     from core import evaluate
 
     monkeypatch.setattr(evaluate, "bf16_supported", lambda device: False)  # float32: equal to rounding
-    model = models.load_classifier(tiny_model, ["a", "b", "c"])
-    tokenizer = models.load_tokenizer(tiny_model)
+    model = models.load_classifier(tiny_model, ["a", "b", "c"], get_settings())
+    tokenizer = models.load_tokenizer(tiny_model, get_settings())
     texts = ["markets stocks", "新闻：股票", "goal", "stocks bank rates profit", "", "球队 比赛 新闻：", "goal"]
     texts += [f"stocks {'goal ' * n}" for n in range(20)]
     together = evaluate.predict_proba(model, tokenizer, texts, max_length=16, batch_size=4)
@@ -235,14 +236,15 @@ def test_scoring_in_batches_gives_each_text_what_it_gets_alone(tiny_model, monke
 
 
 def test_model_sources(tiny_model, tmp_path, monkeypatch):
-    assert models.resolve(models.BUNDLED).endswith("model")
-    model = models.load_classifier(models.BUNDLED, ["a", "b"])
+    settings = get_settings()
+    assert models.resolve(models.BUNDLED, settings).endswith("model")
+    model = models.load_classifier(models.BUNDLED, ["a", "b"], settings)
     assert model.config.id2label == {0: "a", 1: "b"} and model.config.model_type == "bert"
-    assert models.load_classifier(tiny_model, ["x", "y", "z"]).num_labels == 3
+    assert models.load_classifier(tiny_model, ["x", "y", "z"], settings).num_labels == 3
     with pytest.raises(models.ModelSourceError, match="does not exist"):
-        models.resolve(str(tmp_path / "nope"))
+        models.resolve(str(tmp_path / "nope"), settings)
     with pytest.raises(models.ModelSourceError, match="no config.json"):
-        models.resolve(str(tmp_path))
+        models.resolve(str(tmp_path), settings)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(models.ModelSourceError, match="cannot reach Hugging Face"):
-        models.load_tokenizer("some-org/not-a-cached-model")
+        models.load_tokenizer("some-org/not-a-cached-model", settings)

@@ -16,6 +16,7 @@ from core import estimate
 from core.config import TrainConfig
 from core.db import Run, RunStatus, session_factory
 from core.methods import param_counts
+from core.settings import get_settings
 from tests.helpers import ROOT, store
 
 # The tiny BERT of conftest: hidden 32, 2 layers, 2 heads, intermediate 64, 128 positions, 3 classes.
@@ -45,11 +46,11 @@ def hand_counts(vocab: int) -> dict:
 def test_counts_match_hand_computed_and_the_loaded_model(tiny_model):
     from core import models
 
-    vocab = len(models.load_tokenizer(tiny_model))
+    vocab = len(models.load_tokenizer(tiny_model, get_settings()))
     expected = hand_counts(vocab)
-    loaded = param_counts(tiny_model, ["a", "b", "c"], TrainConfig(method="lora"))
+    loaded = param_counts(tiny_model, ["a", "b", "c"], TrainConfig(method="lora"), get_settings())
     for method in ("full", "lora"):
-        shape = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method=method))
+        shape = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method=method), get_settings())
         got = {k: getattr(shape, k) for k in expected[method]}
         assert got == expected[method]
         assert (shape.trainable, shape.total) == loaded[method]  # as the run itself will count them
@@ -57,8 +58,8 @@ def test_counts_match_hand_computed_and_the_loaded_model(tiny_model):
 
 
 def test_operations_per_token_against_hand_computed(tiny_model):
-    full = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method="full"))
-    lora = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method="lora"))
+    full = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method="full"), get_settings())
+    lora = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method="lora"), get_settings())
     seq, attention = 10, 4 * LAYERS * H * 10  # scores and weighted sum, per token, forward
     assert estimate.forward_flops_per_token(full, seq) == 2 * full.linear + attention
     # full: forward, backward through activations and weights, about 6 per weight

@@ -12,6 +12,7 @@ from core import data, methods, views
 from core.config import PRESETS, TrainConfig, preset_config, problems_of
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.runs import ConfigError, create_pair, create_run
+from core.settings import get_settings
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_a_pair_keeps_each_methods_learning_rate_and_a_refused_pair_queues_nothi
 
 
 def test_param_counts_before_training(tiny_model):
-    counts = methods.param_counts(tiny_model, ["a", "b", "c"], TrainConfig(method="lora", lora_r=2))
+    counts = methods.param_counts(tiny_model, ["a", "b", "c"], TrainConfig(method="lora", lora_r=2), get_settings())
     assert counts["full"][0] == counts["full"][1]
     assert 0 < counts["lora"][0] < counts["full"][0]
 

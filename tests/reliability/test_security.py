@@ -9,6 +9,7 @@ import pytest
 
 from core import models
 from core.downloads import safe_csv
+from core.settings import get_settings
 
 
 @pytest.fixture
@@ -22,21 +23,21 @@ def roots(tmp_path, monkeypatch, tiny_model):
 
 def test_model_paths_outside_the_roots_are_refused(roots, tiny_model, tmp_path):
     with pytest.raises(models.ModelSourceError, match="outside the folders this server reads models from"):
-        models.resolve(tiny_model)  # an absolute path outside
+        models.resolve(tiny_model, get_settings())  # an absolute path outside
     with pytest.raises(models.ModelSourceError, match="outside the folders"):
-        models.resolve(str(roots / "inside"))  # a symbolic link out of the root
+        models.resolve(str(roots / "inside"), get_settings())  # a symbolic link out of the root
     with pytest.raises(models.ModelSourceError, match="contains '..'"):
-        models.resolve(str(roots / ".." / "models"))
+        models.resolve(str(roots / ".." / "models"), get_settings())
     with pytest.raises(models.ModelSourceError, match="outside the folders"):
-        models.resolve("/etc")
+        models.resolve("/etc", get_settings())
 
 
 def test_a_model_folder_inside_a_root_loads(roots, tiny_model):
     import shutil
 
     shutil.copytree(tiny_model, roots / "tiny")
-    assert models.resolve(str(roots / "tiny")) == str((roots / "tiny").resolve())
-    assert models.load_classifier(str(roots / "tiny"), ["a", "b"]).num_labels == 2
+    assert models.resolve(str(roots / "tiny"), get_settings()) == str((roots / "tiny").resolve())
+    assert models.load_classifier(str(roots / "tiny"), ["a", "b"], get_settings()).num_labels == 2
 
 
 def test_pickle_weights_are_never_loaded(roots, tiny_model):
@@ -50,7 +51,7 @@ def test_pickle_weights_are_never_loaded(roots, tiny_model):
     torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()
     with pytest.raises(models.ModelSourceError):
-        models.load_classifier(str(folder), ["a", "b"])
+        models.load_classifier(str(folder), ["a", "b"], get_settings())
 
 
 def test_exported_csv_cells_cannot_start_a_formula():
