@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from core import data, estimate, models, views, worker
@@ -80,8 +81,16 @@ def database_problem(e: Exception) -> str:
 
 
 def sessions(write: bool = False) -> sessionmaker:
-    """Sessions for one unit of work. Reads (the default) never wait for the trainer's writes."""
-    return session_factory(settings().db_url, read_only=not write)
+    """Sessions for one unit of work. Reads (the default) never wait for the trainer's writes.
+
+    A database that cannot be reached stops the page with a plain message (app.py does the same for one that goes
+    away later, while a page runs).
+    """
+    try:
+        return session_factory(settings().db_url, read_only=not write)  # connects (and migrates) on first use
+    except (OperationalError, InterfaceError) as e:
+        st.error(database_problem(e))
+        st.stop()
 
 
 @st.cache_resource(show_spinner=False)

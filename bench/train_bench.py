@@ -425,6 +425,7 @@ def bench(args, methods: list[str], work: Path) -> int:
         os.environ["LORALAB_MODEL_ROOTS"] = os.pathsep.join([roots, str(Path(args.model).parent)])
     os.environ.pop("LORALAB_DATA_DIR", None)
     settings = get_settings(f"sqlite:///{work / 'bench.db'}")
+    args.model_path = models.resolve(args.model, settings)
     stored = {name: store_dataset(settings, folder, name) for name, folder in folders.items()}
     header = {
         "machine": machine(),

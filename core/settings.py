@@ -74,18 +74,20 @@ def absolute_db_url(db_url: str) -> str:
     return url.set(database=str(db_file)).render_as_string(hide_password=False)
 
 
-def _number(name: str, default: float, kind=int) -> float:
-    """A positive number from the environment variable `name`, or a plain SettingsError naming it."""
+def _number(name: str, default: float | None, kind=int) -> float | None:
+    """A positive number from the environment variable `name` (unset or empty: the default), or a plain
+    SettingsError naming it."""
     raw = os.environ.get(name, "").strip()
     if not raw:
-        return kind(default)
+        return default if default is None else kind(default)
     try:
         value = kind(raw)
     except ValueError:
         value = None
     if value is None or not math.isfinite(value) or value <= 0:
         what = "a whole number" if kind is int else "a number"
-        raise SettingsError(f"{name} is '{raw}': it must be {what} above 0 (default {default:g}).")
+        unset = "measured" if default is None else f"{default:g}"
+        raise SettingsError(f"{name} is '{raw}': it must be {what} above 0, or unset ({unset}).")
     return value
 
 
@@ -108,6 +110,9 @@ def get_settings(db_url: str | None = None) -> Settings:
     runner = os.environ.get("LORALAB_RUNNER", "local").strip().lower() or "local"
     if runner not in ("local", "ray"):
         raise SettingsError(f"LORALAB_RUNNER is '{runner}': use 'local' or 'ray'.")
+    device = os.environ.get("LORALAB_DEVICE", "auto").strip().lower() or "auto"
+    if device not in ("auto", "cuda", "mps", "cpu"):  # whether this machine has it is core.device's to say
+        raise SettingsError(f"LORALAB_DEVICE is '{device}': use auto, cuda, mps or cpu.")
     return Settings(
         db_url=db_url,
         data_dir=data_dir.resolve(),
@@ -124,7 +129,7 @@ def get_settings(db_url: str | None = None) -> Settings:
         ray_address=os.environ.get("RAY_ADDRESS") or None,
         ray_gpus=os.environ.get("LORALAB_RAY_GPUS", "auto").strip().lower() or "auto",
         ray_python=os.environ.get("LORALAB_RAY_PYTHON") or None,
-        runs_at_once=int(os.environ["LORALAB_RUNS_AT_ONCE"]) if os.environ.get("LORALAB_RUNS_AT_ONCE") else None,
-        device_memory_mb=float(os.environ.get("LORALAB_DEVICE_MEMORY_MB") or 0) or None,
-        device=os.environ.get("LORALAB_DEVICE", "auto").strip().lower() or "auto",
+        runs_at_once=_number("LORALAB_RUNS_AT_ONCE", None),
+        device_memory_mb=_number("LORALAB_DEVICE_MEMORY_MB", None, float),
+        device=device,
     )

@@ -17,7 +17,10 @@ from tests.conftest import make_rows, write_csv
         ("LORALAB_MAX_ROWS", "-5", "LORALAB_MAX_ROWS is '-5'"),
         ("LORALAB_CHECKPOINT_SECONDS", "nan", "LORALAB_CHECKPOINT_SECONDS is 'nan'"),
         ("LORALAB_MAX_MODEL_MB", "0", "LORALAB_MAX_MODEL_MB is '0'"),
+        ("LORALAB_RUNS_AT_ONCE", "two", "LORALAB_RUNS_AT_ONCE is 'two'"),
+        ("LORALAB_DEVICE_MEMORY_MB", "16GB", "LORALAB_DEVICE_MEMORY_MB is '16GB'"),
         ("LORALAB_RUNNER", "slurm", "LORALAB_RUNNER is 'slurm'"),
+        ("LORALAB_DEVICE", "tpu", "LORALAB_DEVICE is 'tpu'"),
         ("LORALAB_DB_URL", "runs.db", "'runs.db' is not a database URL"),
     ],
 )
