@@ -51,7 +51,7 @@ def measure(folder: str, what: str) -> dict:
 
     settings = get_settings(f"sqlite:///{folder}/bench.db")
     files = data.files_from_folder(folder)
-    tokenizer = models.load_tokenizer(models.BUNDLED) if what == "check" else None
+    tokenizer = models.load_tokenizer(models.BUNDLED, settings) if what == "check" else None
     before = _rss_mb()
     start = time.perf_counter()
     if what == "check":

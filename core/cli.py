@@ -484,3 +484,6 @@ def main(argv: list[str] | None = None) -> int:
     except data.DataError as e:
         print("error: " + "\n".join(e.problems), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a run was recorded (reading the files): nothing to cancel
+        print("interrupted", file=sys.stderr)
+        return 130

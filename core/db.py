@@ -269,7 +269,13 @@ def get_engine(db_url: str) -> Engine:
         url = make_url(db_url)
         if url.drivername == "postgresql":  # a plain postgresql:// URL means psycopg 3, the driver we install
             url = url.set(drivername="postgresql+psycopg")
-        engine = create_engine(url, pool_pre_ping=True)
+        # A server that does not answer (a dropped packet, not a refusal) is reported in seconds, not minutes.
+        wait = (
+            {"connect_timeout": 10}
+            if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query
+            else {}
+        )
+        engine = create_engine(url, pool_pre_ping=True, connect_args=wait)
     if db_file is not None:
         # One process migrates at a time (the dashboard and the worker may start together).
         with open(db_file.with_name(db_file.name + ".migrate-lock"), "a") as lock:

@@ -164,20 +164,30 @@ def label_in_child(settings: Settings, job_id: int) -> RunStatus:
         folder = settings.data_dir / s.get(LabelJob, job_id).folder
     env = {**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)}
     with open(folder / "label.log", "ab") as out:
-        code = subprocess.run(
-            [sys.executable, "-m", "core.labels", str(job_id), "--db", settings.db_url],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        ).returncode
+        try:
+            code = subprocess.run(
+                [sys.executable, "-m", "core.labels", str(job_id), "--db", settings.db_url],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            ).returncode
+        except KeyboardInterrupt:  # Ctrl+C on the worker: subprocess.run has stopped the child
+            code = None
     with sessions.begin() as s:
         job = s.get(LabelJob, job_id)
         if job.status == RunStatus.RUNNING.value:
             job.status, job.finished_at = RunStatus.FAILED.value, utcnow()
-            job.error = f"The labelling process ended without finishing (exit status {code}). Label the file again."
-        return RunStatus(job.status)
+            job.error = (
+                "The trainer was stopped from the keyboard (Ctrl+C) while it labelled the file. Label it again."
+                if code is None
+                else f"The labelling process ended without finishing (exit status {code}). Label the file again."
+            )
+        status = RunStatus(job.status)
+    if code is None:
+        raise KeyboardInterrupt
+    return status
 
 
 def reconcile_stale_runs(settings: Settings) -> list[int]:

@@ -12,7 +12,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from streamlit.testing.v1 import AppTest
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, ViTConfig
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, ViTConfig
 
 from core import data, methods, models
 from core.config import TrainConfig
@@ -120,7 +120,10 @@ def test_the_size_cap_holds_for_local_folders_too(settings, tiny_model, monkeypa
         models.load_classifier(tiny_model, ["a", "b"], get_settings())
 
 
-def test_the_train_page_counts_an_id_and_names_a_gated_one(settings, csv_folder, hub, monkeypatch):
+def test_the_train_page_counts_an_id_and_names_a_gated_one(settings, csv_folder, tiny_model, hub, monkeypatch):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)  # the id's tokenizer, "downloaded" (for the estimates)
+    downloaded = lambda source, local_files_only=False, **kwargs: tokenizer  # noqa: E731
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", downloaded)
     monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
     check = data.check_dataset(data.files_from_folder(csv_folder), settings)
     with session_factory(settings.db_url)() as s:

@@ -48,6 +48,13 @@ def test_every_command_with_a_relative_database_from_another_folder(
     assert code == 0, err
     answer = json.loads(out)
     assert answer["label"] in answer["probabilities"]
+    (elsewhere / "new.txt").write_text("the striker scored a goal\nshares fell at the bank\n", encoding="utf-8")
+    code, out, err = cli("predict", "--run", run, "--file", "new.txt", "--out", "labelled.csv")
+    assert code == 0, err
+    assert len((elsewhere / "labelled.csv").read_text(encoding="utf-8").splitlines()) == 3
+    code, out, err = cli("export", run, "--out", "exported")
+    assert code == 0, err
+    assert (elsewhere / "exported" / "README.md").is_file()
 
     code, out, err = cli("submit", *run_args)
     assert code == 0, err
