@@ -309,7 +309,7 @@ def cmd_worker(args) -> int:
             dashboard_pid=args.dashboard_pid,
             idle_exit_s=args.idle_exit_s,
         )
-    except KeyboardInterrupt:  # a run in training was cancelled and has ended (core.worker.supervise)
+    except KeyboardInterrupt:  # the runs in training were cancelled and have ended (core.worker.run_worker)
         print("worker stopped", file=sys.stderr)
         return 130
 

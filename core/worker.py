@@ -279,29 +279,36 @@ def run_worker(
         log.info("worker %s serving %s", os.getpid(), settings.db_url)
         last_reconcile = 0.0
         trainers, idle = Trainers(settings, supervise), IdleClock()
-        while True:
-            if time.monotonic() - last_reconcile > settings.stale_after_s / 2:
-                for run_id in reconcile_stale_runs(settings):
-                    log.warning("run %s had crashed; marked so", run_id)
-                last_reconcile = time.monotonic()
-            job_id = claim_next_label_job(settings)  # first: someone waits on the Predict page for it
-            if job_id is not None:
-                log.info("label job %s ended: %s", job_id, label_in_child(settings, job_id).value)
-                continue
-            if trainers.start_next(claim_next_run):
-                idle.busy()
-                continue
-            if trainers.busy:
-                idle.busy()
-            elif _probe_next(settings):
-                idle.busy()
-                continue
-            elif exit_when_idle:
-                return 0
-            elif dashboard_gone(dashboard_pid) and idle.idle_s() >= idle_exit_s:
-                log.info("idle for %.0f s and the dashboard that started it has stopped: leaving", idle.idle_s())
-                return 0
-            time.sleep(poll_s)
+        try:
+            while True:
+                if time.monotonic() - last_reconcile > settings.stale_after_s / 2:
+                    for run_id in reconcile_stale_runs(settings):
+                        log.warning("run %s had crashed; marked so", run_id)
+                    last_reconcile = time.monotonic()
+                job_id = claim_next_label_job(settings)  # first: someone waits on the Predict page for it
+                if job_id is not None:
+                    log.info("label job %s ended: %s", job_id, label_in_child(settings, job_id).value)
+                    continue
+                if trainers.start_next(claim_next_run):
+                    idle.busy()
+                    continue
+                if trainers.busy:
+                    idle.busy()
+                elif _probe_next(settings):
+                    idle.busy()
+                    continue
+                elif exit_when_idle:
+                    return 0
+                elif dashboard_gone(dashboard_pid) and idle.idle_s() >= idle_exit_s:
+                    log.info("idle for %.0f s and the dashboard that started it has stopped: leaving", idle.idle_s())
+                    return 0
+                time.sleep(poll_s)
+        except KeyboardInterrupt:  # Ctrl+C: the runs training here are cancelled; leave once each has ended
+            with session_factory(settings.db_url)() as s:
+                for run_id in list(trainers.active):
+                    request_cancel(s, run_id)
+            trainers.wait()  # each supervisor sees the cancel, stops its child and records the end
+            raise
 
 
 def _probe_next(settings: Settings) -> bool:
