@@ -49,10 +49,12 @@ def _run_the_app_not_a_lone_page() -> None:
     """While no st.navigation has run since the server started, Streamlit serves a page's address (/runs?run=3,
     the first visit after a restart) by running that file of pages/ alone: no app.py, no navigation, no layout.
     Run app.py instead, which then draws the steps and opens that page."""
-    from streamlit.runtime.pages_manager import PagesManager
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    if PagesManager.uses_pages_directory and get_script_run_ctx() is not None:
+    try:  # Streamlit's internals (1.5x-1.6x): where they change, the first visit is merely plainer, never broken
+        from streamlit.runtime.pages_manager import PagesManager
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:
+        return
+    if getattr(PagesManager, "uses_pages_directory", False) and get_script_run_ctx() is not None:
         PagesManager.uses_pages_directory = False
         st.rerun()
 
