@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlalchemy import select
 
 from core import estimate, worker
@@ -68,21 +69,24 @@ def test_cpu_trains_one_at_a_time_by_default(settings):
 
 def test_a_probe_measures_steps_and_calibrates_the_estimate(settings, csv_folder, tiny_model):
     dataset = store(settings, csv_folder)
-    device = estimate.this_device(settings)
+    here = estimate.this_device(settings)
+    device = dataclasses.replace(here, slowdown=1.0)  # the load left out: only the probe moves the estimate
+    longer = dataclasses.replace(QUICK, epochs=50)  # seconds, not tenths: the change shows through the rounding
     with session_factory(settings.db_url)() as s:
-        before = estimate.estimate_run(settings, s, dataset, tiny_model, QUICK, device, probe=True)
-        estimate.estimate_run(settings, s, dataset, tiny_model, QUICK, device, probe=True)  # asked twice, queued once
+        before = estimate.estimate_run(settings, s, dataset, tiny_model, longer, device, probe=True)
+        estimate.estimate_run(settings, s, dataset, tiny_model, longer, device, probe=True)  # asked twice, queued once
         assert len(s.scalars(select(Probe)).all()) == 1
-    assert not before["probed"]
+    assert not before["probed"] and before["train_seconds"] == pytest.approx(before["raw"]["train_seconds"], abs=0.1)
     probe_id = claim_next_probe(settings)
     assert probe_id is not None and claim_next_probe(settings) is None
     assert run_probe(settings, probe_id) == "done"
     with session_factory(settings.db_url)() as s:
         result = s.get(Probe, probe_id).result
-        after = estimate.estimate_run(settings, s, dataset, tiny_model, QUICK, device)
+        after = estimate.estimate_run(settings, s, dataset, tiny_model, longer, device)
     assert result["time_ratio"] > 0 and result["peak_memory_mb"] > 0
     assert after["probed"]
-    assert after["train_seconds"] != before["train_seconds"]  # moved toward what the probe measured
+    expected = after["raw"]["train_seconds"] * result["time_ratio"]  # the probe stands in for finished runs
+    assert after["train_seconds"] == pytest.approx(expected, abs=0.1)
 
 
 def test_dashboard_started_worker_leaves_when_idle_without_its_dashboard(settings):
