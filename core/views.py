@@ -356,7 +356,7 @@ def partners(session: Session, run: Run) -> list[Run]:
 
 
 def queue_text(session: Session, run: Run) -> str:
-    """Where a queued run stands, in words: which runs train before it (one at a time, oldest first)."""
+    """Where a queued run stands, in words: which runs train or wait before it (oldest first)."""
     ahead = list(
         session.scalars(
             select(Run.id)
@@ -368,9 +368,10 @@ def queue_text(session: Session, run: Run) -> str:
     if not ahead:
         return "Waiting for the trainer to start it (a few seconds)."
     if len(ahead) == 1:
-        return f"Waiting its turn: runs train one at a time, and it starts when run #{ahead[0]} has finished."
+        return f"Waiting its turn: it starts when run #{ahead[0]} has finished."
     names = ", ".join(f"#{i}" for i in ahead[:-1]) + f" and #{ahead[-1]}"
-    return f"Waiting its turn: runs train one at a time, and it starts when runs {names} have finished."
+    # Where several runs train side by side (LORALAB_RUNS_AT_ONCE), it may start before all of them have finished.
+    return f"Waiting its turn behind runs {names}: it starts as soon as the trainer has room for it."
 
 
 def completed_runs(session: Session) -> list[Run]:

@@ -1,4 +1,5 @@
-"""The long-lived worker: claims queued runs one at a time and trains each in its own process.
+"""The long-lived worker: claims queued runs, oldest first, and trains each in its own process (several side by
+side where they fit: core.scheduler).
 
 Where that process runs is the runner's business (core.runners: a child process here, or a Ray job on a
 cluster); the supervising is the same for both: heartbeat, cancel (the run stops at its next step; a signal, or
