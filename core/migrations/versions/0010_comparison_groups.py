@@ -25,12 +25,21 @@ def upgrade() -> None:
         sa.Column("first_seed", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("group_id", sa.Integer(), nullable=True))
-        batch_op.create_index(batch_op.f("ix_runs_group_id"), ["group_id"], unique=False)
-        batch_op.create_foreign_key(
-            "fk_runs_group_id_comparison_groups", "comparison_groups", ["group_id"], ["id"], ondelete="SET NULL"
+    if op.get_bind().dialect.name == "sqlite":
+        # ADD COLUMN keeps the table. Batch mode would copy `runs`, then drop the old one: with foreign keys on (as
+        # core.db connects), that drop deletes every run's metrics and predictions (ON DELETE CASCADE).
+        op.execute("ALTER TABLE runs ADD COLUMN group_id INTEGER REFERENCES comparison_groups (id) ON DELETE SET NULL")
+    else:
+        op.add_column("runs", sa.Column("group_id", sa.Integer(), nullable=True))
+        op.create_foreign_key(
+            "fk_runs_group_id_comparison_groups",
+            "runs",
+            "comparison_groups",
+            ["group_id"],
+            ["id"],
+            ondelete="SET NULL",
         )
+    op.create_index("ix_runs_group_id", "runs", ["group_id"], unique=False)
     # Every pair recorded before groups existed becomes a comparison of one seed, so history reads the same way.
     conn = op.get_bind()
     pairs = conn.execute(
