@@ -74,9 +74,9 @@ def absolute_db_url(db_url: str) -> str:
     return url.set(database=str(db_file)).render_as_string(hide_password=False)
 
 
-def _number(name: str, default: float | None, kind=int) -> float | None:
-    """A positive number from the environment variable `name` (unset or empty: the default), or a plain
-    SettingsError naming it."""
+def _number(name: str, default: float | None, kind=int, zero: bool = False) -> float | None:
+    """A positive number (or 0, where `zero` allows it) from the environment variable `name` (unset or empty: the
+    default), or a plain SettingsError naming it."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default if default is None else kind(default)
@@ -84,10 +84,11 @@ def _number(name: str, default: float | None, kind=int) -> float | None:
         value = kind(raw)
     except ValueError:
         value = None
-    if value is None or not math.isfinite(value) or value <= 0:
+    if value is None or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         what = "a whole number" if kind is int else "a number"
         unset = "measured" if default is None else f"{default:g}"
-        raise SettingsError(f"{name} is '{raw}': it must be {what} above 0, or unset ({unset}).")
+        least = "0 or more" if zero else "above 0"
+        raise SettingsError(f"{name} is '{raw}': it must be {what} {least}, or unset ({unset}).")
     return value
 
 
@@ -118,7 +119,7 @@ def get_settings(db_url: str | None = None) -> Settings:
         data_dir=data_dir.resolve(),
         max_upload_mb=_number("LORALAB_MAX_UPLOAD_MB", 200),
         max_rows=_number("LORALAB_MAX_ROWS", 1_000_000),
-        checkpoint_every_s=_number("LORALAB_CHECKPOINT_SECONDS", 120, float),
+        checkpoint_every_s=_number("LORALAB_CHECKPOINT_SECONDS", 120, float, zero=True),  # 0: at every logged step
         max_model_mb=_number("LORALAB_MAX_MODEL_MB", 2000, float),
         model_roots=tuple(
             Path(p).expanduser().resolve()

@@ -16,6 +16,7 @@ from tests.conftest import make_rows, write_csv
         ("LORALAB_MAX_UPLOAD_MB", "lots", "LORALAB_MAX_UPLOAD_MB is 'lots'"),
         ("LORALAB_MAX_ROWS", "-5", "LORALAB_MAX_ROWS is '-5'"),
         ("LORALAB_CHECKPOINT_SECONDS", "nan", "LORALAB_CHECKPOINT_SECONDS is 'nan'"),
+        ("LORALAB_CHECKPOINT_SECONDS", "-1", "it must be a number 0 or more"),
         ("LORALAB_MAX_MODEL_MB", "0", "LORALAB_MAX_MODEL_MB is '0'"),
         ("LORALAB_RUNS_AT_ONCE", "two", "LORALAB_RUNS_AT_ONCE is 'two'"),
         ("LORALAB_DEVICE_MEMORY_MB", "16GB", "LORALAB_DEVICE_MEMORY_MB is '16GB'"),
@@ -29,6 +30,13 @@ def test_a_setting_that_cannot_be_used_is_named(settings, monkeypatch, capsys, n
     args = ["status", "1"] if name == "LORALAB_DB_URL" else ["status", "1", "--db", settings.db_url]
     assert main(args) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_zero_checkpoint_seconds_means_a_checkpoint_at_every_logged_step(settings, monkeypatch):
+    from core.settings import get_settings
+
+    monkeypatch.setenv("LORALAB_CHECKPOINT_SECONDS", "0")  # as the resume and disk-full tests use it
+    assert get_settings(settings.db_url).checkpoint_every_s == 0
 
 
 @pytest.mark.parametrize("seed, ok", [(0, True), (2**32 - 1, True), (2**32, False), (-1, False), (10**20, False)])
