@@ -201,6 +201,8 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             page.get_by_text("Details: every setting").click()
             page.get_by_label("Batch size", exact=True).fill("4")
             page.get_by_label("Batch size", exact=True).press("Enter")
+            page.get_by_label("Seeds per pair", exact=True).fill("2")  # a comparison of two seeds: four runs
+            page.get_by_label("Seeds per pair", exact=True).press("Enter")
             shot("3-train.png")
             page.get_by_role("button", name="Queue a pair: full fine-tuning + LoRA").click()
 
@@ -211,12 +213,12 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             wait_until(lambda: line.get_attribute("d") != first, 120, "the live curve to move", every=0.5)
             shot("4-runs-live.png", wait=False)
 
-            def both_done():
+            def all_done():
                 runs = runs_in(db_url)
                 assert not [r.error for r in runs if r.status in ("failed", "crashed")], "a run failed"
-                return len(runs) == 2 and all(r.status == RunStatus.COMPLETED.value for r in runs)
+                return len(runs) == 4 and all(r.status == RunStatus.COMPLETED.value for r in runs)
 
-            wait_until(both_done, 420, "both runs to complete", every=2)
+            wait_until(all_done, 600, "the two seeds' pairs to complete", every=2)
             page.goto(f"{base}/runs")
             expect(page.get_by_text("Open a run")).to_be_visible()
             shot("5-runs-history.png")
@@ -226,10 +228,11 @@ def test_upload_train_a_pair_watch_compare_predict(server):
 
             page.goto(f"{base}/compare")
             expect(page.get_by_text("Where they disagree")).to_be_visible()
-            # the difference matrix and the two runs' confusion matrices
-            expect(page.locator(".js-plotly-plot .heatmaplayer")).to_have_count(3)
+            # the comparison of both seeds: the difference matrix and the four runs' confusion matrices
+            expect(page.locator(".js-plotly-plot .heatmaplayer")).to_have_count(5)
             verdict = page.locator(".st-key-compare_verdict")
             expect(verdict).to_contain_text("95 % interval")
+            expect(verdict).to_contain_text("Seeds")  # the group's verdict, each seed's result beside it
             verdict.screenshot(path=SHOTS / "7-verdict.png")
             shot("7-compare.png")
 
