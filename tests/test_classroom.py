@@ -17,6 +17,7 @@ from core.db import Dataset, Metric, Run, RunStatus, session_factory, utcnow
 from core.runs import create_pair, create_run
 from core.train import train_run
 from tests.helpers import store
+from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,24 +74,6 @@ def test_the_first_page_imports_no_torch_or_transformers():
 
 
 # --- The Runs page: a pair as a class follows it -------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def no_worker(monkeypatch):
-    """Pages queue runs, but no background trainer is started from a test."""
-    monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
-
-
-def open_page(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
-    if page != "home":
-        at.switch_page(f"pages/{page}.py")
-    at.query_params.update(query)
-    return at.run()
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 from tests.comparing import comparison, single, store_dataset
-from tests.test_pages import open_page, texts
+from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
 
 OUTCOMES = {  # outcome -> (test texts, full's wrong rows, LoRA's wrong rows, words of the verdict)
     "lora_better": (90, set(range(30)), set(range(5)), "LoRA is better, by 27.8 points of test accuracy"),

@@ -11,7 +11,7 @@ from core import data, verdict
 from core.db import Dataset, session_factory
 from tests.conftest import make_rows, write_csv
 from tests.test_cli import cli
-from tests.test_pages import open_page, texts
+from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
 
 
 def test_a_stratified_split_keeps_each_class_share_and_is_seeded():
