@@ -16,6 +16,12 @@ def splits(folder) -> list[str]:
     return [arg for s in ("train", "dev", "test") for arg in (f"--{s}", str(folder / f"{s}.csv"))]
 
 
+def as_a_terminal_starts_it() -> None:
+    """A command typed in a terminal takes SIGINT's default action. One started from a script's background job (as
+    a CI runner may start the tests) inherits SIGINT ignored, and Ctrl+C could not reach it at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ctrl_c(process: subprocess.Popen, settings, run_id: int) -> None:
     """Once the run has logged a training step, what a terminal sends on Ctrl+C."""
     wait_for(lambda: metric_count(settings, run_id) > 0, timeout=180, what="the first logged step")
@@ -33,6 +39,7 @@ def test_ctrl_c_on_core_train_ends_the_run_cancelled(settings, csv_folder, tiny_
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal gives a command
+        preexec_fn=as_a_terminal_starts_it,
     )
     ctrl_c(process, settings, 1)
     stderr = process.stderr.read()
@@ -47,7 +54,7 @@ def test_ctrl_c_on_core_worker_ends_the_run_cancelled(settings, csv_folder, tiny
     args = ["submit", *splits(csv_folder), "--model", tiny_model, "--epochs", "100", "--db", settings.db_url]
     assert main(args) == 0
     run_id = int(capsys.readouterr().out)
-    worker = start_worker(settings, start_new_session=True)
+    worker = start_worker(settings, start_new_session=True, preexec_fn=as_a_terminal_starts_it)
     ctrl_c(worker, settings, run_id)
     assert worker.returncode == 130
     run = get_run(settings, run_id)
