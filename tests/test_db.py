@@ -21,6 +21,14 @@ def test_migrations_build_exactly_the_models_schema(settings):
     engine = get_engine(settings.db_url)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        # SQLAlchemy reads a SQLite foreign key's ON DELETE only from table-level clauses; one added with its column
+        # (ALTER TABLE ADD COLUMN, migration 0010) is inline: check its action in SQLite's own list instead.
+        fks = {d[1].elements[0].parent.name: d for d in diff if d[0] in ("remove_fk", "add_fk")}
+        for column, (_, model_fk) in [(c, d) for c, d in fks.items() if d[0] == "add_fk"]:
+            pragma = conn.exec_driver_sql(f"PRAGMA foreign_key_list({model_fk.table})")
+            actions = {row[3]: (row[2], row[6]) for row in pragma}  # column: (referred table, on delete)
+            assert actions.get(column) == (model_fk.referred_table.name, model_fk.ondelete or "NO ACTION"), actions
+            diff = [d for d in diff if not (d[0].endswith("_fk") and d[1].elements[0].parent.name == column)]
         assert diff == [], "the models changed without a migration in core/migrations/versions"
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 

@@ -28,7 +28,10 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         # ADD COLUMN keeps the table. Batch mode would copy `runs`, then drop the old one: with foreign keys on (as
         # core.db connects), that drop deletes every run's metrics and predictions (ON DELETE CASCADE).
-        op.execute("ALTER TABLE runs ADD COLUMN group_id INTEGER REFERENCES comparison_groups (id) ON DELETE SET NULL")
+        op.execute(
+            "ALTER TABLE runs ADD COLUMN group_id INTEGER CONSTRAINT fk_runs_group_id_comparison_groups "
+            "REFERENCES comparison_groups (id) ON DELETE SET NULL"
+        )
     else:
         op.add_column("runs", sa.Column("group_id", sa.Integer(), nullable=True))
         op.create_foreign_key(
