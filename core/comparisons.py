@@ -161,6 +161,24 @@ def line_up(session: Session, runs: list[Run]) -> Lined:
     )
 
 
+def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
+    """Test texts on which the runs disagree: CSV row, text, true label, each run's prediction (✓ right)."""
+    lined = line_up(session, runs)
+    preds = np.stack([lined.preds[r.id] for r in runs])
+    differ = np.flatnonzero((preds != preds[0]).any(axis=0))
+    names = lined.classes
+    out = pd.DataFrame(
+        {
+            "test row": differ + 2,  # the CSV's line: a header, then row 0
+            "text": [lined.texts[i] for i in differ],
+            "true label": [names[lined.y_true[i]] for i in differ],
+        }
+    )
+    for run, row in zip(runs, preds):
+        out[views.run_label(run)] = [f"{names[row[i]]} {'✓' if row[i] == lined.y_true[i] else '✗'}" for i in differ]
+    return out
+
+
 def verdict_of(session: Session, pairs: list[tuple[Run, Run]], resamples: int = verdict.RESAMPLES):
     """The verdict for these pairs (B minus A), and the lined-up predictions it was computed from."""
     lined = line_up(session, [r for pair in pairs for r in pair])

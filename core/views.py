@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core import models
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
-from core.db import ACTIVE, Dataset, Prediction, Run, RunStatus, utcnow
+from core.db import ACTIVE, Dataset, Run, RunStatus, utcnow
 from core.runs import MIN_TIMED_STEPS, metrics_frame, training_seconds_left  # noqa: F401 (MIN_TIMED_STEPS)
 
 HISTORY_COLUMNS = [
@@ -461,35 +461,3 @@ def confusion(run: Run, normalised: bool = False) -> tuple[np.ndarray, list[str]
         totals = matrix.sum(axis=1, keepdims=True)
         matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     return matrix, list(test.get("classes") or [])
-
-
-def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
-    """Test examples on which the runs' predictions differ: text, true label, each run's prediction (✓ right)."""
-    ids = [r.id for r in runs]
-    rows = session.execute(
-        select(Prediction.run_id, Prediction.idx, Prediction.text, Prediction.true_label, Prediction.pred_label).where(
-            Prediction.run_id.in_(ids)
-        )
-    ).all()
-    df = pd.DataFrame(rows, columns=["run_id", "idx", "text", "true_label", "pred_label"])
-    missing = [r for r in runs if r.id not in set(df["run_id"])]
-    if missing:
-        raise NotComparable(f"Run {missing[0].id} has no stored test predictions, so it cannot be compared here.")
-    classes = [tuple((r.test_metrics or {}).get("classes") or ()) for r in runs]
-    texts = df.pivot(index="idx", columns="run_id", values="text")
-    if len(set(classes)) > 1 or texts.isna().any().any() or (texts.nunique(axis=1) > 1).any():
-        raise NotComparable(
-            "These runs were tested on different test sets, so their predictions cannot be lined up. "
-            "Pick runs trained on the same dataset."
-        )
-    names = list(classes[0])
-    preds = df.pivot(index="idx", columns="run_id", values="pred_label")[ids]
-    true = df.groupby("idx")["true_label"].first()
-    differ = preds.nunique(axis=1) > 1
-    out = pd.DataFrame({"test row": preds.index[differ] + 2, "text": texts.loc[differ, ids[0]].values})
-    out["true label"] = [names[i] for i in true[differ]]
-    for run in runs:
-        out[run_label(run)] = [
-            f"{names[p]} {'✓' if p == t else '✗'}" for p, t in zip(preds.loc[differ, run.id], true[differ])
-        ]
-    return out.reset_index(drop=True)

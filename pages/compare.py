@@ -248,7 +248,7 @@ if cell and cell[0] in {r.id for r in chosen_runs}:
 st.subheader("Where they disagree")
 try:
     with ui.sessions()() as s:
-        disagree = views.disagreements(s, chosen_runs)
+        disagree = comparisons.disagreements(s, chosen_runs)
 except views.NotComparable as e:
     st.warning(str(e))
 else:

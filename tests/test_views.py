@@ -8,7 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from core import data, methods, views
+from core import comparisons, data, methods, views
 from core.config import PRESETS, TrainConfig, preset_config, problems_of
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.runs import ConfigError, create_pair, create_run
@@ -119,11 +119,11 @@ def test_curves_comparison_confusion_and_disagreements(settings, dataset):
         assert list(table["run"]) == [views.run_label(r) for r in runs]
         shares, names = views.confusion(runs[0], normalised=True)
         assert names == classes and np.allclose(shares.sum(axis=1), 1)
-        disagree = views.disagreements(s, runs)
+        disagree = comparisons.disagreements(s, runs)
         assert disagree["text"].tolist() == ["文本 1", "文本 3"]
         assert disagree["true label"].tolist() == ["1", "0"]
         assert disagree.iloc[0, 3:].tolist() == ["1 ✓", "2 ✗"]
 
         other = add_run(s, dataset, RunStatus.COMPLETED, test_metrics={"classes": classes})
         with pytest.raises(views.NotComparable, match="no stored test predictions"):
-            views.disagreements(s, [runs[0], other])
+            comparisons.disagreements(s, [runs[0], other])
