@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from core import data, estimate, models, views, worker
+from core import estimate, models, views, worker
 from core.config import METHOD_NAMES, TrainConfig
 from core.db import Dataset, Run, session_factory, utcnow
 from core.failures import TrainingError
@@ -153,6 +153,8 @@ def show_flash() -> None:
 
 def demo_button(key: str) -> None:
     """The one-click way to a first dataset: store the bundled demo set."""
+    from core import data  # here: its CSV reader (pandas, pyarrow) is the slowest import of a cold start
+
     if st.button("Use the demo set", key=key, type="primary", help="Stores about 2,100 BBC News titles in 5 classes."):
         try:
             with sessions(write=True)() as s:
@@ -276,6 +278,8 @@ def _device(current: Settings) -> estimate.Device:
 def _plan(
     dataset_id: int, source: str, configs_json: str, version: tuple, here: estimate.Device, repeats: int
 ) -> dict | str:
+    from core import data
+
     configs = {m: TrainConfig.from_dict(c) for m, c in json.loads(configs_json).items()}
     try:
         with sessions(write=True)() as s:  # may queue a probe for the worker

@@ -26,6 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from core.settings import sqlite_path
@@ -190,6 +191,7 @@ class LabelJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)  # renewed by the worker while it labels
     peak_memory_mb: Mapped[float | None] = mapped_column(Float)  # of the labelling process
 
 
@@ -239,9 +241,25 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x4C6F5241  # a PostgreSQL advisory lock key ("LoRA"): one process migrates at a time
 
 
+def newest_revision() -> str:
+    """The newest migration's revision: each file of migrations/versions is named by its revision (0010_...)."""
+    return max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for a new database (or one Alembic has not stamped)."""
+    try:
+        with engine.connect().execution_options(lora_lab_write=False) as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        return None
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest version (Alembic), keeping every row: a runs.db made by an older
     version of LoRA Lab is upgraded in place the first time this version opens it."""
+    if schema_revision(engine) == newest_revision():
+        return  # up to date, the usual case: no need to load Alembic and every migration (0.3 s of a cold start)
     from alembic import command
     from alembic.config import Config
 

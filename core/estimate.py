@@ -21,12 +21,12 @@ import json
 import logging
 import math
 import os
+import statistics
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -141,12 +141,16 @@ def token_lengths(settings: Settings, dataset: Dataset, source: str) -> dict[str
 def train_batches(lengths: list[int], batch_size: int, seed: int) -> list[tuple[int, int]]:
     """(texts, padded length) of each batch of one epoch: the engine's batches are random (core.trainer's
     EpochSeededSampler), and the collator pads a batch to its longest text."""
+    import numpy as np  # here: the dashboard's first page asks this module for queue times, which need no numpy
+
     arr = np.asarray(lengths)[np.random.default_rng(seed).permutation(len(lengths))]
     return [(len(b), int(b.max())) for b in np.array_split(arr, range(batch_size, len(arr), batch_size)) if len(b)]
 
 
 def eval_batches(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
     """The dev set, sorted by length, in batches of batch_size, each padded to its longest text."""
+    import numpy as np
+
     arr = np.sort(np.asarray(lengths))
     return [(len(b), int(b.max())) for b in np.array_split(arr, range(batch_size, len(arr), batch_size)) if len(b)]
 
@@ -544,7 +548,7 @@ def fallback_seconds(session: Session) -> float | None:
         .limit(RECENT_RUNS)
     ).all()
     walls = [(end - start).total_seconds() for start, end in rows]
-    return float(np.median(walls)) if walls else None
+    return statistics.median(walls) if walls else None
 
 
 def queue_plan(settings: Settings, session: Session, device: Device, now: datetime) -> dict:

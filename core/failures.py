@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import models
-from core.data import DataError
 from core.db import Run
 
 
@@ -31,6 +30,8 @@ WRITE_FAILURES = ("no space left", "file too large", "disk quota", "read-only fi
 
 def plain_error(e: Exception, run: Run, folder: Path) -> str:
     """What went wrong, for the run's page; `folder` is where the run writes (checkpoints, model)."""
+    from core.data import DataError  # here, not at the top: the dashboard's first page needs no CSV reader
+
     if isinstance(e, TrainingError | models.ModelSourceError | DataError):
         return str(e)
     if out_of_memory(e):

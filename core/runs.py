@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,9 @@ from core.artifacts import checkpoints_dir, latest_checkpoint
 from core.config import TrainConfig
 from core.db import ComparisonGroup, Dataset, Metric, Run, RunStatus, utcnow
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ConfigError(Exception):
@@ -175,6 +178,8 @@ def resume_run(session: Session, settings: Settings, run_id: int) -> int:
 
 def metrics_frame(session: Session, run_ids: list[int]) -> pd.DataFrame:
     """Every logged value of the given runs: run_id, step, epoch, name, value."""
+    import pandas as pd
+
     rows = session.execute(
         select(Metric.run_id, Metric.step, Metric.epoch, Metric.name, Metric.value)
         .where(Metric.run_id.in_(run_ids))

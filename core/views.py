@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -13,6 +12,10 @@ from core import models
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.db import ACTIVE, Dataset, Run, RunStatus, utcnow
 from core.runs import MIN_TIMED_STEPS, metrics_frame, training_seconds_left  # noqa: F401 (MIN_TIMED_STEPS)
+
+if TYPE_CHECKING:  # pandas and numpy are imported where a table or matrix is made: the Start page, the first a
+    import numpy as np  # cold start draws, needs neither
+    import pandas as pd
 
 HISTORY_COLUMNS = [
     "run",
@@ -93,6 +96,8 @@ SETTINGS = {  # TrainConfig field -> (name on screen, glossary term)
 
 def settings_frame(run: Run) -> pd.DataFrame:
     """A run's settings in words, one per row with what it means (LoRA's only for a LoRA run)."""
+    import pandas as pd
+
     rows = []
     for field, (name, term) in SETTINGS.items():
         value = (run.config or {}).get(field)
@@ -268,6 +273,8 @@ def list_datasets(session: Session) -> list[Dataset]:
 
 def datasets_frame(session: Session) -> pd.DataFrame:
     """Stored datasets, newest first, with how many runs use each (and how many of those are still to finish)."""
+    import pandas as pd
+
     runs = dict(session.execute(select(Run.dataset_id, func.count()).group_by(Run.dataset_id)).all())
     active = dict(
         session.execute(
@@ -305,6 +312,8 @@ def history_frame(
 ) -> pd.DataFrame:
     """Every run, newest first; each filter left empty keeps everything. Accuracy and macro-F1 in percent (shown
     with ui.PERCENT_COLUMN); a pair is named by its other run's number."""
+    import pandas as pd
+
     pairs: dict[str, list[int]] = {}
     for run_id, pair_id in session.execute(select(Run.id, Run.pair_id).where(Run.pair_id.is_not(None))):
         pairs.setdefault(pair_id, []).append(run_id)
@@ -429,6 +438,8 @@ def curves_frame(session: Session, runs: list[Run]) -> pd.DataFrame:
 
 def compare_frame(runs: list[Run]) -> pd.DataFrame:
     """One row per run: test metrics and costs, the columns the Compare page shows."""
+    import pandas as pd
+
     rows = []
     for run in runs:
         test = run.test_metrics or {}
@@ -455,6 +466,8 @@ def compare_frame(runs: list[Run]) -> pd.DataFrame:
 
 def confusion(run: Run, normalised: bool = False) -> tuple[np.ndarray, list[str]]:
     """The test confusion matrix (rows: true class, columns: predicted), counts or each row's shares."""
+    import numpy as np
+
     test = run.test_metrics or {}
     matrix = np.asarray(test.get("confusion_matrix") or [[]], dtype=float)
     if normalised and matrix.size:

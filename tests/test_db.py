@@ -83,3 +83,35 @@ def test_reads_do_not_fail_while_a_writer_holds_the_lock(settings, csv_folder):
         writer.close()
     with get_engine(settings.db_url).connect() as conn:
         assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+def test_a_database_at_the_newest_revision_opens_without_loading_alembic(settings):
+    """Every process (the dashboard's first page, the worker, each CLI command) opens the database: one already at
+    the newest revision is read as such, not migrated through Alembic again."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from core.db import MIGRATIONS, newest_revision, schema_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert newest_revision() == ScriptDirectory.from_config(config).get_current_head()  # files named by revision
+    engine = get_engine(settings.db_url)
+    assert schema_revision(engine) == newest_revision()
+    opened = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from core.db import get_engine; get_engine(sys.argv[1]); print('alembic' in sys.modules)",
+            settings.db_url,
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert opened.stdout.strip() == "False"
