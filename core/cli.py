@@ -357,6 +357,7 @@ def _label_file(settings, args, predictor) -> int:
 
 
 def cmd_export(args) -> int:
+    from core.comparisons import launched_with
     from core.export import ExportError, export_run, export_zip
     from core.predict import RunNotReady
 
@@ -366,11 +367,13 @@ def cmd_export(args) -> int:
         run = s.get(Run, args.run_id)
         if run is None:
             raise Refused(f"There is no run {args.run_id}.")
+        verdict = launched_with(s, run)
         try:
             if args.zip:
-                done = export_zip(settings, run, out.with_name(out.name.removesuffix(".zip") + ".zip"), args.merged)
+                zipped = out.with_name(out.name.removesuffix(".zip") + ".zip")
+                done = export_zip(settings, run, zipped, args.merged, verdict)
             else:
-                done = export_run(settings, run, out, args.merged)
+                done = export_run(settings, run, out, args.merged, verdict)
         except (RunNotReady, ExportError) as e:
             raise Refused(str(e)) from None
     print(done)

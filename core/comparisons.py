@@ -273,6 +273,27 @@ def cell_texts(lined: Lined, run_id: int, true: int, pred: int) -> pd.DataFrame:
     return pd.DataFrame({"test row": where + 2, "text": [lined.texts[i] for i in where]})
 
 
+def launched_with(session: Session, run: Run) -> str | None:
+    """The verdict of the comparison the run was launched in (its group of seeds, else its pair) in one sentence,
+    as a model card states it; None for a run launched alone or while its partners have not all completed."""
+    if run.group_id is not None:
+        runs = group_runs(session, run.group_id)
+    elif run.pair_id:
+        runs = list(session.scalars(select(Run).where(Run.pair_id == run.pair_id).order_by(Run.id)))
+    else:
+        return None
+    pairs = completed_pairs(runs)
+    if not pairs or len(pairs) * 2 != len(runs):
+        return None
+    try:
+        result, _ = verdict_of(session, pairs)
+    except NotComparable:
+        return None
+    seeds = f" over {result.seeds} seeds" if result.seeds > 1 else ""
+    ids = ", ".join(f"{a.id} and {b.id}" for a, b in pairs)
+    return f"{result.sentence()} On {result.test_size} test texts{seeds} (runs {ids})."
+
+
 def compare_summary(session: Session, runs: list[Run], resamples: int = verdict.RESAMPLES) -> dict:
     """What `python -m core compare --json` prints. NotComparable when the runs give no verdict."""
     unfinished = [r.id for r in runs if r.status != RunStatus.COMPLETED.value]

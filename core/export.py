@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from core import models, predict
+from core import comparisons, models, predict
 from core.db import Run, session_factory
 from core.settings import Settings
 
@@ -91,7 +91,8 @@ def export_bytes(settings: Settings, run_id: int, merged: bool = False) -> bytes
         run = s.get(Run, run_id)
         if run is None:
             raise ExportError(f"There is no run {run_id} (it may have been deleted).")
-        return export_zip(settings, run, Path(work) / f"{export_name(run, merged)}.zip", merged).read_bytes()
+        verdict = comparisons.launched_with(s, run)
+        return export_zip(settings, run, Path(work) / f"{export_name(run, merged)}.zip", merged, verdict).read_bytes()
 
 
 def _write_adapter(folder: Path, tmp: Path, meta: dict) -> None:
@@ -144,7 +145,7 @@ def model_card(run: Run, meta: dict, adapter: bool, verdict: str | None = None) 
         scores = ", ".join(f"{label} {run.test_metrics[k]:.4f}" for k, label in METRICS if k in run.test_metrics)
         lines.append(f"- **Test set scores**: {scores}")
     if verdict:
-        lines.append(f"- **Compared with its pair**: {verdict}")
+        lines.append(f"- **Full fine-tuning against LoRA on this data**: {verdict}")
     lines += ["", "## Load it", "", "```python"]
     if adapter:
         lines += [

@@ -72,6 +72,18 @@ def metric_rows(settings, run_id) -> list[tuple[str, int, float]]:
         return [tuple(r) for r in rows]
 
 
+def core_command(settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m core ARGS --db URL`, as a user types it, on the test's database and data folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args, "--db", settings.db_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
+    )
+
+
 def start_worker(settings, env: dict | None = None, output=subprocess.DEVNULL, **popen) -> subprocess.Popen:
     """A real worker process (`python -m core worker`) for the settings' database and data folder."""
     return subprocess.Popen(

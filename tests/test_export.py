@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -14,7 +13,7 @@ from core import evaluate, export, predict
 from core.db import Run, session_factory
 from core.settings import get_settings
 from tests.conftest import make_rows, write_csv
-from tests.helpers import ROOT, store, train_now
+from tests.helpers import core_command, store, train_now
 
 LR = {"full": 3e-3, "lora": 5e-3}
 FAST = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
@@ -166,15 +165,31 @@ def test_an_export_never_overwrites_a_folder(trained, tmp_path):
 
 def test_cli_export_writes_a_merged_zip(trained, tmp_path):
     settings, ids, _ = trained
-    done = subprocess.run(
-        [sys.executable, "-m", "core", "export", str(ids["lora"]), "--out", str(tmp_path / "m"), "--merged", "--zip"]
-        + ["--db", settings.db_url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
-    )
+    done = core_command(settings, "export", str(ids["lora"]), "--out", str(tmp_path / "m"), "--merged", "--zip")
     assert done.returncode == 0, done.stderr
     with zipfile.ZipFile(tmp_path / "m.zip") as z:
         assert {"m/model.safetensors", "m/config.json", "m/README.md"} <= set(z.namelist())
+
+
+def test_the_card_of_a_run_launched_in_a_pair_states_the_pairs_verdict(trained, tmp_path):
+    from core.comparisons import compare_summary
+
+    settings, ids, _ = trained
+    with session_factory(settings.db_url)() as s:
+        runs = [s.get(Run, ids["full"]), s.get(Run, ids["lora"])]
+        assert export.comparisons.launched_with(s, runs[1]) is None  # trained alone: no comparison to state
+        for run in runs:  # the two as a pair, as `train --pair` launches them
+            run.pair_id = "pair-of-the-export-test"
+        s.commit()
+        sentence = compare_summary(s, runs)["sentence"]
+    try:
+        done = core_command(settings, "export", str(ids["lora"]), "--out", str(tmp_path / "a"))
+        assert done.returncode == 0, done.stderr
+        card = (tmp_path / "a" / "README.md").read_text(encoding="utf-8")
+        assert f"- **Full fine-tuning against LoRA on this data**: {sentence} On 24 test texts" in card
+        assert f"(runs {ids['full']} and {ids['lora']})" in card
+    finally:
+        with session_factory(settings.db_url)() as s:
+            for run_id in ids.values():
+                s.get(Run, run_id).pair_id = None
+            s.commit()
