@@ -30,6 +30,7 @@ from core.runs import request_cancel
 from core.settings import PROJECT_ROOT, Settings, sqlite_path
 
 log = logging.getLogger("lora_lab.worker")
+HEARTBEAT_S = 5.0  # how often the worker renews a label job's heartbeat while its child labels
 POLL_S = 0.5  # how often the supervisor checks the process, renews the heartbeat and reads the cancel flag
 LOGS_EVERY_S = 5.0  # how often a Ray job's log is copied into the run's train.log while it trains
 
@@ -152,7 +153,7 @@ def claim_next_label_job(settings: Settings) -> int | None:
         claimed = s.execute(
             update(LabelJob)
             .where(LabelJob.id == job_id, LabelJob.status == RunStatus.QUEUED.value)
-            .values(status=RunStatus.RUNNING.value, started_at=utcnow())
+            .values(status=RunStatus.RUNNING.value, started_at=utcnow(), heartbeat_at=utcnow())
         ).rowcount
     return job_id if claimed == 1 else None
 
@@ -165,16 +166,25 @@ def label_in_child(settings: Settings, job_id: int) -> RunStatus:
         folder = settings.data_dir / s.get(LabelJob, job_id).folder
     env = {**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)}
     with open(folder / "label.log", "ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "core.labels", str(job_id), "--db", settings.db_url],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         try:
-            code = subprocess.run(
-                [sys.executable, "-m", "core.labels", str(job_id), "--db", settings.db_url],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            ).returncode
-        except KeyboardInterrupt:  # Ctrl+C on the worker: subprocess.run has stopped the child
+            while (code := child.poll()) is None:
+                with sessions.begin() as s:  # the worker vouches for a live labelling process, as for a run
+                    s.execute(update(LabelJob).where(LabelJob.id == job_id).values(heartbeat_at=utcnow()))
+                try:
+                    child.wait(timeout=HEARTBEAT_S)
+                except subprocess.TimeoutExpired:
+                    pass
+        except KeyboardInterrupt:  # Ctrl+C on the worker: stop the child too
+            child.kill()
+            child.wait()
             code = None
     with sessions.begin() as s:
         job = s.get(LabelJob, job_id)
@@ -192,10 +202,23 @@ def label_in_child(settings: Settings, job_id: int) -> RunStatus:
 
 
 def reconcile_stale_runs(settings: Settings) -> list[int]:
-    """Runs still marked running whose heartbeat stopped (machine rebooted, worker killed) have crashed."""
+    """Runs still marked running whose heartbeat stopped (machine rebooted, worker killed) have crashed; label
+    jobs likewise have failed. Returns the runs' ids."""
     sessions = session_factory(settings.db_url)
     cutoff = utcnow() - timedelta(seconds=settings.stale_after_s)
     with sessions.begin() as s:
+        s.execute(
+            update(LabelJob)
+            .where(
+                LabelJob.status == RunStatus.RUNNING.value,
+                (LabelJob.heartbeat_at < cutoff) | LabelJob.heartbeat_at.is_(None),
+            )
+            .values(
+                status=RunStatus.FAILED.value,
+                finished_at=utcnow(),
+                error="The labelling stopped (the machine restarted or the trainer was killed). Label the file again.",
+            )
+        )
         stale = s.scalars(
             select(Run)
             .where(Run.status == RunStatus.RUNNING.value, (Run.heartbeat_at < cutoff) | (Run.heartbeat_at.is_(None)))

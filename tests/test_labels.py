@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -16,7 +13,7 @@ from core.db import LabelJob, Run, session_factory
 from core.settings import get_settings
 from core.worker import run_worker
 from tests.conftest import make_rows, write_csv
-from tests.helpers import ROOT, store, train_now
+from tests.helpers import core_command, store, train_now
 
 MEMORY_BOUND_MB = 50  # the labelling process of 20,000 rows may use at most this much more than that of 5,000
 
@@ -124,25 +121,45 @@ def test_a_gbk_text_file_reads_one_text_a_line(lora_run, tmp_path):
 
 def test_cli_labels_a_file(lora_run, tmp_path):
     settings, run_id = lora_run
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "core",
-            "predict",
-            "--run",
-            str(run_id),
-            "--file",
-            str(texts_file(tmp_path / "in.csv", 50)),
-        ]
-        + ["--text-column", "text", "--out", str(tmp_path / "out.csv"), "--db", settings.db_url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
+    file = str(texts_file(tmp_path / "in.csv", 50))
+    done = core_command(
+        settings,
+        "predict",
+        "--run",
+        str(run_id),
+        "--file",
+        file,
+        "--text-column",
+        "text",
+        "--out",
+        str(tmp_path / "out.csv"),
     )
     assert done.returncode == 0, done.stderr
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
     assert len(out) == 50 and list(out.columns)[:3] == ["id", "text", "note"]
     assert set(out[f"run {run_id} label"]) <= {"0", "1", "2"}
+
+
+def test_a_label_job_whose_worker_died_is_failed_with_a_plain_reason(lora_run, tmp_path):
+    """The worker renews a label job's heartbeat while its child labels; killed (or the machine restarted), the job
+    would say 'running' for good. The next worker's reconciliation fails it, and leaves a live one alone."""
+    from datetime import timedelta
+
+    from core.db import utcnow
+    from core.worker import claim_next_label_job, reconcile_stale_runs
+
+    settings, run_id = lora_run
+    dead = submit(settings, texts_file(tmp_path / "dead.csv", 10), run_id)
+    assert claim_next_label_job(settings) == dead
+    live = submit(settings, texts_file(tmp_path / "live.csv", 10), run_id)
+    assert claim_next_label_job(settings) == live
+    sessions = session_factory(settings.db_url)
+    with sessions.begin() as s:
+        s.get(LabelJob, dead).heartbeat_at = utcnow() - timedelta(seconds=settings.stale_after_s + 5)
+    reconcile_stale_runs(settings)
+    with sessions() as s:
+        failed, running = s.get(LabelJob, dead), s.get(LabelJob, live)
+        assert (failed.status, running.status) == ("failed", "running")
+        assert "Label the file again" in failed.error and failed.finished_at is not None
+        running.status = "cancelled"  # not left for the other tests' worker to find
+        s.commit()
