@@ -34,7 +34,7 @@ _FLOAT_LABEL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _INTEGRAL_FLOAT = re.compile(r"^[+-]?\d+(\.0*)?$")
 _DOT_ZEROS = r"\.0*$"
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+")
-CSV_CHUNK_ROWS = 20_000  # rows parsed at a time
+CSV_CHUNK_ROWS = 5_000  # rows parsed at a time
 LENGTH_SAMPLE = 500  # texts tokenized per split to warn about texts the model will cut
 MAX_LISTED = 5  # rows named per kind of problem; the rest are counted
 DEMO_DIR = PROJECT_ROOT / "assets" / "demo"  # BBC News titles, 5 classes, in the seed layout
@@ -270,7 +270,9 @@ def text_problems(name: str, texts: pd.Series, column: str, settings: Settings, 
     """Empty and overlong texts, named by row as the Data page names them."""
     problems = []
     column_part = "" if plain else f", column '{column}'"
-    empty = texts.str.strip() == ""
+    values = pa.array(texts)  # no copy of Arrow strings; Arrow's whitespace is Python's str.strip()'s
+    blank = pc.or_(pc.equal(pc.binary_length(values), 0), pc.utf8_is_space(values))
+    empty = pd.Series(blank.to_numpy(zero_copy_only=False), texts.index)  # no stripped copy of every text
     if empty.any():
         problems.append(
             f"{name} {_rows(texts.index[empty], plain)}{column_part}: the text is empty. Fill it in or delete the row."
@@ -438,10 +440,11 @@ def check_dataset(
 
     check.classes = [class_names[int(v)] if integer and class_names else str(v) for v in values]
     for split in SPLITS:
-        ids = pd.Series(pd.Index(values).get_indexer(raw_labels[split]), raw_labels[split].index)  # no object per row
-        check.splits[split] = pd.DataFrame({"text": texts[split].values, "label": ids.values.astype(int)})
-        counts = ids.value_counts()
-        check.label_counts[split] = {check.classes[i]: int(counts.get(i, 0)) for i in range(len(values))}
+        labels = pa.array(raw_labels[split])  # each label's class id in Arrow: no Python object per row
+        ids = pc.index_in(labels, value_set=pa.array(values, labels.type)).to_numpy(zero_copy_only=False)
+        check.splits[split] = pd.DataFrame({"text": texts[split].values, "label": ids.astype(int)})
+        counts = np.bincount(ids, minlength=len(values))
+        check.label_counts[split] = {check.classes[i]: int(counts[i]) for i in range(len(values))}
 
     if warn:
         check.warnings.extend(_warnings(check, files, tokenizer, max_length))
@@ -588,10 +591,10 @@ def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_l
     train_texts = pa.array(check.splits["train"]["text"])
     for split in ("dev", "test"):
         texts = check.splits[split]["text"]
-        # Arrow's hash join in C++: pandas' isin on these strings walks them in Python.
-        shared = pd.Series(
-            pc.is_in(pa.array(texts), value_set=train_texts).to_numpy(zero_copy_only=False), texts.index
-        )
+        # Arrow's hash join in C++ (pandas' isin on these strings walks them in Python), hashing the smaller side
+        # first: a hash set of every training text costs several times the file.
+        in_train = train_texts.filter(pc.is_in(train_texts, value_set=pa.array(texts)))
+        shared = pd.Series(pc.is_in(pa.array(texts), value_set=in_train).to_numpy(zero_copy_only=False), texts.index)
         if shared.any() and split not in repeated:  # the very same file is said above
             out.append(
                 f"{int(shared.sum())} texts in {files[split].name} also appear in {files['train'].name} "
@@ -611,10 +614,10 @@ def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_l
 def count_longer(tokenizer, texts: pd.Series, max_length: int, sample: int = LENGTH_SAMPLE) -> tuple[int, int]:
     """(texts longer than max_length tokens, texts looked at): every text of a small split, an evenly spread sample
     of `sample` texts of a larger one. Tokenizing every row would take longer than the rest of the check together."""
-    if len(texts) > sample:
-        texts = texts.iloc[np.linspace(0, len(texts) - 1, sample).astype(int)]
-    ids = tokenizer(texts.tolist(), truncation=False, return_attention_mask=False, return_token_type_ids=False)
-    return sum(len(i) > max_length for i in ids["input_ids"]), len(texts)
+    rows = np.linspace(0, len(texts) - 1, sample).astype(int) if len(texts) > sample else range(len(texts))
+    looked = [texts.iat[i] for i in rows]  # one by one: a fancy index would first join the Arrow chunks (a copy)
+    ids = tokenizer(looked, truncation=False, return_attention_mask=False, return_token_type_ids=False)
+    return sum(len(i) > max_length for i in ids["input_ids"]), len(looked)
 
 
 def content_hash(check: DatasetCheck, chunk: int = 100_000) -> str:
