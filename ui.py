@@ -14,7 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from core import estimate, models, views, worker
-from core.config import METHOD_NAMES, TrainConfig
+from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.db import Dataset, Run, session_factory, utcnow
 from core.failures import TrainingError
 from core.settings import Settings, SettingsError, get_settings
@@ -287,6 +287,22 @@ def _plan(
             return estimate.plan(settings(), s, dataset, source, configs, here, utcnow(), repeats)
     except (models.ModelSourceError, TrainingError, data.DataError) as e:
         return str(e)
+
+
+def preset_time(dataset: Dataset, source: str, name: str) -> str:
+    """Roughly how long a preset's pair takes on this machine, on this data, from the same estimate as below; ''
+    when none can be made."""
+    preset = PRESETS[name]
+    configs = {m: preset_config(name, m) for m in METHOD_NAMES}
+    configs_json = json.dumps({m: c.to_dict() for m, c in configs.items()}, sort_keys=True)
+    with sessions()() as s:
+        version = estimate.calibration_version(s)
+    planned = _plan(dataset.id, source, configs_json, version, device(), preset["repeats"]) if source else ""
+    if isinstance(planned, str):
+        return ""
+    seconds = preset["repeats"] * sum(e["train_seconds"] + e["score_seconds"] for e in planned["estimates"].values())
+    seeds = f" on {preset['repeats']} seeds" if preset["repeats"] > 1 else ""
+    return f"Here, on this data: about {estimate.duration_text(seconds)} for the pair{seeds}."
 
 
 def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig], columns, single: str) -> dict:

@@ -96,7 +96,7 @@ st.radio(
     persist_state="session",
     on_change=apply_preset,
     horizontal=True,
-    captions=[p["about"] for p in PRESETS.values()],
+    captions=[f"{p['about']} {ui.preset_time(dataset, source, name)}" for name, p in PRESETS.items()],
     help="Ready-made settings; change any of them under Details.",
 )
 if "train_epochs" not in st.session_state:

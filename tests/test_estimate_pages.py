@@ -34,6 +34,9 @@ def test_train_page_shows_the_estimate_and_keeps_it_on_the_queued_pair(settings,
     assert not at.warning, "the tiny model fits"
     with session_factory(settings.db_url)() as s:
         assert s.scalar(select(Probe.id)) is not None, "a probe is queued for the worker"
+    quick, article = at.radio(key="train_preset").proto.captions  # each preset: roughly how long, here
+    assert "Here, on this data: about" in quick and "for the pair." in quick
+    assert "for the pair on 3 seeds." in article
 
     at.number_input(key="train_repeats").set_value(3).run()
     assert "the pair on 3 seeds about" in texts(at.caption), "the queue-to-result time covers every seed"
