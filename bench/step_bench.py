@@ -9,7 +9,9 @@ gives each variant's fastest and median step (fastest: the least disturbed by ot
 - precision: float32, or bf16 autocast (ours on CPUs with AMX / AVX-512 BF16);
 - dropout: torch's nn.Dropout, or core.trainer.FastDropout (ours on CPU);
 - frozen weights (LoRA) cast to bf16 once, or by autocast at every step (core.evaluate.cast_linears).
-With --profile, the operators that take the most time in the engine's configuration, per method.
+With --profile, the operators that take the most time in the engine's configuration, per method. With --compile,
+also the engine's configuration under torch.compile (inductor, dynamic shapes: batches differ in length), on its
+own copy of the model, interleaved with the others; the time it takes to compile is printed apart.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ VARIANTS = [  # (name, padding, bf16, FastDropout, frozen weights cast once): th
 ]
 
 
+COMPILED = "  ours + torch.compile"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=data.DEMO_DIR)
@@ -97,12 +102,28 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--steps", type=int, default=3, help="steps per variant per round")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--compile", action="store_true", help="also the engine's configuration under torch.compile")
     args = p.parse_args(argv)
 
     tokenizer = models.load_tokenizer(args.model, get_settings())
     sample = batches(args.data, tokenizer, args.steps)
     setups = {m: make(m, args.model, 5) for m in ("full", "lora")}
     times = {(m, v[0]): [] for m in setups for v in VARIANTS}
+    compiled = {}
+    if args.compile:
+        for method in setups:
+            model, params, opt = make(method, args.model, 5)
+            set_dropout(model, True)
+            evaluate.cast_linears(model, torch.bfloat16, frozen_only=True)
+            compiled[method] = (torch.compile(model, dynamic=True), params, opt)
+            started = time.perf_counter()
+            for b in sample["batch"]:  # compiles, for the lengths of these batches
+                step(compiled[method], b, True)
+            print(
+                f"{method}: torch.compile and the first {len(sample['batch'])} steps took "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+            times[method, COMPILED] = []
     for _ in range(args.rounds):
         for method, setup in setups.items():
             for name, padding, bf16, fast, cast_once in VARIANTS:
@@ -111,6 +132,8 @@ def main(argv=None) -> int:
                 step(setup, sample[padding][0], bf16)  # warm-up after switching
                 times[method, name] += [step(setup, b, bf16) for b in sample[padding]]
                 evaluate.restore_linears(setup[0], originals)
+            if method in compiled:
+                times[method, COMPILED] += [step(compiled[method], b, True) for b in sample["batch"]]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; steps of batch 32; milliseconds")
     print(f"{'method':6} {'variant':48} {'fastest':>8} {'median':>8} {'fwd':>6} {'bwd':>6} {'optim':>6}")
     for (method, name), ts in times.items():
