@@ -78,9 +78,9 @@ class TrainConfig:
 # both methods; "learning_rates" holds each method's own rate (None: TrainConfig's default for that method).
 PRESETS: dict[str, dict] = {
     # Two passes at larger learning rates, one dev check a pass: on the demo set (seeds 42-44, bench/preset_bench.py)
-    # full fine-tuning reached 87.6 % and LoRA 85.6 % test accuracy, against 88.6 / 87.0 % for the seed-article
-    # preset (4 seeds, measured before batches were random), in 2/5 of its steps and 1/5 of its dev checks. One pass at
-    # the default rates had stopped at 73.7 / 61.1 %: a model that had barely learned.
+    # full fine-tuning reached 87.5 % and LoRA 85.4 % test accuracy, against 88.7 / 85.7 % for the seed-article
+    # preset, in 34 % and 36 % of its training time (2/5 of its steps, 1/5 of its dev checks). One pass at the default
+    # rates had stopped at 73.7 / 61.1 %: a model that had barely learned.
     "quick demo": {
         "about": "A first result in about 40 % of the seed article's time, near its accuracy: two passes over the "
         "data at larger learning rates.",
