@@ -26,19 +26,28 @@ from core.downloads import write_safe_csv
 from core.settings import Settings, get_settings
 
 CHUNK_ROWS = 2_000  # rows labelled, and written, at a time
-TEXT_NAMES = ("text", "sentence", "title", "content", "review", "0")
+TEXT_NAMES = ("text", "sentence", "title", "headline", "content", "review", "comment", "message", "body", "question")
+TEXT_NAMES += ("0",)  # the seed layout's text column
+LOOKED_AT = 200  # rows whose lengths pick the text column when no column is named like one
 OUTPUT = "labelled.csv"
 
 
-def guess_text_column(columns: list[str]) -> str:
-    lower = {str(c).lower(): str(c) for c in columns}
-    return next((lower[n] for n in TEXT_NAMES if n in lower), str(columns[0]))
+def guess_text_column(frame: pd.DataFrame) -> str:
+    """The column named like a text column ('text', 'title', ...); else the one with the longest values in its first
+    rows: texts are longer than the ids, dates and labels beside them."""
+    columns = [str(c) for c in frame.columns]
+    lower = {c.lower(): c for c in columns}
+    named = next((lower[n] for n in TEXT_NAMES if n in lower), None)
+    if named is not None or len(columns) == 1:
+        return named or columns[0]
+    head = frame.head(LOOKED_AT)
+    return max(columns, key=lambda c: head[c].astype(str).str.len().mean())
 
 
 def check_file(text_file: data.TextFile, text_column: str | None, settings: Settings) -> str:
     """The text column to label, or DataError naming every problem as the Data page does."""
     columns = [str(c) for c in text_file.frame.columns]
-    column = text_column or guess_text_column(columns)
+    column = text_column or guess_text_column(text_file.frame)
     if column not in columns:
         raise data.DataError(
             f"{text_file.name} has no column '{column}'. Its columns are "

@@ -75,7 +75,7 @@ def label_file_tab(done: dict[int, Run], default: list[int]) -> None:
         column = st.selectbox(
             "Text column",
             columns,
-            index=columns.index(labels.guess_text_column(columns)),
+            index=columns.index(labels.guess_text_column(text_file.frame)),
             key="label_column",
             help="The column that holds the texts to label; every column is kept in the result.",
         )

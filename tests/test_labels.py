@@ -163,3 +163,18 @@ def test_a_label_job_whose_worker_died_is_failed_with_a_plain_reason(lora_run, t
         assert "Label the file again" in failed.error and failed.finished_at is not None
         running.status = "cancelled"  # not left for the other tests' worker to find
         s.commit()
+
+
+def test_the_text_column_is_found_by_its_name_or_else_by_its_length():
+    named = pd.DataFrame({"id": ["1", "2"], "Headline": ["Chelsea win the cup final", "央行宣布下调利率"]})
+    assert labels.guess_text_column(named) == "Headline"
+    unnamed = pd.DataFrame(
+        {
+            "ticket": ["10231", "10232"],
+            "opened": ["2026-11-01", "2026-11-02"],
+            "what the customer wrote": ["My invoice shows the wrong address", "登录时一直提示密码错误"],
+            "team": ["billing", "accounts"],
+        }
+    )
+    assert labels.guess_text_column(unnamed) == "what the customer wrote"
+    assert labels.guess_text_column(pd.DataFrame({"只有一列": ["文本"]})) == "只有一列"

@@ -1,12 +1,14 @@
 """The whole path in a real browser: `streamlit run app.py` on a temporary database, driven by headless Chromium.
 
 Upload three small CSVs, queue a full-vs-LoRA pair on the bundled model, watch a live curve move, wait for both
-runs, compare them, predict a sentence. A screenshot of each page is saved under screenshots/: the whole page at
-the width of a classroom projector (1024 pixels), and its first screen as a class sees it (1024 x 768, `-screen`).
+runs, compare them, predict a sentence, download the LoRA model and a labelled file. A screenshot of each page is
+saved under screenshots/: the whole page at the width of a classroom projector (1024 pixels), and its first screen
+as a class sees it (1024 x 768, `-screen`).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -225,6 +228,14 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             page.goto(f"{base}/runs?run=2")
             expect(page.get_by_text("Test accuracy", exact=True)).to_be_visible()
             shot("6-run-done.png")
+            with page.expect_download(timeout=120_000) as exported:  # the model, to take away
+                page.get_by_role("button", name="Download the LoRA adapters (.zip)").click()
+            exported.value.save_as(tmp / "export.zip")
+            with zipfile.ZipFile(tmp / "export.zip") as z:
+                names = set(z.namelist())
+                card = z.read("run-2-lora/README.md").decode("utf-8")
+            assert {"run-2-lora/adapter_model.safetensors", "run-2-lora/adapter_config.json"} <= names, names
+            assert "news e2e" in card and "AutoPeftModelForSequenceClassification" in card
 
             page.goto(f"{base}/compare")
             expect(page.get_by_text("Where they disagree")).to_be_visible()
@@ -244,6 +255,29 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             classes = (csvs / "classes.txt").read_text().split()
             assert all(v in classes for v in values.all_inner_texts()), values.all_inner_texts()
             shot("8-predict.png")
+
+            page.get_by_role("tab", name="Label a file").click()  # a whole file, labelled by the worker
+            to_label = tmp / "headlines.csv"
+            to_label.write_text(
+                'id,headline\n1,Chelsea win the cup final\n2,央行宣布下调利率\n3,"Shares fall, again"\n'
+            )
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(to_label)
+            expect(page.get_by_text("3 rows, read as utf-8")).to_be_visible()
+            expect(page.get_by_role("combobox", name="Text column")).to_have_value("headline")  # texts, not ids
+            page.get_by_role("button", name="Label the file").click()
+            with page.expect_download(timeout=180_000) as labelled:
+                page.get_by_role("button", name="Download headlines-labelled.csv (3 rows)").click()
+            labelled.value.save_as(tmp / "labelled.csv")
+            with open(tmp / "labelled.csv", encoding="utf-8-sig", newline="") as f:
+                rows = list(csv.DictReader(f))
+            assert [(r["id"], r["headline"]) for r in rows] == [
+                ("1", "Chelsea win the cup final"),
+                ("2", "央行宣布下调利率"),
+                ("3", "Shares fall, again"),
+            ]
+            answers = [r[c] for r in rows for c in r if c.endswith(" label")]
+            assert len(answers) == 6 and set(answers) <= set(classes), rows  # the pair of the last seed: 2 runs
+            shot("9-label-file.png")
         except BaseException:
             page.screenshot(path=SHOTS / "failure.png")
             print(json.dumps([r.status for r in runs_in(db_url)]), (tmp / "streamlit.log").read_text()[-3000:])
