@@ -300,7 +300,7 @@ def preset_time(dataset: Dataset, source: str, name: str) -> str:
     planned = _plan(dataset.id, source, configs_json, version, device(), preset["repeats"]) if source else ""
     if isinstance(planned, str):
         return ""
-    seconds = preset["repeats"] * sum(e["train_seconds"] + e["score_seconds"] for e in planned["estimates"].values())
+    seconds = preset["repeats"] * sum(e["total_seconds"] for e in planned["estimates"].values())  # with loading
     seeds = f" on {preset['repeats']} seeds" if preset["repeats"] > 1 else ""
     return f"Here, on this data: about {estimate.duration_text(seconds)} for the pair{seeds}."
 
