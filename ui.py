@@ -293,11 +293,9 @@ def preset_time(dataset: Dataset, source: str, name: str) -> str:
     """Roughly how long a preset's pair takes on this machine, on this data, from the same estimate as below; ''
     when none can be made."""
     preset = PRESETS[name]
-    configs = {m: preset_config(name, m) for m in METHOD_NAMES}
-    configs_json = json.dumps({m: c.to_dict() for m, c in configs.items()}, sort_keys=True)
-    with sessions()() as s:
-        version = estimate.calibration_version(s)
-    planned = _plan(dataset.id, source, configs_json, version, device(), preset["repeats"]) if source else ""
+    if not source:
+        return ""
+    planned = plan(dataset, source, {m: preset_config(name, m) for m in METHOD_NAMES}, preset["repeats"])
     if isinstance(planned, str):
         return ""
     seconds = preset["repeats"] * sum(e["total_seconds"] for e in planned["estimates"].values())  # with loading
@@ -305,14 +303,20 @@ def preset_time(dataset: Dataset, source: str, name: str) -> str:
     return f"Here, on this data: about {estimate.duration_text(seconds)} for the pair{seeds}."
 
 
-def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig], columns, single: str) -> dict:
-    """Each method's estimate under its column, the queue-to-result times, and the won't-fit advice. Returns the
-    estimates, to keep on the runs when they are queued ({} when none could be made)."""
+def plan(dataset: Dataset, source: str, configs: dict[str, TrainConfig], repeats: int) -> dict | str:
+    """The estimates of these runs (core.estimate.plan), kept until a run finishes or the settings change; a
+    string says why there are none."""
     with sessions()() as s:
         version = estimate.calibration_version(s)
     configs_json = json.dumps({m: c.to_dict() for m, c in configs.items()}, sort_keys=True)
+    return _plan(dataset.id, source, configs_json, version, device(), repeats)
+
+
+def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig], columns, single: str) -> dict:
+    """Each method's estimate under its column, the queue-to-result times, and the won't-fit advice. Returns the
+    estimates, to keep on the runs when they are queued ({} when none could be made)."""
     repeats = int(st.session_state.get("train_repeats") or 1)  # the seeds asked for below, as of this rerun
-    planned = _plan(dataset.id, source, configs_json, version, device(), repeats)
+    planned = plan(dataset, source, configs, repeats)
     if isinstance(planned, str):
         st.caption(f"No estimate: {planned}")
         return {}

@@ -279,7 +279,7 @@ def launched_with(session: Session, run: Run) -> str | None:
     if run.group_id is not None:
         runs = group_runs(session, run.group_id)
     elif run.pair_id:
-        runs = list(session.scalars(select(Run).where(Run.pair_id == run.pair_id).order_by(Run.id)))
+        runs = [run, *views.partners(session, run)]
     else:
         return None
     pairs = completed_pairs(runs)

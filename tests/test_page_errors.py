@@ -7,24 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.test_pages import PAGES, no_worker, open_page  # noqa: F401 - no_worker is an autouse fixture
+
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["home", "data", "train", "runs", "compare", "predict"]
-
-
-@pytest.fixture(autouse=True)
-def no_worker(monkeypatch):
-    monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
-
-
-def open_page(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.query_params.update(query)
-    at.run()
-    if page != "home":
-        at.switch_page(f"pages/{page}.py")
-        at.query_params.update(query)
-        at.run()
-    return at
 
 
 def errors(at: AppTest) -> str:
