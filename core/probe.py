@@ -73,7 +73,6 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     from core.data import load_split
     from core.device import device_name, peak_memory_mb, pick_device, precision
     from core.methods import wrap_model
-    from core.trainer import use_fast_dropout
 
     config = TrainConfig.from_dict(probe.config)
     device = pick_device(settings.device)
@@ -81,8 +80,6 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     tokenizer = models.load_tokenizer(probe.model_source, settings)
     base, new_modules = models.load_base(probe.model_source, list(dataset.classes), settings)
     model = wrap_model(base, config, new_modules).to(device)  # as core.train wraps it
-    if device == "cpu":
-        use_fast_dropout(model)
     if mixed == "bf16":
         evaluate.cast_linears(model, torch.bfloat16, frozen_only=True)
     model.train()

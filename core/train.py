@@ -30,7 +30,7 @@ from core.failures import TrainingError, out_of_memory, plain_error, smaller_bat
 from core.methods import count_params, wrap_model
 from core.recorder import RunRecorder
 from core.settings import Settings, get_settings
-from core.trainer import EncodedTexts, LabTrainer, dev_metrics, use_fast_dropout
+from core.trainer import EncodedTexts, LabTrainer, dev_metrics
 
 
 def _set_run(sessions, run_id: int, **values) -> None:
@@ -197,8 +197,6 @@ def _fit(
         _add_note(sessions, run.id, f"Resumed from the checkpoint at step {checkpoint[1]}.")
     steps_per_epoch = max(1, -(-len(train_set) // config.batch_size))
     mixed = precision(device, evaluate.cpu_has_bf16())
-    if device == "cpu":
-        use_fast_dropout(model)  # on a GPU, dropout's mask is already cheap (a fused kernel)
     args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,

@@ -26,29 +26,6 @@ class EncodedTexts(torch.utils.data.Dataset):
         return item
 
 
-class FastDropout(torch.nn.Dropout):
-    """nn.Dropout with a cheaper mask: 16 random bits per element, four from each 64-bit draw, where nn.Dropout
-    draws a double per element. On a CPU the random draws are most of dropout's cost, and LoRA adds one dropout per
-    adapted layer (18 in a 6-layer BERT) to the model's own: the masks were a quarter of a LoRA step (bench/).
-    An element is dropped with probability p to within 1/65536; the random stream is torch's seeded generator."""
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        n = x.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
-        keep = bits.view(torch.int16)[:n].view(x.shape) >= round(self.p * 65536) - 32768
-        return x * (keep.to(x.dtype) * (1 / (1 - self.p)))
-
-
-def use_fast_dropout(model) -> None:
-    """Every plain nn.Dropout of the model (the model's own and LoRA's) becomes a FastDropout, in place: same
-    module, same p, nothing saved differs."""
-    for module in model.modules():
-        if type(module) is torch.nn.Dropout and not module.inplace:
-            module.__class__ = FastDropout
-
-
 def dev_metrics(eval_pred) -> dict:
     preds = np.argmax(eval_pred.predictions, axis=-1)
     return {
