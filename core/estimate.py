@@ -38,12 +38,17 @@ from core.settings import Settings
 log = logging.getLogger("lora_lab.estimate")
 MB = 2**20
 MAX_GPU_RUNS = 4  # at most this many runs side by side on one GPU, however many fit
-# Uncalibrated constants (a 2-core AMX Xeon and a recent datacenter GPU); calibration replaces them on each machine.
+# Uncalibrated constants (a 2-core AMX Xeon, fitted to 48 measured trainings of bench/estimate_bench.py and
+# bench/train_bench.py; a recent datacenter GPU); calibration replaces them on each machine.
 PRIOR = {
-    "cpu": {"flops_per_s": 1.0e11, "step_s": 0.012, "eval_s": 0.05, "baseline_mb": 720.0, "overhead_s": 12.0},
+    "cpu": {"flops_per_s": 2.8e11, "step_s": 0.04, "eval_s": 0.01, "baseline_mb": 720.0, "overhead_s": 12.0},
     "gpu": {"flops_per_s": 4.0e13, "step_s": 0.015, "eval_s": 0.05, "baseline_mb": 60.0, "overhead_s": 15.0},
 }
-OPTIMIZER_FLOPS_PER_PARAM = 120  # AdamW and zeroing a gradient are memory-bound: this many operations' worth each
+# Memory-bound work that counts no multiplications, in operations' worth: AdamW and zeroing a gradient, per trainable
+# parameter and step; LoRA's dropout, adapter products and sums, per token and input or output feature of each
+# adapted layer, forward and backward.
+OPTIMIZER_FLOPS_PER_PARAM = 840
+ADAPTER_FLOPS_PER_FEATURE = 2150
 PRIOR_WEIGHT = 0.5  # the prior (or a probe) counts as half a finished run
 OTHER_RUN_WEIGHT = 0.25  # a run of another method or model on this device counts a quarter as much as a similar one
 RECENT_RUNS = 20  # calibrate on the newest finished runs of this device
@@ -60,6 +65,7 @@ class ModelShape:
     linear: int  # weights of every nn.Linear: each costs 2 operations per token and weight in the forward pass
     trainable_linear: int  # those whose weight trains: their weight gradient costs 2 more in the backward pass
     frozen_linear: int  # cast to bf16 once where bf16 is used (a second copy)
+    adapted_features: int  # input plus output features of every layer with LoRA adapters (0 for full fine-tuning)
     layers: int
     hidden: int
     heads: int
@@ -79,12 +85,15 @@ def _shape(source: str, num_labels: int, config_json: str, settings: Settings) -
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     linear = sum(m.weight.numel() for m in linears)
     trainable_linear = sum(m.weight.numel() for m in linears if m.weight.requires_grad)
+    adapted = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]  # peft's LoRA layers
+    adapted_features = sum(m.in_features + m.out_features for m in adapted)
     return ModelShape(
         total=total,
         trainable=trainable,
         linear=linear,
         trainable_linear=trainable_linear,
         frozen_linear=linear - trainable_linear,
+        adapted_features=adapted_features,
         layers=int(getattr(model_config, "num_hidden_layers", 12)),
         hidden=int(getattr(model_config, "hidden_size", 768)),
         heads=int(getattr(model_config, "num_attention_heads", 12)),
@@ -105,8 +114,14 @@ def forward_flops_per_token(shape: ModelShape, seq: float) -> float:
 
 def train_flops_per_token(shape: ModelShape, seq: float) -> float:
     """Forward; backward through the activations (as much again: every layer has something trainable below or in
-    it); and the weight gradients of the trainable Linears only. Full fine-tuning: about 6 per weight; LoRA: 4."""
-    return 2 * forward_flops_per_token(shape, seq) + 2 * shape.trainable_linear + 4 * shape.layers * shape.hidden * seq
+    it); and the weight gradients of the trainable Linears only. Full fine-tuning: about 6 per weight; LoRA: 4, and
+    the memory-bound work of its adapters."""
+    return (
+        2 * forward_flops_per_token(shape, seq)
+        + 2 * shape.trainable_linear
+        + 4 * shape.layers * shape.hidden * seq
+        + ADAPTER_FLOPS_PER_FEATURE * shape.adapted_features
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,8 +267,10 @@ def raw_estimate(shape: ModelShape, lengths: dict[str, list[int]], config: Train
         n * s * forward_flops_per_token(shape, s) for n, s in eval_batches(cut["dev"], 2 * config.batch_size)
     )
     score_flops = sum(forward_flops_per_token(shape, s) * s for s in cut["test"])  # scored in batches of one length
-    train_seconds = (epoch_flops + optimizer_flops + eval_flops) / prior["flops_per_s"]
-    train_seconds += steps * prior["step_s"] + evals * prior["eval_s"]
+    # Two parts that calibrate apart: work that grows with the tokens, and fixed costs of each step and evaluation
+    # (the optimizer, zeroing gradients, launching the passes), which dominate many small batches of short texts.
+    step_seconds = optimizer_flops / prior["flops_per_s"] + steps * prior["step_s"] + evals * prior["eval_s"]
+    train_seconds = (epoch_flops + eval_flops) / prior["flops_per_s"] + step_seconds
     score_seconds = score_flops / prior["flops_per_s"] + 0.002 * math.ceil(len(cut["test"]) / 16)
     # Memory, in bytes: float32 weights; a bf16 copy of the frozen (LoRA) or all (autocast) Linear weights; float32
     # gradients, AdamW's two moments and the kept best weights of what trains; the activations kept for the
@@ -269,6 +286,7 @@ def raw_estimate(shape: ModelShape, lengths: dict[str, list[int]], config: Train
     peak_mb = prior["baseline_mb"] + (weights + state + activation_bytes) / MB
     return {
         "train_seconds": train_seconds,
+        "step_seconds": step_seconds,
         "score_seconds": score_seconds,
         "overhead_seconds": prior["overhead_s"],
         "peak_memory_mb": peak_mb,
@@ -302,24 +320,53 @@ def _blend(prior: float, observed: list[tuple[float, float]], log: bool) -> floa
     return math.exp(mean) if log else mean
 
 
+def _fit_time(prior: float, observed: list[tuple[float, float, float, float]]) -> tuple[float, float]:
+    """Multipliers (a, b) of the raw estimate's two parts, token work and fixed costs per step, that best explain
+    the finished runs: observed holds (weight, raw token-work seconds, raw per-step seconds, measured seconds).
+    Weighted least squares of log(a x work + b x steps) against log(measured), each multiplier pulled toward the
+    prior ratio with weight PRIOR_WEIGHT (a few Gauss-Newton steps on log a, log b). Runs that all have the same
+    mix of the two parts move both alike: the single ratio of measured over estimated, averaged in logs."""
+    u = v = anchor = math.log(prior)
+    for _ in range(50):
+        huu = hvv = PRIOR_WEIGHT
+        huv = 0.0
+        gu, gv = PRIOR_WEIGHT * (u - anchor), PRIOR_WEIGHT * (v - anchor)
+        for w, work, steps, measured in observed:
+            est = math.exp(u) * work + math.exp(v) * steps
+            ju, jv = math.exp(u) * work / est, math.exp(v) * steps / est  # shares of each part in the estimate
+            r = math.log(est / measured)
+            huu, huv, hvv = huu + w * ju * ju, huv + w * ju * jv, hvv + w * jv * jv
+            gu, gv = gu + w * ju * r, gv + w * jv * r
+        det = huu * hvv - huv * huv
+        du, dv = (hvv * gu - huv * gv) / det, (huu * gv - huv * gu) / det
+        u, v = u - max(-1.0, min(1.0, du)), v - max(-1.0, min(1.0, dv))
+        if abs(du) + abs(dv) < 1e-9:
+            break
+    return math.exp(u), math.exp(v)
+
+
 def calibrate(
     raw: dict, method: str, model_source: str, runs: list[Run], probe: dict | None = None, slowdown: float = 1.0
 ) -> dict:
     """The raw estimate corrected by this device's finished runs (each carries the raw estimate made when it was
-    queued): times by the measured / estimated ratio, memory by the measured - estimated difference. Runs of the
-    same method and model count fully, others a quarter; the prior (1, 0; or a probe's ratio) counts half a run.
-    On a CPU, each run's ratio is taken back to a quiet machine by the load it trained under, and the estimate is
-    slowed by the load now (`slowdown`): on a shared machine the load moves times more than anything else."""
+    queued): training time by a multiplier for each of its two parts (token work, fixed costs per step; see
+    _fit_time), scoring time by the measured / estimated ratio, memory by the measured - estimated difference. Runs
+    of the same method and model count fully, others a quarter; the prior (1, 0; or a probe's ratio) counts half a
+    run. On a CPU, each run's time is taken back to a quiet machine by the load it trained under, and the estimate
+    is slowed by the load now (`slowdown`): on a shared machine the load moves times more than anything else."""
     times, scores, memory, overheads, similar = [], [], [], [], 0
+    step_share = raw.get("step_seconds", 0.0) / raw["train_seconds"]
     for run in runs:
         before = (run.estimate or {}).get("raw")
-        if not before or not before.get("train_seconds"):
+        if not before or not before.get("train_seconds") or not run.train_seconds:
             continue
         same = run.method == method and run.model_source == model_source
         similar += same
         w = 1.0 if same else OTHER_RUN_WEIGHT
         busy = cpu_slowdown(run.load_average, run.cpu_count) if run.device.startswith("CPU") else 1.0
-        times.append((w, run.train_seconds / before["train_seconds"] / busy))
+        # A run estimated before the two parts were kept is taken to have the mix of the run being estimated
+        steps = before.get("step_seconds", before["train_seconds"] * step_share)
+        times.append((w, before["train_seconds"] - steps, steps, run.train_seconds / busy))
         if run.score_seconds and before.get("score_seconds"):
             scores.append((w, run.score_seconds / before["score_seconds"] / busy))
         if run.peak_memory_mb and (same or run.method == method):
@@ -327,11 +374,13 @@ def calibrate(
         if run.started_at and run.finished_at and not run.resumed_at:  # a resumed run waited in between
             wall = (run.finished_at - run.started_at).total_seconds()
             overheads.append((w, max(0.0, wall - run.train_seconds - (run.score_seconds or 0.0))))
-    time_ratio = _blend((probe or {}).get("time_ratio", 1.0), times, log=True)
-    score_ratio = _blend(time_ratio, scores, log=True)
+    work_ratio, step_ratio = _fit_time((probe or {}).get("time_ratio", 1.0), times)
+    steps = raw.get("step_seconds", 0.0)
+    quiet_seconds = (raw["train_seconds"] - steps) * work_ratio + steps * step_ratio
+    score_ratio = _blend(quiet_seconds / raw["train_seconds"], scores, log=True)
     memory_offset = _blend((probe or {}).get("memory_offset_mb", 0.0), memory, log=False)
     overhead = _blend(raw["overhead_seconds"], overheads, log=False)
-    train_seconds = raw["train_seconds"] * time_ratio * slowdown
+    train_seconds = quiet_seconds * slowdown
     score_seconds = raw["score_seconds"] * score_ratio * slowdown
     return {
         "method": method,

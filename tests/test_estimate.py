@@ -4,6 +4,7 @@ queue's times and the `estimate` command."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -32,13 +33,20 @@ def hand_counts(vocab: int) -> dict:
     linear = LAYERS * (4 * H * H + 2 * H * INTER) + H * H + H * CLASSES
     adapters = LAYERS * 3 * (8 * H + H * 8)  # r=8 on query, key, value: A (8 x 32) and B (32 x 8), no bias
     return {
-        "full": {"total": total, "trainable": total, "linear": linear, "trainable_linear": linear},
+        "full": {
+            "total": total,
+            "trainable": total,
+            "linear": linear,
+            "trainable_linear": linear,
+            "adapted_features": 0,
+        },
         # peft keeps the original head and trains a copy of it (modules_to_save)
         "lora": {
             "total": total + adapters + head,
             "trainable": adapters + head,
             "linear": linear + adapters + H * CLASSES,
             "trainable_linear": adapters + H * CLASSES,
+            "adapted_features": LAYERS * 3 * (H + H),  # query, key, value: 32 in, 32 out
         },
     }
 
@@ -64,9 +72,11 @@ def test_operations_per_token_against_hand_computed(tiny_model):
     assert estimate.forward_flops_per_token(full, seq) == 2 * full.linear + attention
     # full: forward, backward through activations and weights, about 6 per weight
     assert estimate.train_flops_per_token(full, seq) == 6 * full.linear + 3 * attention == 112_704
-    # LoRA: backward through the activations of every layer, weight gradients only for adapters and head
-    assert estimate.train_flops_per_token(lora, seq) == 4 * lora.linear + 2 * lora.trainable_linear + 3 * attention
-    assert estimate.train_flops_per_token(lora, seq) == 96_704
+    # LoRA: backward through the activations of every layer, weight gradients only for adapters and head, and the
+    # adapters' memory-bound work (dropout, sums) per feature they read or write
+    adapters = estimate.ADAPTER_FLOPS_PER_FEATURE * LAYERS * 3 * 2 * H
+    products = 4 * lora.linear + 2 * lora.trainable_linear + 3 * attention
+    assert products == 96_704 and estimate.train_flops_per_token(lora, seq) == products + adapters
 
 
 def test_batches_and_schedule_as_the_trainer_makes_them():
@@ -126,6 +136,28 @@ def test_calibration_moves_toward_stored_runs():
     assert got[2] / 30.0 > 0.67  # two finished runs: within the target band
     memory = estimate.calibrate(RAW, "lora", "m", runs)["peak_memory_mb"]
     assert 800 < memory < 900  # measured 100 MB more than estimated: pulled toward it
+
+
+def test_calibration_learns_the_cost_of_a_step_apart_from_the_tokens():
+    """Runs whose fixed costs per step are 3x what the model says, and whose token work is as it says: a run of many
+    small steps is then estimated slower than one of few large steps with the same raw time, and each nearer the
+    truth with every run; one ratio for both could not be right for both."""
+    few = {**RAW, "step_seconds": 1.0}  # 9 s of token work, 1 s of steps: takes 9 + 3 = 12 s
+    many = {**RAW, "step_seconds": 8.0}  # 2 s of token work, 8 s of steps: takes 2 + 24 = 26 s
+    runs, errors = [], []
+    for _ in range(3):
+        for raw, took in ((few, 12.0), (many, 26.0)):
+            run = finished("lora", 10.0, took)
+            run.estimate = {"raw": raw}
+            runs.append(run)
+        got_few = estimate.calibrate(few, "lora", "m", runs)["train_seconds"]
+        got_many = estimate.calibrate(many, "lora", "m", runs)["train_seconds"]
+        errors.append(abs(math.log(got_many / 26.0)) + abs(math.log(got_few / 12.0)))
+        assert 0.9 < got_few / 12.0 < 1.1 and got_many > 1.4 * got_few
+    assert errors[0] > errors[1] > errors[2] and 0.8 < got_many / 26.0 < 1.0
+    # Runs all of one mix leave the split where it was: the one ratio, averaged in logs (as before there were two)
+    same = [finished("lora", 10.0, 30.0) for _ in range(2)]
+    assert estimate.calibrate(RAW, "lora", "m", same)["train_seconds"] == round(10.0 * 3 ** (2 / 2.5), 1)
 
 
 def test_calibration_weighs_other_methods_and_models_less():
