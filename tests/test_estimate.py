@@ -253,6 +253,11 @@ def test_queue_times_side_by_side_where_memory_allows():
     assert estimate.queue_empties_at(unknown) is None
 
 
+def test_durations_read_as_a_person_plans():
+    cases = {0: "0 s", 0.24: "0.2 s", 0.96: "1 s", 42.4: "42 s", 130: "2 min 10 s", 600: "10 min", 7260: "2 h 1 min"}
+    assert {s: estimate.duration_text(s) for s in cases} == cases
+
+
 def test_fits_beside():
     assert estimate.fits_beside([], 10_000, 100, slots=1)  # alone, it starts even when estimated not to fit
     assert not estimate.fits_beside([100], 100, 1000, slots=1)
