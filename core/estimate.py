@@ -503,7 +503,7 @@ def duration_text(seconds: float) -> str:
     """Plain and rounded: "about 2 min 10 s" is what a person plans with; a tenth under a second ("0.2 s", where
     a round 0 would read as nothing at all)."""
     if 0 < seconds < 0.95:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.1f} s" if seconds >= 0.05 else "under 0.1 s"
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds} s"

@@ -254,7 +254,16 @@ def test_queue_times_side_by_side_where_memory_allows():
 
 
 def test_durations_read_as_a_person_plans():
-    cases = {0: "0 s", 0.24: "0.2 s", 0.96: "1 s", 42.4: "42 s", 130: "2 min 10 s", 600: "10 min", 7260: "2 h 1 min"}
+    cases = {
+        0: "0 s",
+        0.01: "under 0.1 s",
+        0.24: "0.2 s",
+        0.96: "1 s",
+        42.4: "42 s",
+        130: "2 min 10 s",
+        600: "10 min",
+        7260: "2 h 1 min",
+    }
     assert {s: estimate.duration_text(s) for s in cases} == cases
 
 
