@@ -198,13 +198,13 @@ def test_the_model_trains_with_torchs_own_dropout(settings, csv_folder, tiny_mod
 
     from core import train
 
-    seen = {}
+    seen = []  # each trained model's dropout modules: (type, p, name)
 
     class Spy(train.LabTrainer):
         def train(self, *args, **kwargs):
-            seen[self.model.config.num_labels, len(seen)] = [
-                (type(m), m.p, name) for name, m in self.model.named_modules() if "dropout" in type(m).__name__.lower()
-            ]
+            seen.append(
+                [(type(m), m.p, n) for n, m in self.model.named_modules() if "dropout" in type(m).__name__.lower()]
+            )
             return super().train(*args, **kwargs)
 
     monkeypatch.setattr(train, "LabTrainer", Spy)
@@ -213,7 +213,7 @@ def test_the_model_trains_with_torchs_own_dropout(settings, csv_folder, tiny_mod
         with session_factory(settings.db_url)() as s:
             run = create_run(s, dataset, tiny_model, TrainConfig(method=method, **{**FAST, "epochs": 1}))
         assert train.train_run(settings, run.id) == RunStatus.COMPLETED
-    (full, lora) = seen.values()
+    full, lora = seen
     for modules in (full, lora):
         assert modules and all(kind is torch.nn.Dropout for kind, _, _ in modules), modules
     assert {p for _, p, _ in full} == {0.1}  # the tiny BERT's hidden and attention dropout
