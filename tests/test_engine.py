@@ -250,6 +250,11 @@ def test_length_batches_cover_every_text_once_and_mostly_hold_one_length():
     assert all(len({lengths[i] for i in b}) == 1 for b in batches)
     # With a larger quarter, lengths with few texts share a batch with their neighbours.
     assert any(len({lengths[i] for i in b}) > 1 for b in length_batches(lengths, batch_size=8))
+    # A token cap: no batch holds more than 20 tokens (texts x its longest), except a text longer than that, alone.
+    capped = length_batches(lengths + [30], batch_size=8, max_tokens=20)
+    assert sorted(i for b in capped for i in b) == list(range(len(lengths) + 1))
+    assert all(len(b) * max((lengths + [30])[i] for i in b) <= 20 or b == [len(lengths)] for b in capped)
+    assert [len(b) for b in capped if (lengths + [30])[b[0]] == 9] == [2, 2, 1]  # five texts of 9 tokens
 
 
 def test_scoring_in_batches_gives_each_text_what_it_gets_alone(tiny_model, monkeypatch):
