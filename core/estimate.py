@@ -254,15 +254,26 @@ def schedule(config: TrainConfig, n_train: int) -> tuple[int, int]:
     return steps, steps // eval_every + (1 if steps % eval_every else 0)
 
 
+def step_flops(shape: ModelShape, batches: list[tuple[int, int]]) -> tuple[float, float]:
+    """One training step's work, averaged over `batches` ((texts, tokens) each), in its two parts: the passes over its
+    tokens, and AdamW over the trained weights."""
+    tokens = sum(n * s * train_flops_per_token(shape, s) for n, s in batches) / max(1, len(batches))
+    return tokens, OPTIMIZER_FLOPS_PER_PARAM * shape.trainable
+
+
+def raw_step_seconds(shape: ModelShape, batches: list[tuple[int, int]], kind: str) -> float:
+    """One training step's time before calibration (core.probe times one step and compares)."""
+    prior = PRIOR[kind]
+    return sum(step_flops(shape, batches)) / prior["flops_per_s"] + prior["step_s"]
+
+
 def raw_estimate(shape: ModelShape, lengths: dict[str, list[int]], config: TrainConfig, device: Device) -> dict:
     """Work, memory and time before calibration: what the cost model alone says."""
     prior = PRIOR[device.kind]
     cut = {split: [min(n, config.max_length) for n in ls] for split, ls in lengths.items()}
     steps, evals = schedule(config, len(cut["train"]))
     epoch = train_batches(cut["train"], config.batch_size, config.seed)
-    epoch_flops = sum(n * s * train_flops_per_token(shape, s) for n, s in epoch)
-    epoch_flops *= steps / max(1, len(epoch))  # fractional epochs, and every epoch alike
-    optimizer_flops = steps * OPTIMIZER_FLOPS_PER_PARAM * shape.trainable
+    token_flops, optimizer_flops = (steps * f for f in step_flops(shape, epoch))  # every epoch alike
     eval_flops = evals * sum(
         n * s * forward_flops_per_token(shape, s) for n, s in eval_batches(cut["dev"], 2 * config.batch_size)
     )
@@ -270,7 +281,7 @@ def raw_estimate(shape: ModelShape, lengths: dict[str, list[int]], config: Train
     # Two parts that calibrate apart: work that grows with the tokens, and fixed costs of each step and evaluation
     # (the optimizer, zeroing gradients, launching the passes), which dominate many small batches of short texts.
     step_seconds = optimizer_flops / prior["flops_per_s"] + steps * prior["step_s"] + evals * prior["eval_s"]
-    train_seconds = (epoch_flops + eval_flops) / prior["flops_per_s"] + step_seconds
+    train_seconds = (token_flops + eval_flops) / prior["flops_per_s"] + step_seconds
     # Scoring batches hold one length once they have 64 texts (core.evaluate.SCORING_BATCH // 4): few of them.
     score_seconds = score_flops / prior["flops_per_s"] + 0.002 * math.ceil(len(cut["test"]) / 64)
     # Memory, in bytes: float32 weights; a bf16 copy of the frozen (LoRA) or all (autocast) Linear weights; float32
@@ -293,7 +304,7 @@ def raw_estimate(shape: ModelShape, lengths: dict[str, list[int]], config: Train
         "peak_memory_mb": peak_mb,
         "steps": steps,
         "evals": evals,
-        "train_flops": epoch_flops + optimizer_flops + eval_flops,
+        "train_flops": token_flops + optimizer_flops + eval_flops,
     }
 
 

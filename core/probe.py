@@ -122,12 +122,8 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
 
     here = estimate.Device("gpu" if device == "cuda" else "cpu", device_name(device), mixed == "bf16", 0.0)
     shape = estimate.model_shape(probe.model_source, len(dataset.classes), config, settings)
-    prior = estimate.PRIOR[here.kind]
     shapes = [(len(b), int(e["input_ids"].shape[1])) for b, e in zip(batches, encoded)]
-    shapes = [shapes[i % len(shapes)] for i in range(STEPS)]
-    flops = sum(n * s * estimate.train_flops_per_token(shape, s) for n, s in shapes) / STEPS
-    flops += estimate.OPTIMIZER_FLOPS_PER_PARAM * shape.trainable
-    raw_step_s = flops / prior["flops_per_s"] + prior["step_s"]
+    raw_step_s = estimate.raw_step_seconds(shape, [shapes[i % len(shapes)] for i in range(STEPS)], here.kind)
     raw_peak = estimate.raw_estimate(shape, {"train": lengths, "dev": [], "test": []}, config, here)["peak_memory_mb"]
     measured_mb = peak_memory_mb(device)
     return {

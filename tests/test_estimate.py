@@ -79,6 +79,20 @@ def test_operations_per_token_against_hand_computed(tiny_model):
     assert products == 96_704 and estimate.train_flops_per_token(lora, seq) == products + adapters
 
 
+def test_the_probe_and_the_estimate_time_a_step_alike(tiny_model):
+    """core.probe times one step and divides by raw_step_seconds: a run's estimate must be its steps at that price,
+    plus its evaluations, or a probe would calibrate something the estimate does not compute."""
+    config = TrainConfig(method="lora", epochs=1.5, batch_size=4)
+    shape = estimate.model_shape(tiny_model, CLASSES, config, get_settings())
+    lengths = [3, 9, 5, 12, 7, 7, 2, 30, 4, 6, 11]
+    for kind in ("cpu", "gpu"):
+        device = estimate.Device(kind, "x", kind == "cpu", 0.0)
+        raw = estimate.raw_estimate(shape, {"train": lengths, "dev": [], "test": []}, config, device)
+        per_step = estimate.raw_step_seconds(shape, estimate.train_batches(lengths, 4, config.seed), kind)
+        evals = raw["evals"] * estimate.PRIOR[kind]["eval_s"]
+        assert raw["steps"] == 5 and raw["train_seconds"] == pytest.approx(raw["steps"] * per_step + evals)
+
+
 def test_batches_and_schedule_as_the_trainer_makes_them():
     # random batches (as the engine's sampler), each padded to its longest text
     batches = estimate.train_batches(list(range(1, 11)), 4, seed=3)
