@@ -30,7 +30,7 @@ def a_run(run_id: int, method: str = "lora", preset: str = "quick demo", **confi
 def test_a_label_carries_what_differs_and_no_internal_id():
     quick, article = a_run(1, "full"), a_run(3, "full", "seed article")
     alone = views.run_label(quick)
-    assert alone.startswith("#1 Full fine-tuning") and "2 epochs" in alone and "seed 42" in alone
+    assert alone.startswith("#1 Full fine-tuning") and "1.5 epochs" in alone and "seed 42" in alone
     assert views.run_label(article, [quick, article]) == "#3 Full fine-tuning · seed article"
     assert views.run_label(quick, [quick, article]) == "#1 Full fine-tuning · quick demo"
     seeds = [a_run(5, seed=42), a_run(6, seed=43)]
@@ -189,7 +189,7 @@ def test_runs_speak_plainly(settings, pair):
     row = table[table["run"] == pair["full"]].iloc[0]
     assert row["pair"] == f"with #{pair['lora']}" and row["test accuracy"] == "73.7 %"
     assert table[table["run"] == pair["lora"]].iloc[0]["test accuracy"] == "", "not 'None'"
-    assert row["machine while training"].startswith("busy") and row["settings"] == "quick demo · 2 epochs · seed 42"
+    assert row["machine while training"].startswith("busy") and row["settings"] == "quick demo · 1.5 epochs · seed 42"
 
 
 # --- Predict: what a model's answer is worth -----------------------------------------------------------------------
