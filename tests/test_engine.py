@@ -221,6 +221,28 @@ def test_the_model_trains_with_torchs_own_dropout(settings, csv_folder, tiny_mod
     assert len(adapters) == 2 * 3 and set(adapters) == {TrainConfig().lora_dropout}  # query, key, value; 2 layers
 
 
+def test_each_epoch_meets_the_training_texts_in_a_new_order(settings, csv_folder, tiny_model, monkeypatch):
+    """The Trainer tells the sampler each epoch's number through accelerate's data loader; were that lost (a change
+    in either library), every epoch would repeat the first one's batches, unlike the article's code."""
+    from core import trainer as lab_trainer
+    from core.train import train_run
+
+    orders, iterate = [], lab_trainer.EpochSeededSampler.__iter__
+
+    def spy(self):
+        order = list(iterate(self))
+        orders.append((self.epoch, order))
+        return iter(order)
+
+    monkeypatch.setattr(lab_trainer.EpochSeededSampler, "__iter__", spy)
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        run = create_run(s, dataset, tiny_model, TrainConfig(method="lora", **{**FAST, "epochs": 3}))
+    assert train_run(settings, run.id) == RunStatus.COMPLETED
+    assert [epoch for epoch, _ in orders] == [0, 1, 2]
+    assert len({tuple(order) for _, order in orders}) == 3 and all(sorted(o) == list(range(96)) for _, o in orders)
+
+
 def test_the_weights_of_the_evaluation_with_the_lowest_dev_loss_are_kept():
     """As the seed article's load_best_model_at_end: the lowest dev loss wins, not the highest dev accuracy."""
     import torch
