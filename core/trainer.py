@@ -1,5 +1,5 @@
 """The transformers Trainer as the engine uses it, and what it is fed: texts tokenized once, random batches in an
-order fixed by the seed and the epoch, a cheaper dropout mask on CPU, the dev-set metrics."""
+order fixed by the seed and the epoch, the dev-set metrics."""
 
 from __future__ import annotations
 
