@@ -30,7 +30,7 @@ from functools import lru_cache
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.config import TrainConfig
+from core.config import SCORING_BATCH, TrainConfig
 from core.db import ACTIVE, Dataset, Probe, Run, RunStatus
 from core.runs import training_seconds_left
 from core.settings import Settings
@@ -282,8 +282,8 @@ def raw_estimate(shape: ModelShape, lengths: dict[str, list[int]], config: Train
     # (the optimizer, zeroing gradients, launching the passes), which dominate many small batches of short texts.
     step_seconds = optimizer_flops / prior["flops_per_s"] + steps * prior["step_s"] + evals * prior["eval_s"]
     train_seconds = (token_flops + eval_flops) / prior["flops_per_s"] + step_seconds
-    # Scoring batches hold one length once they have 64 texts (core.evaluate.SCORING_BATCH // 4): few of them.
-    score_seconds = score_flops / prior["flops_per_s"] + 0.002 * math.ceil(len(cut["test"]) / 64)
+    # Scoring batches (core.evaluate.length_batches) hold one length once they have a quarter of SCORING_BATCH.
+    score_seconds = score_flops / prior["flops_per_s"] + 0.002 * math.ceil(len(cut["test"]) / (SCORING_BATCH // 4))
     # Memory, in bytes: float32 weights; a bf16 copy of the frozen (LoRA) or all (autocast) Linear weights; float32
     # gradients, AdamW's two moments and the kept best weights of what trains; the activations kept for the
     # backward pass of the largest batch (Korthikanti et al. 2022: per layer and token 34 x hidden + 5 x heads x

@@ -18,6 +18,8 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from core.config import SCORING_BATCH, SCORING_TOKENS
+
 
 @functools.cache
 def cpu_has_bf16() -> bool:
@@ -92,14 +94,6 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None =
             current = []
         current.append(i)
     return [*batches, current] if current else batches
-
-
-# Scoring batches: up to 256 texts and 16,384 tokens. Fewer, larger batches cost less per text on a CPU: on the three
-# benchmark test sets (bundled model, 2 cores, fastest of 5 passes) batches of 256 took 0.18-0.24 s against
-# 0.24-0.29 s for 64 on the demo set, 0.37-0.51 against 0.48-0.79 s on stackoverflow_en, about the same on ecdt_zh,
-# and 512 was no faster. The token cap keeps long texts, and large models on small GPUs, to batches no larger than
-# 64 texts of 256 tokens.
-SCORING_BATCH, SCORING_TOKENS = 256, 16_384
 
 
 @torch.inference_mode()
