@@ -241,6 +241,34 @@ def table(summary: dict, dataset: str, epochs: float) -> str:
     return "\n".join(lines)
 
 
+def by_seed(rows: list[dict], dataset: str, epochs: float) -> str:
+    """Ours minus the article's, seed by seed: the two pipelines trained on one seed are a pair, and how far the
+    pairs spread says whether a gap between the means is more than chance (s.e.: the standard error of the mean)."""
+    head = "| method | seed | article's acc | ours | ours - article's, points | macro-F1, points |"
+    lines = [head, "|" + " --- |" * 6]
+    for method in ("full", "lora"):
+        mine = [r for r in rows if group_key(r)[:3] == (dataset, epochs, method)]
+        acc, f1 = [], []
+        for seed in sorted({r["seed"] for r in mine}):
+            pair = {r["pipeline"]: r for r in mine if r["seed"] == seed}
+            if set(pair) != set(PIPELINES):
+                continue
+            ref, ours = pair["reference"], pair["ours"]
+            acc.append((ours["test_accuracy"] - ref["test_accuracy"]) * 100)
+            f1.append((ours["test_f1_macro"] - ref["test_f1_macro"]) * 100)
+            lines.append(
+                f"| {method} | {seed} | {ref['test_accuracy']:.2%} | {ours['test_accuracy']:.2%} "
+                f"| {acc[-1]:+.2f} | {f1[-1]:+.2f} |"
+            )
+        if acc:
+            error = [f" (s.e. {statistics.stdev(v) / len(v) ** 0.5:.2f})" if len(v) > 1 else "" for v in (acc, f1)]
+            lines.append(
+                f"| {method} | mean of {len(acc)} | | | **{statistics.fmean(acc):+.2f}**{error[0]} "
+                f"| {statistics.fmean(f1):+.2f}{error[1]} |"
+            )
+    return "\n".join(lines)
+
+
 def targets(summary: dict, dataset: str, epochs: float) -> list[tuple[str, bool]]:
     """The targets for one data set and length, each with whether this run met it."""
     checks = []
@@ -491,6 +519,7 @@ def bench(args, methods: list[str], work: Path) -> int:
             met = met and all(ok for _, ok in checks)
             sections += [f"\n### {name}, {epochs:g} epochs\n", table(summary, name, epochs), ""]
             sections += [f"- [{'x' if ok else ' '}] {check}" for check, ok in checks]
+            sections += ["", "Seed by seed, test accuracy:", "", by_seed(rows, name, epochs)]
     text = "\n".join(sections)
     (args.out / "table.md").write_text(text + "\n")
     png = chart(summary, args.out / "train_bench.png", f"Article's code vs our engine, {header['model']}")

@@ -33,5 +33,9 @@ def test_smoke_benchmark_prints_json_lines_a_table_and_writes_a_png(tmp_path):
     assert lines[-1]["kind"] == "summary"
     assert "| method | pipeline | train s | samples/s | ours / ref |" in done.stdout
     assert [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()] == measurements
-    assert "| lora | ours |" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "| lora | ours |" in table
+    for r in measurements:  # the seed-by-seed table pairs the two pipelines' runs on one seed
+        assert f"| {r['method']} | {r['seed']} | " in table
+    assert "| full | mean of 1 |" in table and "| lora | mean of 1 |" in table
     assert (out / "train_bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
