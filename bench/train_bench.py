@@ -241,31 +241,77 @@ def table(summary: dict, dataset: str, epochs: float) -> str:
     return "\n".join(lines)
 
 
+def dataset_order(name: str) -> tuple:
+    """The default three first, the others by name: the order of the tables and bars does not depend on which run a
+    --continue went on from."""
+    return (DEFAULT_DATASETS.index(name) if name in DEFAULT_DATASETS else len(DEFAULT_DATASETS), name)
+
+
+def datasets_in(rows: list[dict]) -> list[str]:
+    return sorted({r["dataset"] for r in rows}, key=dataset_order)
+
+
+def pairs(rows: list[dict], dataset: str, epochs: float, method: str) -> list[tuple[int, dict, dict]]:
+    """(seed, the article's run, ours) for each seed both pipelines finished."""
+    mine = [r for r in rows if group_key(r)[:3] == (dataset, epochs, method)]
+    found = []
+    for seed in sorted({r["seed"] for r in mine}):
+        pair = {r["pipeline"]: r for r in mine if r["seed"] == seed}
+        if set(pair) == set(PIPELINES):
+            found.append((seed, pair["reference"], pair["ours"]))
+    return found
+
+
+def mean_and_error(values: list[float]) -> str:
+    """A mean in points and its standard error: how far the pairs spread says whether a gap is more than chance."""
+    error = f" (s.e. {statistics.stdev(values) / len(values) ** 0.5:.2f})" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):+.2f}{error}"
+
+
+def gaps(found: list[tuple[int, dict, dict]], key: str) -> list[float]:
+    return [(ours[key] - ref[key]) * 100 for _, ref, ours in found]
+
+
 def by_seed(rows: list[dict], dataset: str, epochs: float) -> str:
-    """Ours minus the article's, seed by seed: the two pipelines trained on one seed are a pair, and how far the
-    pairs spread says whether a gap between the means is more than chance (s.e.: the standard error of the mean)."""
-    head = "| method | seed | article's acc | ours | ours - article's, points | macro-F1, points |"
-    lines = [head, "|" + " --- |" * 6]
+    """Ours minus the article's, seed by seed: the two pipelines trained on one seed are a pair."""
+    lines = ["| method | seed | article's acc | ours | ours - article's, points | macro-F1, points |"]
+    lines.append("|" + " --- |" * 6)
     for method in ("full", "lora"):
-        mine = [r for r in rows if group_key(r)[:3] == (dataset, epochs, method)]
-        acc, f1 = [], []
-        for seed in sorted({r["seed"] for r in mine}):
-            pair = {r["pipeline"]: r for r in mine if r["seed"] == seed}
-            if set(pair) != set(PIPELINES):
-                continue
-            ref, ours = pair["reference"], pair["ours"]
-            acc.append((ours["test_accuracy"] - ref["test_accuracy"]) * 100)
-            f1.append((ours["test_f1_macro"] - ref["test_f1_macro"]) * 100)
-            lines.append(
-                f"| {method} | {seed} | {ref['test_accuracy']:.2%} | {ours['test_accuracy']:.2%} "
-                f"| {acc[-1]:+.2f} | {f1[-1]:+.2f} |"
-            )
-        if acc:
-            error = [f" (s.e. {statistics.stdev(v) / len(v) ** 0.5:.2f})" if len(v) > 1 else "" for v in (acc, f1)]
-            lines.append(
-                f"| {method} | mean of {len(acc)} | | | **{statistics.fmean(acc):+.2f}**{error[0]} "
-                f"| {statistics.fmean(f1):+.2f}{error[1]} |"
-            )
+        found = pairs(rows, dataset, epochs, method)
+        acc, f1 = gaps(found, "test_accuracy"), gaps(found, "test_f1_macro")
+        for (seed, ref, ours), a, f in zip(found, acc, f1):
+            scores = f"{ref['test_accuracy']:.2%} | {ours['test_accuracy']:.2%}"
+            lines.append(f"| {method} | {seed} | {scores} | {a:+.2f} | {f:+.2f} |")
+        if found:
+            lines.append(f"| {method} | mean of {len(found)} | | | **{mean_and_error(acc)}** | {mean_and_error(f1)} |")
+    return "\n".join(lines)
+
+
+def overview(rows: list[dict], summary: dict) -> str:
+    """One line per data set, length and method: the issue's targets at a glance, from the paired seeds (accuracy)
+    and the medians (times)."""
+    head = (
+        "| data set | epochs | method | seeds | test acc, ours - article's, points (>= -0.5) | macro-F1, points "
+        "(>= -0.5) | training throughput, ours / article's (>= 1.5x) | test scoring, speed-up (>= 2x) "
+        "| train time, LoRA / full (<= 0.75) |"
+    )
+    lines = [head, "|" + " --- |" * 9]
+    for dataset in datasets_in(rows):
+        for epochs in sorted({float(r["epochs"]) for r in rows if r["dataset"] == dataset}):
+            for method in ("full", "lora"):
+                found = pairs(rows, dataset, epochs, method)
+                ref, ours = (summary.get((dataset, epochs, method, p)) for p in PIPELINES)
+                if not (found and ref and ours):
+                    continue
+                full = summary.get((dataset, epochs, "full", "ours"))
+                share = f"{ours['train_seconds'] / full['train_seconds']:.2f}" if method == "lora" and full else ""
+                lines.append(
+                    f"| {dataset} | {epochs:g} | {method} | {len(found)} "
+                    f"| **{mean_and_error(gaps(found, 'test_accuracy'))}** "
+                    f"| {mean_and_error(gaps(found, 'test_f1_macro'))} "
+                    f"| {ours['samples_per_second'] / ref['samples_per_second']:.2f}x "
+                    f"| {ref['scoring_seconds'] / ours['scoring_seconds']:.2f}x | {share} |"
+                )
     return "\n".join(lines)
 
 
@@ -302,7 +348,7 @@ def chart(summary: dict, path: Path, title: str) -> Path:
     from plotly.subplots import make_subplots
 
     labels, ratios, gaps = [], [], []
-    for dataset, epochs, method, pipeline in summary:
+    for dataset, epochs, method, pipeline in sorted(summary, key=lambda k: (dataset_order(k[0]), *k[1:])):
         ref = summary.get((dataset, epochs, method, "reference"))
         if pipeline != "ours" or ref is None:
             continue
@@ -507,13 +553,14 @@ def bench(args, methods: list[str], work: Path) -> int:
     elapsed = time.perf_counter() - started
     loads = [r["load_avg_before"] for r in rows] + [r["load_avg_after"] for r in rows]
     about = (
-        f"{header['machine']}. {header['model']}; batch {args.batch_size}, max_length {args.max_length}; seeds "
-        f"{args.seed}-{args.seed + args.reps - 1} in both pipelines: times are medians over the seeds, accuracy and "
-        f"F1 means (range). Benchmark wall time {elapsed / 60:.1f} min; 1-minute load average "
+        f"{header['machine']}. {header['model']}; batch {args.batch_size}, max_length {args.max_length}; repetition "
+        f"r uses seed {args.seed} + r in both pipelines (each table says which seeds it holds): times are medians "
+        f"over the seeds, accuracy and F1 means (range). This invocation took {elapsed / 60:.1f} min"
+        f"{' and went on from OUT/results.jsonl (--continue)' if args.resume else ''}; 1-minute load average "
         f"{min(loads):.2f}-{max(loads):.2f}."
     )
-    sections, met = [about], True
-    for name in dict.fromkeys(r["dataset"] for r in rows):
+    sections, met = [about, "", overview(rows, summary)], True
+    for name in datasets_in(rows):
         for epochs in sorted({float(r["epochs"]) for r in rows if r["dataset"] == name}):
             checks = targets(summary, name, epochs)
             met = met and all(ok for _, ok in checks)

@@ -38,4 +38,5 @@ def test_smoke_benchmark_prints_json_lines_a_table_and_writes_a_png(tmp_path):
     for r in measurements:  # the seed-by-seed table pairs the two pipelines' runs on one seed
         assert f"| {r['method']} | {r['seed']} | " in table
     assert "| full | mean of 1 |" in table and "| lora | mean of 1 |" in table
+    assert "| smoke | 1 | full | 1 | **" in table and "| smoke | 1 | lora | 1 | **" in table  # the overview
     assert (out / "train_bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
