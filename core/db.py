@@ -261,17 +261,38 @@ def upgrade(engine: Engine) -> None:
     if schema_revision(engine) == newest_revision():
         return  # up to date, the usual case: no need to load Alembic and every migration (0.3 s of a cold start)
     from alembic import command
+
+    migrate(engine, lambda config: command.upgrade(config, "head"))
+
+
+def migrate(engine: Engine, step) -> None:
+    """Run an Alembic command, step(config), on one connection in one transaction.
+
+    On SQLite, foreign keys are off while it runs and checked before it commits: batch mode alters a table by
+    copying it and dropping the old one, and with foreign keys on (as connections open) dropping `runs` would
+    delete every run's metrics and predictions (ON DELETE CASCADE)."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Workers on several machines may start together: one migrates, the others wait and find it done.
-            # DDL is transactional there, and the lock is released when this transaction ends.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # the pragma is ignored inside a transaction: set on the driver's connection before one begins
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # Workers on several machines may start together: one migrates, the others wait and find it
+                    # done. DDL is transactional there, and the lock is released when this transaction ends.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                config.attributes["connection"] = conn
+                step(config)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all() if sqlite else []
+                if broken:
+                    raise RuntimeError(f"a migration left rows that refer to missing rows, not saved: {broken[:5]}")
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 @lru_cache(maxsize=8)

@@ -115,3 +115,29 @@ def test_a_database_at_the_newest_revision_opens_without_loading_alembic(setting
         check=True,
     )
     assert opened.stdout.strip() == "False"
+
+
+def test_a_migration_that_copies_the_runs_table_keeps_every_runs_metrics(settings, csv_folder):
+    """Batch mode (SQLite) copies `runs` and drops the old table: with foreign keys on, the drop would cascade to
+    metrics. Migration 0010's downgrade is such a step; down and up again, every row is still there."""
+    from alembic import command
+
+    from core.db import migrate, newest_revision, schema_revision
+
+    dataset = _dataset(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        run = create_run(s, dataset, "m", TrainConfig())
+        s.add_all(
+            [Metric(run_id=run.id, step=i, epoch=0.1 * i, name="train_loss", value=1.0 / (i + 1)) for i in range(5)]
+        )
+        s.commit()
+    engine = get_engine(settings.db_url)
+    migrate(engine, lambda config: command.downgrade(config, "0009"))
+    assert schema_revision(engine) == "0009"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM metrics").scalar() == 5
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again for the connection's next user
+    migrate(engine, lambda config: command.upgrade(config, "head"))
+    assert schema_revision(engine) == newest_revision()
+    with session_factory(settings.db_url)() as s:
+        assert s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run.id)) == 5
