@@ -141,3 +141,6 @@ def test_a_migration_that_copies_the_runs_table_keeps_every_runs_metrics(setting
     assert schema_revision(engine) == newest_revision()
     with session_factory(settings.db_url)() as s:
         assert s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run.id)) == 5
+        s.delete(s.get(Run, run.id))  # foreign keys are on again: deleting the run deletes its metrics
+        s.commit()
+        assert s.scalar(select(func.count()).select_from(Metric)) == 0

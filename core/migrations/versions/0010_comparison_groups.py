@@ -26,8 +26,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     if op.get_bind().dialect.name == "sqlite":
-        # ADD COLUMN keeps the table. Batch mode would copy `runs`, then drop the old one: with foreign keys on (as
-        # core.db connects), that drop deletes every run's metrics and predictions (ON DELETE CASCADE).
+        # ADD COLUMN keeps the table; batch mode would copy every run into a new `runs` (core.db.migrate keeps the
+        # rows that refer to it when a migration does, but there is no need to here).
         op.execute(
             "ALTER TABLE runs ADD COLUMN group_id INTEGER CONSTRAINT fk_runs_group_id_comparison_groups "
             "REFERENCES comparison_groups (id) ON DELETE SET NULL"
