@@ -322,10 +322,11 @@ def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig
         return {}
     estimates = planned["estimates"]
     for col, (m, e) in zip(columns, estimates.items()):
-        col.caption(
+        col.caption(  # the total too: on small data, loading the model and saving it take longer than training
             f"Estimated: training about {estimate.duration_text(e['train_seconds'])}, "
-            f"peak memory {estimate.memory_text(e['peak_memory_mb'])}, "
-            f"test scoring {estimate.duration_text(e['score_seconds'])}."
+            f"test scoring {estimate.duration_text(e['score_seconds'])}, "
+            f"about {estimate.duration_text(e['total_seconds'])} in all with loading and saving; "
+            f"peak memory {estimate.memory_text(e['peak_memory_mb'])}."
         )
 
     def wait(seconds):

@@ -29,6 +29,7 @@ def test_train_page_shows_the_estimate_and_keeps_it_on_the_queued_pair(settings,
     shown = texts(at.caption)
     assert shown.count("Estimated: training about") == 2, "one estimate per method"
     assert "peak memory" in shown and "test scoring" in shown
+    assert shown.count("in all with loading and saving") == 2, "the whole run's time beside its training time"
     assert "From queuing to result, with the queue as it is: the pair about" in shown
     assert "this machine has not finished a run like these yet" in shown, "says it is not calibrated yet"
     assert not at.warning, "the tiny model fits"
