@@ -48,6 +48,20 @@ def train_one(settings, dataset_id: int, model: str, config: TrainConfig) -> dic
         }
 
 
+def store_dataset(settings, folder: Path) -> int:
+    """The folder's train/dev/test CSVs (text in column 0, label in 1; classes.txt if there) stored as a dataset."""
+    from core.db import session_factory
+
+    files = data.files_from_folder(folder)
+    classes_file = folder / "classes.txt"
+    names = data.read_class_names(classes_file.read_bytes()) if classes_file.is_file() else None
+    check = data.check_dataset(files, settings, text_column="0", label_column="1", class_names=names)
+    if not check.ok:
+        raise SystemExit("The data was refused:\n- " + "\n- ".join(check.errors))
+    with session_factory(settings.db_url)() as s:
+        return data.save_dataset(s, settings, check, "bench").id
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| preset | method | seeds | test accuracy, mean (range) | macro-F1, mean | train s, median |"]
     lines.append("|" + " --- |" * 6)
@@ -75,21 +89,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = p.parse_args(argv)
 
-    from core.db import session_factory
     from core.settings import get_settings
 
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="preset_bench-"))
     try:
         settings = get_settings(f"sqlite:///{work / 'bench.db'}")
-        files = data.files_from_folder(args.data)
-        classes_file = args.data / "classes.txt"
-        names = data.read_class_names(classes_file.read_bytes()) if classes_file.is_file() else None
-        check = data.check_dataset(files, settings, text_column="0", label_column="1", class_names=names)
-        if not check.ok:
-            raise SystemExit("The data was refused:\n- " + "\n- ".join(check.errors))
-        with session_factory(settings.db_url)() as s:
-            dataset_id = data.save_dataset(s, settings, check, "bench").id
+        dataset_id = store_dataset(settings, args.data)
         rows, out = [], args.out / "presets.jsonl"
         out.write_text("")
         started = time.perf_counter()
