@@ -43,18 +43,17 @@ def test_smoke_benchmark_prints_json_lines_a_table_and_writes_a_png(tmp_path):
 
 
 def test_lora_share_trains_both_methods_in_both_variants_and_prints_their_ratios(csv_folder, tiny_model):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LORALAB_")}
     done = subprocess.run(
         [sys.executable, "bench/lora_share.py", "--data", str(csv_folder), "--model", tiny_model, "--rounds", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=900,
-        env={k: v for k, v in os.environ.items() if not k.startswith("LORALAB_")} | {"LORALAB_MODEL_ROOTS": tiny_model},
+        env=environment | {"LORALAB_MODEL_ROOTS": tiny_model},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert [(r["variant"], r["method"]) for r in runs] == [
-        (v, m) for v in ("torch", "free") for m in ("full", "lora")
-    ]
+    assert [(r["variant"], r["method"]) for r in runs] == [(v, m) for v in ("torch", "free") for m in ("full", "lora")]
     assert all(r["train_seconds"] > 0 and 0 <= r["test_accuracy"] <= 1 for r in runs)
     assert "torch: LoRA / full train time" in done.stdout and "free : LoRA / full train time" in done.stdout
