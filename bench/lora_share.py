@@ -77,9 +77,14 @@ def main(argv=None) -> int:
                         run = create_run(s, s.get(Dataset, dataset_id), args.model, config, status=RunStatus.RUNNING)
                         run_id = run.id
                     command = [sys.executable, __file__, "--child", settings.db_url, str(run_id), variant]
-                    subprocess.run(command, check=True, capture_output=True)
+                    done = subprocess.run(command, capture_output=True, text=True)
                     with sessions() as s:
                         run = s.get(Run, run_id)
+                        if done.returncode != 0:
+                            raise SystemExit(
+                                f"The {method} run ({variant} dropout) ended {run.status}: "
+                                f"{run.error or done.stderr[-2000:]}"
+                            )
                         row = {"variant": variant, "method": method, "train_seconds": round(run.train_seconds, 2)}
                         row["test_accuracy"] = run.test_metrics["accuracy"]
                     seconds[variant, method].append(run.train_seconds)
