@@ -301,7 +301,7 @@ class CostRatio:
 
 COSTS = {  # key -> (what it measures, how a sentence says B's cost against A's, {r}: the ratio)
     "time": ("training time", "took {r} the training time"),
-    "samples_per_second": ("texts trained per second", "trained {r} as many texts per second"),
+    "samples_per_second": ("texts per second", "trained {r} as many texts per second"),
     "peak_memory": ("peak memory", "used {r} the memory"),
     "trainable_weights": ("trainable weights", "trained {r} of the weights"),
     "disk": ("size on disk", "saved {r} the disk space"),

@@ -134,25 +134,29 @@ if result is not None:
         c4.metric("Test texts", f"{result.test_size:,}", help=f"One text is {100 / result.test_size:.2f} points.")
         floor = verdict.noise_floor(result.test_size)
         spread = "texts and seeds" if result.seeds > 1 else "the test texts"
-        st.caption(
-            "How to read it: differences are in points (88.0 % against 86.5 % is 1.5 points). The 95 % interval "
-            "is the range the difference would likely fall in on other test "
-            f"texts{' and seeds' if result.seeds > 1 else ''} (a bootstrap: {spread} resampled "
-            f"{verdict.RESAMPLES:,} times). It must lie wholly on one side of 0 for a winner. With "
-            f"{result.test_size:,} test texts, differences under about {floor:.1f} points cannot be told from "
-            f"chance; an interval wider than ±{verdict.RESOLUTION_POINTS:g} points is too wide to call the methods "
-            "equal."
-        )
-        if result.seeds > 1:
-            st.caption(f"Each seed's test accuracy, and {b_name} minus {a_name} in points:")
-            seeds = comparisons.seeds_frame(result, pairs)
-            points_col = st.column_config.NumberColumn(format="%+.1f")
-            st.dataframe(
-                seeds,
-                hide_index=True,
-                column_config={c: points_col if "difference" in c else ui.PERCENT_COLUMN for c in seeds.columns[2:]},
-                key="compare_seeds",
+        # folded: the card, its four lines and its numbers, fits a 1024 x 768 screen under the page's title
+        with st.expander("How to read it" + (", and each seed's result" if result.seeds > 1 else "")):
+            st.caption(
+                "Differences are in points (88.0 % against 86.5 % is 1.5 points). The 95 % interval "
+                "is the range the difference would likely fall in on other test "
+                f"texts{' and seeds' if result.seeds > 1 else ''} (a bootstrap: {spread} resampled "
+                f"{verdict.RESAMPLES:,} times). It must lie wholly on one side of 0 for a winner. With "
+                f"{result.test_size:,} test texts, differences under about {floor:.1f} points cannot be told from "
+                f"chance; an interval wider than ±{verdict.RESOLUTION_POINTS:g} points is too wide to call the "
+                "methods equal."
             )
+            if result.seeds > 1:
+                st.caption(f"Each seed's test accuracy, and {b_name} minus {a_name} in points:")
+                seeds = comparisons.seeds_frame(result, pairs)
+                points_col = st.column_config.NumberColumn(format="%+.1f")
+                st.dataframe(
+                    seeds,
+                    hide_index=True,
+                    column_config={
+                        c: points_col if "difference" in c else ui.PERCENT_COLUMN for c in seeds.columns[2:]
+                    },
+                    key="compare_seeds",
+                )
 
 if pairs:
     a_name, b_name = comparisons.side_names(pairs)

@@ -46,7 +46,7 @@ def test_the_verdict_card_says_each_of_the_four_outcomes(settings, tmp_path, out
     assert metrics["Test texts"] == str(n)
     assert "McNemar's p" in metrics, "one pair: McNemar's exact test beside the interval"
     assert metrics["Training time"] == "0.50x" and metrics["Trainable weights"] == "1/200"
-    assert metrics["Size on disk"] == "1/40" and metrics["Texts trained per second"] == "2.00x"
+    assert metrics["Size on disk"] == "1/40" and metrics["Texts per second"] == "2.00x"
     assert (
         "Against full fine-tuning, LoRA took 0.50x the training time, trained 2.00x as many texts per second, used "
         "0.67x the memory, trained 1/200 of the weights and saved 1/40 the disk space." in card
