@@ -28,6 +28,7 @@ from pathlib import Path
 from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import make_url
 
+from core import storage
 from core.artifacts import run_dir
 from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
 from core.runners import RunnerError, start_run
@@ -78,6 +79,7 @@ def supervise(settings: Settings, run_id: int) -> RunStatus:
     with sessions() as s:
         folder = run_dir(settings, s.get(Run, run_id))
     try:
+        storage.use_data_folder(settings)  # the data folder records this database before it holds its files
         folder.mkdir(parents=True, exist_ok=True)
         job = start_run(settings, run_id, folder / "train.log")
     except RunnerError as e:
