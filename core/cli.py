@@ -360,7 +360,7 @@ def cmd_disk(args) -> int:
         return 0
     print(disk_text(use))
     if leftovers := leftovers_text(use, settings):
-        print(leftovers + (" Remove them: python -m core delete --leftovers" if use.owned else ""))
+        print(leftovers)
     return 0
 
 

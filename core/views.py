@@ -188,7 +188,7 @@ def leftovers_text(use: storage.DiskUse, settings) -> str | None:
         "that no run, dataset or labelled file points to"
     )
     if use.owned:
-        return f"{said}: the data folder is this database's alone, so they can be removed."
+        return f"{said}: the data folder is this database's alone; `python -m core delete --leftovers` removes them."
     return f"{said}. {storage.not_owned_text(settings)}"
 
 
