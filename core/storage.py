@@ -240,6 +240,8 @@ def delete_leftovers(session: Session, settings: Settings) -> tuple[int, int]:
     """Remove what lies under datasets/, runs/ or labels/ with no row pointing to it (and is older than RECENT_S),
     only where the data folder is this database's alone. Returns (entries removed, bytes freed); raises
     DeleteRefused where the folder is, or may be, shared."""
+    if not (settings.data_dir / MARKER).is_file():
+        raise DeleteRefused(f"Nothing was removed. {not_owned_text(settings)}")
     with open(settings.data_dir / MARKER, "a+", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # no other database records itself (and writes) while this removes
         if not owned_alone(settings):
