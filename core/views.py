@@ -161,6 +161,8 @@ def size_text(n_bytes: int | None) -> str:
     if n_bytes is None:
         return "–"
     mb = n_bytes / 2**20
+    if not n_bytes:
+        return "0 MB"
     if mb >= 1024:
         return f"{mb / 1024:.1f} GB"
     return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"

@@ -184,3 +184,15 @@ def test_a_data_folder_that_held_files_before_it_was_marked_is_never_this_databa
     assert before.is_dir()
     (settings.data_dir / storage.MARKER).write_text("{not json")  # a marker that cannot be read: nobody's
     assert not storage.owned_alone(settings)
+
+
+def test_disk_sizes_are_written_one_way():
+    from core.views import size_text
+
+    assert [size_text(b) for b in (0, 400_000, 3 * MB, 91_586_023, 3 * 1024 * MB)] == [
+        "0 MB",
+        "0.4 MB",
+        "3.0 MB",
+        "87 MB",
+        "3.0 GB",
+    ]
