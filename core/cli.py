@@ -268,6 +268,99 @@ def cmd_resume(args) -> int:
     return 0
 
 
+def _ask(question: str) -> bool:
+    """One question on the terminal; no one to answer it (no input) refuses, in plain words."""
+    print(question, file=sys.stderr)
+    try:
+        answer = input("Go ahead? [y/N] ")
+    except EOFError:
+        raise Refused("Nothing was deleted: no one answered the question. Add --yes to go ahead without it.") from None
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_delete(args) -> int:
+    from core import comparisons, storage
+    from core.views import deletion_text, size_text
+
+    settings = get_settings(args.db)
+    if args.leftovers:
+        return _delete_leftovers(settings, args)
+    with session_factory(settings.db_url, read_only=True)() as s:  # no lock is held while the question waits
+        run_ids = list(args.run_ids)
+        for group_id in args.group or []:
+            found = comparisons.group_runs(s, group_id)
+            if not found:
+                raise Refused(f"There is no comparison group {group_id}.")
+            run_ids += [r.id for r in found]
+        if not run_ids:
+            raise Refused("Give the runs to delete (their ids), or --group G for a whole comparison.")
+        plan = storage.plan_deletion(s, settings, run_ids)
+    if plan.refused:
+        raise Refused("Nothing was deleted. " + " ".join(plan.refused))
+    if not args.yes and not _ask(deletion_text(plan)):
+        print("Nothing was deleted.")
+        return 1
+    with session_factory(settings.db_url)() as s:
+        try:
+            done = storage.delete_runs(s, settings, run_ids)
+        except storage.DeleteRefused as e:  # one was resumed, or a file queued with it, meanwhile
+            raise Refused(f"Nothing was deleted. {e}") from None
+    print(f"Deleted {', '.join(f'run {i}' for i in done.run_ids)}; freed {size_text(done.bytes)}.")
+    return 0
+
+
+def _delete_leftovers(settings, args) -> int:
+    from core import storage
+    from core.views import plural, size_text
+
+    if args.run_ids or args.group:
+        raise Refused("Give --leftovers alone: it removes files no row points to, not runs.")
+    with session_factory(settings.db_url, read_only=True)() as s:
+        use = storage.disk_use(s, settings)
+    if not use.owned:
+        raise Refused(f"Nothing was removed. {storage.not_owned_text(settings)}")
+    if not use.leftovers:
+        print("There is nothing to remove: a row points to every folder in the data folder.")
+        return 0
+    what = f"{plural(len(use.leftovers), 'folder')} no row points to ({size_text(use.leftover_bytes)})"
+    if not args.yes and not _ask(f"Remove {what} from {settings.data_dir}? There is no undo."):
+        print("Nothing was removed.")
+        return 1
+    with session_factory(settings.db_url, read_only=True)() as s:
+        try:
+            removed, freed = storage.delete_leftovers(s, settings)
+        except storage.DeleteRefused as e:
+            raise Refused(str(e)) from None
+    print(f"Removed {plural(removed, 'folder')} no row pointed to; freed {size_text(freed)}.")
+    return 0
+
+
+def cmd_disk(args) -> int:
+    from core import storage
+    from core.views import disk_text, leftovers_text
+
+    settings = get_settings(args.db)
+    with session_factory(settings.db_url, read_only=True)() as s:
+        use = storage.disk_use(s, settings)
+    if args.json:
+        info = {
+            "data_dir": str(settings.data_dir),
+            "runs": {str(i): b for i, b in use.runs.items()},
+            "datasets": use.datasets,
+            "labels": use.labels,
+            "total": use.total,
+            "leftovers": [str(p.relative_to(settings.data_dir)) for p in use.leftovers],
+            "leftover_bytes": use.leftover_bytes,
+            "owned": use.owned,
+        }
+        print(json.dumps(info, ensure_ascii=False))
+        return 0
+    print(disk_text(use))
+    if leftovers := leftovers_text(use, settings):
+        print(leftovers)
+    return 0
+
+
 def cmd_estimate(args) -> int:
     """Estimate without training: the run (or, with --pair, both runs) as the Train page would queue it."""
     from core.estimate import estimate_run
@@ -441,6 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_id", type=run_id)
     p.set_defaults(func=cmd_resume)
+    p = sub.add_parser("delete", parents=[db], help="delete runs with their files (after one question)")
+    p.add_argument("run_ids", nargs="*", type=run_id, metavar="RUN", help="the runs to delete")
+    p.add_argument("--group", type=run_id, action="append", metavar="G", help="every run of comparison group G")
+    p.add_argument("--leftovers", action="store_true", help="remove files no row points to (a data folder of its own)")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.set_defaults(func=cmd_delete)
+    p = sub.add_parser("disk", parents=[db], help="the disk the history's files take")
+    p.add_argument("--json", action="store_true", help="print one JSON object, sizes in bytes")
+    p.set_defaults(func=cmd_disk)
     p = sub.add_parser("compare", parents=[db], help="the verdict: which method wins, by how much, at what cost")
     p.add_argument("ids", nargs="+", metavar="RUN_OR_GROUP", help="one comparison group id, or two or more run ids")
     p.add_argument("--json", action="store_true", help="print one JSON object")

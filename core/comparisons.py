@@ -334,3 +334,17 @@ def compare_summary(session: Session, runs: list[Run], resamples: int = verdict.
         "runs": [[a.id, b.id] for a, b in pairs],
         "compared": list(result.names),
     }
+
+
+def delete_choices(session: Session, run_bytes: dict[int, int]) -> dict[str, tuple[str, list[int]]]:
+    """What the Runs page offers to delete, with the disk each takes (run_bytes: core.storage.DiskUse.runs): every
+    comparison whole, newest first, then every run. Key -> (label, run ids)."""
+    out = {}
+    for group in groups(session):
+        runs = group_runs(session, group.id)
+        size = views.size_text(sum(run_bytes.get(r.id, 0) for r in runs))
+        label = f"{group_label(group, runs)} · {views.plural(len(runs), 'run')} · {size}"
+        out[f"group-{group.id}"] = (label, [r.id for r in runs])
+    for run in views.all_runs(session):
+        out[f"run-{run.id}"] = (f"{views.run_label(run)} · {views.size_text(run_bytes.get(run.id, 0))}", [run.id])
+    return out

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import storage
 from core.db import Dataset, new_uid
 from core.settings import PROJECT_ROOT, Settings
 
@@ -647,6 +648,7 @@ def save_dataset(session: Session, settings: Settings, check: DatasetCheck, name
         )
     if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
         raise DataError(f"A dataset named '{name}' already exists. Choose another name.")
+    storage.use_data_folder(settings)  # the data folder records this database before it holds its files
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=settings.datasets_dir))
     final = None

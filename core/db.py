@@ -195,6 +195,17 @@ class LabelJob(Base):
     peak_memory_mb: Mapped[float | None] = mapped_column(Float)  # of the labelling process
 
 
+class DatabaseInfo(Base):
+    """One row, written by migration 0012: this database's uid. The data folders it keeps files in record it
+    (core.storage), so that files no row points to are removed only where a folder is this database's alone."""
+
+    __tablename__ = "database_info"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), default=new_uid)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Metric(Base):
     __tablename__ = "metrics"
     __table_args__ = (Index("ix_metrics_run_name_step", "run_id", "name", "step"),)

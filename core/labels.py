@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from core import data, models, predict
+from core import data, models, predict, storage
 from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
 from core.downloads import write_safe_csv
 from core.settings import Settings, get_settings
@@ -131,6 +131,7 @@ def submit(
             raise predict.RunNotReady(f"There is no run {run_id}.")
         predict.artifact_folder(settings, run)  # completed, with its model files
     folder = Path("labels") / uuid.uuid4().hex
+    storage.use_data_folder(settings)  # the data folder records this database before it holds its files
     (settings.data_dir / folder).mkdir(parents=True)
     input_name = "input.txt" if text_file.plain else "input.csv"
     (settings.data_dir / folder / input_name).write_bytes(file.read())

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import models
+from core import models, storage
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.db import ACTIVE, Dataset, Run, RunStatus, utcnow
 from core.runs import MIN_TIMED_STEPS, metrics_frame, training_seconds_left  # noqa: F401 (MIN_TIMED_STEPS)
@@ -154,6 +154,55 @@ def points(difference: float | None) -> str:
 
 def count(n: int | None) -> str:
     return "–" if n is None else f"{n:,}"
+
+
+def size_text(n_bytes: int | None) -> str:
+    """Disk space as the dashboard writes it: '0.4 MB', '87 MB', '1.2 GB' (1 MB = 2**20 bytes, as model sizes)."""
+    if n_bytes is None:
+        return "–"
+    mb = n_bytes / 2**20
+    if not n_bytes:
+        return "0 MB"
+    if mb >= 1024:
+        return f"{mb / 1024:.1f} GB"
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def disk_text(use: storage.DiskUse) -> str:
+    """What the history's files take, in one sentence."""
+    runs = sum(use.runs.values())
+    return (
+        f"The history takes {size_text(use.total)} of disk: {plural(len(use.runs), 'run')} {size_text(runs)} "
+        f"(models, checkpoints, logs), datasets {size_text(use.datasets)}, labelled files {size_text(use.labels)}."
+    )
+
+
+def leftovers_text(use: storage.DiskUse, settings) -> str | None:
+    """The files no row points to, and whether they can be removed; None if there are none."""
+    if not use.leftovers:
+        return None
+    said = (
+        f"Another {size_text(use.leftover_bytes)} lies in {plural(len(use.leftovers), 'folder')} of the data folder "
+        "that no run, dataset or labelled file points to"
+    )
+    if use.owned:
+        return f"{said}: the data folder is this database's alone; `python -m core delete --leftovers` removes them."
+    return f"{said}. {storage.not_owned_text(settings)}"
+
+
+def deletion_text(plan: storage.Deletion) -> str:
+    """The question before deleting runs: what goes, and the disk it frees."""
+    ids = plan.run_ids
+    runs = " and ".join(f"run #{i}" for i in ids) if len(ids) < 3 else plural(len(ids), "run")
+    jobs = f", and {plural(len(plan.job_ids), 'labelled file')} made with them" if plan.job_ids else ""
+    return (
+        f"Delete {runs} for good? Curves, test predictions, checkpoints and models are removed{jobs}; this frees "
+        f"{size_text(plan.bytes)}. There is no undo."
+    )
 
 
 def plain_number(x: float) -> str:

@@ -5,24 +5,30 @@ Where that process runs is the runner's business (core.runners: a child process 
 cluster); the supervising is the same for both: heartbeat, cancel (the run stops at its next step; a signal, or
 stopping the Ray job, if it does not), and `crashed` when the process ends without saying how.
 
-One worker per data folder on a machine (an OS file lock, released by the kernel however the worker dies). On
-PostgreSQL several machines may each run one against the same database: claims are atomic there too.
+One worker per database on a machine (an OS file lock in the data folder, named after the database, released by the
+kernel however the worker dies): two databases on one data folder each get their own. On PostgreSQL several machines
+may each run one against the same database: claims are atomic there too.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.engine import make_url
 
+from core import storage
 from core.artifacts import run_dir
 from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
 from core.runners import RunnerError, start_run
@@ -73,6 +79,7 @@ def supervise(settings: Settings, run_id: int) -> RunStatus:
     with sessions() as s:
         folder = run_dir(settings, s.get(Run, run_id))
     try:
+        storage.use_data_folder(settings)  # the data folder records this database before it holds its files
         folder.mkdir(parents=True, exist_ok=True)
         job = start_run(settings, run_id, folder / "train.log")
     except RunnerError as e:
@@ -234,12 +241,20 @@ def reconcile_stale_runs(settings: Settings) -> list[int]:
         return [r.id for r in stale]
 
 
-def lock_path(settings: Settings):
-    """SQLite: one worker per data folder. Another database: one per machine and data folder, so that workers on
-    several machines can share a data folder mounted over NFS (where a flock is seen by every machine)."""
-    if sqlite_path(settings.db_url) is not None:
-        return settings.data_dir / "worker.lock"
-    return settings.data_dir / f"worker-{socket.gethostname()}.lock"
+def lock_path(settings: Settings) -> Path:
+    """One worker per database: the lock is named after it, so two databases on one data folder (a.db and b.db side
+    by side share data/) each get their own worker. SQLite: one per database file. Another database: one per machine,
+    database and data folder, so that workers on several machines can share a data folder mounted over NFS (where a
+    flock is seen by every machine)."""
+    db_file = sqlite_path(settings.db_url)
+    if db_file is not None:
+        name, identity = db_file.stem, str(db_file)
+    else:
+        url = make_url(settings.db_url)
+        name = f"{socket.gethostname()}-{url.database or url.get_backend_name()}"
+        identity = url.set(password=None).render_as_string(hide_password=False)
+    name = re.sub(r"[^\w.-]+", "-", name)[:60]
+    return settings.data_dir / f"worker-{name}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}.lock"
 
 
 @contextmanager
@@ -290,7 +305,7 @@ def run_worker(
     dashboard_pid: int | None = None,
     idle_exit_s: float = 300.0,
 ) -> int:
-    """The worker loop. Returns 0 when it stops; 3 if another worker already serves this data folder.
+    """The worker loop. Returns 0 when it stops; 3 if another worker already serves this database.
 
     Runs train side by side where they fit (core.scheduler). A worker the dashboard started (dashboard_pid) leaves
     after idle_exit_s with nothing to do once that dashboard has stopped; the next page view starts one again."""
@@ -298,7 +313,7 @@ def run_worker(
 
     with worker_lock(settings) as got:
         if not got:
-            log.info("another worker is already running for %s", settings.data_dir)
+            log.info("another worker is already running for %s", make_url(settings.db_url))  # password hidden
             return 3
         log.info("worker %s serving %s", os.getpid(), settings.db_url)
         last_reconcile = 0.0
@@ -347,7 +362,7 @@ def _probe_next(settings: Settings) -> bool:
 
 
 def ensure_worker(settings: Settings) -> bool:
-    """Start a worker in the background if none serves this data folder. Returns True if one was started.
+    """Start a worker in the background if none serves this database. Returns True if one was started.
 
     It runs in its own session, so a run goes on when the dashboard stops; once idle a while after that, it leaves.
     """

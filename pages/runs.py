@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import comparisons, estimate, export, models, runs, views
+from core import comparisons, estimate, export, models, runs, storage, views
 from core.config import METHOD_NAMES
 from core.db import Run, RunStatus
 
@@ -29,6 +29,57 @@ def cancel(run_id: int) -> None:
         runs.request_cancel(s, run_id)
     ask_cancel(None)
     ui.flash("info", f"Cancel requested: run #{run_id} stops at its next step.")
+
+
+def ask_delete(choice: str | None) -> None:
+    st.session_state["runs_delete_asked"] = choice
+
+
+def delete(run_ids: list[int]) -> None:
+    ask_delete(None)
+    with ui.sessions(write=True)() as s:
+        try:
+            done = storage.delete_runs(s, ui.settings(), run_ids)
+        except storage.DeleteRefused as e:  # one was resumed, or a file queued with it, since the question
+            return ui.flash("warning", f"Nothing was deleted. {e}")
+    st.session_state["runs_delete_choice"] = None  # it is gone from the list
+    names = ", ".join(f"#{i}" for i in done.run_ids)
+    what = f"run {names} with its files" if len(done.run_ids) == 1 else f"runs {names} with their files"
+    ui.flash("success", f"Deleted {what}; {views.size_text(done.bytes)} freed.")
+
+
+def delete_section() -> None:
+    """The disk the history takes, and deleting a run or a whole comparison with its files, after one question."""
+    st.subheader("Disk and deleting")
+    ui.show_flash()
+    with ui.sessions()() as s:
+        use = storage.disk_use(s, ui.settings())
+        choices = comparisons.delete_choices(s, use.runs)
+    st.caption(views.disk_text(use))
+    if leftovers := views.leftovers_text(use, ui.settings()):
+        st.caption(leftovers)
+    chosen = st.selectbox(
+        "Delete a run or a whole comparison",
+        list(choices),
+        None,
+        lambda key: choices[key][0],
+        key="runs_delete_choice",
+        placeholder="Choose one",
+        help="Its curves, results, checkpoints, model and the files labelled with it are removed.",
+    )
+    if chosen is None:
+        return
+    with ui.sessions()() as s:
+        plan = storage.plan_deletion(s, ui.settings(), choices[chosen][1])
+    if plan.refused:
+        return st.warning(" ".join(plan.refused))
+    if st.session_state.get("runs_delete_asked") != chosen:
+        st.button("Delete it…", key="runs_delete", on_click=ask_delete, args=(chosen,), help="Asks first; no undo.")
+        return
+    st.warning(views.deletion_text(plan))
+    c1, c2 = st.columns(2)
+    c1.button("Yes, delete", key="runs_delete_yes", on_click=delete, args=(plan.run_ids,), help="No undo.")
+    c2.button("No, keep it", key="runs_delete_no", on_click=ask_delete, args=(None,), help="Nothing is removed.")
 
 
 def status_line(s, run: Run, label: str) -> None:
@@ -268,3 +319,5 @@ if not compared.empty:
     st.caption("Full fine-tuning and LoRA launched together, once per seed: each comparison is one row.")
     verdict_link = st.column_config.LinkColumn(display_text="see the verdict", help="Opens it on Compare.")
     st.dataframe(compared, hide_index=True, column_config={"verdict": verdict_link}, key="runs_comparisons")
+
+delete_section()

@@ -104,3 +104,56 @@ def test_refused_input_exits_non_zero_with_a_plain_message(settings, tmp_path, t
 
     out = cli("status", "999", settings=settings)
     assert out.returncode == 2 and "no run 999" in out.stderr
+
+
+def test_delete_asks_once_then_removes_runs_with_their_files_and_disk_says_what_the_history_takes(
+    settings, csv_folder
+):
+    from sqlalchemy import select
+
+    from core.artifacts import run_dir
+    from core.config import TrainConfig
+    from core.db import Run, session_factory
+    from core.runs import create_comparison, create_run
+    from tests.helpers import store
+    from tests.test_storage import finish
+
+    def delete(*args, answer=None):
+        return subprocess.run(
+            [sys.executable, "-m", "core", "delete", *args, "--db", settings.db_url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            input=answer,
+            stdin=subprocess.DEVNULL if answer is None else None,
+            env={**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)},
+        )
+
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        run = create_run(s, dataset, "m", TrainConfig())
+        group, pair = create_comparison(s, dataset, "m", TrainConfig())
+        waiting = create_run(s, dataset, "m", TrainConfig())
+    for done in (run, *pair):
+        finish(settings, done.id, checkpoint_bytes=3 * 2**20)
+    disk = cli("disk", settings=settings)
+    assert disk.returncode == 0 and "The history takes 9." in disk.stdout and "4 runs" in disk.stdout, disk.stdout
+
+    unanswered = delete(str(run.id))  # no one to answer (stdin closed): refused plainly, nothing deleted
+    assert unanswered.returncode == 2 and "no one answered" in unanswered.stderr, unanswered.stderr
+    assert "Traceback" not in unanswered.stderr and "frees 3.0 MB" in unanswered.stderr
+    declined = delete(str(run.id), answer="n\n")
+    assert declined.returncode == 1 and "Nothing was deleted" in declined.stdout
+    assert get_run(settings, run.id) is not None and run_dir(settings, run).is_dir()
+    agreed = delete(str(run.id), answer="y\n")
+    assert agreed.returncode == 0 and "freed 3.0 MB" in agreed.stdout, agreed.stderr
+    assert not run_dir(settings, run).exists()
+
+    refused = delete(str(waiting.id), "--yes")
+    assert refused.returncode == 2 and f"Run {waiting.id} is queued: cancel it first" in refused.stderr
+    whole = delete("--group", str(group.id), "--yes")
+    assert whole.returncode == 0 and "freed 6.0 MB" in whole.stdout, whole.stderr
+    with session_factory(settings.db_url, read_only=True)() as s:
+        assert list(s.scalars(select(Run.id))) == [waiting.id]
+    assert delete("--group", "99", "--yes").stderr.strip() == "error: There is no comparison group 99."

@@ -285,6 +285,42 @@ def test_runs_history_filter_open_and_cancel(settings, populated):
     assert "run" not in at.query_params and at.dataframe
 
 
+def test_runs_deletes_a_run_or_a_whole_comparison_with_its_files_after_one_question(settings, populated):
+    with session_factory(settings.db_url)() as s:
+        crashed, group_id = s.get(Run, populated["crashed"]), s.get(Run, populated["completed_full"]).group_id
+    checkpoint = checkpoints_dir(settings, crashed) / "checkpoint-10"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "optimizer.pt").write_bytes(b"o" * 3 * 2**20)  # the optimizer's state: what a checkpoint weighs
+    at = open_page("runs")
+    assert "The history takes 3." in texts(at.caption) and "7 runs 3.0 MB" in texts(at.caption)
+
+    at.selectbox(key="runs_delete_choice").set_value(f"run-{populated['running']}").run()
+    assert "is running: cancel it first" in texts(at.warning)
+    assert "runs_delete" not in [b.key for b in at.button], "a run in training cannot be deleted"
+
+    at.selectbox(key="runs_delete_choice").set_value(f"run-{crashed.id}").run()
+    at.button(key="runs_delete").click().run()
+    assert f"Delete run #{crashed.id} for good?" in texts(at.warning) and "frees 3.0 MB" in texts(at.warning)
+    at.button(key="runs_delete_no").click().run()  # it asks first; No keeps it
+    assert checkpoint.is_dir()
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_yes").click().run()
+    assert not at.exception
+    assert f"Deleted run #{crashed.id} with its files; 3.0 MB freed." in texts(at.success)
+    assert not checkpoints_dir(settings, crashed).parent.exists()
+    assert len(at.dataframe[0].value) == 6
+
+    at.selectbox(key="runs_delete_choice").set_value(f"group-{group_id}").run()
+    at.button(key="runs_delete").click().run()
+    assert "Delete run #" in texts(at.warning)
+    at.button(key="runs_delete_yes").click().run()
+    assert not at.exception and "Deleted runs #" in texts(at.success)
+    with session_factory(settings.db_url)() as s:
+        left = {r.id for r in views.all_runs(s)}
+    assert left.isdisjoint({crashed.id, populated["completed_full"], populated["completed_lora"]}) and len(left) == 4
+    assert "runs_comparisons" not in [d.key for d in at.dataframe], "the comparison went with its runs"
+
+
 def test_a_crashed_run_with_a_checkpoint_resumes_from_its_page(settings, populated):
     with session_factory(settings.db_url)() as s:
         crashed = s.get(Run, populated["crashed"])

@@ -81,3 +81,35 @@ def test_runs_and_datasets_stored_before_uids_keep_their_id_named_folders(settin
     folder.mkdir(parents=True)
     (folder / CHECKPOINT_STATE).write_text(json.dumps({"best_step": None, "train_seconds": 1.0}))  # written before
     assert resume_step(settings, legacy) == 7
+
+
+def test_two_databases_in_one_folder_each_get_a_worker_that_trains_their_own_queue(
+    settings, tmp_path, csv_folder, tiny_model
+):
+    """g.db and b.db side by side share data/ (the default data folder): a worker serving g.db does not keep b.db's
+    queue waiting; b.db gets a worker of its own, and each trains only its own runs."""
+    import subprocess
+
+    from core.worker import ensure_worker, worker_alive
+    from tests.helpers import start_worker, wait_for
+
+    g = dataclasses.replace(settings, db_url=f"sqlite:///{tmp_path / 'g.db'}")
+    b = dataclasses.replace(settings, db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    assert g.data_dir == b.data_dir
+    dataset = store(b, csv_folder)
+    with session_factory(b.db_url)() as s:
+        queued = create_run(s, dataset, tiny_model, TrainConfig(method="lora", **FAST))
+    first = start_worker(g, output=subprocess.PIPE)
+    second = None
+    try:
+        wait_for(lambda: worker_alive(g), what="g.db's worker")
+        assert not worker_alive(b)  # so the dashboard on b.db starts one for it
+        second = start_worker(b, output=subprocess.PIPE)
+        wait_for(lambda: get_run(b, queued.id).status == RunStatus.COMPLETED.value, timeout=120, what="b.db's run")
+        assert ensure_worker(b) is False and ensure_worker(g) is False  # each is served, once
+        assert first.poll() is None and second.poll() is None
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.kill()
+                worker.wait()
