@@ -335,7 +335,7 @@ def burn_cpu_0(seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code + "while time.time() < end: pass"])
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or estimate.scheduler_times() is None, reason="Linux only")
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not os.path.exists("/proc/self/task"), reason="Linux only")
 def test_the_cpu_share_measures_other_programs_taking_the_cpu():
     """Busy on one CPU beside two other programs busy on the same CPU, this process's threads run about a third of
     the time they are ready to (less where the machine is busier still); the load average would show it a minute
