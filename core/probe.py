@@ -142,6 +142,8 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
         "time_ratio": measured_step_s / raw_step_s / busy,  # as on a quiet machine, as calibrate() wants
         "cpu_share": None if device == "cuda" else share,
         "slowdown": busy,  # how much the machine's other work slowed the steps timed
+        # what the load average said of it, the correction before the CPU share (bench/estimate_bench.py compares)
+        "load_slowdown": estimate.cpu_slowdown(os.getloadavg()[0], os.cpu_count()) if device != "cuda" else 1.0,
         "memory_offset_mb": measured_mb - raw_peak,
         "step_seconds": measured_step_s,
         "peak_memory_mb": measured_mb,
