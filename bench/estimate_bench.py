@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 "score_s": run.score_seconds,
                 "slowdown_est": est["slowdown"],  # the CPU's load when it was estimated, as a slowdown
                 "load_avg": run.load_average,  # the mean 1-minute load average while it trained
+                "cpu_share": run.cpu_share,  # of the time its threads were ready to run, how much they ran
             }
         if "probe" in est:
             row["probe_load"] = args.probe_load  # busy programs beside the probe

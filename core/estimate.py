@@ -472,15 +472,20 @@ def probe_key(device: Device, method: str, model_source: str) -> str:
 
 
 def probe_result(session: Session, key: str) -> dict | None:
+    """The newest probe's result for this device, method and model. One timed before probes measured how much other
+    work held them back (no "slowdown" kept) is not used: it may have been timed at a busy moment, as it was."""
     probe = session.scalars(
         select(Probe).where(Probe.key == key, Probe.status == "done").order_by(Probe.id.desc())
     ).first()
-    return probe.result if probe else None
+    return probe.result if probe and "slowdown" in (probe.result or {}) else None
 
 
 def request_probe(session: Session, key: str, dataset: Dataset, model_source: str, config: TrainConfig) -> None:
-    """Queue a probe for the worker, unless one is queued, running or done for this device, method and model."""
-    if session.scalar(select(Probe.id).where(Probe.key == key, Probe.status != "failed")) is not None:
+    """Queue a probe for the worker, unless one is queued or running for this device, method and model, or one
+    done is in use (probe_result)."""
+    if session.scalar(select(Probe.id).where(Probe.key == key, Probe.status.in_(("queued", "running")))) is not None:
+        return
+    if probe_result(session, key) is not None:
         return
     session.add(Probe(key=key, dataset_id=dataset.id, model_source=model_source, config=config.to_dict()))
     session.commit()

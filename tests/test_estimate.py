@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from core import estimate
 from core.config import TrainConfig
@@ -360,6 +361,20 @@ def test_the_cpu_share_measures_other_programs_taking_the_cpu():
     assert estimate.measured_slowdown(share, 0.5, 2) == pytest.approx(1 / share)
 
 
+def test_a_probe_timed_before_its_cpu_share_was_measured_is_taken_again(settings, csv_folder, tiny_model):
+    """A probe stored before probes measured what held them back may have been timed at a busy moment (the 13.5x
+    LoRA probe): the estimate does not use it, and a new probe is queued for the worker."""
+    dataset = store(settings, csv_folder)
+    device = estimate.Device("cpu", "test cpu", False, 10_000)
+    key = estimate.probe_key(device, "lora", tiny_model)
+    with session_factory(settings.db_url)() as s:
+        s.add(Probe(key=key, status="done", model_source=tiny_model, config={}, result={"time_ratio": 13.5}))
+        s.commit()
+        got = estimate.estimate_run(settings, s, dataset, tiny_model, TrainConfig(method="lora"), device, probe=True)
+        assert not got["probed"] and got["train_seconds"] == pytest.approx(got["raw"]["train_seconds"], abs=0.1)
+        assert [p.status for p in s.scalars(select(Probe).order_by(Probe.id))] == ["done", "queued"]
+
+
 def test_lora_is_scored_as_full_is(settings, csv_folder, tiny_model):
     """A LoRA model is scored merged, as the plain model: its scoring estimate is full fine-tuning's, for the same
     data, whatever the two methods' probes and finished runs measured of their training."""
@@ -369,7 +384,8 @@ def test_lora_is_scored_as_full_is(settings, csv_folder, tiny_model):
     with session_factory(settings.db_url)() as s:
         for method, ratio in (("full", 2.6), ("lora", 13.5)):  # the LoRA probe poisoned by a busy moment
             key = estimate.probe_key(device, method, tiny_model)
-            s.add(Probe(key=key, status="done", model_source=tiny_model, config={}, result={"time_ratio": ratio}))
+            result = {"time_ratio": ratio, "slowdown": 1.0}
+            s.add(Probe(key=key, status="done", model_source=tiny_model, config={}, result=result))
         s.commit()
         first = {m: estimate.estimate_run(settings, s, dataset, tiny_model, c, device) for m, c in configs.items()}
         for method, score_s in (("full", 2.0), ("lora", 3.0)):
