@@ -2,21 +2,30 @@
 before it in the same database), then trained through the worker's child process, and the two are compared.
 
     .venv/bin/python bench/estimate_bench.py          # 12 runs, bundled model, about 10 minutes on 2 cores
+    .venv/bin/python bench/estimate_bench.py --probe-load 2   # each run estimated from a probe timed under load
 
 Runs: both methods x three batch sizes x two max lengths over two datasets, one epoch each: a 400-row subset of the
 demo set (news titles, about 11 tokens) and a variant built from it whose texts are two titles of the same class
 (about 22 tokens, so max length 16 cuts them and 64 does not). The database starts empty: the first runs are
 estimated by the cost model alone, later ones are calibrated by the runs finished before them. One JSON line per
 run goes to stdout and OUT/results.jsonl, the table to OUT/table.md.
+
+--probe-load N: each run is estimated from a probe alone (its own empty database: no finished run calibrates it),
+the probe timed while N busy programs compete for the CPUs; then the load stops and the run trains. The table adds
+the CPU share the probe's threads got, and what the estimate would have been had the probe been corrected by the
+load average instead (as before the CPU share was measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import dataclasses
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -83,10 +92,59 @@ def store(session, settings, folder: Path, name: str):
     return data.save_dataset(session, settings, check, name)
 
 
+@contextlib.contextmanager
+def competing_load(programs: int, limit_s: float = 900):
+    """`programs` busy loops, each ending by itself after limit_s should this script be killed, stopped on leaving."""
+    code = f"import time\nend = time.time() + {limit_s}\nwhile time.time() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(programs)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def probed_estimate(settings, sessions, dataset_id: int, source: str, config: TrainConfig, load: int) -> dict:
+    """The estimate from a probe alone, the probe timed beside `load` busy programs; made for the quiet machine the
+    run then trains on."""
+    from core.db import Probe
+    from core.probe import claim_next_probe, probe_in_child
+
+    device = dataclasses.replace(estimate.this_device(settings), slowdown=1.0)  # the probe's load has stopped
+    with sessions() as s:
+        estimate.estimate_run(settings, s, s.get(data.Dataset, dataset_id), source, config, device, probe=True)
+    probe_id = claim_next_probe(settings)
+    with competing_load(load):
+        status = probe_in_child(settings, probe_id)
+    with sessions() as s:
+        probe = s.get(Probe, probe_id)
+        if status != "done":
+            raise SystemExit(f"The probe failed: {probe.error}")
+        est = estimate.estimate_run(settings, s, s.get(data.Dataset, dataset_id), source, config, device)
+    result = probe.result
+    # With a probe alone, the training estimate is the raw one times the probe's ratio: corrected by the load average
+    # instead of the CPU share, the ratio (and the estimate) would have been slowdown / load_slowdown times this one.
+    est["probe"] = {
+        "cpu_share": result.get("cpu_share"),
+        "slowdown": result["slowdown"],
+        "train_s_est_by_load": est["train_seconds"] * result["slowdown"] / result["load_slowdown"],
+    }
+    return est
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "estimate"), help="output folder")
     parser.add_argument("--runs", type=int, default=len(PLAN), help="the first N runs of the plan")
+    parser.add_argument(
+        "--probe-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="estimate each run from a probe alone, timed beside N busy programs (0: from the runs before it)",
+    )
+    parser.add_argument("--model", default=models.BUNDLED, help="model source (default: the bundled model)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,13 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     with sessions() as s:
         datasets = {name: store(s, settings, folder, name).id for name, folder in folders.items()}
     results = []
-    for dataset_name, method, batch, max_length in PLAN[: args.runs]:
+    for i, (dataset_name, method, batch, max_length) in enumerate(PLAN[: args.runs], 1):
         device = estimate.this_device(settings)  # the load now, as the Train page reads it when a run is queued
         config = TrainConfig(method=method, epochs=1, batch_size=batch, max_length=max_length, evals_per_epoch=2)
+        if args.probe_load:  # a database of its own: nothing but the probe calibrates the estimate
+            settings = get_settings(f"sqlite:///{tmp / f'probed-{i}' / 'runs.db'}")
+            sessions = session_factory(settings.db_url)
+            with sessions() as s:
+                datasets = {dataset_name: store(s, settings, folders[dataset_name], dataset_name).id}
+            est = probed_estimate(settings, sessions, datasets[dataset_name], args.model, config, args.probe_load)
         with sessions() as s:
             dataset = s.get(data.Dataset, datasets[dataset_name])
-            est = estimate.estimate_run(settings, s, dataset, models.BUNDLED, config, device)
-            run_id = create_run(s, dataset, models.BUNDLED, config, estimate=est).id
+            if not args.probe_load:
+                est = estimate.estimate_run(settings, s, dataset, args.model, config, device)
+            run_id = create_run(s, dataset, args.model, config, estimate=est).id
         from core.worker import claim_next_run
 
         assert claim_next_run(settings) == run_id
@@ -134,10 +199,17 @@ def main(argv: list[str] | None = None) -> int:
                 "score_s": run.score_seconds,
                 "slowdown_est": est["slowdown"],  # the CPU's load when it was estimated, as a slowdown
                 "load_avg": run.load_average,  # the mean 1-minute load average while it trained
+                "cpu_share": run.cpu_share,  # of the time its threads were ready to run, how much they ran
             }
+        if "probe" in est:
+            row["probe_load"] = args.probe_load  # busy programs beside the probe
+            row["probe_cpu_share"] = est["probe"]["cpu_share"]
+            row["train_s_est_by_load"] = round(est["probe"]["train_s_est_by_load"], 1)
         if run.status == "completed":
             row["time_ratio"] = round(row["train_s_est"] / row["train_s"], 2)
             row["memory_ratio"] = round(row["peak_mb_est"] / row["peak_mb"], 2)
+            if "probe" in est:
+                row["time_ratio_by_load"] = round(row["train_s_est_by_load"] / row["train_s"], 2)
         print(json.dumps(row), flush=True)
         results.append(row)
     with open(out / "results.jsonl", "w") as f:
@@ -145,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "table.md").write_text(table(results, device.name))
     print(table(results, device.name))
     return 0
+
+
+def ratio_text(t: float | None, status: str) -> str:
+    return f"{t:.2f}" + ("" if 0.67 <= t <= 1.5 else " **miss**") if t else status
 
 
 def table(results: list[dict], device: str) -> str:
@@ -157,7 +233,7 @@ def table(results: list[dict], device: str) -> str:
     ]
     for i, r in enumerate(results, 1):
         t, m = r.get("time_ratio"), r.get("memory_ratio")
-        tm = f"{t:.2f}" + ("" if t is None or 0.67 <= t <= 1.5 else " **miss**") if t else r["status"]
+        tm = ratio_text(t, r["status"])
         mm = f"{m:.2f}" + ("" if 0.8 <= m <= 1.25 else " **miss**") if m else "-"
         lines.append(
             f"| {i} | {r['dataset']} | {r['method']} | {r['batch']} | {r['max_length']} | {r['calibrated_by']} "
@@ -165,6 +241,25 @@ def table(results: list[dict], device: str) -> str:
             f"| {r['peak_mb_est']:.0f} | {r['peak_mb'] or 0:.0f} | {mm} "
             f"| {r['score_s_est']:.2f} | {r['score_s'] or 0:.2f} |"
         )
+    probed = [r for r in results if "probe_cpu_share" in r]
+    if probed:
+        lines += [
+            "",
+            f"Each estimated from a probe alone, timed beside {probed[0]['probe_load']} busy programs; trained "
+            "without them. Corrected by the CPU share the probe got (now) and by the load average (before):",
+            "",
+            "| # | method | probe CPU share | train s est | train s | est/meas | train s est by load | est/meas |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for i, r in enumerate(results, 1):
+            share = f"{r['probe_cpu_share']:.2f}" if r["probe_cpu_share"] is not None else "not measured"
+            lines.append(
+                f"| {i} | {r['method']} | {share} | {r['train_s_est']:.1f} | {r['train_s'] or 0:.1f} "
+                f"| {ratio_text(r.get('time_ratio'), r['status'])} | {r['train_s_est_by_load']:.1f} "
+                f"| {ratio_text(r.get('time_ratio_by_load'), r['status'])} |"
+            )
+        hits = sum(0.67 <= (r.get("time_ratio") or 0) <= 1.5 for r in probed)
+        lines += ["", f"Time: {hits} of {len(probed)} within 0.67-1.5x."]
     return "\n".join(lines) + "\n"
 
 

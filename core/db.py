@@ -144,6 +144,7 @@ class Run(Base):
     load_average: Mapped[float | None] = mapped_column(Float)
     cpu_percent: Mapped[float | None] = mapped_column(Float)
     cpu_count: Mapped[int | None] = mapped_column(Integer)
+    cpu_share: Mapped[float | None] = mapped_column(Float)  # of its threads' ready time, on a CPU (core.estimate)
     score_seconds: Mapped[float | None] = mapped_column(Float)  # scoring the test set, model in memory
     estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # core.estimate's, taken when it was queued
 

@@ -52,6 +52,7 @@ ADAPTER_FLOPS_PER_FEATURE = 2150
 PRIOR_WEIGHT = 0.5  # the prior (or a probe) counts as half a finished run
 OTHER_RUN_WEIGHT = 0.25  # a run of another method or model on this device counts a quarter as much as a similar one
 RECENT_RUNS = 20  # calibrate on the newest finished runs of this device
+MIN_SHARE = 0.05  # a timing is taken back to a quiet machine by at most 20x (measured_slowdown)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -66,6 +67,7 @@ class ModelShape:
     trainable_linear: int  # those whose weight trains: their weight gradient costs 2 more in the backward pass
     frozen_linear: int  # cast to bf16 once where bf16 is used (a second copy)
     adapted_features: int  # input plus output features of every layer with LoRA adapters (0 for full fine-tuning)
+    scored_linear: int  # Linear weights of the model as it is scored: LoRA's adapters merged in, the plain model's
     layers: int
     hidden: int
     heads: int
@@ -87,6 +89,7 @@ def _shape(source: str, num_labels: int, config_json: str, settings: Settings) -
     trainable_linear = sum(m.weight.numel() for m in linears if m.weight.requires_grad)
     adapted = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]  # peft's LoRA layers
     adapted_features = sum(m.in_features + m.out_features for m in adapted)
+    plain = [m for m in models.classifier_on_meta(model_config).modules() if isinstance(m, torch.nn.Linear)]
     return ModelShape(
         total=total,
         trainable=trainable,
@@ -94,6 +97,7 @@ def _shape(source: str, num_labels: int, config_json: str, settings: Settings) -
         trainable_linear=trainable_linear,
         frozen_linear=linear - trainable_linear,
         adapted_features=adapted_features,
+        scored_linear=sum(m.weight.numel() for m in plain),
         layers=int(getattr(model_config, "num_hidden_layers", 12)),
         hidden=int(getattr(model_config, "hidden_size", 768)),
         heads=int(getattr(model_config, "num_attention_heads", 12)),
@@ -106,10 +110,10 @@ def model_shape(source: str, num_labels: int, config: TrainConfig, settings: Set
     return _shape(source, num_labels, json.dumps({k: getattr(config, k) for k in keep}, sort_keys=True), settings)
 
 
-def forward_flops_per_token(shape: ModelShape, seq: float) -> float:
+def forward_flops_per_token(shape: ModelShape, seq: float, merged: bool = False) -> float:
     """Matrix products of every Linear (2 per weight) and of attention (scores and weighted sum: 4 x seq x hidden
-    per layer)."""
-    return 2 * shape.linear + 4 * shape.layers * shape.hidden * seq
+    per layer). merged: the model as it is scored (core.evaluate.merged), LoRA's adapters folded into the weights."""
+    return 2 * (shape.scored_linear if merged else shape.linear) + 4 * shape.layers * shape.hidden * seq
 
 
 def train_flops_per_token(shape: ModelShape, seq: float) -> float:
@@ -189,6 +193,46 @@ def cpu_slowdown(load_average: float | None, cpus: int | None) -> float:
     if not load_average or not cpus:
         return 1.0
     return max(1.0, load_average / cpus)
+
+
+def scheduler_times() -> dict[str, tuple[int, int]] | None:
+    """Each thread of this process: nanoseconds it has run on a CPU, and waited for one while ready to run (Linux's
+    scheduler statistics); None where the system does not say."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    out = {}
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/schedstat", encoding="ascii") as f:
+                ran, waited = f.read().split()[:2]
+            out[task] = (int(ran), int(waited))
+        except (OSError, ValueError):
+            continue  # a thread that ended meanwhile
+    return out or None
+
+
+def cpu_share(before: dict | None, after: dict | None) -> float | None:
+    """Between two scheduler_times() readings, the share of the time this process's threads were ready to run that
+    they ran: about 1 where the machine had a CPU free for each, 0.5 where they had to take turns with as much other
+    work (2 training threads beside 2 busy programs on 2 CPUs). A thread that waits for another thread, or for the
+    disk, is not ready to run: only other programs' work lowers it. None where not known."""
+    if not before or not after:
+        return None
+    ran = waited = 0
+    for task, (r, w) in after.items():
+        r0, w0 = before.get(task, (0, 0))
+        ran, waited = ran + r - r0, waited + w - w0
+    return ran / (ran + waited) if ran > 0 and waited >= 0 else None
+
+
+def measured_slowdown(share: float | None, load_average: float | None, cpus: int | None) -> float:
+    """How much slower than alone something timed on a CPU ran: by the share of the CPU its threads got (cpu_share)
+    where known, else by the machine's load average then (cpu_slowdown), which trails a change by about a minute."""
+    if share:
+        return 1 / max(MIN_SHARE, min(1.0, share))
+    return cpu_slowdown(load_average, cpus)
 
 
 def device_memory_mb(settings: Settings, kind: str) -> float:
@@ -277,7 +321,8 @@ def raw_estimate(shape: ModelShape, lengths: dict[str, list[int]], config: Train
     eval_flops = evals * sum(
         n * s * forward_flops_per_token(shape, s) for n, s in eval_batches(cut["dev"], 2 * config.batch_size)
     )
-    score_flops = sum(forward_flops_per_token(shape, s) * s for s in cut["test"])  # scored in batches of one length
+    # Scored merged, in batches of one length: the same work for both methods
+    score_flops = sum(forward_flops_per_token(shape, s, merged=True) * s for s in cut["test"])
     # Two parts that calibrate apart: work that grows with the tokens, and fixed costs of each step and evaluation
     # (the optimizer, zeroing gradients, launching the passes), which dominate many small batches of short texts.
     step_seconds = optimizer_flops / prior["flops_per_s"] + steps * prior["step_s"] + evals * prior["eval_s"]
@@ -358,14 +403,22 @@ def _fit_time(prior: float, observed: list[tuple[float, float, float, float]]) -
 
 
 def calibrate(
-    raw: dict, method: str, model_source: str, runs: list[Run], probe: dict | None = None, slowdown: float = 1.0
+    raw: dict,
+    method: str,
+    model_source: str,
+    runs: list[Run],
+    probe: dict | None = None,
+    slowdown: float = 1.0,
+    score_prior: float = 1.0,
 ) -> dict:
     """The raw estimate corrected by this device's finished runs (each carries the raw estimate made when it was
     queued): training time by a multiplier for each of its two parts (token work, fixed costs per step; see
     _fit_time), scoring time by the measured / estimated ratio, memory by the measured - estimated difference. Runs
     of the same method and model count fully, others a quarter; the prior (1, 0; or a probe's ratio) counts half a
-    run. On a CPU, each run's time is taken back to a quiet machine by the load it trained under, and the estimate
-    is slowed by the load now (`slowdown`): on a shared machine the load moves times more than anything else."""
+    run. Scoring is the same work for both methods (a LoRA model is scored merged): its ratio is learnt from the
+    runs of either method alike, from `score_prior` before any. On a CPU, each run's time is taken back to a quiet
+    machine by the CPU share it got (measured_slowdown), and the estimate is slowed by the load now (`slowdown`): on
+    a shared machine the load moves times more than anything else."""
     times, scores, memory, overheads, similar = [], [], [], [], 0
     step_share = raw.get("step_seconds", 0.0) / raw["train_seconds"]
     for run in runs:
@@ -375,12 +428,14 @@ def calibrate(
         same = run.method == method and run.model_source == model_source
         similar += same
         w = 1.0 if same else OTHER_RUN_WEIGHT
-        busy = cpu_slowdown(run.load_average, run.cpu_count) if run.device.startswith("CPU") else 1.0
+        w_score = 1.0 if run.model_source == model_source else OTHER_RUN_WEIGHT
+        cpu = run.device.startswith("CPU")
+        busy = measured_slowdown(run.cpu_share, run.load_average, run.cpu_count) if cpu else 1.0
         # A run estimated before the two parts were kept is taken to have the mix of the run being estimated
         steps = before.get("step_seconds", before["train_seconds"] * step_share)
         times.append((w, before["train_seconds"] - steps, steps, run.train_seconds / busy))
         if run.score_seconds and before.get("score_seconds"):
-            scores.append((w, run.score_seconds / before["score_seconds"] / busy))
+            scores.append((w_score, run.score_seconds / before["score_seconds"] / busy))
         if run.peak_memory_mb and (same or run.method == method):
             memory.append((w, run.peak_memory_mb - before["peak_memory_mb"]))
         if run.started_at and run.finished_at and not run.resumed_at:  # a resumed run waited in between
@@ -389,7 +444,7 @@ def calibrate(
     work_ratio, step_ratio = _fit_time((probe or {}).get("time_ratio", 1.0), times)
     steps = raw.get("step_seconds", 0.0)
     quiet_seconds = (raw["train_seconds"] - steps) * work_ratio + steps * step_ratio
-    score_ratio = _blend(quiet_seconds / raw["train_seconds"], scores, log=True)
+    score_ratio = _blend(score_prior, scores, log=True)
     memory_offset = _blend((probe or {}).get("memory_offset_mb", 0.0), memory, log=False)
     overhead = _blend(raw["overhead_seconds"], overheads, log=False)
     train_seconds = quiet_seconds * slowdown
@@ -417,15 +472,20 @@ def probe_key(device: Device, method: str, model_source: str) -> str:
 
 
 def probe_result(session: Session, key: str) -> dict | None:
+    """The newest probe's result for this device, method and model. One timed before probes measured how much other
+    work held them back (no "slowdown" kept) is not used: it may have been timed at a busy moment, as it was."""
     probe = session.scalars(
         select(Probe).where(Probe.key == key, Probe.status == "done").order_by(Probe.id.desc())
     ).first()
-    return probe.result if probe else None
+    return probe.result if probe and "slowdown" in (probe.result or {}) else None
 
 
 def request_probe(session: Session, key: str, dataset: Dataset, model_source: str, config: TrainConfig) -> None:
-    """Queue a probe for the worker, unless one is queued, running or done for this device, method and model."""
-    if session.scalar(select(Probe.id).where(Probe.key == key, Probe.status != "failed")) is not None:
+    """Queue a probe for the worker, unless one is queued or running for this device, method and model, or one
+    done is in use (probe_result)."""
+    if session.scalar(select(Probe.id).where(Probe.key == key, Probe.status.in_(("queued", "running")))) is not None:
+        return
+    if probe_result(session, key) is not None:
         return
     session.add(Probe(key=key, dataset_id=dataset.id, model_source=model_source, config=config.to_dict()))
     session.commit()
@@ -452,7 +512,11 @@ def estimate_run(
     key = probe_key(device, config.method, model_source)
     runs = _finished_runs(session, device)
     measured = probe_result(session, key)
-    out = calibrate(raw, config.method, model_source, runs, measured, device.slowdown)
+    # Scoring's prior: every probe of this model on this device, whatever its method (a LoRA model is scored merged)
+    probes = [probe_result(session, probe_key(device, m, model_source)) for m in ("full", "lora")]
+    probed = [p["time_ratio"] for p in probes if p]
+    score_prior = math.exp(statistics.fmean(map(math.log, probed))) if probed else 1.0
+    out = calibrate(raw, config.method, model_source, runs, measured, device.slowdown, score_prior)
     if probe and not out["similar_runs"] and measured is None:
         request_probe(session, key, dataset, model_source, config)
     out.update(

@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 
 from core.artifacts import CHECKPOINT_STATE, checkpoints_dir, latest_checkpoint  # noqa: F401 (re-exported)
 from core.db import Metric, Run, utcnow
+from core.estimate import cpu_share, scheduler_times
 
 
 class RunRecorder(TrainerCallback):
@@ -41,6 +42,7 @@ class RunRecorder(TrainerCallback):
         self.seconds_before = 0.0  # training time of earlier processes, for a resumed run
         self.started = time.perf_counter()
         self.cpu_started = time.process_time()
+        self.threads_started = scheduler_times()
         self.load_samples: list[float] = []
 
     def resume_from(self, checkpoint: Path) -> None:
@@ -55,17 +57,20 @@ class RunRecorder(TrainerCallback):
 
     def machine_load(self) -> dict[str, float | int | None]:
         """How busy the machine was while this process trained: the mean 1-minute load average (sampled with the
-        heartbeat), this process's CPU use in percent of one CPU, and the machine's CPUs."""
+        heartbeat), this process's CPU use in percent of one CPU, the machine's CPUs, and the share of the time its
+        threads were ready to run that they ran (core.estimate.cpu_share: below 1, other work held them back)."""
         wall = time.perf_counter() - self.started
         return {
             "load_average": sum(self.load_samples) / len(self.load_samples) if self.load_samples else None,
             "cpu_percent": 100 * (time.process_time() - self.cpu_started) / wall if wall > 0 else None,
             "cpu_count": os.cpu_count(),
+            "cpu_share": cpu_share(self.threads_started, scheduler_times()),
         }
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = self.last_save = time.perf_counter()
         self.cpu_started, self.load_samples = time.process_time(), [os.getloadavg()[0]]
+        self.threads_started = scheduler_times()
         with self.sessions.begin() as s:
             s.execute(
                 update(Run).where(Run.id == self.run_id).values(total_steps=state.max_steps, step=state.global_step)

@@ -219,6 +219,7 @@ def summary(run: Run) -> dict:
         "load_average": run.load_average,
         "cpu_percent": run.cpu_percent,
         "cpu_count": run.cpu_count,
+        "cpu_share": run.cpu_share,
         "artifact_bytes": run.artifact_bytes,
         "tokenizer_bytes": run.tokenizer_bytes,
         "test": {

@@ -57,3 +57,27 @@ def test_lora_share_trains_both_methods_in_both_variants_and_prints_their_ratios
     assert [(r["variant"], r["method"]) for r in runs] == [(v, m) for v in ("torch", "free") for m in ("full", "lora")]
     assert all(r["train_seconds"] > 0 and 0 <= r["test_accuracy"] <= 1 for r in runs)
     assert "torch: LoRA / full train time" in done.stdout and "free : LoRA / full train time" in done.stdout
+
+
+def test_estimate_bench_times_each_probe_beside_a_competing_load_and_compares_with_the_run(tmp_path, tiny_model):
+    out = tmp_path / "estimate-out"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LORALAB_")}
+    done = subprocess.run(
+        [sys.executable, "bench/estimate_bench.py", "--runs", "2", "--probe-load", "1", "--model", tiny_model]
+        + ["--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=environment | {"LORALAB_MODEL_ROOTS": tiny_model},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [(r["method"], r["status"], r["calibrated_by"], r["probe_load"]) for r in runs] == [
+        ("full", "completed", 0, 1),
+        ("lora", "completed", 0, 1),
+    ]
+    for r in runs:  # estimated from its probe alone, timed beside one busy program
+        assert 0 < r["probe_cpu_share"] <= 1 and r["time_ratio"] > 0 and r["time_ratio_by_load"] > 0
+    table = (out / "table.md").read_text()
+    assert "| # | method | probe CPU share |" in table and "Time: " in table and " of 2 within 0.67-1.5x." in table

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from core import estimate
 from core.config import TrainConfig
-from core.db import Run, RunStatus, session_factory
+from core.db import Probe, Run, RunStatus, session_factory
 from core.methods import param_counts
 from core.settings import get_settings
 from tests.helpers import ROOT, store
@@ -39,6 +42,7 @@ def hand_counts(vocab: int) -> dict:
             "linear": linear,
             "trainable_linear": linear,
             "adapted_features": 0,
+            "scored_linear": linear,
         },
         # peft keeps the original head and trains a copy of it (modules_to_save)
         "lora": {
@@ -47,6 +51,7 @@ def hand_counts(vocab: int) -> dict:
             "linear": linear + adapters + H * CLASSES,
             "trainable_linear": adapters + H * CLASSES,
             "adapted_features": LAYERS * 3 * (H + H),  # query, key, value: 32 in, 32 out
+            "scored_linear": linear,  # scored merged: the plain model's weights, no adapters, one head
         },
     }
 
@@ -314,6 +319,88 @@ def test_a_busy_cpu_slows_the_estimate_and_the_runs_it_learns_from():
     quiet = estimate.calibrate(RAW, "lora", "m", [busy], slowdown=1.0)
     assert quiet["train_seconds"] == 10.0  # taken back to a quiet machine, it ran as the model said
     assert estimate.calibrate(RAW, "lora", "m", [busy], slowdown=3.0)["train_seconds"] == 30.0
+
+
+def test_a_run_held_back_by_other_work_calibrates_by_the_cpu_share_it_got():
+    """A run that took 4x its estimate because other work took 3 of every 4 seconds its threads were ready to run,
+    while the load average it recorded (a minute's trailing mean) still looked quiet: what it says about this machine
+    is the time it would have taken alone."""
+    held_back = finished("lora", 10.0, 40.0, device="CPU: test")
+    held_back.load_average, held_back.cpu_count, held_back.cpu_share = 1.0, 2, 0.25
+    assert estimate.calibrate(RAW, "lora", "m", [held_back])["train_seconds"] == 10.0
+    assert estimate.measured_slowdown(None, 8.0, 2) == 4.0  # not measured (older runs, not Linux): the load average
+
+
+def burn_cpu_0(seconds: float) -> subprocess.Popen:
+    code = f"import os, time\nos.sched_setaffinity(0, {{0}})\nend = time.time() + {seconds}\n"
+    return subprocess.Popen([sys.executable, "-c", code + "while time.time() < end: pass"])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not os.path.exists("/proc/self/task"), reason="Linux only")
+def test_the_cpu_share_measures_other_programs_taking_the_cpu():
+    """Busy on one CPU beside two other programs busy on the same CPU, this process's threads run about a third of
+    the time they are ready to (less where the machine is busier still); the load average would show it a minute
+    later."""
+    burners = [burn_cpu_0(5.0) for _ in range(2)]
+    try:
+        affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {0})
+        try:
+            time.sleep(0.5)  # the burners have started
+            before, end = estimate.scheduler_times(), time.time() + 1.0
+            while time.time() < end:
+                pass
+            share = estimate.cpu_share(before, estimate.scheduler_times())
+        finally:
+            os.sched_setaffinity(0, affinity)
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
+    assert 0 < share < 0.5
+    assert estimate.measured_slowdown(share, 0.5, 2) == pytest.approx(1 / share)
+
+
+def test_a_probe_timed_before_its_cpu_share_was_measured_is_taken_again(settings, csv_folder, tiny_model):
+    """A probe stored before probes measured what held them back may have been timed at a busy moment (the 13.5x
+    LoRA probe): the estimate does not use it, and a new probe is queued for the worker."""
+    dataset = store(settings, csv_folder)
+    device = estimate.Device("cpu", "test cpu", False, 10_000)
+    key = estimate.probe_key(device, "lora", tiny_model)
+    with session_factory(settings.db_url)() as s:
+        s.add(Probe(key=key, status="done", model_source=tiny_model, config={}, result={"time_ratio": 13.5}))
+        s.commit()
+        got = estimate.estimate_run(settings, s, dataset, tiny_model, TrainConfig(method="lora"), device, probe=True)
+        assert not got["probed"] and got["train_seconds"] == pytest.approx(got["raw"]["train_seconds"], abs=0.1)
+        assert [p.status for p in s.scalars(select(Probe).order_by(Probe.id))] == ["done", "queued"]
+
+
+def test_lora_is_scored_as_full_is(settings, csv_folder, tiny_model):
+    """A LoRA model is scored merged, as the plain model: its scoring estimate is full fine-tuning's, for the same
+    data, whatever the two methods' probes and finished runs measured of their training."""
+    dataset = store(settings, csv_folder)
+    device = estimate.Device("cpu", "test cpu", False, 10_000)
+    configs = {m: TrainConfig(method=m) for m in ("full", "lora")}
+    with session_factory(settings.db_url)() as s:
+        for method, ratio in (("full", 2.6), ("lora", 13.5)):  # the LoRA probe poisoned by a busy moment
+            key = estimate.probe_key(device, method, tiny_model)
+            result = {"time_ratio": ratio, "slowdown": 1.0}
+            s.add(Probe(key=key, status="done", model_source=tiny_model, config={}, result=result))
+        s.commit()
+        first = {m: estimate.estimate_run(settings, s, dataset, tiny_model, c, device) for m, c in configs.items()}
+        for method, score_s in (("full", 2.0), ("lora", 3.0)):
+            raw = first[method]["raw"]
+            run = finished(method, raw["train_seconds"], 3 * raw["train_seconds"], device="test cpu")
+            run.model_source, run.dataset_name, run.config = tiny_model, dataset.name, configs[method].to_dict()
+            run.estimate, run.score_seconds = first[method], score_s
+            s.add(run)
+        s.commit()
+        after = {m: estimate.estimate_run(settings, s, dataset, tiny_model, c, device) for m, c in configs.items()}
+    for estimates in (first, after):
+        assert estimates["lora"]["raw"]["score_seconds"] == estimates["full"]["raw"]["score_seconds"]
+        assert estimates["lora"]["score_seconds"] == estimates["full"]["score_seconds"]
+    assert first["full"]["score_seconds"] < 13.5 * first["full"]["raw"]["score_seconds"]
+    assert after["full"]["score_seconds"] != first["full"]["score_seconds"]  # the runs' scoring moved both
 
 
 def test_queue_to_result_counts_every_run_queued(settings):

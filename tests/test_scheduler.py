@@ -89,6 +89,42 @@ def test_a_probe_measures_steps_and_calibrates_the_estimate(settings, csv_folder
     assert after["train_seconds"] == pytest.approx(expected, abs=0.1)
 
 
+def test_a_probe_held_back_by_other_work_is_taken_again_and_corrected_by_its_cpu_share(
+    settings, csv_folder, tiny_model, monkeypatch
+):
+    """A probe whose threads ran a quarter of the time they were ready to (another job starting beside it) is taken
+    again, and what it keeps is taken back to a quiet machine by that share: the step it measured counts as a
+    quarter as long as one measured with the CPU to itself. The load average would not have seen it yet."""
+    dataset = store(settings, csv_folder)
+    readings = []
+
+    def scheduler_times_with(waited_per_ran: float):
+        def fake():  # each reading: 1 s more on a CPU, and `waited_per_ran` s more waiting for one
+            readings.append(waited_per_ran)
+            n = readings.count(waited_per_ran)
+            return {"1": (n * 10**9, int(n * waited_per_ran * 10**9))}
+
+        return fake
+
+    results = {}
+    for name, waited in (("alone", 0.0), ("held back", 3.0)):
+        monkeypatch.setattr(estimate, "scheduler_times", scheduler_times_with(waited), raising=False)
+        with session_factory(settings.db_url).begin() as s:  # the same steps, measured twice
+            probe = Probe(key=name, dataset_id=dataset.id, model_source=tiny_model, config=QUICK.to_dict())
+            s.add(probe)
+            s.flush()
+            probe_id = probe.id
+        assert run_probe(settings, probe_id) == "done"
+        with session_factory(settings.db_url)() as s:
+            results[name] = s.get(Probe, probe_id).result
+    # time_ratio: the measured step over the model's step time, taken back to a quiet machine
+    quiet = {name: r["time_ratio"] / r["step_seconds"] for name, r in results.items()}
+    assert quiet["held back"] == pytest.approx(0.25 * quiet["alone"])
+    assert readings.count(0.0) == 2 and readings.count(3.0) == 6  # timed once alone, three times held back
+    assert results["alone"]["cpu_share"] == 1.0 and results["held back"]["cpu_share"] == 0.25
+    assert results["alone"]["slowdown"] == 1.0 and results["held back"]["slowdown"] == 4.0
+
+
 def test_dashboard_started_worker_leaves_when_idle_without_its_dashboard(settings):
     dashboard = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     proc = subprocess.Popen(
