@@ -40,6 +40,11 @@ if len(done) < 2:
     st.stop()
 
 
+def forget_unknown_group() -> None:
+    """A choice made replaces the address's comparison (which may name none): the page writes the address anew."""
+    st.query_params.pop("group", None)
+
+
 def what_label(choice: int) -> str:
     if choice == PICK:
         return "Runs I pick"
@@ -50,6 +55,13 @@ def what_label(choice: int) -> str:
 
 url_group, url_runs = ui.query_ids("group"), ui.query_ids("runs")
 options = [*ready, PICK]
+unknown = url_group is not None and not (url_group and url_group[0] in ready)
+if unknown:  # said as the Runs page says an unknown run; the address stays until another comparison is chosen
+    asked = st.query_params["group"]
+    if url_group and url_group[0] in groups:
+        st.warning(f"Comparison #{asked} has no completed pair yet: its verdict shows once a pair is done.")
+    else:
+        st.error(f"There is no comparison {asked} (it may have been deleted). Choose one from the list below.")
 first = url_group[0] if url_group and url_group[0] in ready else (PICK if url_runs is not None else options[0])
 choice = st.selectbox(
     "What to compare",
@@ -57,6 +69,7 @@ choice = st.selectbox(
     index=options.index(first),
     format_func=what_label,
     key="compare_what",
+    on_change=forget_unknown_group,
     help="A comparison launched on the Train page (full fine-tuning and LoRA, once per seed), or runs you pick.",
 )
 if choice == PICK:
@@ -76,8 +89,9 @@ if choice == PICK:
     chosen_runs = [done[i] for i in chosen]
     pairs = comparisons.pairs_of(chosen_runs)
 else:
-    st.query_params.pop("runs", None)
-    st.query_params["group"] = str(choice)
+    if not unknown:
+        st.query_params.pop("runs", None)
+        st.query_params["group"] = str(choice)
     pairs = ready[choice]
     chosen_runs = [r for pair in pairs for r in pair]
     waiting = [r for r in groups[choice][1] if r.status != RunStatus.COMPLETED.value]

@@ -123,3 +123,15 @@ def test_picked_runs_the_url_and_the_rest_of_the_page(settings, tmp_path):
     assert frame_with(at, "").shape[1] == 4
     at.multiselect(key="compare_runs").set_value([full]).run()
     assert "Pick at least two runs." in texts(at.info)
+
+
+@pytest.mark.parametrize("asked", ["7", "abc"])
+def test_an_unknown_comparison_in_the_url_is_said_as_an_unknown_run_is(settings, tmp_path, asked):
+    group, _ = comparison(settings, store_dataset(settings, tmp_path / "d", 30), [({0}, {1})])
+    at = open_page("compare", group=asked)
+    assert not at.exception
+    assert f"There is no comparison {asked} (it may have been deleted)" in texts(at.error)
+    assert at.query_params["group"] == asked, "the address is not silently made another comparison's"
+    assert at.selectbox(key="compare_what").value == group, "the newest comparison is shown below the message"
+    at.selectbox(key="compare_what").set_value(0).run()
+    assert not at.error and "group" not in at.query_params, "a choice made writes the address anew"
