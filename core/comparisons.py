@@ -162,7 +162,8 @@ def line_up(session: Session, runs: list[Run]) -> Lined:
 
 
 def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
-    """Test texts on which the runs disagree: CSV row, text, true label, each run's prediction (✓ right)."""
+    """Test texts on which the runs disagree: CSV row, text, true label, each run's prediction (✓ right), under
+    a short header (views.column_label)."""
     lined = line_up(session, runs)
     preds = np.stack([lined.preds[r.id] for r in runs])
     differ = np.flatnonzero((preds != preds[0]).any(axis=0))
@@ -175,7 +176,9 @@ def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
         }
     )
     for run, row in zip(runs, preds):
-        out[views.run_label(run)] = [f"{names[row[i]]} {'✓' if row[i] == lined.y_true[i] else '✗'}" for i in differ]
+        out[views.column_label(run, runs)] = [
+            f"{names[row[i]]} {'✓' if row[i] == lined.y_true[i] else '✗'}" for i in differ
+        ]
     return out
 
 

@@ -213,6 +213,14 @@ def run_label(run: Run, among: list[Run] | None = None) -> str:
     return " · ".join([f"#{run.id} {facts['method']}"] + [v for k, v in facts.items() if k in keep - {"method"} and v])
 
 
+def column_label(run: Run, among: list[Run]) -> str:
+    """A run as a table column's header, short enough for six side by side on a 1024 px screen: its number, its
+    method, and its seed where the seeds differ ('#4 LoRA · seed 43'). The whole run_label goes in the help."""
+    seeds = {(r.config or {}).get("seed") for r in among}
+    seed = f" · seed {(run.config or {}).get('seed', '?')}" if len(seeds) > 1 else ""
+    return f"#{run.id} {'full' if run.method == 'full' else METHOD_NAMES.get(run.method, run.method)}{seed}"
+
+
 def run_colours(run_ids: list[int]) -> dict[int, str]:
     """One colour per run: by run id, so a run keeps its colour on every page; runs whose ids share a colour get
     the next free one (the same for the same set of runs)."""

@@ -267,7 +267,11 @@ except views.NotComparable as e:
     st.warning(str(e))
 else:
     st.caption(f"{len(disagree)} test texts get different labels from these runs (✓ right, ✗ wrong).")
-    st.dataframe(disagree, hide_index=True)
+    headers = {
+        views.column_label(r, chosen_runs): st.column_config.TextColumn(help=views.run_label(r)) for r in chosen_runs
+    }
+    text = st.column_config.TextColumn(width="medium", help="Hover or widen the column for the whole text.")
+    st.dataframe(disagree, hide_index=True, column_config={"text": text, **headers})
     st.download_button(
         "Download these texts (CSV)",
         safe_csv(disagree),

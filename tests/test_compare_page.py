@@ -135,3 +135,16 @@ def test_an_unknown_comparison_in_the_url_is_said_as_an_unknown_run_is(settings,
     assert at.selectbox(key="compare_what").value == group, "the newest comparison is shown below the message"
     at.selectbox(key="compare_what").set_value(0).run()
     assert not at.error and "group" not in at.query_params, "a choice made writes the address anew"
+
+
+def test_the_disagreement_table_has_short_run_headers_that_fit_a_projector(settings, tmp_path):
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    wrong = [({0, 1}, {2}), ({3}, {4, 5}), ({6}, {7})]
+    group, ids = comparison(settings, dataset, wrong)
+    at = open_page("compare", group=str(group))
+    assert not at.exception
+    table = frame_with(at, "true label")
+    methods = ["full", "LoRA"] * 3
+    seeds = [42, 42, 43, 43, 44, 44]
+    assert list(table.columns[3:]) == [f"#{i} {m} · seed {s}" for i, m, s in zip(ids, methods, seeds)]
+    assert max(len(c) for c in table.columns) <= 20, "six run columns and the text fit 1024 px"
