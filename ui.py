@@ -174,7 +174,7 @@ def bundled_tokenizer():
 
 
 def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figure:
-    """Loss (left) and dev scores (right) of one or more runs: each run in its own colour (the same on every page),
+    """Loss (left) and dev scores (right) of one or more runs: each run in its colour (views.run_colours),
     each metric in its own line style. `x_max` fixes the x-axis from 0 (a live view then does not rescale)."""
     fig = make_subplots(
         rows=1,
@@ -184,9 +184,8 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
             "Dev scores, higher is better (solid: accuracy, dotted: macro-F1)",
         ),
     )
-    colours = views.run_colours([int(i) for i in frame["run_id"].unique()])
-    for run_id, rows in frame.groupby("run_id", sort=False):
-        label, shown = rows["run"].iloc[0], False
+    for _, rows in frame.groupby("run_id", sort=False):
+        label, colour, shown = rows["run"].iloc[0], rows["colour"].iloc[0], False
         for name, (col, dash, text) in CURVES.items():
             points = rows[rows["name"] == name]
             if points.empty:
@@ -197,7 +196,7 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
                     y=points["value"],
                     name=label,
                     mode="lines+markers" if len(points) < 3 else "lines",
-                    line={"color": colours[int(run_id)], "dash": dash},
+                    line={"color": colour, "dash": dash},
                     legendgroup=label,
                     showlegend=not shown,
                     hovertemplate=f"{label}<br>{text}: %{{y:.3f}}<extra></extra>"
@@ -423,7 +422,7 @@ def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bo
 
 def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
     """Each class's F1 for each run, side by side, in the runs' own colours."""
-    colours = views.run_colours([r.id for r in runs])
+    colours = views.run_colours(runs)
     fig = go.Figure(
         [
             go.Bar(

@@ -39,9 +39,13 @@ class NotComparable(Exception):
     """Runs whose test predictions cannot be lined up, in plain words."""
 
 
-# One colour per run on every chart (Okabe-Ito: told apart by colour-blind viewers and on a projector; its yellow is
-# left out, unreadable on white).
-RUN_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000")
+# One hue per method on every chart, one shade per seed (ColorBrewer's Blues and Oranges): blue and orange are told
+# apart by colour-blind viewers and on a projector; the faintest shades are left out, unreadable on white.
+METHOD_SHADES = {
+    "full": ("#08519C", "#3182BD", "#6BAED6", "#08306B"),
+    "lora": ("#A63603", "#E6550D", "#FD8D3C", "#7F2704"),
+}
+OTHER_SHADES = ("#252525", "#737373", "#A0A0A0")  # a method without a hue of its own
 
 # One plain line per term, for help texts and captions: a teacher can read each aloud.
 GLOSSARY = {
@@ -221,15 +225,14 @@ def column_label(run: Run, among: list[Run]) -> str:
     return f"#{run.id} {'full' if run.method == 'full' else METHOD_NAMES.get(run.method, run.method)}{seed}"
 
 
-def run_colours(run_ids: list[int]) -> dict[int, str]:
-    """One colour per run: by run id, so a run keeps its colour on every page; runs whose ids share a colour get
-    the next free one (the same for the same set of runs)."""
+def run_colours(runs: list[Run]) -> dict[int, str]:
+    """One colour per run: its method's hue (full fine-tuning blue, LoRA orange), in a shade by its seed among the
+    runs of that method shown together (the lowest seed darkest), so the two methods never look alike."""
     out: dict[int, str] = {}
-    for run_id in sorted(set(run_ids)):
-        start = run_id % len(RUN_COLOURS)
-        taken = set(out.values())
-        free = [RUN_COLOURS[(start + k) % len(RUN_COLOURS)] for k in range(len(RUN_COLOURS))]
-        out[run_id] = next((c for c in free if c not in taken), free[0])
+    for method in dict.fromkeys(r.method for r in runs):
+        shades = METHOD_SHADES.get(method, OTHER_SHADES)
+        same = sorted({(int((r.config or {}).get("seed") or 0), r.id) for r in runs if r.method == method})
+        out |= {run_id: shades[k % len(shades)] for k, (_, run_id) in enumerate(same)}
     return out
 
 
@@ -435,11 +438,12 @@ def progress(run: Run, now: datetime | None = None) -> tuple[float | None, float
 
 
 def curves_frame(session: Session, runs: list[Run]) -> pd.DataFrame:
-    """Logged values of the runs with a readable run name and 'examples' seen (step x batch size)."""
+    """Logged values of the runs with a readable run name, its colour and 'examples' seen (step x batch size)."""
     frame = metrics_frame(session, [r.id for r in runs])
     labels = {r.id: run_label(r, runs) for r in runs}
     batch = {r.id: int(r.config.get("batch_size", 1)) for r in runs}
     frame["run"] = frame["run_id"].map(labels)
+    frame["colour"] = frame["run_id"].map(run_colours(runs))
     frame["examples"] = frame["step"] * frame["run_id"].map(batch)
     return frame
 
