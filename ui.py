@@ -175,7 +175,8 @@ def bundled_tokenizer():
 
 def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figure:
     """Loss (left) and dev scores (right) of one or more runs: each run in its colour (views.run_colours),
-    each metric in its own line style. `x_max` fixes the x-axis from 0 (a live view then does not rescale)."""
+    each metric in its own line style. `x_max` fixes the x-axis from 0 (a live view then does not rescale); else it
+    ends a little after the last point."""
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -199,6 +200,7 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
                     line={"color": colour, "dash": dash},
                     legendgroup=label,
                     showlegend=not shown,
+                    cliponaxis=False,  # the last point whole, not cut in half by the plot's edge
                     hovertemplate=f"{label}<br>{text}: %{{y:.3f}}<extra></extra>"
                     if col == 1
                     else f"{label}<br>{text}: %{{y:.1%}}<extra></extra>",
@@ -208,8 +210,9 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
             )
             shown = True
     fig.update_xaxes(title_text=X_AXES[x])
-    if x_max:
-        fig.update_xaxes(range=[0, x_max])
+    end = x_max or (float(frame[x].max()) if len(frame) else 0)
+    if end:
+        fig.update_xaxes(range=[0, end * 1.04])  # a margin after the last point, inside the plot
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     fig.update_annotations(font_size=13)
     fig.update_layout(
@@ -406,16 +409,20 @@ def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bo
             colorscale="RdBu",
             text=[[f"{v:+.1f}" if mean else f"{v:+.0f}" for v in row] for row in diff],
             texttemplate="%{text}",
+            textfont={"size": 13},  # plotly shrinks the numbers to fit 10 classes (7 px) unless told a size
             hovertemplate=f"true %{{y}}, predicted %{{x}}: %{{text}} texts ({b_name} minus {a_name})<extra></extra>",
             colorbar={"title": "texts"},
         )
     )
     fig.update_layout(
-        title=f"{b_name} minus {a_name}: texts per cell" + (" (mean over the seeds)" if mean else ""),
+        title={  # on two lines: one line did not fit half of a 1024 px screen
+            "text": f"{b_name} minus {a_name}",
+            "subtitle": {"text": "texts per cell" + (", mean over the seeds" if mean else "")},
+        },
         xaxis={"title": "predicted", "type": "category"},
         yaxis={"title": "true", "type": "category", "autorange": "reversed"},
-        height=380,
-        margin={"t": 50, "b": 10},
+        height=400,
+        margin={"t": 75, "b": 10},
     )
     return fig
 

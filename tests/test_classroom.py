@@ -143,7 +143,7 @@ def test_the_pair_view_shows_both_runs_on_one_fixed_axis_and_says_what_the_queue
     assert f"starts when run #{busy.id} has finished" in texts(at.info)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t["name"] for t in figure["data"]} == {f"#{pair['full']} Full fine-tuning", f"#{pair['lora']} LoRA"}
-    assert figure["layout"]["xaxis"]["range"] == [0, 40]
+    assert figure["layout"]["xaxis"]["range"] == [0, 40 * 1.04], "fixed, with room after the last step"
     colours = {t["name"]: t["line"]["color"] for t in figure["data"]}
     assert colours[f"#{pair['full']} Full fine-tuning"] == views.METHOD_SHADES["full"][0]
     assert colours[f"#{pair['lora']} LoRA"] == views.METHOD_SHADES["lora"][0]

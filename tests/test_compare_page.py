@@ -8,6 +8,7 @@ import json
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
+from core.db import Metric, session_factory
 from tests.comparing import comparison, single, store_dataset
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
 
@@ -148,3 +149,26 @@ def test_the_disagreement_table_has_short_run_headers_that_fit_a_projector(setti
     seeds = [42, 42, 43, 43, 44, 44]
     assert list(table.columns[3:]) == [f"#{i} {m} · seed {s}" for i, m, s in zip(ids, methods, seeds)]
     assert max(len(c) for c in table.columns) <= 20, "six run columns and the text fit 1024 px"
+
+
+def test_the_difference_matrix_and_curves_are_whole_on_a_projector(settings, tmp_path):
+    """Issue 24 item 11: the matrix's title was cut at half a 1024 px screen and its numbers were 7 px high; the
+    dev-score curves cut their last point at the right edge."""
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    group, ids = comparison(settings, dataset, [({0, 1}, {2}), ({3}, {4, 5})])
+    with session_factory(settings.db_url)() as s:
+        s.add_all(
+            Metric(run_id=i, step=step, epoch=step / 10, name="eval_accuracy", value=0.9)
+            for i in ids
+            for step in (10, 20)
+        )
+        s.commit()
+    at = open_page("compare", group=str(group))
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    layout = charts["compare_difference"]["layout"]
+    lines = [layout["title"]["text"], layout["title"]["subtitle"]["text"]]
+    assert max(len(line) for line in lines) <= 40, lines
+    assert charts["compare_difference"]["data"][0]["textfont"]["size"] >= 12
+    curves = charts["compare_curves"]
+    assert curves["layout"]["xaxis2"]["range"][1] > 20, "room after the last point"
+    assert all(trace["cliponaxis"] is False for trace in curves["data"])
