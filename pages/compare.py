@@ -233,31 +233,44 @@ normalised = st.toggle(
     help="Each row then sums to 100%: how each true class was predicted.",
 )
 st.caption("Click a cell to list the test texts in it.")
+
+
+def cell_listing(run_id: int, true: int, pred: int) -> None:
+    """The texts of the clicked cell, under the row of matrices that holds it, scrolled into view: listed under
+    every matrix, they were some 800 px below a first-row click, out of sight."""
+    try:
+        with ui.sessions()() as s:
+            cell_lined = lined or comparisons.line_up(s, [done[run_id]])
+    except views.NotComparable as e:
+        return st.warning(str(e))
+    in_cell = comparisons.cell_texts(cell_lined, run_id, true, pred)
+    names = cell_lined.classes
+    st.markdown(
+        f"**{views.run_label(done[run_id], chosen_runs)}: true {names[true]}, predicted {names[pred]}: "
+        f"{len(in_cell)} test text{'' if len(in_cell) == 1 else 's'}**"
+    )
+    st.dataframe(in_cell, hide_index=True, key="compare_cell_texts")
+    anchor = f"compare-cell-{run_id}-{true}-{pred}"  # a new cell, a new element: its script runs once per click
+    st.html(
+        f'<div id="{anchor}"></div><script>document.getElementById("{anchor}")'
+        '.scrollIntoView({behavior: "smooth", block: "nearest"});</script>',
+        unsafe_allow_javascript=True,
+    )
+
+
+cell = st.session_state.get("compare_cell")
 width = 2 if pairs else min(3, len(chosen_runs))
 for start in range(0, len(chosen_runs), width):
-    for col, run in zip(st.columns(width), chosen_runs[start : start + width]):
+    row = chosen_runs[start : start + width]
+    for col, run in zip(st.columns(width), row):
         col.plotly_chart(
             ui.confusion_figure(run, normalised, chosen_runs, clickable=True),
             key=f"compare_cm_{run.id}",
             on_select=lambda run_id=run.id: remember_cell(run_id),
             selection_mode="points",
         )
-cell = st.session_state.get("compare_cell")
-if cell and cell[0] in {r.id for r in chosen_runs}:
-    run_id, true, pred = cell
-    try:
-        with ui.sessions()() as s:
-            cell_lined = lined or comparisons.line_up(s, [done[run_id]])
-    except views.NotComparable as e:
-        st.warning(str(e))
-    else:
-        in_cell = comparisons.cell_texts(cell_lined, run_id, true, pred)
-        names = cell_lined.classes
-        st.markdown(
-            f"**{views.run_label(done[run_id], chosen_runs)}: true {names[true]}, predicted {names[pred]}: "
-            f"{len(in_cell)} test text{'' if len(in_cell) == 1 else 's'}**"
-        )
-        st.dataframe(in_cell, hide_index=True, key="compare_cell_texts")
+    if cell and cell[0] in {r.id for r in row}:
+        cell_listing(*cell)
 
 st.subheader("Where they disagree")
 try:

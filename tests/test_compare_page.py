@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
@@ -172,3 +173,18 @@ def test_the_difference_matrix_and_curves_are_whole_on_a_projector(settings, tmp
     curves = charts["compare_curves"]
     assert curves["layout"]["xaxis2"]["range"][1] > 20, "room after the last point"
     assert all(trace["cliponaxis"] is False for trace in curves["data"])
+
+
+def test_a_clicked_cell_lists_its_texts_under_its_own_row_of_matrices_and_scrolls_to_them(settings, tmp_path):
+    """Issue 24 item 13: a first-row click listed the texts under every matrix, some 800 px below, out of sight."""
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    group, ids = comparison(settings, dataset, [({0, 3}, {0}), ({3}, {4}), ({6}, {7})])
+    at = click_cell(open_page("compare", group=str(group)), f"compare_cm_{ids[0]}", true=0, pred=1)
+    assert not at.exception
+    elements = list(at.main)
+    order = [getattr(e, "key", None) or str(getattr(e, "value", "")) for e in elements]
+    listed = next(i for i, e in enumerate(order) if "true sport, predicted business: 2 test texts" in e)
+    assert order.index(f"compare_cm_{ids[1]}") < listed < order.index(f"compare_cm_{ids[2]}"), "under its row"
+    assert isinstance(elements[listed + 1].value, pd.DataFrame), "the texts themselves right under their title"
+    [scroll] = [h for h in at.get("html") if "scrollIntoView" in h.proto.body]
+    assert f"compare-cell-{ids[0]}-0-1" in scroll.proto.body
