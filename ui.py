@@ -40,6 +40,19 @@ def blank_missing(frame, formats: dict[str, str]):
     return frame
 
 
+def fit_headers(frame, config: dict | None = None) -> dict:
+    """Column settings under which no header is cut to 'es…': st.dataframe sizes a column by its values, so a
+    column of short values under a longer header gets the header's width (about 8 px a character and the menu's)."""
+    config = dict(config or {})
+    for name in frame.columns:
+        column = config.get(name, st.column_config.Column())
+        shown = isinstance(column, dict) and (column.get("type_config") or {}).get("format")  # a time's 'HH:mm'
+        values = [len(shown or str(v)) for v in frame[name].head(100) if v is not None and v == v]  # NaN != NaN
+        if isinstance(column, dict) and not column.get("width") and len(str(name)) > max(values, default=0):
+            config[name] = {**column, "width": 8 * len(str(name)) + 36}
+    return config
+
+
 def glossary(*terms: str) -> str:
     """The plain glossary lines of these terms, for a help text or a caption."""
     return " ".join(views.GLOSSARY[t] for t in terms)
@@ -131,13 +144,6 @@ def query_ids(name: str) -> list[int] | None:
     parts = st.query_params[name].replace(",", " ").split()
     ok = all(re.fullmatch(r"[0-9]{1,18}", p) for p in parts)  # ASCII digits only: "²".isdigit() is True
     return [int(p) for p in parts] if ok else []
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def flash(kind: str, message: str) -> None:

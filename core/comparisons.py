@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core import verdict, views
 from core.db import ComparisonGroup, Prediction, Run, RunStatus
+from core.estimate import duration_text
 from core.views import NotComparable
 
 
@@ -70,7 +71,7 @@ def groups_frame(session: Session) -> pd.DataFrame:
                 "comparison": group_label(group, runs),
                 "seeds": group.repeats,
                 "runs completed": f"{done} of {total}",
-                "verdict": f"/compare?group={group.id}" if completed_pairs(runs) else None,
+                "verdict": f"/compare?group={group.id}" if completed_pairs(runs) else "",  # None reads 'None'
             }
         )
     return pd.DataFrame(rows, columns=["comparison", "seeds", "runs completed", "verdict"])
@@ -206,7 +207,7 @@ def scores_table(runs: list[Run]) -> pd.DataFrame:
             "macro-F1": views.percent(test.get("f1_macro")),
             "precision (weighted)": views.percent(test.get("precision_weighted")),
             "recall (weighted)": views.percent(test.get("recall_weighted")),
-            "training time": None if run.train_seconds is None else f"{run.train_seconds:,.1f} s",
+            "training time": None if run.train_seconds is None else duration_text(run.train_seconds),
             "samples per second": None if run.samples_per_second is None else f"{run.samples_per_second:,.0f}",
             "trainable weights": None
             if run.trainable_params is None

@@ -511,9 +511,11 @@ def memory_text(mb: float) -> str:
     return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
 
 
-def duration_text(seconds: float) -> str:
+def duration_text(seconds: float | None) -> str:
     """Plain and rounded: "about 2 min 10 s" is what a person plans with; a tenth under a second ("0.2 s", where
-    a round 0 would read as nothing at all)."""
+    a round 0 would read as nothing at all). The one way the dashboard writes a duration, measured or estimated."""
+    if seconds is None:
+        return "unknown"
     if 0 < seconds < 0.95:
         return f"{seconds:.1f} s" if seconds >= 0.05 else "under 0.1 s"
     seconds = max(0, int(round(seconds)))
@@ -681,8 +683,9 @@ def with_estimates(table, runs: list[Run], times: dict) -> object:
         return ((run.estimate or {}).get(key) if run else None) or None
 
     table = table.copy()
-    at = table.columns.get_loc("train time (s)") + 1 if "train time (s)" in table.columns else len(table.columns)
-    table.insert(at, "estimated train (s)", [pick(i, "train_seconds") for i in table["run"]])
+    at = table.columns.get_loc("train time") + 1 if "train time" in table.columns else len(table.columns)
+    estimated = [pick(i, "train_seconds") for i in table["run"]]
+    table.insert(at, "estimated train", ["" if s is None else duration_text(s) for s in estimated])
     table.insert(at + 1, "peak memory (MB)", [getattr(by_id.get(i), "peak_memory_mb", None) for i in table["run"]])
     table.insert(at + 2, "estimated peak (MB)", [pick(i, "peak_memory_mb") for i in table["run"]])
     table["expected start (UTC)"] = [times.get(i, (None, None))[0] for i in table["run"]]

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from core import models
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.db import ACTIVE, Dataset, Run, RunStatus, utcnow
+from core.estimate import duration_text
 from core.runs import MIN_TIMED_STEPS, metrics_frame, training_seconds_left  # noqa: F401 (MIN_TIMED_STEPS)
 
 if TYPE_CHECKING:  # pandas and numpy are imported where a table or matrix is made: the Start page, the first a
@@ -25,7 +26,7 @@ HISTORY_COLUMNS = [
     "dataset",
     "test accuracy",
     "macro-F1",
-    "train time (s)",
+    "train time",
     "machine while training",
     "pair",
     "trainable params",
@@ -347,7 +348,7 @@ def history_frame(
                 run.dataset_name,
                 in_percent(test.get("accuracy")),
                 in_percent(test.get("f1_macro")),
-                run.train_seconds,
+                "" if run.train_seconds is None else duration_text(run.train_seconds),
                 machine_text(run) if run.train_seconds is not None else "",
                 ", ".join(f"with #{i}" for i in pairs.get(run.pair_id, []) if i != run.id),
                 run.trainable_params,

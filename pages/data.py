@@ -198,7 +198,8 @@ def stored_datasets() -> None:
     if stored.empty:
         return st.info("No dataset is stored yet.")
     created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
-    st.dataframe(stored.drop(columns="id"), hide_index=True, column_config={"created (UTC)": created})
+    shown = stored.drop(columns="id")
+    st.dataframe(shown, hide_index=True, column_config=ui.fit_headers(shown, {"created (UTC)": created}))
     by_id = stored.set_index("id")
     chosen = st.selectbox(
         "Delete a dataset",

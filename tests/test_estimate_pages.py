@@ -95,7 +95,7 @@ def test_runs_and_start_pages_show_when_the_queue_empties(settings, csv_folder, 
     at = open_page("runs")
     table = at.dataframe[0].value
     row = table[table["run"] == waiting_id].iloc[0]
-    assert float(row["estimated train (s)"]) == 500.0 and float(row["estimated peak (MB)"]) == 100.0  # shown as text
+    assert row["estimated train"] == "8 min 20 s" and float(row["estimated peak (MB)"]) == 100.0  # shown as text
     assert row["expected start (UTC)"] is not None
     at = open_page("home")
     assert "The queue should be empty in about 19 min" in texts(at.caption)
