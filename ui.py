@@ -53,6 +53,31 @@ def fit_headers(frame, config: dict | None = None) -> dict:
     return config
 
 
+def time_zone() -> str | None:
+    """The browser's time zone (e.g. 'Asia/Shanghai'); None where it has not said (times then show in UTC)."""
+    return st.context.timezone
+
+
+def clock(at, fmt: str = "%H:%M") -> str:
+    """A stored time on the viewer's clock ('22:00'), or in UTC saying so ('14:00 UTC')."""
+    return views.clock_text(at, time_zone(), fmt)
+
+
+def local_times(frame, formats: dict[str, str]) -> tuple:
+    """A table's stored times on the viewer's clock, and those columns' settings: `formats` by column name without
+    '(UTC)', e.g. {'created': 'YYYY-MM-DD HH:mm'}."""
+    zone = time_zone()
+    frame = views.in_time_zone(frame, zone)
+    known = views.time_zone(zone) is not None
+    where = f"Your browser's time ({zone})." if known else "UTC: the browser did not say its time zone."
+    config = {
+        name: st.column_config.DatetimeColumn(format=formats[base], help=where)
+        for name in frame.columns
+        if (base := str(name).removesuffix(views.UTC_MARK)) in formats
+    }
+    return frame, config
+
+
 def glossary(*terms: str) -> str:
     """The plain glossary lines of these terms, for a help text or a caption."""
     return " ".join(views.GLOSSARY[t] for t in terms)
@@ -363,7 +388,7 @@ def queue_line(run: Run, times: dict) -> str | None:
     now, parts = utcnow(), []
 
     def when(at):
-        return f"in about {estimate.duration_text((at - now).total_seconds())} ({at:%H:%M} UTC)"
+        return f"in about {estimate.duration_text((at - now).total_seconds())} ({clock(at)})"
 
     if run.status == "queued" and start is not None:
         parts.append(f"start {when(start)}")
@@ -398,7 +423,7 @@ def queue_empties_line() -> str:
     if end is None:
         return "When the queue empties is not known yet: a run in it has no estimate."
     left = estimate.duration_text(max(0.0, (end - utcnow()).total_seconds()))
-    return f"The queue should be empty in about {left} ({end:%H:%M} UTC)."
+    return f"The queue should be empty in about {left} ({clock(end)})."
 
 
 def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bool) -> go.Figure:

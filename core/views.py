@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -277,6 +278,48 @@ def times_note(runs: list[Run]) -> str | None:
     what = "These times are not comparable" if len(runs) > 1 else "This time is not a fair measure"
     after = "Accuracy, weights and memory are not affected; to compare times, train again when the machine is quiet."
     return f"{what}: {'; '.join(reasons)}. {after}"
+
+
+UTC_MARK = " (UTC)"  # ends the name of a table's column of stored times; in_time_zone renames it for the viewer
+
+
+def time_zone(name: str | None) -> ZoneInfo | None:
+    """The viewer's time zone from its name (the browser's, e.g. 'Asia/Shanghai'); None when it is not known, or
+    not known to this machine: times then stay in UTC, and say so."""
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def local_time(at: datetime | None, zone_name: str | None) -> datetime | None:
+    """A stored time (UTC, without a zone, as the database keeps it) on the viewer's clock; UTC itself when the
+    viewer's zone is not known."""
+    zone = time_zone(zone_name)
+    if at is None or zone is None:
+        return at
+    return at.replace(tzinfo=timezone.utc).astimezone(zone).replace(tzinfo=None)
+
+
+def clock_text(at: datetime, zone_name: str | None, fmt: str = "%H:%M") -> str:
+    """A stored time as the viewer reads it: '22:00' on their own clock, '14:00 UTC' when their zone is unknown."""
+    return f"{local_time(at, zone_name):{fmt}}" + ("" if time_zone(zone_name) else " UTC")
+
+
+def in_time_zone(frame: pd.DataFrame, zone_name: str | None) -> pd.DataFrame:
+    """A table's stored times (its '... (UTC)' columns) on the viewer's clock, named without '(UTC)'; the table as
+    it is when the viewer's zone is unknown."""
+    import pandas as pd
+
+    zone = time_zone(zone_name)
+    stored = [c for c in frame.columns if str(c).endswith(UTC_MARK)]
+    if zone is None or not stored:
+        return frame
+    frame = frame.copy()
+    for column in stored:
+        utc = pd.to_datetime(frame[column]).dt.tz_localize("UTC")
+        frame[column] = utc.dt.tz_convert(zone).dt.tz_localize(None)
+    return frame.rename(columns={c: c.removesuffix(UTC_MARK) for c in stored})
 
 
 def list_datasets(session: Session) -> list[Dataset]:

@@ -108,7 +108,7 @@ def show_run(run_id: int) -> None:
             if was_active and not active:
                 st.rerun()  # the pair just ended: redraw the whole page, without polling
             st.subheader(f"{views.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{run.status}]")
-            created = f"{run.created_at:%Y-%m-%d %H:%M} UTC"
+            created = ui.clock(run.created_at, "%Y-%m-%d %H:%M")
             partner = ", ".join(f"#{r.id} ({views.run_facts(r)['method']})" for r in pair[1:])
             together = f" · trained as a pair with run {partner}" if partner else ""
             st.caption(f"Model {models.describe(run.model_source)} · created {created}{together}")
@@ -244,15 +244,11 @@ def history() -> None:
         table = estimate.with_estimates(table, views.all_runs(s), ui.queue_times())
         if views.any_active(s) != active:
             st.rerun()  # something started or ended: poll, or stop polling
-    created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
-    config = {
-        "machine while training": st.column_config.TextColumn(
-            help="Times measured while other programs kept the machine busy are not comparable."
-        ),
-        "created (UTC)": created,
-        "expected start (UTC)": st.column_config.DatetimeColumn(format="HH:mm"),
-        "expected end (UTC)": st.column_config.DatetimeColumn(format="HH:mm"),
-    }
+    times = {"created": "YYYY-MM-DD HH:mm", "expected start": "HH:mm", "expected end": "HH:mm"}
+    table, config = ui.local_times(table, times)
+    config["machine while training"] = st.column_config.TextColumn(
+        help="Times measured while other programs kept the machine busy are not comparable."
+    )
     formats = {"test accuracy": "{:.1f} %", "macro-F1": "{:.1f} %", "trainable params": "{:,.0f}"}
     formats |= dict.fromkeys(("peak memory (MB)", "estimated peak (MB)"), "{:.0f}")
     table = ui.blank_missing(table, formats)

@@ -4,13 +4,20 @@ viewer's own time zone, and a hint when the settings give very few updates (each
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 
-from core import models
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from core import models, views
 from core.config import TrainConfig
 from core.db import Dataset, Run, session_factory
-from core.runs import create_comparison
+from core.runs import create_comparison, create_run
 from tests.test_compare_page import frame_with
 from tests.test_pages import no_worker, open_page, populated, store, texts  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def widths(at, column: str) -> dict[str, int | None]:
@@ -55,3 +62,43 @@ def test_table_headers_fit_their_columns_and_a_pending_verdict_is_blank(settings
     at = open_page("data")
     data_widths = widths(at, "active runs")
     assert data_widths["active runs"] >= 8 * len("active runs")
+
+
+def test_stored_times_read_in_the_viewers_time_zone_or_say_utc():
+    """Item 15: times were in UTC ('22:00 UTC'), 8 hours off for a class in China."""
+    at = datetime(2026, 12, 6, 14, 0)
+    assert views.clock_text(at, "Asia/Shanghai") == "22:00"
+    assert views.clock_text(at, None) == "14:00 UTC", "unknown: UTC, and it says so"
+    assert views.clock_text(at, "Not/A_Zone") == "14:00 UTC"
+    table = pd.DataFrame({"run": [1, 2], "created (UTC)": [at, at], "expected start (UTC)": [None, at]})
+    shanghai = views.in_time_zone(table, "Asia/Shanghai")
+    assert list(shanghai.columns) == ["run", "created", "expected start"]
+    assert shanghai["created"].iloc[0] == datetime(2026, 12, 6, 22, 0) and pd.isna(shanghai["expected start"][0])
+    assert views.in_time_zone(table, None) is table
+
+
+def open_in(zone: str | None, page: str, **query) -> AppTest:
+    """A page as a browser in this time zone opens it."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.context = {"timezone": zone}
+    at.run().switch_page(f"pages/{page}.py")
+    at.query_params.update(query)
+    return at.run()
+
+
+def test_the_runs_and_data_pages_show_the_browsers_local_time(settings, csv_folder):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        run = create_run(s, s.get(Dataset, dataset.id), models.BUNDLED, TrainConfig())
+        run.created_at = datetime(2026, 12, 6, 21, 58)
+        run_id = run.id
+        s.commit()
+    at = open_in("Asia/Shanghai", "runs", run=str(run_id))
+    assert "created 2026-12-07 05:58" in texts(at.caption) and "05:58 UTC" not in texts(at.caption)
+    at = open_in("Asia/Shanghai", "runs")
+    table = at.dataframe[0].value
+    assert table["created"].iloc[0] == datetime(2026, 12, 7, 5, 58) and "created (UTC)" not in table.columns
+    at = open_in(None, "runs", run=str(run_id))
+    assert "created 2026-12-06 21:58 UTC" in texts(at.caption), "no zone from the browser: UTC, said"
+    at = open_in("Asia/Shanghai", "data")
+    assert "created" in next(d.value for d in at.dataframe if "active runs" in d.value.columns).columns
