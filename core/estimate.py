@@ -23,7 +23,7 @@ import math
 import os
 import statistics
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -252,6 +252,28 @@ def schedule(config: TrainConfig, n_train: int) -> tuple[int, int]:
     steps = max(1, math.ceil(config.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     return steps, steps // eval_every + (1 if steps % eval_every else 0)
+
+
+FEW_UPDATES = 10  # fewer corrections than this in a whole run and the model barely moves from where it started
+
+
+def few_updates_text(config: TrainConfig, n_train: int) -> str | None:
+    """How many updates (optimizer steps) the settings give, in words, when they are very few (a batch of 4,096 on
+    2,000 texts corrects the model once an epoch), with a batch size that gives enough; None when they are enough."""
+    steps, _ = schedule(config, n_train)
+    if steps >= FEW_UPDATES:
+        return None
+    per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    said = (
+        f"Very few updates: batch size {config.batch_size:,} on {n_train:,} training texts corrects the model "
+        f"{'once' if per_epoch == 1 else f'{per_epoch:,} times'} an epoch, {steps:,} in all over "
+        f"{config.epochs:g} epoch{'' if config.epochs == 1 else 's'}, too few for it to learn much."
+    )
+    for batch in (b for b in (32, 16, 8, 4, 2, 1) if b < config.batch_size):
+        more, _ = schedule(replace(config, batch_size=batch), n_train)
+        if more >= FEW_UPDATES:
+            return f"{said} Batch size {batch} gives {more:,} updates."
+    return f"{said} More epochs or more training texts give more."
 
 
 def step_flops(shape: ModelShape, batches: list[tuple[int, int]]) -> tuple[float, float]:

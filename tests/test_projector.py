@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from core import models, views
+from core import estimate, models, views
 from core.config import TrainConfig
 from core.db import Dataset, Run, session_factory
 from core.runs import create_comparison, create_run
@@ -102,3 +102,22 @@ def test_the_runs_and_data_pages_show_the_browsers_local_time(settings, csv_fold
     assert "created 2026-12-06 21:58 UTC" in texts(at.caption), "no zone from the browser: UTC, said"
     at = open_in("Asia/Shanghai", "data")
     assert "created" in next(d.value for d in at.dataframe if "active runs" in d.value.columns).columns
+
+
+def test_very_few_updates_are_said_with_a_batch_size_that_gives_enough():
+    """Item 18: a batch size of 4,096 on 2,000 texts (one update an epoch) was accepted without a hint."""
+    few = estimate.few_updates_text(TrainConfig(batch_size=4096, epochs=1.5), 2000)
+    assert few.startswith("Very few updates: batch size 4,096 on 2,000 training texts corrects the model once an")
+    assert "2 in all over 1.5 epochs" in few and few.endswith("Batch size 32 gives 95 updates.")
+    assert estimate.few_updates_text(TrainConfig(batch_size=32, epochs=1.5), 2000) is None
+    assert "More epochs or more training texts" in estimate.few_updates_text(TrainConfig(batch_size=2, epochs=1), 6)
+
+
+def test_the_train_page_says_when_the_batch_size_leaves_very_few_updates(settings, csv_folder):
+    store(settings, csv_folder)
+    at = open_page("train")
+    at.number_input(key="train_batch_size").set_value(4096).run()
+    assert not at.exception
+    assert "batch size 4,096 on 96 training texts corrects the model once an epoch" in texts(at.warning)
+    at.number_input(key="train_batch_size").set_value(4).run()
+    assert "Very few updates" not in texts(at.warning)
