@@ -42,14 +42,14 @@ def blank_missing(frame, formats: dict[str, str]):
 
 def fit_headers(frame, config: dict | None = None) -> dict:
     """Column settings under which no header is cut to 'es…': st.dataframe sizes a column by its values, so a
-    column of short values under a longer header gets the header's width (about 8 px a character and the menu's)."""
+    column of short values under a longer header gets the header's width (about 7 px a character and the menu's)."""
     config = dict(config or {})
     for name in frame.columns:
         column = config.get(name, st.column_config.Column())
         shown = isinstance(column, dict) and (column.get("type_config") or {}).get("format")  # a time's 'HH:mm'
         values = [len(shown or str(v)) for v in frame[name].head(100) if v is not None and v == v]  # NaN != NaN
         if isinstance(column, dict) and not column.get("width") and len(str(name)) > max(values, default=0):
-            config[name] = {**column, "width": 8 * len(str(name)) + 36}
+            config[name] = {**column, "width": 7 * len(str(name)) + 32}
     return config
 
 
@@ -438,7 +438,7 @@ def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bo
             zmin=-peak,
             zmax=peak,
             colorscale="RdBu",
-            text=[[f"{v:+.1f}" if mean else f"{v:+.0f}" for v in row] for row in diff],
+            text=[[("0" if v == 0 else f"{v:+.1f}" if mean else f"{v:+.0f}") for v in row] for row in diff],
             texttemplate="%{text}",
             textfont={"size": 13},  # plotly shrinks the numbers to fit 10 classes (7 px) unless told a size
             hovertemplate=f"true %{{y}}, predicted %{{x}}: %{{text}} texts ({b_name} minus {a_name})<extra></extra>",

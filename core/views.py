@@ -220,10 +220,10 @@ def run_label(run: Run, among: list[Run] | None = None) -> str:
 
 
 def column_label(run: Run, among: list[Run]) -> str:
-    """A run as a table column's header, short enough for six side by side on a 1024 px screen: its number, its
-    method, and its seed where the seeds differ ('#4 LoRA · seed 43'). The whole run_label goes in the help."""
+    """A run as a table column's header, short enough for six side by side and their texts on a 1024 px screen: its
+    number, its method, and its seed where the seeds differ ('#4 LoRA · 43'). The whole run_label goes in the help."""
     seeds = {(r.config or {}).get("seed") for r in among}
-    seed = f" · seed {(run.config or {}).get('seed', '?')}" if len(seeds) > 1 else ""
+    seed = f" · {(run.config or {}).get('seed', '?')}" if len(seeds) > 1 else ""
     return f"#{run.id} {'full' if run.method == 'full' else METHOD_NAMES.get(run.method, run.method)}{seed}"
 
 

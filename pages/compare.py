@@ -279,7 +279,10 @@ try:
 except views.NotComparable as e:
     st.warning(str(e))
 else:
-    st.caption(f"{len(disagree)} test texts get different labels from these runs (✓ right, ✗ wrong).")
+    st.caption(
+        f"{len(disagree)} test texts get different labels from these runs (✓ right, ✗ wrong). Each run's column is "
+        "headed by its number, its method and its seed (when the seeds differ)."
+    )
     headers = {
         views.column_label(r, chosen_runs): st.column_config.TextColumn(help=views.run_label(r)) for r in chosen_runs
     }

@@ -148,8 +148,8 @@ def test_the_disagreement_table_has_short_run_headers_that_fit_a_projector(setti
     table = frame_with(at, "true label")
     methods = ["full", "LoRA"] * 3
     seeds = [42, 42, 43, 43, 44, 44]
-    assert list(table.columns[3:]) == [f"#{i} {m} · seed {s}" for i, m, s in zip(ids, methods, seeds)]
-    assert max(len(c) for c in table.columns) <= 20, "six run columns and the text fit 1024 px"
+    assert list(table.columns[3:]) == [f"#{i} {m} · {s}" for i, m, s in zip(ids, methods, seeds)]
+    assert max(len(c) for c in table.columns[3:]) <= 12, "six run columns and the texts fit 1024 px"
 
 
 def test_the_difference_matrix_and_curves_are_whole_on_a_projector(settings, tmp_path):

@@ -58,10 +58,10 @@ def test_table_headers_fit_their_columns_and_a_pending_verdict_is_blank(settings
     runs_widths = widths(at, "estimated train")
     for header in ("estimated train", "expected start", "macro-F1"):
         name = next(c for c in runs_widths if c.startswith(header))
-        assert (runs_widths[name] or 0) >= 8 * len(name), (name, runs_widths[name])
+        assert (runs_widths[name] or 0) >= 7 * len(name), (name, runs_widths[name])
     at = open_page("data")
     data_widths = widths(at, "active runs")
-    assert data_widths["active runs"] >= 8 * len("active runs")
+    assert data_widths["active runs"] >= 7 * len("active runs")
 
 
 def test_stored_times_read_in_the_viewers_time_zone_or_say_utc():
