@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
-from core.db import Metric, session_factory
+from core import models
+from core.config import TrainConfig
+from core.db import Dataset, Metric, session_factory
+from core.runs import create_comparison
 from tests.comparing import comparison, single, store_dataset
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
 
@@ -188,3 +191,14 @@ def test_a_clicked_cell_lists_its_texts_under_its_own_row_of_matrices_and_scroll
     assert isinstance(elements[listed + 1].value, pd.DataFrame), "the texts themselves right under their title"
     [scroll] = [h for h in at.get("html") if "scrollIntoView" in h.proto.body]
     assert f"compare-cell-{ids[0]}-0-1" in scroll.proto.body
+
+
+def test_a_comparison_still_training_in_the_url_says_its_verdict_is_to_come(settings, tmp_path):
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    group, _ = comparison(settings, dataset, [({0}, {1})])
+    with session_factory(settings.db_url)() as s:
+        pending, _ = create_comparison(s, s.get(Dataset, dataset.id), models.BUNDLED, TrainConfig(), repeats=1)
+    at = open_page("compare", group=str(pending.id))
+    assert not at.exception and not at.error
+    assert f"Comparison #{pending.id} has no completed pair yet" in texts(at.warning)
+    assert at.selectbox(key="compare_what").value == group
