@@ -234,14 +234,11 @@ def cmd_compare(args) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        print(result["sentence"])
+        print("\n".join(result["lines"]))
         print(f"  {result['seeds']} seed(s), {result['test_size']} test texts", end="")
         print(f", McNemar p = {result['mcnemar_p']:.3g}" if result["mcnemar_p"] is not None else "")
-        from core.verdict import ratio_text
-
-        for key, value in result["costs"].items():
-            if value is not None:
-                print(f"  LoRA's {key.replace('_', ' ')}: {ratio_text(value, key)} of full fine-tuning's")
+        if result["costs_sentence"]:
+            print(result["costs_sentence"])
     return 0
 
 

@@ -208,7 +208,7 @@ def scores_table(runs: list[Run]) -> pd.DataFrame:
             "precision (weighted)": views.percent(test.get("precision_weighted")),
             "recall (weighted)": views.percent(test.get("recall_weighted")),
             "training time": None if run.train_seconds is None else duration_text(run.train_seconds),
-            "samples per second": None if run.samples_per_second is None else f"{run.samples_per_second:,.0f}",
+            "texts trained per second": None if run.samples_per_second is None else f"{run.samples_per_second:,.0f}",
             "trainable weights": None
             if run.trainable_params is None
             else f"{run.trainable_params:,}" + (f" ({views.percent(share)})" if share is not None else ""),
@@ -328,6 +328,8 @@ def compare_summary(session: Session, runs: list[Run], resamples: int = verdict.
             for key in ("time", "peak_memory", "trainable_weights", "disk")
         },
         "sentence": result.sentence(),
+        "lines": result.lines(),
+        "costs_sentence": verdict.cost_sentence(ratios, result.names),
         "f1_macro": {
             "verdict": result.f1_macro.outcome,
             "difference_points": round(result.f1_macro.difference, 4),

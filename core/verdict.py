@@ -88,27 +88,105 @@ class Verdict:
     def outcome(self) -> str:
         return self.accuracy.outcome
 
-    def sentence(self, metric: str = "accuracy") -> str:
-        """The verdict for one metric in one plain sentence."""
+    def leader(self, metric: str = "accuracy") -> str | None:
+        """The method with the higher mean score, else None (level to the 0.1 point shown)."""
         m: MetricVerdict = getattr(self, metric)
+        if self.winner(metric):
+            return self.winner(metric)
+        if abs(m.difference) < 0.05:
+            return None
+        return self.names[1] if m.difference > 0 else self.names[0]
+
+    def winner(self, metric: str = "accuracy") -> str | None:
+        """The method the interval shows to be better, else None."""
+        outcome = getattr(self, metric).outcome
+        return {"lora_better": self.names[1], "full_better": self.names[0]}.get(outcome)
+
+    def scores(self, metric: str = "accuracy") -> str:
+        """Both scores side by side, A first: 'full fine-tuning 45.8 %, LoRA 40.3 %' (means over the seeds)."""
+        m: MetricVerdict = getattr(self, metric)
+        (a, b), mean = self.names, lambda xs: sum(xs) / len(xs)
+        return f"{a} {mean(m.a):.1f} %, {b} {mean(m.b):.1f} %"
+
+    def seeds_agree(self, metric: str = "accuracy") -> str:
+        """How the seeds went, in words: 'full fine-tuning was better on both seeds'; '' for one seed."""
+        m: MetricVerdict = getattr(self, metric)
+        seeds = len(m.per_seed)
+        if seeds < 2:
+            return ""
         a, b = self.names
-        what = METRICS[metric]
-        interval = f"95 % interval {m.low:+.1f} to {m.high:+.1f} points"
-        if m.outcome in ("lora_better", "full_better"):
-            winner = b if m.outcome == "lora_better" else a
+        wins = {b: sum(d > 1e-9 for d in m.per_seed), a: sum(d < -1e-9 for d in m.per_seed)}
+        level = seeds - wins[a] - wins[b]
+        first = self.leader(metric) or max(wins, key=wins.get)
+        other = b if first == a else a
+        if level == seeds:
+            return f"level on {'both' if seeds == 2 else f'all {seeds}'} seeds"
+        if wins[first] == seeds:
+            return f"{first} was better on {'both' if seeds == 2 else f'all {seeds}'} seeds"
+        parts = [f"{first} was better on {wins[first]} of {seeds} seeds"]
+        parts += [f"{other} on {wins[other]}"] if wins[other] else []
+        parts += [f"level on {level}"] if level else []
+        return ", ".join(parts)
+
+    def difference(self, metric: str = "accuracy") -> str:
+        """The difference in the leader's favour, with its 95 % interval, in points."""
+        m: MetricVerdict = getattr(self, metric)
+        leader = self.leader(metric)
+        if leader is None:
+            b = self.names[1]
             return (
-                f"{winner[0].upper() + winner[1:]} is better, by {abs(m.difference):.1f} points of {what} "
-                f"({b} minus {a}: {interval})."
+                f"The two are level; the 95 % interval runs from {b} {-m.low:.1f} points behind to {m.high:.1f} ahead."
+            )
+        low, high = (m.low, m.high) if leader == self.names[1] else (-m.high, -m.low)
+        if self.winner(metric):
+            return _cap(
+                f"{leader} is better by {abs(m.difference):.1f} points (95 % interval {low:.1f} to {high:.1f} points)."
+            )
+        span = f"from {-low:.1f} points behind" if low <= -0.05 else "from 0"
+        return _cap(
+            f"{leader} is ahead by {abs(m.difference):.1f} points, but the 95 % interval runs {span} to {high:.1f} "
+            "points ahead."
+        )
+
+    def how_sure(self, metric: str = "accuracy") -> str:
+        """One line on how sure the verdict is."""
+        m: MetricVerdict = getattr(self, metric)
+        other = " and seeds" if self.seeds > 1 else ""
+        if self.winner(metric):
+            return (
+                f"Sure enough to call: the whole interval is on {self.winner(metric)}'s side of 0, so on other test "
+                f"texts{other} it would very likely win again."
             )
         if m.outcome == "no_difference":
             return (
-                f"No difference in {what} can be told apart: {b} minus {a} lies between {m.low:+.1f} and "
-                f"{m.high:+.1f} points."
+                f"No winner: the interval holds 0 and is no wider than ±{RESOLUTION_POINTS:g} points, so any "
+                "difference is small."
             )
         return (
-            f"Too few test texts to tell differences in {what} under {m.half_width:.1f} points: the "
-            f"{m.difference:+.1f} points measured may be chance ({interval})."
+            f"Not sure: the interval holds 0 and is ±{m.half_width:.1f} points wide; {self.test_size:,} test texts "
+            "are too few to tell the methods apart. More test texts would narrow it."
         )
+
+    def lines(self) -> list[str]:
+        """The verdict read aloud, as the Compare page, the command line and the model card say it: both
+        accuracies and how the seeds went, the difference in the winner's favour, how sure; then macro-F1."""
+        agree = self.seeds_agree()
+        f1 = self.f1_macro
+        f1_sure = {"no_difference": ": any difference is small", "too_few": ": too few test texts to tell"}
+        return [
+            f"Test accuracy: {self.scores()}" + (f"; {agree}." if agree else "."),
+            self.difference(),
+            self.how_sure(),
+            f"Macro-F1: {self.scores('f1_macro')}. {self.difference('f1_macro')[:-1]}{f1_sure.get(f1.outcome, '')}.",
+        ]
+
+    def sentence(self) -> str:
+        """The accuracy verdict in one paragraph (the first three of `lines`)."""
+        return " ".join(self.lines()[:3])
+
+
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:]
 
 
 def outcome_of(low: float, high: float) -> str:
@@ -217,26 +295,35 @@ class CostRatio:
     high: float
 
     def text(self) -> str:
-        spread = f" ({ratio_text(self.low, self.name)} to {ratio_text(self.high, self.name)})"
-        return ratio_text(self.mean, self.name) + ("" if self.low == self.high else spread)
+        spread = f" ({ratio_text(self.low)} to {ratio_text(self.high)})"
+        return ratio_text(self.mean) + ("" if self.low == self.high else spread)
 
 
-COSTS = {  # key -> what it measures
-    "time": "training time",
-    "samples_per_second": "samples per second",
-    "peak_memory": "peak memory",
-    "trainable_weights": "trainable weights",
-    "disk": "size on disk",
+COSTS = {  # key -> (what it measures, how a sentence says B's cost against A's, {r}: the ratio)
+    "time": ("training time", "took {r} the training time"),
+    "samples_per_second": ("texts per second", "trained {r} as many texts per second"),
+    "peak_memory": ("peak memory", "used {r} the memory"),
+    "trainable_weights": ("trainable weights", "trained {r} of the weights"),
+    "disk": ("size on disk", "saved {r} the disk space"),
 }
 
 
-def ratio_text(ratio: float, name: str = "") -> str:
-    """A ratio as a person reads it at once: 0.57x, 2.1x, 0.5 % (of the weights), 1/40 (of the disk)."""
-    if name == "trainable_weights":
-        return f"{ratio:.2%}" if ratio < 0.01 else f"{ratio:.1%}"
-    if ratio < 0.1 and ratio > 0:
+def ratio_text(ratio: float) -> str:
+    """A ratio in the one form every cost takes, read aloud as it is written: '0.79x' ('0.79 times'), and for a
+    ratio under a tenth, where decimals get unreadable, its fraction: '1/196' ('one 196th')."""
+    if 0 < ratio < 0.1:
         return f"1/{1 / ratio:,.0f}"
     return f"{ratio:.2f}x"
+
+
+def cost_sentence(ratios: dict[str, CostRatio | None], names: tuple[str, str] = ("full fine-tuning", "LoRA")) -> str:
+    """The known costs in one sentence a class reads: 'Against full fine-tuning, LoRA took 0.50x the training time,
+    ..., and saved 1/40 the disk space.' (means over the seeds); '' when none is known."""
+    said = [COSTS[k][1].format(r=ratio_text(r.mean)) for k, r in ratios.items() if r is not None]
+    if not said:
+        return ""
+    listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return f"Against {names[0]}, {names[1]} {listed}."
 
 
 def cost_ratios(pairs: list[tuple[dict, dict]]) -> dict[str, CostRatio | None]:

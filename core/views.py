@@ -74,7 +74,7 @@ GLOSSARY = {
     "LoRA dropout": "LoRA dropout: the share of the add-ons' inputs switched off at random while training, "
     "so they do not learn the train set by heart.",
     "LoRA target layers": "LoRA target layers: the layers of the model that get add-ons (in BERT: query, key, value).",
-    "seed article": "Seed article: the published experiment this project started from, which fine-tuned "
+    "published experiment": "Published experiment: the article this project started from, which fine-tuned "
     "bert-base-chinese to sort Chinese news titles (THUCNews) into 10 classes: 93.7 % with full fine-tuning, "
     "93.25 % with LoRA (r 8, alpha 32, 5 epochs).",
     "accuracy": "Accuracy: the share of test texts given the right label.",

@@ -10,7 +10,7 @@ from core.downloads import safe_csv
 
 PICK = 0  # "What to compare": the runs picked by hand, not a comparison group
 BADGE = {"lora_better": "green", "full_better": "green", "no_difference": "blue", "too_few": "orange"}
-SHORT = {"lora_better": "a winner", "full_better": "a winner", "no_difference": "no difference", "too_few": "too few"}
+SHORT = {"no_difference": "no difference", "too_few": "too few test texts"}  # else: who wins
 
 
 @st.cache_data(max_entries=32, show_spinner="Working out the verdict…")
@@ -116,22 +116,25 @@ else:
         st.warning(str(e))
 if result is not None:
     a_name, b_name = result.names
-    acc, f1 = result.accuracy, result.f1_macro
-    versus = f"{b_name} − {a_name.replace(' fine-tuning', '')}"  # short enough for a quarter of a 1024 px screen
+    acc = result.accuracy
+    first, *rest = result.lines()  # both accuracies, the difference for the winner, how sure; then macro-F1
+    badge = f"{result.winner()} wins" if result.winner() else SHORT[acc.outcome]
     with st.container(border=True, key="compare_verdict"):
-        st.markdown(f":{BADGE[acc.outcome]}-badge[{SHORT[acc.outcome]}] **{result.sentence()}**")
-        st.markdown(result.sentence("f1_macro"))
+        st.markdown(f":{BADGE[acc.outcome]}-badge[{badge}] **{first}**")
+        st.markdown("  \n".join(rest[:2]))
+        st.markdown(rest[2])
         c1, c2, c3, c4 = st.columns(4)
-        c1.metric(
-            f"Accuracy, {versus}",
-            f"{acc.difference:+.1f}",
-            help=f"95 % interval: {acc.low:+.1f} to {acc.high:+.1f} points. " + ui.glossary("accuracy"),
-        )
-        c2.metric(
-            f"Macro-F1, {versus}",
-            f"{f1.difference:+.1f}",
-            help=f"95 % interval: {f1.low:+.1f} to {f1.high:+.1f} points. " + ui.glossary("macro-F1"),
-        )
+        for col, name, scores, f1_scores in (
+            (c1, a_name, acc.a, result.f1_macro.a),
+            (c2, b_name, acc.b, result.f1_macro.b),
+        ):
+            col.metric(
+                f"{name[0].upper() + name[1:]}, test accuracy",
+                f"{sum(scores) / len(scores):.1f} %",
+                help=f"Macro-F1 {sum(f1_scores) / len(f1_scores):.1f} %"
+                + (f"; means over {result.seeds} seeds. " if result.seeds > 1 else ". ")
+                + ui.glossary("accuracy", "macro-F1"),
+            )
         if result.mcnemar_p is not None:
             c3.metric(
                 "McNemar's p",
@@ -145,42 +148,47 @@ if result is not None:
         c4.metric("Test texts", f"{result.test_size:,}", help=f"One text is {100 / result.test_size:.2f} points.")
         floor = verdict.noise_floor(result.test_size)
         spread = "texts and seeds" if result.seeds > 1 else "the test texts"
-        st.caption(
-            "How to read it: differences are in points (86.5 % against 88.0 % is -1.5 points). The 95 % interval "
-            "is the range the difference would likely fall in on other test "
-            f"texts{' and seeds' if result.seeds > 1 else ''} (a bootstrap: {spread} resampled "
-            f"{verdict.RESAMPLES:,} times). It must lie wholly above or below 0 for a winner. With "
-            f"{result.test_size:,} test texts, differences under about {floor:.1f} points cannot be told from "
-            f"chance; an interval wider than ±{verdict.RESOLUTION_POINTS:g} points is too wide to call the methods "
-            "equal."
-        )
-        if result.seeds > 1:
-            st.caption("Each seed's test accuracy, and the differences in points:")
-            seeds = comparisons.seeds_frame(result, pairs)
-            points_col = st.column_config.NumberColumn(format="%+.1f")
-            st.dataframe(
-                seeds,
-                hide_index=True,
-                column_config={c: points_col if "difference" in c else ui.PERCENT_COLUMN for c in seeds.columns[2:]},
-                key="compare_seeds",
+        # folded: the card, its four lines and its numbers, fits a 1024 x 768 screen under the page's title
+        with st.expander("How to read it" + (", and each seed's result" if result.seeds > 1 else "")):
+            st.caption(
+                "Differences are in points (88.0 % against 86.5 % is 1.5 points). The 95 % interval "
+                "is the range the difference would likely fall in on other test "
+                f"texts{' and seeds' if result.seeds > 1 else ''} (a bootstrap: {spread} resampled "
+                f"{verdict.RESAMPLES:,} times). It must lie wholly on one side of 0 for a winner. With "
+                f"{result.test_size:,} test texts, differences under about {floor:.1f} points cannot be told from "
+                f"chance; an interval wider than ±{verdict.RESOLUTION_POINTS:g} points is too wide to call the "
+                "methods equal."
             )
+            if result.seeds > 1:
+                st.caption(f"Each seed's test accuracy, and {b_name} minus {a_name} in points:")
+                seeds = comparisons.seeds_frame(result, pairs)
+                points_col = st.column_config.NumberColumn(format="%+.1f")
+                st.dataframe(
+                    seeds,
+                    hide_index=True,
+                    column_config={
+                        c: points_col if "difference" in c else ui.PERCENT_COLUMN for c in seeds.columns[2:]
+                    },
+                    key="compare_seeds",
+                )
 
 if pairs:
     a_name, b_name = comparisons.side_names(pairs)
     st.subheader(f"What it costs: {b_name} as a multiple of {a_name}")
     ratios = comparisons.cost_ratios(pairs)
-    for col, (key, name) in zip(st.columns(len(verdict.COSTS)), verdict.COSTS.items()):
+    for col, (key, (name, _)) in zip(st.columns(len(verdict.COSTS)), verdict.COSTS.items()):
         ratio = ratios[key]
         col.metric(
             name[0].upper() + name[1:],
-            "–" if ratio is None else verdict.ratio_text(ratio.mean, key),
+            "–" if ratio is None else verdict.ratio_text(ratio.mean),
             help=None
             if ratio is None
             else f"{b_name}'s {name} over {a_name}'s: {ratio.text()}"
             + (f", mean over {len(pairs)} seeds and their range." if len(pairs) > 1 else "."),
         )
+    st.markdown(verdict.cost_sentence(ratios, (a_name, b_name)))
     if len(pairs) > 1:
-        ranges = "; ".join(f"{verdict.COSTS[k]} {r.text()}" for k, r in ratios.items() if r is not None)
+        ranges = "; ".join(f"{verdict.COSTS[k][0]} {r.text()}" for k, r in ratios.items() if r is not None)
         st.caption(f"Means over {len(pairs)} seeds, each with its range: {ranges}.")
     note = views.times_note(chosen_runs)
     if note:

@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from core import data, device, estimate, failures, models, runs, verdict, views
-from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config, problems_of
+from core.config import METHOD_NAMES, OLD_PRESET_NAMES, PRESETS, TrainConfig, preset_config, problems_of
 from core.db import Dataset
 
 MODEL_KINDS = [
@@ -29,6 +29,8 @@ LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 
 
 def apply_preset() -> None:
+    """The preset's settings; its seeds per pair too, unless the user has set their own (they keep theirs and are
+    offered the preset's)."""
     name = st.session_state.get("train_preset", next(iter(PRESETS)))
     configs = {m: preset_config(name, m) for m in ("full", "lora")}
     for key, (field, _, step, _) in FIELDS.items():
@@ -36,7 +38,13 @@ def apply_preset() -> None:
         st.session_state[key] = type(step)(value) if step is not None else value
     for m, config in configs.items():
         st.session_state[f"train_lr_{m}"] = float(config.learning_rate)
-    st.session_state["train_repeats"] = PRESETS[name].get("repeats", 1)
+    if st.session_state.get("train_repeats") in (None, st.session_state.get("train_repeats_of_preset")):
+        use_preset_repeats()
+
+
+def use_preset_repeats() -> None:
+    repeats = PRESETS[st.session_state.get("train_preset", next(iter(PRESETS)))].get("repeats", 1)
+    st.session_state["train_repeats"] = st.session_state["train_repeats_of_preset"] = repeats
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the model's configuration to count its parameters…")
@@ -89,6 +97,8 @@ elif kind == MODEL_KINDS[2]:
         help=help_,
     )
 source = source.strip()
+if st.session_state.get("train_preset") in OLD_PRESET_NAMES:  # a session from before the preset was renamed
+    st.session_state["train_preset"] = OLD_PRESET_NAMES[st.session_state["train_preset"]]
 st.radio(
     "Preset",
     list(PRESETS),
@@ -173,6 +183,14 @@ repeats = st.number_input(
     help="The pair is trained once per seed (s, s+1, ...): the verdict on Compare then covers how much the result "
     "moves from seed to seed. Each seed adds two runs.",
 )
+preset_repeats = PRESETS[st.session_state.get("train_preset", next(iter(PRESETS)))].get("repeats", 1)
+if repeats != preset_repeats:
+    st.button(
+        f"Use the preset's {preset_repeats} seed{'s' if preset_repeats > 1 else ''} per pair",
+        key="train_use_preset_repeats",
+        on_click=use_preset_repeats,
+        help="The preset leaves the number of seeds you set as it is; this sets the preset's own.",
+    )
 test_size = dataset.sizes["test"]
 st.caption(
     f"With {test_size:,} test texts, differences under about {verdict.noise_floor(test_size):.1f} points of accuracy "

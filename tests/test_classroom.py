@@ -28,16 +28,19 @@ def a_run(run_id: int, method: str = "lora", preset: str = "quick demo", **confi
 
 
 def test_a_label_carries_what_differs_and_no_internal_id():
-    quick, article = a_run(1, "full"), a_run(3, "full", "seed article")
+    quick, article = a_run(1, "full"), a_run(3, "full", "as in the published experiment")
     alone = views.run_label(quick)
     assert alone.startswith("#1 Full fine-tuning") and "1.5 epochs" in alone and "seed 42" in alone
-    assert views.run_label(article, [quick, article]) == "#3 Full fine-tuning · seed article"
+    assert views.run_label(article, [quick, article]) == "#3 Full fine-tuning · as in the published experiment"
     assert views.run_label(quick, [quick, article]) == "#1 Full fine-tuning · quick demo"
     seeds = [a_run(5, seed=42), a_run(6, seed=43)]
     assert views.run_label(seeds[1], seeds) == "#6 LoRA · seed 43"
     tuned = a_run(7, epochs=3)
     assert views.run_label(tuned, [tuned, quick]) == "#7 LoRA · own settings · 3 epochs"
-    assert views.preset_of(tuned.config) == "own settings" and views.preset_of(article.config) == "seed article"
+    assert (
+        views.preset_of(tuned.config) == "own settings"
+        and views.preset_of(article.config) == "as in the published experiment"
+    )
 
 
 def test_one_hue_per_method_and_a_shade_per_seed():
@@ -67,7 +70,7 @@ def test_one_number_format_per_quantity():
 def test_the_glossary_has_one_plain_line_per_term():
     for term in ("dev set", "warmup", "evaluations per epoch", "LoRA rank", "LoRA alpha", "LoRA dropout"):
         assert views.GLOSSARY[term].count(".") <= 2 and "\n" not in views.GLOSSARY[term]
-    assert "bert-base-chinese" in views.GLOSSARY["seed article"]
+    assert "bert-base-chinese" in views.GLOSSARY["published experiment"]
 
 
 def test_the_first_page_imports_no_torch_or_transformers():

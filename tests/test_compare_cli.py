@@ -72,6 +72,15 @@ def test_compare_a_pair_json_and_refusals(settings, tmp_path):
     assert answer["costs"] == pytest.approx(costs, abs=1e-6)
     assert json.loads(cli("compare", str(full), str(lora), "--json", settings=settings).stdout) == answer
 
+    printed = cli("compare", str(group), settings=settings).stdout.splitlines()
+    assert printed[:4] == answer["lines"], "the same words as the Compare page's verdict card"
+    assert printed[0] == "Test accuracy: full fine-tuning 80.0 %, LoRA 95.0 %."
+    assert printed[1].startswith("LoRA is better by 15.0 points (95 % interval ")
+    assert printed[-1] == (
+        "Against full fine-tuning, LoRA took 0.50x the training time, trained 2.00x as many texts per second, used "
+        "0.67x the memory, trained 1/200 of the weights and saved 1/40 the disk space."
+    )
+
     other = store_dataset(settings, tmp_path / "b", n_test=30, name="other")
     elsewhere = single(settings, other, set())
     for args, message in (

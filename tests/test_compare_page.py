@@ -17,11 +17,12 @@ from tests.comparing import comparison, single, store_dataset
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
 
 OUTCOMES = {  # outcome -> (test texts, full's wrong rows, LoRA's wrong rows, words of the verdict)
-    "lora_better": (90, set(range(30)), set(range(5)), "LoRA is better, by 27.8 points of test accuracy"),
-    "full_better": (90, set(range(5)), set(range(30)), "Full fine-tuning is better, by 27.8 points"),
-    "no_difference": (600, set(range(10)), set(range(5, 15)), "No difference in test accuracy can be told apart"),
-    "too_few": (30, {0, 1, 2}, {1, 2, 3, 4}, "Too few test texts to tell differences in test accuracy under"),
+    "lora_better": (90, set(range(30)), set(range(5)), "LoRA is better by 27.8 points (95 % interval"),
+    "full_better": (90, set(range(5)), set(range(30)), "Full fine-tuning is better by 27.8 points"),
+    "no_difference": (600, set(range(10)), set(range(5, 15)), "No winner: the interval holds 0"),
+    "too_few": (30, {0, 1, 2}, {1, 2, 3, 4}, "Not sure: the interval holds 0"),
 }
+BADGES = {"lora_better": "LoRA wins", "full_better": "full fine-tuning wins", "no_difference": "no difference"}
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
@@ -35,11 +36,26 @@ def test_the_verdict_card_says_each_of_the_four_outcomes(settings, tmp_path, out
     card = texts(at.markdown)
     assert words in card
     assert at.markdown[0].value.startswith(":"), "the verdict comes first on the page"
+    full, lora = (100 * (n - len(wrong)) / n for wrong in (wrong_full, wrong_lora))
+    assert f"**Test accuracy: full fine-tuning {full:.1f} %, LoRA {lora:.1f} %.**" in at.markdown[0].value, (
+        "both accuracies lead, full fine-tuning's first"
+    )
+    assert f"-badge[{BADGES.get(outcome, 'too few test texts')}]" in at.markdown[0].value
+    assert "minus" not in at.markdown[1].value, "the difference in the winner's favour, not LoRA minus full"
+    assert at.markdown[2].value.startswith("Macro-F1: "), "macro-F1 on a line of its own, below"
     metrics = {m.label: m.value for m in at.metric}
+    assert (
+        metrics["Full fine-tuning, test accuracy"] == f"{full:.1f} %"
+        and metrics["LoRA, test accuracy"] == f"{lora:.1f} %"
+    )
     assert metrics["Test texts"] == str(n)
     assert "McNemar's p" in metrics, "one pair: McNemar's exact test beside the interval"
-    assert metrics["Training time"] == "0.50x" and metrics["Trainable weights"] == "0.50%"
-    assert metrics["Size on disk"] == "1/40"
+    assert metrics["Training time"] == "0.50x" and metrics["Trainable weights"] == "1/200"
+    assert metrics["Size on disk"] == "1/40" and metrics["Texts per second"] == "2.00x"
+    assert (
+        "Against full fine-tuning, LoRA took 0.50x the training time, trained 2.00x as many texts per second, used "
+        "0.67x the memory, trained 1/200 of the weights and saved 1/40 the disk space." in card
+    ), "every ratio in one form, said in words"
 
 
 def test_a_group_of_three_seeds_shows_each_seed_and_the_group_interval(settings, tmp_path):
@@ -54,7 +70,11 @@ def test_a_group_of_three_seeds_shows_each_seed_and_the_group_interval(settings,
     assert list(seeds["difference"].round(2)) == [11.11, 1.11, -6.67]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Seeds"] == "3" and "McNemar's p" not in metrics
-    assert metrics["Accuracy, LoRA − full"] == "+1.9"
+    assert metrics["LoRA, test accuracy"] == "84.4 %" and metrics["Full fine-tuning, test accuracy"] == "82.6 %"
+    assert (
+        "Test accuracy: full fine-tuning 82.6 %, LoRA 84.4 %; LoRA was better on 2 of 3 seeds, full fine-tuning on 1."
+        in texts(at.markdown)
+    )
     assert "Means over 3 seeds, each with its range: training time 0.50x;" in texts(at.caption)
     table = frame_with(at, "")
     assert len(table.columns) == 1 + 6, "one column per run: no sideways scrolling for the figures"
@@ -117,7 +137,7 @@ def test_picked_runs_the_url_and_the_rest_of_the_page(settings, tmp_path):
     assert not at.exception and not at.error
     assert at.selectbox(key="compare_what").value == 0 and at.multiselect(key="compare_runs").value == [full, other]
     assert "group" not in at.query_params and at.query_params["runs"] == f"{full},{other}"
-    assert "Full fine-tuning is better" in texts(at.markdown) or "Too few" in texts(at.markdown)
+    assert "Test accuracy: full fine-tuning 90.0 %, LoRA 93.3 %." in texts(at.markdown)
     at.toggle(key="compare_normalised").set_value(True).run()
     matrix = json.loads(next(c for c in at.get("plotly_chart") if c.key == f"compare_cm_{full}").proto.spec)
     assert "%" in matrix["data"][0]["text"][0][0]

@@ -237,7 +237,7 @@ def test_train_shows_parameter_counts_refuses_bad_settings_and_queues(settings, 
     at.radio(key="train_method").set_value("full").run()
     assert not at.button(key="train_single").disabled, "a single full run is still fine"
 
-    at.radio(key="train_preset").set_value("seed article").run()
+    at.radio(key="train_preset").set_value("as in the published experiment").run()
     assert at.number_input(key="train_epochs").value == 5, "a preset fills in the details"
     assert at.number_input(key="train_lr_lora").value < 1, "and resets the learning rates to its own"
     at.number_input(key="train_lr_lora").set_value(3e-4).run()

@@ -45,13 +45,13 @@ def test_paired_bootstrap_interval_on_a_known_difference():
     assert v.accuracy.low == pytest.approx(binom.ppf(0.025, 100, 0.1), abs=1.0)
     assert v.accuracy.high == pytest.approx(binom.ppf(0.975, 100, 0.1), abs=1.0)
     assert v.outcome == "lora_better" and v.mcnemar_p == pytest.approx(2 / 1024) and v.seeds == 1
-    assert "LoRA is better, by 10.0 points of test accuracy" in v.sentence()
+    assert "LoRA is better by 10.0 points (95 % interval" in v.sentence()
     f1 = [100 * f1_score(y, p, labels=[0, 1, 2], average="macro", zero_division=0) for p in (a, b)]
     assert v.f1_macro.difference == pytest.approx(f1[1] - f1[0]), "macro-F1 as scikit-learn computes it"
 
     swapped = verdict.compare_predictions(y, b, a, 3)
     assert swapped.outcome == "full_better" and swapped.accuracy.difference == pytest.approx(-10.0)
-    assert "Full fine-tuning is better, by 10.0 points" in swapped.sentence()
+    assert "Full fine-tuning is better by 10.0 points" in swapped.sentence()
     again = verdict.compare_predictions(y, b, a, 3)
     assert (again.accuracy.low, again.accuracy.high) == (swapped.accuracy.low, swapped.accuracy.high), "seeded"
 
@@ -63,11 +63,38 @@ def test_the_four_outcomes_and_their_sentences():
     assert verdict.outcome_of(-5.0, 1.2) == "too_few"
     y, a, b = constructed(30, right_a=24, only_b=1)  # one text tells them apart, out of 30
     v = verdict.compare_predictions(y, a, b, 3)
-    assert v.outcome == "too_few" and "Too few test texts to tell differences in test accuracy under" in v.sentence()
+    assert v.outcome == "too_few" and "Not sure: the interval holds 0" in v.sentence()
+    assert "30 test texts are too few to tell the methods apart" in v.sentence()
     y, a, b = constructed(2000, right_a=1800, only_b=10, only_a=10)  # 20 of 2000 differ, 10 each way
     v = verdict.compare_predictions(y, a, b, 3)
     assert v.outcome == "no_difference" and v.accuracy.low < 0 < v.accuracy.high
-    assert f"lies between {v.accuracy.low:+.1f} and {v.accuracy.high:+.1f} points" in v.sentence()
+    assert "No winner: the interval holds 0 and is no wider than ±2 points" in v.sentence()
+
+
+def test_the_verdict_reads_both_scores_first_then_the_difference_in_the_winners_favour():
+    # Two seeds on 200 texts: full fine-tuning right on 160 with both, LoRA on 140 and 145.
+    y = np.arange(200) % 4
+    right = np.zeros((2, 2, 200), dtype=bool)
+    right[0, :, :160] = True
+    right[1, 0, :140], right[1, 1, :145] = True, True
+    a, b = (np.where(r, y, (y + 1) % 4) for r in right)
+    v = verdict.compare_predictions(y, a, b, 4)
+    scores, difference, sure, f1 = v.lines()
+    assert scores == "Test accuracy: full fine-tuning 80.0 %, LoRA 71.2 %; full fine-tuning was better on both seeds."
+    low, high = -v.accuracy.high, -v.accuracy.low  # in full fine-tuning's favour
+    assert difference == f"Full fine-tuning is better by 8.8 points (95 % interval {low:.1f} to {high:.1f} points)."
+    assert 0 < low < high and "minus" not in difference, "the winner's gain, not LoRA minus full read backwards"
+    assert sure.startswith("Sure enough to call: the whole interval is on full fine-tuning's side of 0")
+    assert f1.startswith("Macro-F1: full fine-tuning ") and "Full fine-tuning is better by" in f1
+    assert v.sentence() == " ".join([scores, difference, sure]), "one home for the words of the page and the CLI"
+
+    right[1, 0, :170] = True  # seed 42: LoRA now right on 170, better than full fine-tuning's 160
+    a, b = (np.where(r, y, (y + 1) % 4) for r in right)
+    mixed = verdict.compare_predictions(y, a, b, 4)
+    assert mixed.winner() is None and mixed.leader() == "full fine-tuning"
+    assert mixed.lines()[0].endswith("; full fine-tuning was better on 1 of 2 seeds, LoRA on 1.")
+    assert mixed.lines()[1].startswith("Full fine-tuning is ahead by 1.2 points, but the 95 % interval runs from ")
+    assert " points behind to " in mixed.lines()[1]
 
 
 def test_a_group_interval_covers_the_seeds_spread():
@@ -139,6 +166,11 @@ def test_cost_ratios_mean_and_range_over_the_pairs():
     costs = verdict.cost_ratios(pairs)
     assert costs["time"].mean == pytest.approx(0.55) and (costs["time"].low, costs["time"].high) == (0.5, 0.6)
     assert costs["time"].text() == "0.55x (0.50x to 0.60x)"
-    assert costs["trainable_weights"].text() == "0.50%"
+    assert costs["trainable_weights"].text() == "1/200", "one form for every ratio: no percent among the x"
     assert costs["disk"].text() == "1/40"
     assert costs["peak_memory"] is None, "unknown costs are left out, not made up"
+    assert verdict.cost_sentence(costs) == (
+        "Against full fine-tuning, LoRA took 0.55x the training time, trained 1/200 of the weights and saved 1/40 the "
+        "disk space."
+    )
+    assert "samples" not in " ".join(name for name, _ in verdict.COSTS.values()), "plain words: texts, not samples"

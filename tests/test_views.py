@@ -30,7 +30,7 @@ def test_presets_are_valid_configs_for_both_methods():
     quick = {m: preset_config("quick demo", m) for m in ("full", "lora")}
     assert (quick["lora"].epochs, quick["lora"].evals_per_epoch, quick["lora"].learning_rate) == (1.5, 1, 4e-3)
     assert quick["full"].learning_rate == 1.5e-4
-    seed = preset_config("seed article", "lora")
+    seed = preset_config("as in the published experiment", "lora")
     assert (seed.epochs, seed.batch_size, seed.max_length, seed.lora_r, seed.lora_alpha) == (5, 32, 64, 8, 32)
     assert seed.lora_targets == "query,key,value" and seed.weight_decay == 0.001 and seed.lora_dropout == 0.1
 
