@@ -40,6 +40,44 @@ def blank_missing(frame, formats: dict[str, str]):
     return frame
 
 
+def fit_headers(frame, config: dict | None = None) -> dict:
+    """Column settings under which no header is cut to 'es…': st.dataframe sizes a column by its values, so a
+    column of short values under a longer header gets the header's width (about 7 px a character and the menu's)."""
+    config = dict(config or {})
+    for name in frame.columns:
+        column = config.get(name, st.column_config.Column())
+        shown = isinstance(column, dict) and (column.get("type_config") or {}).get("format")  # a time's 'HH:mm'
+        values = [len(shown or str(v)) for v in frame[name].head(100) if v is not None and v == v]  # NaN != NaN
+        if isinstance(column, dict) and not column.get("width") and len(str(name)) > max(values, default=0):
+            config[name] = {**column, "width": 7 * len(str(name)) + 32}
+    return config
+
+
+def time_zone() -> str | None:
+    """The browser's time zone (e.g. 'Asia/Shanghai'); None where it has not said (times then show in UTC)."""
+    return st.context.timezone
+
+
+def clock(at, fmt: str = "%H:%M") -> str:
+    """A stored time on the viewer's clock ('22:00'), or in UTC saying so ('14:00 UTC')."""
+    return views.clock_text(at, time_zone(), fmt)
+
+
+def local_times(frame, formats: dict[str, str]) -> tuple:
+    """A table's stored times on the viewer's clock, and those columns' settings: `formats` by column name without
+    '(UTC)', e.g. {'created': 'YYYY-MM-DD HH:mm'}."""
+    zone = time_zone()
+    frame = views.in_time_zone(frame, zone)
+    known = views.time_zone(zone) is not None
+    where = f"Your browser's time ({zone})." if known else "UTC: the browser did not say its time zone."
+    config = {
+        name: st.column_config.DatetimeColumn(format=formats[base], help=where)
+        for name in frame.columns
+        if (base := str(name).removesuffix(views.UTC_MARK)) in formats
+    }
+    return frame, config
+
+
 def glossary(*terms: str) -> str:
     """The plain glossary lines of these terms, for a help text or a caption."""
     return " ".join(views.GLOSSARY[t] for t in terms)
@@ -133,13 +171,6 @@ def query_ids(name: str) -> list[int] | None:
     return [int(p) for p in parts] if ok else []
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
-
-
 def flash(kind: str, message: str) -> None:
     """A message to show on the next run of the page (a callback cannot draw on the page itself)."""
     st.session_state["_flash"] = (kind, message)
@@ -174,8 +205,9 @@ def bundled_tokenizer():
 
 
 def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figure:
-    """Loss (left) and dev scores (right) of one or more runs: each run in its own colour (the same on every page),
-    each metric in its own line style. `x_max` fixes the x-axis from 0 (a live view then does not rescale)."""
+    """Loss (left) and dev scores (right) of one or more runs: each run in its colour (views.run_colours),
+    each metric in its own line style. `x_max` fixes the x-axis from 0 (a live view then does not rescale); else it
+    ends a little after the last point."""
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -184,9 +216,8 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
             "Dev scores, higher is better (solid: accuracy, dotted: macro-F1)",
         ),
     )
-    colours = views.run_colours([int(i) for i in frame["run_id"].unique()])
-    for run_id, rows in frame.groupby("run_id", sort=False):
-        label, shown = rows["run"].iloc[0], False
+    for _, rows in frame.groupby("run_id", sort=False):
+        label, colour, shown = rows["run"].iloc[0], rows["colour"].iloc[0], False
         for name, (col, dash, text) in CURVES.items():
             points = rows[rows["name"] == name]
             if points.empty:
@@ -197,9 +228,10 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
                     y=points["value"],
                     name=label,
                     mode="lines+markers" if len(points) < 3 else "lines",
-                    line={"color": colours[int(run_id)], "dash": dash},
+                    line={"color": colour, "dash": dash},
                     legendgroup=label,
                     showlegend=not shown,
+                    cliponaxis=False,  # the last point whole, not cut in half by the plot's edge
                     hovertemplate=f"{label}<br>{text}: %{{y:.3f}}<extra></extra>"
                     if col == 1
                     else f"{label}<br>{text}: %{{y:.1%}}<extra></extra>",
@@ -209,8 +241,9 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
             )
             shown = True
     fig.update_xaxes(title_text=X_AXES[x])
-    if x_max:
-        fig.update_xaxes(range=[0, x_max])
+    end = x_max or (float(frame[x].max()) if len(frame) else 0)
+    if end:
+        fig.update_xaxes(range=[0, end * 1.04])  # a margin after the last point, inside the plot
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     fig.update_annotations(font_size=13)
     fig.update_layout(
@@ -355,7 +388,7 @@ def queue_line(run: Run, times: dict) -> str | None:
     now, parts = utcnow(), []
 
     def when(at):
-        return f"in about {estimate.duration_text((at - now).total_seconds())} ({at:%H:%M} UTC)"
+        return f"in about {estimate.duration_text((at - now).total_seconds())} ({clock(at)})"
 
     if run.status == "queued" and start is not None:
         parts.append(f"start {when(start)}")
@@ -390,7 +423,7 @@ def queue_empties_line() -> str:
     if end is None:
         return "When the queue empties is not known yet: a run in it has no estimate."
     left = estimate.duration_text(max(0.0, (end - utcnow()).total_seconds()))
-    return f"The queue should be empty in about {left} ({end:%H:%M} UTC)."
+    return f"The queue should be empty in about {left} ({clock(end)})."
 
 
 def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bool) -> go.Figure:
@@ -405,25 +438,29 @@ def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bo
             zmin=-peak,
             zmax=peak,
             colorscale="RdBu",
-            text=[[f"{v:+.1f}" if mean else f"{v:+.0f}" for v in row] for row in diff],
+            text=[[("0" if v == 0 else f"{v:+.1f}" if mean else f"{v:+.0f}") for v in row] for row in diff],
             texttemplate="%{text}",
+            textfont={"size": 13},  # plotly shrinks the numbers to fit 10 classes (7 px) unless told a size
             hovertemplate=f"true %{{y}}, predicted %{{x}}: %{{text}} texts ({b_name} minus {a_name})<extra></extra>",
             colorbar={"title": "texts"},
         )
     )
     fig.update_layout(
-        title=f"{b_name} minus {a_name}: texts per cell" + (" (mean over the seeds)" if mean else ""),
+        title={  # on two lines: one line did not fit half of a 1024 px screen
+            "text": f"{b_name} minus {a_name}",
+            "subtitle": {"text": "texts per cell" + (", mean over the seeds" if mean else "")},
+        },
         xaxis={"title": "predicted", "type": "category"},
         yaxis={"title": "true", "type": "category", "autorange": "reversed"},
-        height=380,
-        margin={"t": 50, "b": 10},
+        height=400,
+        margin={"t": 75, "b": 10},
     )
     return fig
 
 
 def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
     """Each class's F1 for each run, side by side, in the runs' own colours."""
-    colours = views.run_colours([r.id for r in runs])
+    colours = views.run_colours(runs)
     fig = go.Figure(
         [
             go.Bar(

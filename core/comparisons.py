@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core import verdict, views
 from core.db import ComparisonGroup, Prediction, Run, RunStatus
+from core.estimate import duration_text
 from core.views import NotComparable
 
 
@@ -70,7 +71,7 @@ def groups_frame(session: Session) -> pd.DataFrame:
                 "comparison": group_label(group, runs),
                 "seeds": group.repeats,
                 "runs completed": f"{done} of {total}",
-                "verdict": f"/compare?group={group.id}" if completed_pairs(runs) else None,
+                "verdict": f"/compare?group={group.id}" if completed_pairs(runs) else "",  # None reads 'None'
             }
         )
     return pd.DataFrame(rows, columns=["comparison", "seeds", "runs completed", "verdict"])
@@ -162,7 +163,8 @@ def line_up(session: Session, runs: list[Run]) -> Lined:
 
 
 def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
-    """Test texts on which the runs disagree: CSV row, text, true label, each run's prediction (✓ right)."""
+    """Test texts on which the runs disagree: CSV row, text, true label, each run's prediction (✓ right), under
+    a short header (views.column_label)."""
     lined = line_up(session, runs)
     preds = np.stack([lined.preds[r.id] for r in runs])
     differ = np.flatnonzero((preds != preds[0]).any(axis=0))
@@ -175,7 +177,9 @@ def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
         }
     )
     for run, row in zip(runs, preds):
-        out[views.run_label(run)] = [f"{names[row[i]]} {'✓' if row[i] == lined.y_true[i] else '✗'}" for i in differ]
+        out[views.column_label(run, runs)] = [
+            f"{names[row[i]]} {'✓' if row[i] == lined.y_true[i] else '✗'}" for i in differ
+        ]
     return out
 
 
@@ -203,7 +207,7 @@ def scores_table(runs: list[Run]) -> pd.DataFrame:
             "macro-F1": views.percent(test.get("f1_macro")),
             "precision (weighted)": views.percent(test.get("precision_weighted")),
             "recall (weighted)": views.percent(test.get("recall_weighted")),
-            "training time": None if run.train_seconds is None else f"{run.train_seconds:,.1f} s",
+            "training time": None if run.train_seconds is None else duration_text(run.train_seconds),
             "texts trained per second": None if run.samples_per_second is None else f"{run.samples_per_second:,.0f}",
             "trainable weights": None
             if run.trainable_params is None

@@ -521,7 +521,7 @@ def check_one_file(
         check.source[split] = {"file": f"{file.name} ({split} part)", "encoding": check.source["file"]["encoding"]}
     check.source["split"] = {"file": file.name, "shares": list(shares), "seed": seed}
     named = {split: SplitFile(check.source[split]["file"], b"") for split in SPLITS}
-    check.warnings.extend(_warnings(check, named, tokenizer, max_length))
+    check.warnings.extend(_warnings(check, named, tokenizer, max_length, split_here=True))
     return check
 
 
@@ -560,9 +560,13 @@ def _swapped(check: DatasetCheck, files: dict[str, SplitFile]) -> list[str]:
     return out
 
 
-def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_length: int) -> list[str]:
+def _warnings(
+    check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_length: int, split_here: bool = False
+) -> list[str]:
+    """split_here: the three parts were cut from one file by check_one_file, so they are not the same file and
+    cannot be in the wrong boxes (each part's name holds the file's, which may say 'train')."""
     out, repeated = [], set()
-    for splits in _same_files(files):
+    for splits in [] if split_here else _same_files(files):
         names = ", ".join(s for s in splits[:-1]) + f" and {splits[-1]}"
         out.append(
             f"The same file ({files[splits[0]].name}) was given for {names}. Each needs its own texts: train to learn "
@@ -570,7 +574,7 @@ def _warnings(check: DatasetCheck, files: dict[str, SplitFile], tokenizer, max_l
             "learnt from look better than they are. Pick the right file for each."
         )
         repeated |= set(splits) if "train" in splits else set()
-    out += _swapped(check, files)
+    out += [] if split_here else _swapped(check, files)
     train_counts = check.label_counts["train"]
     biggest, smallest = max(train_counts, key=train_counts.get), min(train_counts, key=train_counts.get)
     if train_counts[smallest] * 10 <= train_counts[biggest]:

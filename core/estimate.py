@@ -23,7 +23,7 @@ import math
 import os
 import statistics
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -296,6 +296,28 @@ def schedule(config: TrainConfig, n_train: int) -> tuple[int, int]:
     steps = max(1, math.ceil(config.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     return steps, steps // eval_every + (1 if steps % eval_every else 0)
+
+
+FEW_UPDATES = 10  # fewer corrections than this in a whole run and the model barely moves from where it started
+
+
+def few_updates_text(config: TrainConfig, n_train: int) -> str | None:
+    """How many updates (optimizer steps) the settings give, in words, when they are very few (a batch of 4,096 on
+    2,000 texts corrects the model once an epoch), with a batch size that gives enough; None when they are enough."""
+    steps, _ = schedule(config, n_train)
+    if steps >= FEW_UPDATES:
+        return None
+    per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    said = (
+        f"Very few updates: batch size {config.batch_size:,} on {n_train:,} training texts corrects the model "
+        f"{'once' if per_epoch == 1 else f'{per_epoch:,} times'} an epoch, {steps:,} in all over "
+        f"{config.epochs:g} epoch{'' if config.epochs == 1 else 's'}, too few for it to learn much."
+    )
+    for batch in (b for b in (32, 16, 8, 4, 2, 1) if b < config.batch_size):
+        more, _ = schedule(replace(config, batch_size=batch), n_train)
+        if more >= FEW_UPDATES:
+            return f"{said} Batch size {batch} gives {more:,} updates."
+    return f"{said} More epochs or more training texts give more."
 
 
 def step_flops(shape: ModelShape, batches: list[tuple[int, int]]) -> tuple[float, float]:
@@ -575,9 +597,11 @@ def memory_text(mb: float) -> str:
     return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
 
 
-def duration_text(seconds: float) -> str:
+def duration_text(seconds: float | None) -> str:
     """Plain and rounded: "about 2 min 10 s" is what a person plans with; a tenth under a second ("0.2 s", where
-    a round 0 would read as nothing at all)."""
+    a round 0 would read as nothing at all). The one way the dashboard writes a duration, measured or estimated."""
+    if seconds is None:
+        return "unknown"
     if 0 < seconds < 0.95:
         return f"{seconds:.1f} s" if seconds >= 0.05 else "under 0.1 s"
     seconds = max(0, int(round(seconds)))
@@ -745,8 +769,9 @@ def with_estimates(table, runs: list[Run], times: dict) -> object:
         return ((run.estimate or {}).get(key) if run else None) or None
 
     table = table.copy()
-    at = table.columns.get_loc("train time (s)") + 1 if "train time (s)" in table.columns else len(table.columns)
-    table.insert(at, "estimated train (s)", [pick(i, "train_seconds") for i in table["run"]])
+    at = table.columns.get_loc("train time") + 1 if "train time" in table.columns else len(table.columns)
+    estimated = [pick(i, "train_seconds") for i in table["run"]]
+    table.insert(at, "estimated train", ["" if s is None else duration_text(s) for s in estimated])
     table.insert(at + 1, "peak memory (MB)", [getattr(by_id.get(i), "peak_memory_mb", None) for i in table["run"]])
     table.insert(at + 2, "estimated peak (MB)", [pick(i, "peak_memory_mb") for i in table["run"]])
     table["expected start (UTC)"] = [times.get(i, (None, None))[0] for i in table["run"]]

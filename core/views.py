@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from core import models, storage
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.db import ACTIVE, Dataset, Run, RunStatus, utcnow
+from core.estimate import duration_text
 from core.runs import MIN_TIMED_STEPS, metrics_frame, training_seconds_left  # noqa: F401 (MIN_TIMED_STEPS)
 
 if TYPE_CHECKING:  # pandas and numpy are imported where a table or matrix is made: the Start page, the first a
@@ -25,7 +27,7 @@ HISTORY_COLUMNS = [
     "dataset",
     "test accuracy",
     "macro-F1",
-    "train time (s)",
+    "train time",
     "machine while training",
     "pair",
     "trainable params",
@@ -39,9 +41,13 @@ class NotComparable(Exception):
     """Runs whose test predictions cannot be lined up, in plain words."""
 
 
-# One colour per run on every chart (Okabe-Ito: told apart by colour-blind viewers and on a projector; its yellow is
-# left out, unreadable on white).
-RUN_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000")
+# One hue per method on every chart, one shade per seed (ColorBrewer's Blues and Oranges): blue and orange are told
+# apart by colour-blind viewers and on a projector; the faintest shades are left out, unreadable on white.
+METHOD_SHADES = {
+    "full": ("#08519C", "#3182BD", "#6BAED6", "#08306B"),
+    "lora": ("#A63603", "#E6550D", "#FD8D3C", "#7F2704"),
+}
+OTHER_SHADES = ("#252525", "#737373", "#A0A0A0")  # a method without a hue of its own
 
 # One plain line per term, for help texts and captions: a teacher can read each aloud.
 GLOSSARY = {
@@ -262,15 +268,22 @@ def run_label(run: Run, among: list[Run] | None = None) -> str:
     return " · ".join([f"#{run.id} {facts['method']}"] + [v for k, v in facts.items() if k in keep - {"method"} and v])
 
 
-def run_colours(run_ids: list[int]) -> dict[int, str]:
-    """One colour per run: by run id, so a run keeps its colour on every page; runs whose ids share a colour get
-    the next free one (the same for the same set of runs)."""
+def column_label(run: Run, among: list[Run]) -> str:
+    """A run as a table column's header, short enough for six side by side and their texts on a 1024 px screen: its
+    number, its method, and its seed where the seeds differ ('#4 LoRA · 43'). The whole run_label goes in the help."""
+    seeds = {(r.config or {}).get("seed") for r in among}
+    seed = f" · {(run.config or {}).get('seed', '?')}" if len(seeds) > 1 else ""
+    return f"#{run.id} {'full' if run.method == 'full' else METHOD_NAMES.get(run.method, run.method)}{seed}"
+
+
+def run_colours(runs: list[Run]) -> dict[int, str]:
+    """One colour per run: its method's hue (full fine-tuning blue, LoRA orange), in a shade by its seed among the
+    runs of that method shown together (the lowest seed darkest), so the two methods never look alike."""
     out: dict[int, str] = {}
-    for run_id in sorted(set(run_ids)):
-        start = run_id % len(RUN_COLOURS)
-        taken = set(out.values())
-        free = [RUN_COLOURS[(start + k) % len(RUN_COLOURS)] for k in range(len(RUN_COLOURS))]
-        out[run_id] = next((c for c in free if c not in taken), free[0])
+    for method in dict.fromkeys(r.method for r in runs):
+        shades = METHOD_SHADES.get(method, OTHER_SHADES)
+        same = sorted({(int((r.config or {}).get("seed") or 0), r.id) for r in runs if r.method == method})
+        out |= {run_id: shades[k % len(shades)] for k, (_, run_id) in enumerate(same)}
     return out
 
 
@@ -314,6 +327,48 @@ def times_note(runs: list[Run]) -> str | None:
     what = "These times are not comparable" if len(runs) > 1 else "This time is not a fair measure"
     after = "Accuracy, weights and memory are not affected; to compare times, train again when the machine is quiet."
     return f"{what}: {'; '.join(reasons)}. {after}"
+
+
+UTC_MARK = " (UTC)"  # ends the name of a table's column of stored times; in_time_zone renames it for the viewer
+
+
+def time_zone(name: str | None) -> ZoneInfo | None:
+    """The viewer's time zone from its name (the browser's, e.g. 'Asia/Shanghai'); None when it is not known, or
+    not known to this machine: times then stay in UTC, and say so."""
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def local_time(at: datetime | None, zone_name: str | None) -> datetime | None:
+    """A stored time (UTC, without a zone, as the database keeps it) on the viewer's clock; UTC itself when the
+    viewer's zone is not known."""
+    zone = time_zone(zone_name)
+    if at is None or zone is None:
+        return at
+    return at.replace(tzinfo=timezone.utc).astimezone(zone).replace(tzinfo=None)
+
+
+def clock_text(at: datetime, zone_name: str | None, fmt: str = "%H:%M") -> str:
+    """A stored time as the viewer reads it: '22:00' on their own clock, '14:00 UTC' when their zone is unknown."""
+    return f"{local_time(at, zone_name):{fmt}}" + ("" if time_zone(zone_name) else " UTC")
+
+
+def in_time_zone(frame: pd.DataFrame, zone_name: str | None) -> pd.DataFrame:
+    """A table's stored times (its '... (UTC)' columns) on the viewer's clock, named without '(UTC)'; the table as
+    it is when the viewer's zone is unknown."""
+    import pandas as pd
+
+    zone = time_zone(zone_name)
+    stored = [c for c in frame.columns if str(c).endswith(UTC_MARK)]
+    if zone is None or not stored:
+        return frame
+    frame = frame.copy()
+    for column in stored:
+        utc = pd.to_datetime(frame[column]).dt.tz_localize("UTC")
+        frame[column] = utc.dt.tz_convert(zone).dt.tz_localize(None)
+    return frame.rename(columns={c: c.removesuffix(UTC_MARK) for c in stored})
 
 
 def list_datasets(session: Session) -> list[Dataset]:
@@ -385,7 +440,7 @@ def history_frame(
                 run.dataset_name,
                 in_percent(test.get("accuracy")),
                 in_percent(test.get("f1_macro")),
-                run.train_seconds,
+                "" if run.train_seconds is None else duration_text(run.train_seconds),
                 machine_text(run) if run.train_seconds is not None else "",
                 ", ".join(f"with #{i}" for i in pairs.get(run.pair_id, []) if i != run.id),
                 run.trainable_params,
@@ -476,11 +531,12 @@ def progress(run: Run, now: datetime | None = None) -> tuple[float | None, float
 
 
 def curves_frame(session: Session, runs: list[Run]) -> pd.DataFrame:
-    """Logged values of the runs with a readable run name and 'examples' seen (step x batch size)."""
+    """Logged values of the runs with a readable run name, its colour and 'examples' seen (step x batch size)."""
     frame = metrics_frame(session, [r.id for r in runs])
     labels = {r.id: run_label(r, runs) for r in runs}
     batch = {r.id: int(r.config.get("batch_size", 1)) for r in runs}
     frame["run"] = frame["run_id"].map(labels)
+    frame["colour"] = frame["run_id"].map(run_colours(runs))
     frame["examples"] = frame["step"] * frame["run_id"].map(batch)
     return frame
 

@@ -40,6 +40,11 @@ if len(done) < 2:
     st.stop()
 
 
+def forget_unknown_group() -> None:
+    """A choice made replaces the address's comparison (which may name none): the page writes the address anew."""
+    st.query_params.pop("group", None)
+
+
 def what_label(choice: int) -> str:
     if choice == PICK:
         return "Runs I pick"
@@ -50,6 +55,13 @@ def what_label(choice: int) -> str:
 
 url_group, url_runs = ui.query_ids("group"), ui.query_ids("runs")
 options = [*ready, PICK]
+unknown = url_group is not None and not (url_group and url_group[0] in ready)
+if unknown:  # said as the Runs page says an unknown run; the address stays until another comparison is chosen
+    asked = st.query_params["group"]
+    if url_group and url_group[0] in groups:
+        st.warning(f"Comparison #{asked} has no completed pair yet: its verdict shows once a pair is done.")
+    else:
+        st.error(f"There is no comparison {asked} (it may have been deleted). Choose one from the list below.")
 first = url_group[0] if url_group and url_group[0] in ready else (PICK if url_runs is not None else options[0])
 choice = st.selectbox(
     "What to compare",
@@ -57,6 +69,7 @@ choice = st.selectbox(
     index=options.index(first),
     format_func=what_label,
     key="compare_what",
+    on_change=forget_unknown_group,
     help="A comparison launched on the Train page (full fine-tuning and LoRA, once per seed), or runs you pick.",
 )
 if choice == PICK:
@@ -76,8 +89,9 @@ if choice == PICK:
     chosen_runs = [done[i] for i in chosen]
     pairs = comparisons.pairs_of(chosen_runs)
 else:
-    st.query_params.pop("runs", None)
-    st.query_params["group"] = str(choice)
+    if not unknown:
+        st.query_params.pop("runs", None)
+        st.query_params["group"] = str(choice)
     pairs = ready[choice]
     chosen_runs = [r for pair in pairs for r in pair]
     waiting = [r for r in groups[choice][1] if r.status != RunStatus.COMPLETED.value]
@@ -227,31 +241,44 @@ normalised = st.toggle(
     help="Each row then sums to 100%: how each true class was predicted.",
 )
 st.caption("Click a cell to list the test texts in it.")
+
+
+def cell_listing(run_id: int, true: int, pred: int) -> None:
+    """The texts of the clicked cell, under the row of matrices that holds it, scrolled into view: listed under
+    every matrix, they were some 800 px below a first-row click, out of sight."""
+    try:
+        with ui.sessions()() as s:
+            cell_lined = lined or comparisons.line_up(s, [done[run_id]])
+    except views.NotComparable as e:
+        return st.warning(str(e))
+    in_cell = comparisons.cell_texts(cell_lined, run_id, true, pred)
+    names = cell_lined.classes
+    st.markdown(
+        f"**{views.run_label(done[run_id], chosen_runs)}: true {names[true]}, predicted {names[pred]}: "
+        f"{len(in_cell)} test text{'' if len(in_cell) == 1 else 's'}**"
+    )
+    st.dataframe(in_cell, hide_index=True, key="compare_cell_texts")
+    anchor = f"compare-cell-{run_id}-{true}-{pred}"  # a new cell, a new element: its script runs once per click
+    st.html(
+        f'<div id="{anchor}"></div><script>document.getElementById("{anchor}")'
+        '.scrollIntoView({behavior: "smooth", block: "nearest"});</script>',
+        unsafe_allow_javascript=True,
+    )
+
+
+cell = st.session_state.get("compare_cell")
 width = 2 if pairs else min(3, len(chosen_runs))
 for start in range(0, len(chosen_runs), width):
-    for col, run in zip(st.columns(width), chosen_runs[start : start + width]):
+    row = chosen_runs[start : start + width]
+    for col, run in zip(st.columns(width), row):
         col.plotly_chart(
             ui.confusion_figure(run, normalised, chosen_runs, clickable=True),
             key=f"compare_cm_{run.id}",
             on_select=lambda run_id=run.id: remember_cell(run_id),
             selection_mode="points",
         )
-cell = st.session_state.get("compare_cell")
-if cell and cell[0] in {r.id for r in chosen_runs}:
-    run_id, true, pred = cell
-    try:
-        with ui.sessions()() as s:
-            cell_lined = lined or comparisons.line_up(s, [done[run_id]])
-    except views.NotComparable as e:
-        st.warning(str(e))
-    else:
-        in_cell = comparisons.cell_texts(cell_lined, run_id, true, pred)
-        names = cell_lined.classes
-        st.markdown(
-            f"**{views.run_label(done[run_id], chosen_runs)}: true {names[true]}, predicted {names[pred]}: "
-            f"{len(in_cell)} test text{'' if len(in_cell) == 1 else 's'}**"
-        )
-        st.dataframe(in_cell, hide_index=True, key="compare_cell_texts")
+    if cell and cell[0] in {r.id for r in row}:
+        cell_listing(*cell)
 
 st.subheader("Where they disagree")
 try:
@@ -260,8 +287,15 @@ try:
 except views.NotComparable as e:
     st.warning(str(e))
 else:
-    st.caption(f"{len(disagree)} test texts get different labels from these runs (✓ right, ✗ wrong).")
-    st.dataframe(disagree, hide_index=True)
+    st.caption(
+        f"{len(disagree)} test texts get different labels from these runs (✓ right, ✗ wrong). Each run's column is "
+        "headed by its number, its method and its seed (when the seeds differ)."
+    )
+    headers = {
+        views.column_label(r, chosen_runs): st.column_config.TextColumn(help=views.run_label(r)) for r in chosen_runs
+    }
+    text = st.column_config.TextColumn(width="medium", help="Hover or widen the column for the whole text.")
+    st.dataframe(disagree, hide_index=True, column_config={"text": text, **headers})
     st.download_button(
         "Download these texts (CSV)",
         safe_csv(disagree),

@@ -197,8 +197,8 @@ def stored_datasets() -> None:
             st.rerun()  # a run started or ended: poll, or stop polling
     if stored.empty:
         return st.info("No dataset is stored yet.")
-    created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
-    st.dataframe(stored.drop(columns="id"), hide_index=True, column_config={"created (UTC)": created})
+    shown, times = ui.local_times(stored.drop(columns="id"), {"created": "YYYY-MM-DD HH:mm"})
+    st.dataframe(shown, hide_index=True, column_config=ui.fit_headers(shown, times))
     by_id = stored.set_index("id")
     chosen = st.selectbox(
         "Delete a dataset",

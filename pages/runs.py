@@ -90,11 +90,11 @@ def status_line(s, run: Run, label: str) -> None:
             st.caption(when)
     elif run.status == RunStatus.RUNNING.value:
         done, eta = views.progress(run)
-        left = "estimating the time left" if eta is None else f"about {ui.duration(eta)} left"
+        left = "estimating the time left" if eta is None else f"about {estimate.duration_text(eta)} left"
         st.progress(done or 0.0, text=f"{label} · Step {run.step} of {run.total_steps or '?'} · {left}")
     elif run.status == RunStatus.COMPLETED.value:
         accuracy = views.percent((run.test_metrics or {}).get("accuracy"))
-        st.success(f"{label}: completed in {ui.duration(run.train_seconds)}, test accuracy {accuracy}.")
+        st.success(f"{label}: completed in {estimate.duration_text(run.train_seconds)}, test accuracy {accuracy}.")
     else:
         st.warning(f"{label}: {run.status}.")
 
@@ -159,7 +159,7 @@ def show_run(run_id: int) -> None:
             if was_active and not active:
                 st.rerun()  # the pair just ended: redraw the whole page, without polling
             st.subheader(f"{views.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{run.status}]")
-            created = f"{run.created_at:%Y-%m-%d %H:%M} UTC"
+            created = ui.clock(run.created_at, "%Y-%m-%d %H:%M")
             partner = ", ".join(f"#{r.id} ({views.run_facts(r)['method']})" for r in pair[1:])
             together = f" · trained as a pair with run {partner}" if partner else ""
             st.caption(f"Model {models.describe(run.model_source)} · created {created}{together}")
@@ -215,7 +215,7 @@ def show_run(run_id: int) -> None:
             c1, c2, c3, c4 = st.columns(4)
             c1.metric("Test accuracy", views.percent(test.get("accuracy")), help=views.GLOSSARY["accuracy"])
             c2.metric("Test macro-F1", views.percent(test.get("f1_macro")), help=views.GLOSSARY["macro-F1"])
-            c3.metric("Training time", ui.duration(run.train_seconds))
+            c3.metric("Training time", estimate.duration_text(run.train_seconds))
             c4.metric("Trained weights", views.count(run.trainable_params), help=views.GLOSSARY["trainable weights"])
             if checked := ui.estimate_vs_measured(run):
                 st.caption(checked)
@@ -295,19 +295,15 @@ def history() -> None:
         table = estimate.with_estimates(table, views.all_runs(s), ui.queue_times())
         if views.any_active(s) != active:
             st.rerun()  # something started or ended: poll, or stop polling
-    created = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
-    config = {
-        "machine while training": st.column_config.TextColumn(
-            help="Times measured while other programs kept the machine busy are not comparable."
-        ),
-        "created (UTC)": created,
-        "expected start (UTC)": st.column_config.DatetimeColumn(format="HH:mm"),
-        "expected end (UTC)": st.column_config.DatetimeColumn(format="HH:mm"),
-    }
+    times = {"created": "YYYY-MM-DD HH:mm", "expected start": "HH:mm", "expected end": "HH:mm"}
+    table, config = ui.local_times(table, times)
+    config["machine while training"] = st.column_config.TextColumn(
+        help="Times measured while other programs kept the machine busy are not comparable."
+    )
     formats = {"test accuracy": "{:.1f} %", "macro-F1": "{:.1f} %", "trainable params": "{:,.0f}"}
-    formats |= dict.fromkeys(("train time (s)", "estimated train (s)"), "{:.1f}")
     formats |= dict.fromkeys(("peak memory (MB)", "estimated peak (MB)"), "{:.0f}")
-    st.dataframe(ui.blank_missing(table, formats), hide_index=True, column_config=config, key="runs_table")
+    table = ui.blank_missing(table, formats)
+    st.dataframe(table, hide_index=True, column_config=ui.fit_headers(table, config), key="runs_table")
 
 
 history()
@@ -318,6 +314,7 @@ if not compared.empty:
     st.subheader("Comparisons")
     st.caption("Full fine-tuning and LoRA launched together, once per seed: each comparison is one row.")
     verdict_link = st.column_config.LinkColumn(display_text="see the verdict", help="Opens it on Compare.")
-    st.dataframe(compared, hide_index=True, column_config={"verdict": verdict_link}, key="runs_comparisons")
+    config = ui.fit_headers(compared, {"verdict": verdict_link})
+    st.dataframe(compared, hide_index=True, column_config=config, key="runs_comparisons")
 
 delete_section()

@@ -171,6 +171,8 @@ elif source:
         model_ok = False
         st.error(str(e))
 
+if not problems and (few := estimate.few_updates_text(configs[method], dataset.sizes["train"])):
+    st.warning(few)
 st.caption(device.training_device_text(ui.settings().device, ui.settings().runner))
 repeats = st.number_input(
     "Seeds per pair",

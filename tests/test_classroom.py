@@ -43,12 +43,20 @@ def test_a_label_carries_what_differs_and_no_internal_id():
     )
 
 
-def test_one_colour_per_run_stable_and_distinct():
-    assert views.run_colours([3, 4])[3] == views.run_colours([1, 3, 9])[3]
-    colours = views.run_colours(list(range(1, 8)))
-    assert len(set(colours.values())) == 7
-    clash = views.run_colours([1, 1 + len(views.RUN_COLOURS)])
-    assert len(set(clash.values())) == 2
+def test_one_hue_per_method_and_a_shade_per_seed():
+    """Issue 24 item 12: full #1 (orange) and LoRA #4 (dark orange) looked alike in the F1 bars and curves."""
+    runs = [
+        a_run(i, method, seed=seed)
+        for i, (method, seed) in enumerate(
+            [("full", 42), ("lora", 42), ("full", 43), ("lora", 43), ("full", 44), ("lora", 44)], start=1
+        )
+    ]
+    colours = views.run_colours(runs)
+    assert len(set(colours.values())) == 6, "one colour per run"
+    assert {colours[1], colours[3], colours[5]} == set(views.METHOD_SHADES["full"][:3])
+    assert {colours[2], colours[4], colours[6]} == set(views.METHOD_SHADES["lora"][:3])
+    assert not set(views.METHOD_SHADES["full"]) & set(views.METHOD_SHADES["lora"])
+    assert views.run_colours(runs[:2]) == {1: colours[1], 2: colours[2]}, "a seed's run keeps its shade alone"
 
 
 def test_one_number_format_per_quantity():
@@ -138,9 +146,10 @@ def test_the_pair_view_shows_both_runs_on_one_fixed_axis_and_says_what_the_queue
     assert f"starts when run #{busy.id} has finished" in texts(at.info)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t["name"] for t in figure["data"]} == {f"#{pair['full']} Full fine-tuning", f"#{pair['lora']} LoRA"}
-    assert figure["layout"]["xaxis"]["range"] == [0, 40]
+    assert figure["layout"]["xaxis"]["range"] == [0, 40 * 1.04], "fixed, with room after the last step"
     colours = {t["name"]: t["line"]["color"] for t in figure["data"]}
-    assert colours[f"#{pair['full']} Full fine-tuning"] == views.run_colours([pair["full"]])[pair["full"]]
+    assert colours[f"#{pair['full']} Full fine-tuning"] == views.METHOD_SHADES["full"][0]
+    assert colours[f"#{pair['lora']} LoRA"] == views.METHOD_SHADES["lora"][0]
 
 
 def test_a_live_view_follows_the_pair_to_the_run_that_trains_next(settings, pair):

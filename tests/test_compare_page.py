@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
+from core import models
+from core.config import TrainConfig
+from core.db import Dataset, Metric, session_factory
+from core.runs import create_comparison
 from tests.comparing import comparison, single, store_dataset
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
 
@@ -143,3 +148,77 @@ def test_picked_runs_the_url_and_the_rest_of_the_page(settings, tmp_path):
     assert frame_with(at, "").shape[1] == 4
     at.multiselect(key="compare_runs").set_value([full]).run()
     assert "Pick at least two runs." in texts(at.info)
+
+
+@pytest.mark.parametrize("asked", ["7", "abc"])
+def test_an_unknown_comparison_in_the_url_is_said_as_an_unknown_run_is(settings, tmp_path, asked):
+    group, _ = comparison(settings, store_dataset(settings, tmp_path / "d", 30), [({0}, {1})])
+    at = open_page("compare", group=asked)
+    assert not at.exception
+    assert f"There is no comparison {asked} (it may have been deleted)" in texts(at.error)
+    assert at.query_params["group"] == asked, "the address is not silently made another comparison's"
+    assert at.selectbox(key="compare_what").value == group, "the newest comparison is shown below the message"
+    at.selectbox(key="compare_what").set_value(0).run()
+    assert not at.error and "group" not in at.query_params, "a choice made writes the address anew"
+
+
+def test_the_disagreement_table_has_short_run_headers_that_fit_a_projector(settings, tmp_path):
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    wrong = [({0, 1}, {2}), ({3}, {4, 5}), ({6}, {7})]
+    group, ids = comparison(settings, dataset, wrong)
+    at = open_page("compare", group=str(group))
+    assert not at.exception
+    table = frame_with(at, "true label")
+    methods = ["full", "LoRA"] * 3
+    seeds = [42, 42, 43, 43, 44, 44]
+    assert list(table.columns[3:]) == [f"#{i} {m} · {s}" for i, m, s in zip(ids, methods, seeds)]
+    assert max(len(c) for c in table.columns[3:]) <= 12, "six run columns and the texts fit 1024 px"
+
+
+def test_the_difference_matrix_and_curves_are_whole_on_a_projector(settings, tmp_path):
+    """Issue 24 item 11: the matrix's title was cut at half a 1024 px screen and its numbers were 7 px high; the
+    dev-score curves cut their last point at the right edge."""
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    group, ids = comparison(settings, dataset, [({0, 1}, {2}), ({3}, {4, 5})])
+    with session_factory(settings.db_url)() as s:
+        s.add_all(
+            Metric(run_id=i, step=step, epoch=step / 10, name="eval_accuracy", value=0.9)
+            for i in ids
+            for step in (10, 20)
+        )
+        s.commit()
+    at = open_page("compare", group=str(group))
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    layout = charts["compare_difference"]["layout"]
+    lines = [layout["title"]["text"], layout["title"]["subtitle"]["text"]]
+    assert max(len(line) for line in lines) <= 40, lines
+    assert charts["compare_difference"]["data"][0]["textfont"]["size"] >= 12
+    curves = charts["compare_curves"]
+    assert curves["layout"]["xaxis2"]["range"][1] > 20, "room after the last point"
+    assert all(trace["cliponaxis"] is False for trace in curves["data"])
+
+
+def test_a_clicked_cell_lists_its_texts_under_its_own_row_of_matrices_and_scrolls_to_them(settings, tmp_path):
+    """Issue 24 item 13: a first-row click listed the texts under every matrix, some 800 px below, out of sight."""
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    group, ids = comparison(settings, dataset, [({0, 3}, {0}), ({3}, {4}), ({6}, {7})])
+    at = click_cell(open_page("compare", group=str(group)), f"compare_cm_{ids[0]}", true=0, pred=1)
+    assert not at.exception
+    elements = list(at.main)
+    order = [getattr(e, "key", None) or str(getattr(e, "value", "")) for e in elements]
+    listed = next(i for i, e in enumerate(order) if "true sport, predicted business: 2 test texts" in e)
+    assert order.index(f"compare_cm_{ids[1]}") < listed < order.index(f"compare_cm_{ids[2]}"), "under its row"
+    assert isinstance(elements[listed + 1].value, pd.DataFrame), "the texts themselves right under their title"
+    [scroll] = [h for h in at.get("html") if "scrollIntoView" in h.proto.body]
+    assert f"compare-cell-{ids[0]}-0-1" in scroll.proto.body
+
+
+def test_a_comparison_still_training_in_the_url_says_its_verdict_is_to_come(settings, tmp_path):
+    dataset = store_dataset(settings, tmp_path / "d", 30)
+    group, _ = comparison(settings, dataset, [({0}, {1})])
+    with session_factory(settings.db_url)() as s:
+        pending, _ = create_comparison(s, s.get(Dataset, dataset.id), models.BUNDLED, TrainConfig(), repeats=1)
+    at = open_page("compare", group=str(pending.id))
+    assert not at.exception and not at.error
+    assert f"Comparison #{pending.id} has no completed pair yet" in texts(at.warning)
+    assert at.selectbox(key="compare_what").value == group

@@ -84,3 +84,10 @@ def test_the_command_line_takes_one_file_with_data(settings, tmp_path, tiny_mode
     assert status["dataset"] == stored.name
     out = cli("submit", "--data", str(path), "--train", str(path), "--model", tiny_model, settings=settings)
     assert out.returncode == 2 and "either --data" in out.stderr
+
+
+def test_one_file_split_is_not_warned_as_the_same_file_or_a_file_in_the_wrong_box(settings, tmp_path):
+    path = write_csv(tmp_path / "thucnews_train.csv", make_rows(200, 1))
+    check = data.check_one_file(data.SplitFile.from_path(path), settings)
+    assert check.ok, check.errors
+    assert not [w for w in check.warnings if "The same file" in w or "wrong boxes" in w], check.warnings
