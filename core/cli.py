@@ -217,9 +217,7 @@ def cmd_compare(args) -> int:
                     f"There is no comparison group {ids[0]}. Give a group id (printed by submit --pair), "
                     "or two or more run ids."
                 )
-            runs = [r for r in runs if r.status == RunStatus.COMPLETED.value]
-            pairs = comparisons.pairs_of(runs)
-            runs = [r for pair in pairs for r in pair]
+            runs = [r for pair in comparisons.completed_pairs(runs) for r in pair]  # the pairs the page compares
             if not runs:
                 raise Refused(f"Comparison group {ids[0]} has no pair whose two runs both completed yet.")
         else:

@@ -82,3 +82,32 @@ def test_compare_a_pair_json_and_refusals(settings, tmp_path):
     ):
         out = cli("compare", *args, settings=settings)
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_compare_a_group_pairs_only_runs_launched_together_as_the_page_does(settings, tmp_path):
+    """A group of two seeds with some runs failed: `compare GROUP` compares the pairs whose two runs both completed,
+    the pairs the Compare page shows, and never a full run of one seed against a LoRA run of another."""
+    from core import comparisons, models
+    from core.config import TrainConfig
+    from core.db import Dataset, RunStatus, session_factory
+    from core.runs import create_comparison
+    from tests.comparing import complete
+
+    dataset = store_dataset(settings, tmp_path / "a", n_test=30)
+    for failed in ({3}, {1, 2}):  # positions in the group: full 42, LoRA 42, full 43, LoRA 43
+        with session_factory(settings.db_url)() as s:
+            group, runs = create_comparison(s, s.get(Dataset, dataset.id), models.BUNDLED, TrainConfig(), repeats=2)
+            for k, run in enumerate(runs):
+                if k in failed:
+                    run.status = RunStatus.FAILED.value
+                    s.commit()
+                else:
+                    complete(s, settings, run, set())
+            ids = [r.id for r in runs]
+            page = [[a.id, b.id] for a, b in comparisons.completed_pairs(comparisons.group_runs(s, group.id))]
+        out = cli("compare", str(group.id), "--json", settings=settings)
+        if page:
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["runs"] == page == [ids[:2]]
+        else:
+            assert out.returncode == 2 and "no pair whose two runs both completed" in out.stderr, out.stdout
