@@ -111,3 +111,23 @@ def test_compare_a_group_pairs_only_runs_launched_together_as_the_page_does(sett
             assert json.loads(out.stdout)["runs"] == page == [ids[:2]]
         else:
             assert out.returncode == 2 and "no pair whose two runs both completed" in out.stderr, out.stdout
+
+
+def test_the_verdicts_macro_f1_is_each_runs_own_when_the_test_set_lacks_a_class(settings, tmp_path):
+    """One Compare page, one macro-F1: the verdict scores each run as its recorded test results do."""
+    from core import comparisons
+    from core.db import session_factory
+    from core.views import runs_by_id
+
+    dataset = store_dataset(settings, tmp_path / "a", n_test=20, test_classes=2)  # no "tech" in the test set
+    group, ids = comparison(settings, dataset, [(set(range(6)), set())])  # LoRA perfect; full wrong on six texts
+    with session_factory(settings.db_url)() as s:
+        full, lora = runs_by_id(s, ids)
+        result, _ = comparisons.verdict_of(s, [(full, lora)], resamples=200)
+        recorded = [100 * r.test_metrics["f1_macro"] for r in (full, lora)]
+    assert recorded[1] == 100.0
+    assert (result.f1_macro.a, result.f1_macro.b) == ([pytest.approx(recorded[0])], [pytest.approx(recorded[1])])
+    out = cli("compare", str(group), "--json", settings=settings)
+    assert json.loads(out.stdout)["f1_macro"]["difference_points"] == pytest.approx(
+        recorded[1] - recorded[0], abs=1e-4
+    )

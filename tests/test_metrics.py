@@ -42,3 +42,14 @@ def test_upload_warns_when_dev_or_test_lacks_a_class(settings, tmp_path):
     assert check.ok, check.errors
     lacking = [w for w in check.warnings if "no rows of class" in w]
     assert len(lacking) == 1 and lacking[0].startswith("test.csv has no rows of class 'tech'"), check.warnings
+
+
+def test_macro_f1_is_scikit_learns_over_the_classes_present_in_the_labels_or_the_predictions():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        y_true, y_pred = rng.integers(0, 6, size=(2, int(rng.integers(1, 30))))
+        present = sorted(set(y_true) | set(y_pred))
+        expected = f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        assert evaluate.macro_f1(y_true, y_pred) == pytest.approx(expected)
