@@ -138,6 +138,10 @@ def test_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> d
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(classes)))
     present = present_labels(y_true, y_pred)
+    # Over the present classes, so that its "macro avg" is f1_macro; keyed by class id, not name, so that a class
+    # named "accuracy" or "macro avg" cannot meet the report's own keys. Each class's scores go to "per_class".
+    report = classification_report(y_true, y_pred, labels=present, output_dict=True, zero_division=0)
+    per_class = [report.pop(str(i), None) for i in labels]  # None: a class absent from the labels and predictions
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         # Weighted by each class's rows in y_true: a class absent from it weighs nothing, whichever labels are named.
@@ -147,14 +151,7 @@ def test_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> d
         "recall_weighted": float(recall_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "f1_macro": macro_f1(y_true, y_pred),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        # Over the present classes, so that its "macro avg" is f1_macro.
-        "report": classification_report(
-            y_true,
-            y_pred,
-            labels=present,
-            target_names=[classes[i] for i in present],
-            output_dict=True,
-            zero_division=0,
-        ),
+        "report": report,  # accuracy, macro avg, weighted avg
+        "per_class": per_class,  # precision, recall, f1-score and support of classes[i]
         "classes": classes,
     }
