@@ -131,3 +131,32 @@ def test_the_verdicts_macro_f1_is_each_runs_own_when_the_test_set_lacks_a_class(
     assert json.loads(out.stdout)["f1_macro"]["difference_points"] == pytest.approx(
         recorded[1] - recorded[0], abs=1e-4
     )
+
+
+def test_a_pair_takes_each_methods_rate_and_refuses_a_bare_lr(settings, csv_folder, tiny_model):
+    """`--pair --lr X` does not say which method X is for: refused in one line naming the two flags."""
+    for command in ("submit", "train", "estimate"):
+        out = cli(command, *split_args(csv_folder), "--pair", "--lr", "2e-5", "--model", tiny_model, settings=settings)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert "--lr-full" in out.stderr and "--lr-lora" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    status = json.loads(cli("status", "1", "--json", settings=settings).stdout or "{}")
+    assert status.get("status") is None, "nothing was queued"
+
+    out = cli(
+        "submit", *split_args(csv_folder), "--pair", "--lr-full", "3e-5", "--lr-lora", "2e-3", "--model", tiny_model,
+        settings=settings,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rates = [json.loads(cli("status", str(i), "--json", settings=settings).stdout)["config"] for i in (1, 2)]
+    assert [(c["method"], c["learning_rate"]) for c in rates] == [("full", 3e-5), ("lora", 2e-3)]
+    out = cli(
+        "submit", *split_args(csv_folder), "--pair", "--lr-full", "3e-5", "--model", tiny_model, settings=settings
+    )
+    rates = [json.loads(cli("status", str(i), "--json", settings=settings).stdout)["config"] for i in (3, 4)]
+    assert [c["learning_rate"] for c in rates] == [3e-5, 1e-3], "LoRA keeps its default"
+
+    out = cli("submit", *split_args(csv_folder), "--lr-lora", "2e-3", "--model", tiny_model, settings=settings)
+    assert out.returncode == 2 and "--lr-lora is for --pair" in out.stderr, out.stderr
+    out = cli("submit", *split_args(csv_folder), "--lr", "2e-3", "--model", tiny_model, settings=settings)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(cli("status", "5", "--json", settings=settings).stdout)["config"]["learning_rate"] == 2e-3
