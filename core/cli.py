@@ -88,6 +88,8 @@ def _configs(args) -> dict[str, TrainConfig]:
         raise Refused(f"{flag} is for --pair (full fine-tuning and LoRA); a single run takes --lr.")
     if args.pair and args.lr is not None:
         raise Refused("With --pair, --lr does not say which method it is for: give --lr-full and/or --lr-lora.")
+    if args.pair and args.method is not None:
+        raise Refused("--pair trains both methods, full fine-tuning and LoRA: leave out --method.")
     config = _config(args)
     if args.pair:
         configs = {
@@ -397,7 +399,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="one labelled CSV instead of the three: split, stratified by class, for you")
     p.add_argument("--split", default="80,10,10", help="with --data: train,dev,test shares in percent")
     p.add_argument("--split-seed", type=int, default=0, help="with --data: the seed of the split")
-    p.add_argument("--method", choices=["full", "lora"], default="lora")
+    p.add_argument("--method", choices=["full", "lora"], help="of a single run (default: lora)")
     p.add_argument("--pair", action="store_true", help="full fine-tuning and LoRA, as one comparison group")
     p.add_argument(
         "--repeats",

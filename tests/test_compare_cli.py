@@ -139,6 +139,8 @@ def test_a_pair_takes_each_methods_rate_and_refuses_a_bare_lr(settings, csv_fold
         out = cli(command, *split_args(csv_folder), "--pair", "--lr", "2e-5", "--model", tiny_model, settings=settings)
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert "--lr-full" in out.stderr and "--lr-lora" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = cli("submit", *split_args(csv_folder), "--pair", "--method", "full", settings=settings)
+    assert out.returncode == 2 and "leave out --method" in out.stderr, out.stderr
     status = json.loads(cli("status", "1", "--json", settings=settings).stdout or "{}")
     assert status.get("status") is None, "nothing was queued"
 
