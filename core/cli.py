@@ -79,14 +79,36 @@ def _config(args) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in values.items() if v is not None})
 
 
+def _configs(args) -> dict[str, TrainConfig]:
+    """Method -> config of the run, or of both runs of a --pair, each with its own learning rate (--lr-full,
+    --lr-lora; a bare --lr says no method and is refused with --pair). Refused: settings that cannot train."""
+    rates = {m: getattr(args, f"lr_{m}") for m in ("full", "lora")}
+    if not args.pair and any(r is not None for r in rates.values()):
+        flag = "--lr-full" if rates["full"] is not None else "--lr-lora"
+        raise Refused(f"{flag} is for --pair (full fine-tuning and LoRA); a single run takes --lr.")
+    if args.pair and args.lr is not None:
+        raise Refused("With --pair, --lr does not say which method it is for: give --lr-full and/or --lr-lora.")
+    if args.pair and args.method is not None:
+        raise Refused("--pair trains both methods, full fine-tuning and LoRA: leave out --method.")
+    config = _config(args)
+    if args.pair:
+        configs = {
+            m: TrainConfig.from_dict({**config.to_dict(), "method": m, "learning_rate": rates[m]}) for m in rates
+        }
+    else:
+        configs = {config.method: config}
+    problems = list(dict.fromkeys(p for c in configs.values() for p in c.problems()))
+    if problems:
+        raise Refused("The settings were refused:\n- " + "\n- ".join(problems))
+    return configs
+
+
 def _queue(args, status: RunStatus) -> tuple:
     """Record the run (or, with --pair, the comparison group's runs, queued). Returns (settings, run ids, group id)."""
     settings = get_settings(args.db)
     sessions = session_factory(settings.db_url)
     with sessions() as session:
-        config = _config(args)
-        if config.problems():
-            raise Refused("The settings were refused:\n- " + "\n- ".join(config.problems()))
+        configs = _configs(args)
         if args.repeats != 1 and not args.pair:
             raise Refused("--repeats needs --pair: it repeats a full fine-tuning + LoRA pair with the next seeds.")
         dataset = _dataset_from_files(session, settings, args)
@@ -95,15 +117,14 @@ def _queue(args, status: RunStatus) -> tuple:
         try:
             if args.pair:
                 estimates = {
-                    m: estimate_or_none(
-                        settings, session, dataset, args.model, TrainConfig.from_dict(dict(config.to_dict(), method=m))
-                    )
-                    for m in ("full", "lora")
+                    m: estimate_or_none(settings, session, dataset, args.model, c) for m, c in configs.items()
                 }
+                rates = {m: c.learning_rate for m, c in configs.items()}
                 group, runs = create_comparison(
-                    session, dataset, args.model, config, estimates=estimates, repeats=args.repeats
+                    session, dataset, args.model, configs["full"], rates, estimates=estimates, repeats=args.repeats
                 )
                 return settings, [r.id for r in runs], group.id
+            (config,) = configs.values()
             estimate = estimate_or_none(settings, session, dataset, args.model, config)
             run = create_run(session, dataset, args.model, config, status=status, estimate=estimate)
         except ConfigError as e:
@@ -217,9 +238,7 @@ def cmd_compare(args) -> int:
                     f"There is no comparison group {ids[0]}. Give a group id (printed by submit --pair), "
                     "or two or more run ids."
                 )
-            runs = [r for r in runs if r.status == RunStatus.COMPLETED.value]
-            pairs = comparisons.pairs_of(runs)
-            runs = [r for pair in pairs for r in pair]
+            runs = [r for pair in comparisons.completed_pairs(runs) for r in pair]  # the pairs the page compares
             if not runs:
                 raise Refused(f"Comparison group {ids[0]} has no pair whose two runs both completed yet.")
         else:
@@ -367,16 +386,9 @@ def cmd_estimate(args) -> int:
 
     settings = get_settings(args.db)
     with session_factory(settings.db_url)() as session:
-        config = _config(args)
-        if config.problems():
-            raise Refused("The settings were refused:\n- " + "\n- ".join(config.problems()))
+        configs = _configs(args)
         dataset = _dataset_from_files(session, settings, args)
-        methods = ("full", "lora") if args.pair else (config.method,)
-        out = {}
-        for method in methods:
-            rate = config.learning_rate if method == config.method and args.lr else None
-            one = TrainConfig.from_dict({**config.to_dict(), "method": method, "learning_rate": rate})
-            out[method] = estimate_run(settings, session, dataset, args.model, one)
+        out = {method: estimate_run(settings, session, dataset, args.model, c) for method, c in configs.items()}
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
     else:
@@ -477,7 +489,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="one labelled CSV instead of the three: split, stratified by class, for you")
     p.add_argument("--split", default="80,10,10", help="with --data: train,dev,test shares in percent")
     p.add_argument("--split-seed", type=int, default=0, help="with --data: the seed of the split")
-    p.add_argument("--method", choices=["full", "lora"], default="lora")
+    p.add_argument("--method", choices=["full", "lora"], help="of a single run (default: lora)")
     p.add_argument("--pair", action="store_true", help="full fine-tuning and LoRA, as one comparison group")
     p.add_argument(
         "--repeats",
@@ -490,7 +502,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=models.BUNDLED, help="bundled model (default), Hugging Face id, or folder")
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help=f"learning rate (default: {defaults_in_words()})")
+    p.add_argument("--lr", type=float, help=f"learning rate of a single run (default: {defaults_in_words()})")
+    p.add_argument("--lr-full", type=float, help="with --pair: full fine-tuning's learning rate (default as --lr)")
+    p.add_argument("--lr-lora", type=float, help="with --pair: LoRA's learning rate (default as --lr)")
     p.add_argument("--max-length", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--text-column", help="default: '0' if present, else guessed")

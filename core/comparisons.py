@@ -260,13 +260,21 @@ def difference_matrix(lined: Lined, pairs: list[tuple[Run, Run]]) -> np.ndarray:
     return np.mean([matrix(b.id) - matrix(a.id) for a, b in pairs], axis=0)
 
 
+REPORT_KEYS = {"accuracy", "macro avg", "weighted avg", "micro avg"}  # scikit-learn's, beside the classes'
+
+
 def per_class_f1(runs: list[Run]) -> pd.DataFrame:
     """Per-class F1 of each run, one column per run, one row per class."""
     columns = {}
     for run in runs:
-        report = (run.test_metrics or {}).get("report") or {}
-        classes = (run.test_metrics or {}).get("classes") or []
-        columns[run.id] = [(report.get(str(c)) or {}).get("f1-score") for c in classes]
+        test = run.test_metrics or {}
+        classes = test.get("classes") or []
+        if "per_class" in test:
+            scores = test["per_class"]
+        else:  # recorded before "per_class": the report keyed by class name, where a name may be one of its own keys
+            report = test.get("report") or {}
+            scores = [None if c in REPORT_KEYS else report.get(str(c)) for c in classes]
+        columns[run.id] = [s.get("f1-score") if isinstance(s, dict) else None for s in scores]
     classes = (runs[0].test_metrics or {}).get("classes") or []
     return pd.DataFrame(columns, index=[str(c) for c in classes])
 

@@ -306,8 +306,16 @@ def read_class_names(raw: bytes | None, name: str = "classes.txt") -> list[str] 
     if not raw:
         return None
     text, _ = decode(raw, name)
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    return names or None
+    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    first: dict[str, int] = {}
+    for number, class_name in lines:
+        if class_name in first:  # two labels of one name could not be told apart on any page or in any score
+            raise DataError(
+                f"{name}: lines {first[class_name]} and {number} both say '{class_name}'. Line i names label i, so "
+                "each label needs a name of its own: rename one of them."
+            )
+        first[class_name] = number
+    return [class_name for _, class_name in lines] or None
 
 
 @dataclass

@@ -618,13 +618,14 @@ def duration_text(seconds: float | None) -> str:
 # The queue's times
 
 
-def fits_beside(running_mb: list[float], next_mb: float | None, memory_mb: float, slots: int) -> bool:
-    """Whether a run may start beside the running ones: a free slot, and room for its estimated memory (a run
-    without an estimate starts only alone). With nothing running, the next run always starts, even one estimated
-    not to fit: it was queued on purpose."""
+def fits_beside(running_mb: list[float | None], next_mb: float | None, memory_mb: float, slots: int) -> bool:
+    """Whether a run may start beside the running ones: a free slot, and room for its estimated memory. A run without
+    an estimate (None) trains only alone: it never starts beside others, and nothing starts beside it (it may need
+    the whole device). With nothing running, the next run always starts, even one estimated not to fit: it was
+    queued on purpose."""
     if not running_mb:
         return True
-    if len(running_mb) >= slots or next_mb is None:
+    if len(running_mb) >= slots or next_mb is None or None in running_mb:
         return False
     return sum(running_mb) + next_mb <= memory_mb
 
@@ -667,7 +668,7 @@ def queue_times(
         if run.status != RunStatus.QUEUED.value:
             continue
         clock = now
-        while not fits_beside([m or 0.0 for *_, m in running], memory(run), memory_mb, slots):
+        while not fits_beside([m for *_, m in running], memory(run), memory_mb, slots):
             end, _, _ = heapq.heappop(running)
             clock = max(clock, end)
         if unknown or clock == datetime.max:

@@ -13,12 +13,12 @@ from sklearn.metrics import (
     accuracy_score,
     classification_report,
     confusion_matrix,
-    f1_score,
     precision_score,
     recall_score,
 )
 
 from core.config import SCORING_BATCH, SCORING_TOKENS
+from core.verdict import macro_f1_of_counts
 
 
 @functools.cache
@@ -126,16 +126,22 @@ def present_labels(y_true, y_pred) -> list[int]:
 
 
 def macro_f1(y_true, y_pred) -> float:
-    """The one macro-F1 of dev and test: the mean F1 over the classes present in y_true or y_pred. A class in neither
-    (absent from the split and never predicted) has no F1; counting it as 0 would mark down perfect predictions on a
-    split that lacks a class (0.8 for 5 classes, one missing). The Data page warns when a split lacks a class."""
-    return float(f1_score(y_true, y_pred, labels=present_labels(y_true, y_pred), average="macro", zero_division=0))
+    """The macro-F1 of dev and test, as core.verdict.macro_f1_of_counts defines it for the verdict too: the mean F1
+    over the classes present in y_true or y_pred (0.8 for perfect predictions on a split lacking one of 5 classes
+    otherwise). The Data page warns when a split lacks a class."""
+    matrix = confusion_matrix(y_true, y_pred, labels=present_labels(y_true, y_pred))
+    tp = np.diag(matrix)
+    return float(macro_f1_of_counts(tp, matrix.sum(axis=0) - tp, matrix.sum(axis=1) - tp))
 
 
 def test_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(classes)))
     present = present_labels(y_true, y_pred)
+    # Over the present classes, so that its "macro avg" is f1_macro; keyed by class id, not name, so that a class
+    # named "accuracy" or "macro avg" cannot meet the report's own keys. Each class's scores go to "per_class".
+    report = classification_report(y_true, y_pred, labels=present, output_dict=True, zero_division=0)
+    per_class = [report.pop(str(i), None) for i in labels]  # None: a class absent from the labels and predictions
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         # Weighted by each class's rows in y_true: a class absent from it weighs nothing, whichever labels are named.
@@ -145,14 +151,7 @@ def test_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> d
         "recall_weighted": float(recall_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "f1_macro": macro_f1(y_true, y_pred),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        # Over the present classes, so that its "macro avg" is f1_macro.
-        "report": classification_report(
-            y_true,
-            y_pred,
-            labels=present,
-            target_names=[classes[i] for i in present],
-            output_dict=True,
-            zero_division=0,
-        ),
+        "report": report,  # accuracy, macro avg, weighted avg
+        "per_class": per_class,  # precision, recall, f1-score and support of classes[i]
         "classes": classes,
     }

@@ -76,7 +76,7 @@ class Trainers:
         needs = (waiting.estimate or {}).get("peak_memory_mb")
         if not self.active:
             self.memory_mb = device_memory_mb(self.settings, self.kind)
-        running = [mb or 0.0 for _, mb in self.active.values()]
+        running = [mb for _, mb in self.active.values()]  # None: no estimate, so nothing starts beside it
         if not fits_beside(running, needs, self.memory_mb, self.slots):
             return False
         run_id = claim(self.settings)

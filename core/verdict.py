@@ -199,11 +199,15 @@ def outcome_of(low: float, high: float) -> str:
     return "no_difference" if (high - low) / 2 <= RESOLUTION_POINTS else "too_few"
 
 
-def _f1_macro(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    """Macro-F1 over the last axis (classes), as scikit-learn computes it with zero_division=0."""
+def macro_f1_of_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """The one macro-F1 of the project (each run's dev and test scores, the verdict and its bootstrap), from true
+    positives, false positives and false negatives per class (last axis): the mean F1 over the classes present in
+    the true or the predicted labels, as scikit-learn computes it with those labels and zero_division=0. A class in
+    neither has no F1; counting it as 0 would mark down perfect predictions on a test set that lacks a class."""
     denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros(np.broadcast(tp, denom).shape), where=denom > 0)
-    return f1.mean(axis=-1)
+    present = denom > 0  # tp + fn: rows of the class; tp + fp: predictions of it
+    f1 = np.divide(2 * tp, denom, out=np.zeros(np.broadcast(tp, denom).shape), where=present)
+    return f1.sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
 
 
 class _Scorer:
@@ -230,7 +234,7 @@ class _Scorer:
         """weights: (R, T) counts per kind -> {metric: (R, M) scores in points}."""
         total = weights.sum(axis=1, keepdims=True)
         per_class = [(weights @ x).reshape(len(weights), *self.shape) for x in (self.tp, self.fp, self.fn)]
-        return {"accuracy": 100 * (weights @ self.right) / total, "f1_macro": 100 * _f1_macro(*per_class)}
+        return {"accuracy": 100 * (weights @ self.right) / total, "f1_macro": 100 * macro_f1_of_counts(*per_class)}
 
 
 def compare_predictions(

@@ -14,11 +14,12 @@ from tests.conftest import write_csv
 CLASSES = ["sport", "business", "tech"]
 
 
-def store_dataset(settings, folder, n_test: int, name: str = "synthetic"):
-    """A dataset whose test split has n_test texts (labels 0, 1, 2 in turn)."""
+def store_dataset(settings, folder, n_test: int, name: str = "synthetic", test_classes: int = 3):
+    """A dataset whose test split has n_test texts (labels 0, 1, 2 in turn; with test_classes=2, 0 and 1 only)."""
     folder.mkdir(exist_ok=True)
     for split, n in (("train", 30), ("dev", 9), ("test", n_test)):
-        write_csv(folder / f"{split}.csv", [(f"{split} text number {i}", i % 3) for i in range(n)])
+        k = test_classes if split == "test" else 3
+        write_csv(folder / f"{split}.csv", [(f"{split} text number {i}", i % k) for i in range(n)])
     check = data.check_dataset(data.files_from_folder(folder), settings, class_names=CLASSES)
     assert check.ok, check.errors
     with session_factory(settings.db_url)() as s:

@@ -91,3 +91,83 @@ def test_compare_a_pair_json_and_refusals(settings, tmp_path):
     ):
         out = cli("compare", *args, settings=settings)
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_compare_a_group_pairs_only_runs_launched_together_as_the_page_does(settings, tmp_path):
+    """A group of two seeds with some runs failed: `compare GROUP` compares the pairs whose two runs both completed,
+    the pairs the Compare page shows, and never a full run of one seed against a LoRA run of another."""
+    from core import comparisons, models
+    from core.config import TrainConfig
+    from core.db import Dataset, RunStatus, session_factory
+    from core.runs import create_comparison
+    from tests.comparing import complete
+
+    dataset = store_dataset(settings, tmp_path / "a", n_test=30)
+    for failed in ({3}, {1, 2}):  # positions in the group: full 42, LoRA 42, full 43, LoRA 43
+        with session_factory(settings.db_url)() as s:
+            group, runs = create_comparison(s, s.get(Dataset, dataset.id), models.BUNDLED, TrainConfig(), repeats=2)
+            for k, run in enumerate(runs):
+                if k in failed:
+                    run.status = RunStatus.FAILED.value
+                    s.commit()
+                else:
+                    complete(s, settings, run, set())
+            ids = [r.id for r in runs]
+            page = [[a.id, b.id] for a, b in comparisons.completed_pairs(comparisons.group_runs(s, group.id))]
+        out = cli("compare", str(group.id), "--json", settings=settings)
+        if page:
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["runs"] == page == [ids[:2]]
+        else:
+            assert out.returncode == 2 and "no pair whose two runs both completed" in out.stderr, out.stdout
+
+
+def test_the_verdicts_macro_f1_is_each_runs_own_when_the_test_set_lacks_a_class(settings, tmp_path):
+    """One Compare page, one macro-F1: the verdict scores each run as its recorded test results do."""
+    from core import comparisons
+    from core.db import session_factory
+    from core.views import runs_by_id
+
+    dataset = store_dataset(settings, tmp_path / "a", n_test=20, test_classes=2)  # no "tech" in the test set
+    group, ids = comparison(settings, dataset, [(set(range(6)), set())])  # LoRA perfect; full wrong on six texts
+    with session_factory(settings.db_url)() as s:
+        full, lora = runs_by_id(s, ids)
+        result, _ = comparisons.verdict_of(s, [(full, lora)], resamples=200)
+        recorded = [100 * r.test_metrics["f1_macro"] for r in (full, lora)]
+    assert recorded[1] == 100.0
+    assert (result.f1_macro.a, result.f1_macro.b) == ([pytest.approx(recorded[0])], [pytest.approx(recorded[1])])
+    out = cli("compare", str(group), "--json", settings=settings)
+    assert json.loads(out.stdout)["f1_macro"]["difference_points"] == pytest.approx(
+        recorded[1] - recorded[0], abs=1e-4
+    )
+
+
+def test_a_pair_takes_each_methods_rate_and_refuses_a_bare_lr(settings, csv_folder, tiny_model):
+    """`--pair --lr X` does not say which method X is for: refused in one line naming the two flags."""
+    for command in ("submit", "train", "estimate"):
+        out = cli(command, *split_args(csv_folder), "--pair", "--lr", "2e-5", "--model", tiny_model, settings=settings)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert "--lr-full" in out.stderr and "--lr-lora" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = cli("submit", *split_args(csv_folder), "--pair", "--method", "full", settings=settings)
+    assert out.returncode == 2 and "leave out --method" in out.stderr, out.stderr
+    status = json.loads(cli("status", "1", "--json", settings=settings).stdout or "{}")
+    assert status.get("status") is None, "nothing was queued"
+
+    out = cli(
+        "submit", *split_args(csv_folder), "--pair", "--lr-full", "3e-5", "--lr-lora", "2e-3", "--model", tiny_model,
+        settings=settings,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rates = [json.loads(cli("status", str(i), "--json", settings=settings).stdout)["config"] for i in (1, 2)]
+    assert [(c["method"], c["learning_rate"]) for c in rates] == [("full", 3e-5), ("lora", 2e-3)]
+    out = cli(
+        "submit", *split_args(csv_folder), "--pair", "--lr-full", "3e-5", "--model", tiny_model, settings=settings
+    )
+    rates = [json.loads(cli("status", str(i), "--json", settings=settings).stdout)["config"] for i in (3, 4)]
+    assert [c["learning_rate"] for c in rates] == [3e-5, 1e-3], "LoRA keeps its default"
+
+    out = cli("submit", *split_args(csv_folder), "--lr-lora", "2e-3", "--model", tiny_model, settings=settings)
+    assert out.returncode == 2 and "--lr-lora is for --pair" in out.stderr, out.stderr
+    out = cli("submit", *split_args(csv_folder), "--lr", "2e-3", "--model", tiny_model, settings=settings)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(cli("status", "5", "--json", settings=settings).stdout)["config"]["learning_rate"] == 2e-3

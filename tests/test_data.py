@@ -106,3 +106,21 @@ def test_failed_store_leaves_no_files_or_row(settings, monkeypatch):
         data.save_dataset(s, settings, check, "full-disk")
     assert stored_count(settings) == 0
     assert list(settings.datasets_dir.iterdir()) == []
+
+
+def test_a_class_names_file_naming_one_class_twice_is_refused_in_plain_words(settings, tmp_path):
+    with pytest.raises(data.DataError) as refused:
+        data.read_class_names(b"sport\nbusiness\n\nsport \ntech\n", "names.txt")
+    assert refused.value.problems == [
+        "names.txt: lines 1 and 4 both say 'sport'. Line i names label i, so each label needs a name of its own: "
+        "rename one of them."
+    ]
+    from tests.test_cli import cli, split_args
+
+    write_csv(tmp_path / "train.csv", make_rows(30, 1))
+    write_csv(tmp_path / "dev.csv", make_rows(9, 2))
+    write_csv(tmp_path / "test.csv", make_rows(9, 3))
+    (tmp_path / "names.txt").write_text("sport\nsport\ntech\n")
+    out = cli("submit", *split_args(tmp_path), "--classes", str(tmp_path / "names.txt"), settings=settings)
+    assert out.returncode == 2 and "lines 1 and 2 both say 'sport'" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

@@ -270,6 +270,11 @@ def test_queue_times_side_by_side_where_memory_allows():
     unknown = estimate.queue_times([queued(1, RunStatus.QUEUED), queued(2, RunStatus.QUEUED, total=5)], now, 1, 1e9)
     assert unknown[1] == (now, None) and unknown[2] == (None, None)
     assert estimate.queue_empties_at(unknown) is None
+    # A running run without a memory estimate (but a time from the recent runs): the next starts once it has ended.
+    running = queued(1, RunStatus.RUNNING, total=100, started=now)
+    running.estimate = None
+    times = estimate.queue_times([running, queued(2, RunStatus.QUEUED, total=50, memory=100)], now, 2, 1e9, 100.0)
+    assert times[2][0] == now + timedelta(seconds=100)
 
 
 def test_durations_read_as_a_person_plans():
@@ -292,6 +297,8 @@ def test_fits_beside():
     assert estimate.fits_beside([100], 100, 1000, slots=2)
     assert not estimate.fits_beside([600], 500, 1000, slots=2)
     assert not estimate.fits_beside([100], None, 1000, slots=2)  # no estimate: only alone
+    assert not estimate.fits_beside([None], 100, 1000, slots=2)  # nothing beside a run of unknown size either
+    assert not estimate.fits_beside([100, None], 100, 1000, slots=3)
 
 
 def test_estimate_command_pair_json(settings, csv_folder, tiny_model):

@@ -156,3 +156,28 @@ def test_only_the_dashboards_worker_is_told_to_leave(monkeypatch, settings):
     assert worker.ensure_worker(settings)
     (cmd,) = started
     assert cmd[cmd.index("--dashboard-pid") + 1] == str(os.getpid())
+
+
+def test_nothing_starts_beside_a_run_without_a_memory_estimate(settings, csv_folder, tiny_model):
+    """A 2,000 MB device, two 1,204 MB runs: side by side they would not fit. The first has lost its estimate; it
+    counts as unknown, not as 0 MB, so the second waits for it."""
+    import threading
+
+    from core.db import Run
+    from core.scheduler import Trainers
+    from core.worker import claim_next_run
+
+    first, second = queue_two(settings, csv_folder, tiny_model, memory_mb=1204)
+    with session_factory(settings.db_url)() as s:
+        s.get(Run, first).estimate = None
+        s.commit()
+    release = threading.Event()
+    device = dataclasses.replace(settings, runs_at_once=2, device_memory_mb=2000)
+    trainers = Trainers(device, lambda _settings, _run_id: release.wait(10) and RunStatus.COMPLETED)
+    try:
+        assert trainers.start_next(claim_next_run), "a run alone always starts"
+        assert not trainers.start_next(claim_next_run), "the second must not start beside a run of unknown size"
+        assert list(trainers.active) == [first] and get_run(settings, second).status == RunStatus.QUEUED.value
+    finally:
+        release.set()
+        trainers.wait()

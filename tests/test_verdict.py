@@ -174,3 +174,28 @@ def test_cost_ratios_mean_and_range_over_the_pairs():
         "disk space."
     )
     assert "samples" not in " ".join(name for name, _ in verdict.COSTS.values()), "plain words: texts, not samples"
+
+
+def test_the_verdicts_macro_f1_is_each_runs_recorded_macro_f1_when_the_test_set_lacks_a_class():
+    # Five classes; the test set has no "tech" (4). Full fine-tuning predicts it twice (a class a run scores, though
+    # absent from the test set), LoRA never does: the verdict must score each run as its test results recorded it.
+    from core import evaluate
+
+    classes = ["business", "entertainment", "politics", "sport", "tech"]
+    y = np.arange(40) % 4
+    full = y.copy()
+    full[[0, 5]] = 4
+    full[[1, 2, 3]] = 0
+    lora = y.copy()
+    lora[[6, 7]] = 3
+    lora_seed2 = y.copy()
+    recorded = [
+        100 * evaluate.test_metrics(y, np.eye(5)[p], classes)["f1_macro"] for p in (full, lora, full, lora_seed2)
+    ]
+    assert recorded[1] > 90 and recorded[3] == 100, "a perfect LoRA scores 100, not 80 (4 of 5 classes)"
+    one = verdict.compare_predictions(y, full, lora, 5, resamples=500)
+    assert (one.f1_macro.a, one.f1_macro.b) == ([pytest.approx(recorded[0])], [pytest.approx(recorded[1])])
+    assert one.f1_macro.difference == pytest.approx(recorded[1] - recorded[0])
+    two = verdict.compare_predictions(y, [full, full], [lora, lora_seed2], 5, resamples=500)
+    assert two.f1_macro.b == [pytest.approx(recorded[1]), pytest.approx(recorded[3])]
+    assert two.f1_macro.low <= two.f1_macro.difference <= two.f1_macro.high
