@@ -67,6 +67,17 @@ def _dataset_from_files(session, settings, args) -> Dataset:
     return data.save_dataset(session, settings, check, name)
 
 
+def _coverage(settings, dataset: Dataset, model: str) -> float | None:
+    """The share of the training texts' tokens the model does not know; what it means is said (on stderr) before
+    anything is queued."""
+    from core import coverage
+
+    found = coverage.dataset_coverage(settings, dataset, model)
+    if found.warning():
+        print(f"warning: {found.warning()}", file=sys.stderr)
+    return found.unknown_token_share
+
+
 def _config(args) -> TrainConfig:
     values = {
         "method": args.method,
@@ -80,7 +91,8 @@ def _config(args) -> TrainConfig:
 
 
 def _queue(args, status: RunStatus) -> tuple:
-    """Record the run (or, with --pair, the comparison group's runs, queued). Returns (settings, run ids, group id)."""
+    """Record the run (or, with --pair, the comparison group's runs, queued). Returns (settings, run ids, group id,
+    the share of the training texts' tokens the model does not know)."""
     settings = get_settings(args.db)
     sessions = session_factory(settings.db_url)
     with sessions() as session:
@@ -90,6 +102,7 @@ def _queue(args, status: RunStatus) -> tuple:
         if args.repeats != 1 and not args.pair:
             raise Refused("--repeats needs --pair: it repeats a full fine-tuning + LoRA pair with the next seeds.")
         dataset = _dataset_from_files(session, settings, args)
+        unknown = _coverage(settings, dataset, args.model)
         from core.estimate import estimate_or_none
 
         try:
@@ -103,12 +116,12 @@ def _queue(args, status: RunStatus) -> tuple:
                 group, runs = create_comparison(
                     session, dataset, args.model, config, estimates=estimates, repeats=args.repeats
                 )
-                return settings, [r.id for r in runs], group.id
+                return settings, [r.id for r in runs], group.id, unknown
             estimate = estimate_or_none(settings, session, dataset, args.model, config)
             run = create_run(session, dataset, args.model, config, status=status, estimate=estimate)
         except ConfigError as e:
             raise Refused(" ".join(e.problems)) from None
-        return settings, [run.id], None
+        return settings, [run.id], None, unknown
 
 
 def _claim(settings, run_id: int) -> bool:
@@ -136,7 +149,7 @@ def _wait_until_finished(settings, run_id: int) -> RunStatus:
 def cmd_train(args) -> int:
     from core.worker import supervise
 
-    settings, run_ids, group_id = _queue(args, RunStatus.RUNNING)
+    settings, run_ids, group_id, unknown = _queue(args, RunStatus.RUNNING)
     statuses = []
     for run_id in run_ids:
         try:
@@ -157,11 +170,11 @@ def cmd_train(args) -> int:
             return 130
     ok = all(status == RunStatus.COMPLETED for status in statuses)
     if group_id is None:
-        return _print_run(settings, run_ids[0], args.json, ok=ok)
+        return _print_run(settings, run_ids[0], args.json, ok=ok, unknown_token_share=unknown)
     if args.json:
         with session_factory(settings.db_url, read_only=True)() as s:
             runs = [summary(s.get(Run, i)) for i in run_ids]
-        print(json.dumps({"group": group_id, "runs": runs}, ensure_ascii=False))
+        print(json.dumps({"group": group_id, "runs": runs, "unknown_token_share": unknown}, ensure_ascii=False))
     else:
         print(f"comparison group {group_id}")
         for run_id in run_ids:
@@ -170,12 +183,13 @@ def cmd_train(args) -> int:
     return 0 if ok else 1
 
 
-def _print_run(settings, run_id: int, as_json: bool, ok: bool = True) -> int:
+def _print_run(settings, run_id: int, as_json: bool, ok: bool = True, **extra) -> int:
+    """The run's summary; `extra` keys are added to its JSON object."""
     with session_factory(settings.db_url)() as s:
         run = s.get(Run, run_id)
         if run is None:
             raise Refused(f"There is no run {run_id}.")
-        info = summary(run)
+        info = summary(run) | extra
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
     else:
@@ -196,7 +210,7 @@ def _print_run(settings, run_id: int, as_json: bool, ok: bool = True) -> int:
 
 
 def cmd_submit(args) -> int:
-    _, run_ids, group_id = _queue(args, RunStatus.QUEUED)
+    _, run_ids, group_id, _ = _queue(args, RunStatus.QUEUED)
     print(run_ids[0] if group_id is None else group_id)
     return 0
 
@@ -281,12 +295,13 @@ def cmd_estimate(args) -> int:
         if config.problems():
             raise Refused("The settings were refused:\n- " + "\n- ".join(config.problems()))
         dataset = _dataset_from_files(session, settings, args)
+        unknown = _coverage(settings, dataset, args.model)
         methods = ("full", "lora") if args.pair else (config.method,)
         out = {}
         for method in methods:
             rate = config.learning_rate if method == config.method and args.lr else None
             one = TrainConfig.from_dict({**config.to_dict(), "method": method, "learning_rate": rate})
-            out[method] = estimate_run(settings, session, dataset, args.model, one)
+            out[method] = estimate_run(settings, session, dataset, args.model, one) | {"unknown_token_share": unknown}
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
     else:
