@@ -124,7 +124,7 @@ class Coverage:
             return None
         others = ", ".join(f"{s} {percent(v)}" for s, v in self.unknown.items() if s != "train" and v is not None)
         wanted = (
-            "a Chinese or multilingual model reads them"
+            "a Chinese or multilingual model reads it"
             if self.script == SCRIPT_NAMES["CJK"]
             else "a model for your language, or a multilingual one, reads it"
         )
@@ -141,10 +141,10 @@ class Coverage:
             lines.append("No model on this machine reads it better.")
         if self.needs_internet:
             lines.append(
-                f"Needs the internet once (then kept in the local cache): {', '.join(self.needs_internet)}; choose "
-                "'A Hugging Face model id' on the Train page and type its name."
+                f"Needs the internet once (then kept in the local cache): {', '.join(self.needs_internet)}, each "
+                "chosen as 'A Hugging Face model id' on Train."
             )
-        return " ".join(lines)
+        return "\n\n".join(lines)
 
 
 def local_models(settings: Settings) -> list[str]:
