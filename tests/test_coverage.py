@@ -67,6 +67,21 @@ def test_a_model_on_this_machine_that_reads_the_text_is_named(settings, bundled,
     assert coverage.measure(tiny, splits, str(root / "tiny-chinese"), here).warning() is None
 
 
+def test_models_in_the_local_hugging_face_cache_are_offered_and_never_downloaded(settings, monkeypatch):
+    import huggingface_hub
+
+    repos = [
+        dataclasses.make_dataclass("Repo", ["repo_id", "repo_type"])(name, kind)
+        for name, kind in (("someone/chinese-bert", "model"), ("someone/news", "dataset"))
+    ]
+    monkeypatch.setattr(huggingface_hub, "scan_cache_dir", lambda: type("Cache", (), {"repos": repos})())
+    here = dataclasses.replace(settings, model_roots=())
+    assert coverage.local_models(here) == [models.BUNDLED, "someone/chinese-bert"], "models only, not data sets"
+    monkeypatch.setattr(models, "check_hub_model", lambda *a: pytest.fail("asked the hub"))
+    # Its files are not really in the cache: it is skipped, and nothing is asked online.
+    assert coverage.on_this_machine(here, ["国足"], but=models.BUNDLED) == {}
+
+
 def test_a_text_in_another_script_than_the_training_data_is_told():
     chinese, english = coverage.scripts(t for ts in ZH.values() for t in ts), coverage.scripts(demo_texts("train"))
     assert coverage.main_script(chinese) == "Chinese characters" and coverage.main_script(english) == "Latin letters"
