@@ -170,7 +170,7 @@ elif source:
     except (models.ModelSourceError, failures.TrainingError) as e:
         model_ok = False
         st.error(str(e))
-if model_ok and not problems:
+if model_ok and source:  # the settings play no part: said even while they are refused
     known = coverage_of(source, dataset.content_hash, dataset)
     if known is not None and known.poor:
         st.warning(known.warning(), icon=":material/translate:")
