@@ -3,7 +3,8 @@
 Upload three small CSVs, queue a full-vs-LoRA pair on the bundled model, watch a live curve move, wait for both
 runs, compare them, predict a sentence, download the LoRA model and a labelled file. A screenshot of each page is
 saved under screenshots/: the whole page at the width of a classroom projector (1024 pixels), and its first screen
-as a class sees it (1024 x 768, `-screen`).
+as a class sees it (1024 x 768, `-screen`). A second, short test uploads Chinese titles and sees, on Data and on
+Train, that the bundled English model does not know most of the text, before anything is queued.
 """
 
 from __future__ import annotations
