@@ -67,6 +67,17 @@ def _dataset_from_files(session, settings, args) -> Dataset:
     return data.save_dataset(session, settings, check, name)
 
 
+def _coverage(settings, dataset: Dataset, model: str) -> float | None:
+    """The share of the training texts' tokens the model does not know; what it means is said (on stderr) before
+    anything is queued."""
+    from core import coverage
+
+    found = coverage.dataset_coverage(settings, dataset, model)
+    if found.warning():
+        print(f"warning: {found.warning()}", file=sys.stderr)
+    return found.unknown_token_share
+
+
 def _config(args) -> TrainConfig:
     values = {
         "method": args.method,
@@ -104,7 +115,8 @@ def _configs(args) -> dict[str, TrainConfig]:
 
 
 def _queue(args, status: RunStatus) -> tuple:
-    """Record the run (or, with --pair, the comparison group's runs, queued). Returns (settings, run ids, group id)."""
+    """Record the run (or, with --pair, the comparison group's runs, queued). Returns (settings, run ids, group id,
+    the share of the training texts' tokens the model does not know)."""
     settings = get_settings(args.db)
     sessions = session_factory(settings.db_url)
     with sessions() as session:
@@ -112,6 +124,7 @@ def _queue(args, status: RunStatus) -> tuple:
         if args.repeats != 1 and not args.pair:
             raise Refused("--repeats needs --pair: it repeats a full fine-tuning + LoRA pair with the next seeds.")
         dataset = _dataset_from_files(session, settings, args)
+        unknown = _coverage(settings, dataset, args.model)
         from core.estimate import estimate_or_none
 
         try:
@@ -123,13 +136,13 @@ def _queue(args, status: RunStatus) -> tuple:
                 group, runs = create_comparison(
                     session, dataset, args.model, configs["full"], rates, estimates=estimates, repeats=args.repeats
                 )
-                return settings, [r.id for r in runs], group.id
+                return settings, [r.id for r in runs], group.id, unknown
             (config,) = configs.values()
             estimate = estimate_or_none(settings, session, dataset, args.model, config)
             run = create_run(session, dataset, args.model, config, status=status, estimate=estimate)
         except ConfigError as e:
             raise Refused(" ".join(e.problems)) from None
-        return settings, [run.id], None
+        return settings, [run.id], None, unknown
 
 
 def _claim(settings, run_id: int) -> bool:
@@ -157,7 +170,7 @@ def _wait_until_finished(settings, run_id: int) -> RunStatus:
 def cmd_train(args) -> int:
     from core.worker import supervise
 
-    settings, run_ids, group_id = _queue(args, RunStatus.RUNNING)
+    settings, run_ids, group_id, unknown = _queue(args, RunStatus.RUNNING)
     statuses = []
     for run_id in run_ids:
         try:
@@ -178,11 +191,11 @@ def cmd_train(args) -> int:
             return 130
     ok = all(status == RunStatus.COMPLETED for status in statuses)
     if group_id is None:
-        return _print_run(settings, run_ids[0], args.json, ok=ok)
+        return _print_run(settings, run_ids[0], args.json, ok=ok, unknown_token_share=unknown)
     if args.json:
         with session_factory(settings.db_url, read_only=True)() as s:
             runs = [summary(s.get(Run, i)) for i in run_ids]
-        print(json.dumps({"group": group_id, "runs": runs}, ensure_ascii=False))
+        print(json.dumps({"group": group_id, "runs": runs, "unknown_token_share": unknown}, ensure_ascii=False))
     else:
         print(f"comparison group {group_id}")
         for run_id in run_ids:
@@ -191,12 +204,13 @@ def cmd_train(args) -> int:
     return 0 if ok else 1
 
 
-def _print_run(settings, run_id: int, as_json: bool, ok: bool = True) -> int:
+def _print_run(settings, run_id: int, as_json: bool, ok: bool = True, **extra) -> int:
+    """The run's summary; `extra` keys are added to its JSON object."""
     with session_factory(settings.db_url)() as s:
         run = s.get(Run, run_id)
         if run is None:
             raise Refused(f"There is no run {run_id}.")
-        info = summary(run)
+        info = summary(run) | extra
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
     else:
@@ -217,7 +231,7 @@ def _print_run(settings, run_id: int, as_json: bool, ok: bool = True) -> int:
 
 
 def cmd_submit(args) -> int:
-    _, run_ids, group_id = _queue(args, RunStatus.QUEUED)
+    _, run_ids, group_id, _ = _queue(args, RunStatus.QUEUED)
     print(run_ids[0] if group_id is None else group_id)
     return 0
 
@@ -388,7 +402,11 @@ def cmd_estimate(args) -> int:
     with session_factory(settings.db_url)() as session:
         configs = _configs(args)
         dataset = _dataset_from_files(session, settings, args)
-        out = {method: estimate_run(settings, session, dataset, args.model, c) for method, c in configs.items()}
+        unknown = _coverage(settings, dataset, args.model)
+        out = {
+            method: estimate_run(settings, session, dataset, args.model, c) | {"unknown_token_share": unknown}
+            for method, c in configs.items()
+        }
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
     else:

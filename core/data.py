@@ -624,11 +624,16 @@ def _warnings(
     return out
 
 
-def count_longer(tokenizer, texts: pd.Series, max_length: int, sample: int = LENGTH_SAMPLE) -> tuple[int, int]:
-    """(texts longer than max_length tokens, texts looked at): every text of a small split, an evenly spread sample
-    of `sample` texts of a larger one. Tokenizing every row would take longer than the rest of the check together."""
+def spread_sample(texts: pd.Series, sample: int = LENGTH_SAMPLE) -> list[str]:
+    """Every text of a small split, an evenly spread sample of `sample` texts of a larger one: what is tokenized to
+    warn about the data. Tokenizing every row would take longer than the rest of the check together."""
     rows = np.linspace(0, len(texts) - 1, sample).astype(int) if len(texts) > sample else range(len(texts))
-    looked = [texts.iat[i] for i in rows]  # one by one: a fancy index would first join the Arrow chunks (a copy)
+    return [texts.iat[i] for i in rows]  # one by one: a fancy index would first join the Arrow chunks (a copy)
+
+
+def count_longer(tokenizer, texts: pd.Series, max_length: int, sample: int = LENGTH_SAMPLE) -> tuple[int, int]:
+    """(texts longer than max_length tokens, texts looked at), on the texts of `spread_sample`."""
+    looked = spread_sample(texts, sample)
     ids = tokenizer(looked, truncation=False, return_attention_mask=False, return_token_type_ids=False)
     return sum(len(i) > max_length for i in ids["input_ids"]), len(looked)
 

@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from core import data, verdict, views
+from core import coverage, data, models, verdict, views
 from core.db import Dataset
 
 HELP = {
@@ -37,6 +37,16 @@ def check(
     if {text_column, label_column} - set(columns) - {None}:  # columns picked for other files: guess again
         result = run(None, None)
     return result
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring how much of your text the bundled model knows…")
+def bundled_coverage(*args) -> coverage.Coverage | None:
+    """The bundled model's coverage of the checked files (`check`'s arguments; its result comes from its cache)."""
+    result, tokenizer = check(*args), ui.bundled_tokenizer()
+    if tokenizer is None or not result.ok:
+        return None
+    texts = {split: frame["text"] for split, frame in result.splits.items()}
+    return coverage.measure(tokenizer, texts, models.BUNDLED, ui.settings())
 
 
 ONE_FILE = "Upload one file, split for me"
@@ -108,7 +118,8 @@ def add_dataset() -> None:
             )
     picked = st.session_state.get("data_text_column"), st.session_state.get("data_label_column")
     named = tuple(class_names or ()) or None
-    result = check(tuple((s, f.name, f.read()) for s, f in files.items()), *picked, named, split)
+    args = (tuple((s, f.name, f.read()) for s, f in files.items()), *picked, named, split)
+    result = check(*args)
     if result.tables:
         columns = [str(c) for c in next(iter(result.tables.values())).columns]
         text, label = result.source["columns"]["text"], result.source["columns"]["label"]
@@ -132,6 +143,9 @@ def add_dataset() -> None:
         )
     for warning in result.warnings:
         st.warning(warning)
+    known = bundled_coverage(*args)
+    if known is not None and known.poor:
+        st.warning(known.warning(), icon=":material/translate:")
     if split:
         n = len(result.splits["test"])
         st.info(

@@ -4,11 +4,10 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from core import data, labels, models, predict, views
+from core import coverage, data, labels, models, predict, views
 from core.db import LabelJob, Run, RunStatus
 
 POLL_S = 1.0  # how often a labelling job's progress is read
-UNKNOWN_SHARE = 0.2  # tokens the model's vocabulary lacks: above this share, its answer is mostly a guess
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model (only the first time)…")
@@ -19,6 +18,13 @@ def predictor(db_url: str, run_id: int) -> predict.Predictor:
     if run is None:
         raise predict.RunNotReady(f"Run {run_id} no longer exists.")
     return predict.load_run(ui.settings(), run)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def trained_scripts(db_url: str, run_id: int):
+    """Letters per script in the run's texts, to tell a text in another language."""
+    with ui.sessions()() as s:
+        return coverage.run_scripts(s, run_id)
 
 
 def label_job_view(job_id: int) -> None:
@@ -145,16 +151,25 @@ with typed:
             except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:
                 col.error(f"This run's model could not be loaded: {e}")
                 continue
-            chance = 1 / len(probs)
+            chance, sure = 1 / len(probs), predict.sure_from(len(probs))
+            unsure = probs[label] < sure
             col.metric(
-                "Predicted label",
+                "Uncertain: its best guess" if unsure else "Predicted label",
                 label,
                 f"{views.percent(probs[label])} probability · guessing: {views.percent(chance)}",
                 delta_color="off",
                 delta_arrow="off",
-                help=f"With {len(probs)} classes, a blind guess is right {views.percent(chance)} of the time.",
+                help=f"With {len(probs)} classes, a blind guess is right {views.percent(chance)} of the time. An "
+                f"answer under {views.percent(sure)} (halfway from guessing to certain) is drawn as uncertain.",
             )
+            if unsure:
+                col.caption(
+                    f"Uncertain: {views.percent(probs[label])} is under {views.percent(sure)}, halfway from a blind "
+                    f"guess ({views.percent(chance)}) to certain. The model leans to '{label}' but does not know."
+                )
             fig = px.bar(x=list(probs.values()), y=list(probs), orientation="h", labels={"x": "probability", "y": ""})
+            if unsure:
+                fig.update_traces(marker_color="lightgrey")  # no answer drawn large and bright when there is none
             fig.update_traces(texttemplate="%{x:.1%}", textposition="outside", cliponaxis=False)
             fig.add_vline(x=chance, line_dash="dot", line_color="grey")  # guessing, as the metric above says
             fig.update_layout(height=height, margin={"t": 20, "b": 10, "r": 40})
@@ -168,9 +183,12 @@ with typed:
                     f"This text is {reading['tokens']:,} tokens long; the model reads only the first "
                     f"{reading['read']} (the run's max length) and ignores the rest."
                 )
-            if reading["unknown_share"] >= UNKNOWN_SHARE:
+            foreign = coverage.other_script(text, trained_scripts(ui.settings().db_url, run_id))
+            if foreign:
+                col.warning(foreign)
+            elif reading["unknown_share"] >= coverage.POOR_SHARE:
                 col.warning(
                     f"{views.percent(reading['unknown_share'])} of this text's tokens are unknown to this model, so "
-                    "its answer means little: is the text in a language the model never learnt? Train on a model "
-                    "that knows it (for Chinese, e.g. bert-base-chinese)."
+                    "its answer means little: is the text in a language the model never learnt? The Train page "
+                    "names the models on this machine that read it."
                 )

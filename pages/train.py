@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import data, device, estimate, failures, models, runs, verdict, views
+from core import coverage, data, device, estimate, failures, models, runs, verdict, views
 from core.config import METHOD_NAMES, OLD_PRESET_NAMES, PRESETS, TrainConfig, preset_config, problems_of
 from core.db import Dataset
 
@@ -55,6 +55,16 @@ def param_counts(source: str, classes: tuple, r: int, alpha: int, dropout: float
         for m in ("full", "lora")
     }
     return {m: (shape.trainable, shape.total) for m, shape in shapes.items()}
+
+
+@st.cache_data(max_entries=16, show_spinner="Measuring how much of your text the model knows…")
+def coverage_of(source: str, content_hash: str, _dataset: Dataset) -> coverage.Coverage | None:
+    """Once per dataset and model (a spread sample of each split: well under a second); None when the model cannot
+    be loaded, which the parameter counts above say."""
+    try:
+        return coverage.dataset_coverage(ui.settings(), _dataset, source)
+    except (models.ModelSourceError, data.DataError):
+        return None
 
 
 st.title("Train")
@@ -170,6 +180,10 @@ elif source:
     except (models.ModelSourceError, failures.TrainingError) as e:
         model_ok = False
         st.error(str(e))
+if model_ok and source:  # the settings play no part: said even while they are refused
+    known = coverage_of(source, dataset.content_hash, dataset)
+    if known is not None and known.poor:
+        st.warning(known.warning(), icon=":material/translate:")
 
 if not problems and (few := estimate.few_updates_text(configs[method], dataset.sizes["train"])):
     st.warning(few)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -14,6 +15,61 @@ from core import data
 from core.db import Metric, Run, session_factory
 
 ROOT = Path(__file__).resolve().parent.parent
+
+ZH = {  # Chinese news titles: sport, finance, technology
+    "体育": [
+        "国足主帅谈世界杯预选赛备战情况",
+        "女排三比零横扫对手晋级决赛",
+        "马拉松赛事吸引三万名跑者参加",
+        "篮球联赛季后赛首轮今晚开打",
+        "乒乓球队公布奥运会参赛名单",
+        "中超联赛第十轮比赛结果汇总",
+        "游泳世锦赛我国选手再夺金牌",
+        "羽毛球公开赛男单决赛精彩纷呈",
+        "足球协会宣布新赛季改革方案",
+        "冬奥会滑雪项目测试赛顺利举行",
+        "网球名将因伤退出本届公开赛",
+        "田径运动员打破全国纪录",
+    ],
+    "财经": [
+        "央行宣布下调存款准备金率",
+        "股市三大指数集体收涨",
+        "房地产市场成交量环比回升",
+        "人民币汇率中间价小幅上调",
+        "多家银行下调房贷利率",
+        "上半年国内生产总值同比增长",
+        "原油价格连续三周下跌",
+        "基金公司发行规模创新高",
+        "消费者物价指数保持温和上涨",
+        "出口贸易额超出市场预期",
+        "保险行业保费收入稳步增长",
+        "债券市场收益率继续走低",
+    ],
+    "科技": [
+        "国产芯片研发取得重大突破",
+        "新款智能手机发布售价上涨",
+        "人工智能大模型开放公众试用",
+        "火箭成功发射三颗遥感卫星",
+        "量子计算机实现新的里程碑",
+        "电动汽车电池续航再创纪录",
+        "互联网公司发布开源操作系统",
+        "科学家发现新型超导材料",
+        "无人驾驶出租车开始载客测试",
+        "第五代移动通信基站建设提速",
+        "机器人在医院承担配送工作",
+        "云计算服务价格全面下调",
+    ],
+}
+
+
+def zh_folder(tmp_path: Path) -> Path:
+    """train / dev / test CSVs of the Chinese titles (8 / 2 / 2 of each class), in the seed layout, UTF-8."""
+    folder = tmp_path / "zh"
+    folder.mkdir()
+    for split, rows in (("train", slice(0, 8)), ("dev", slice(8, 10)), ("test", slice(10, 12))):
+        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("0", "1"), *((t, label) for label, ts in ZH.items() for t in ts[rows])])
+    return folder
 
 
 def store(settings, folder, name="tiny"):

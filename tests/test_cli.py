@@ -7,7 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+from sqlalchemy import select
+
+from core import coverage, data, models
 from core.artifacts import CHECKPOINT_STATE, checkpoints_dir
+from core.db import Dataset, session_factory
 from tests.conftest import make_rows, write_csv
 from tests.helpers import get_run
 
@@ -60,6 +65,10 @@ def test_train_prints_one_json_object_then_status_and_predict(settings, csv_fold
     ):
         assert result[key] is not None, key
     assert result["status"] == "completed"
+    tokenizer = models.load_tokenizer(tiny_model, settings)  # the training texts' tokens the model does not know
+    with session_factory(settings.db_url)() as s:
+        train_texts = data.load_split(settings, s.scalars(select(Dataset)).one(), "train")["text"]
+    assert result["unknown_token_share"] == pytest.approx(coverage.unknown_share(tokenizer, train_texts.tolist()))
     assert set(result["test"]) == {"accuracy", "precision_weighted", "recall_weighted", "f1_macro", "confusion_matrix"}
 
     status = cli("status", str(result["run_id"]), "--json", settings=settings)

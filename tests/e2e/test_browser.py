@@ -3,11 +3,13 @@
 Upload three small CSVs, queue a full-vs-LoRA pair on the bundled model, watch a live curve move, wait for both
 runs, compare them, predict a sentence, download the LoRA model and a labelled file. A screenshot of each page is
 saved under screenshots/: the whole page at the width of a classroom projector (1024 pixels), and its first screen
-as a class sees it (1024 x 768, `-screen`).
+as a class sees it (1024 x 768, `-screen`). A second, short test uploads Chinese titles and sees, on Data and on
+Train, that the bundled English model does not know most of the text, before anything is queued.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -24,7 +26,7 @@ import pytest
 
 from core.db import Run, RunStatus, session_factory
 from core.worker import lock_path
-from tests.helpers import wait_for
+from tests.helpers import wait_for, zh_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -143,6 +145,48 @@ def wait_until(predicate, timeout: float, what: str, every: float = 1.0):
     return wait_for(predicate, timeout, every, what)
 
 
+def wait_for_script(page) -> None:
+    """Wait until Streamlit has finished running the script."""
+    from playwright.sync_api import expect
+
+    page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+
+
+def upload(page, folder: Path, names: tuple[str, ...]) -> None:
+    """Give the Data page's file boxes these files of the folder, in order."""
+    from playwright.sync_api import expect
+
+    inputs = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+    expect(inputs).to_have_count(4)
+    for i, name in enumerate(names):
+        for attempt in range(3):  # a file given while the page reruns can be dropped; a person gives it again
+            wait_for_script(page)
+            inputs.nth(i).set_input_files(folder / name)
+            try:
+                expect(page.get_by_text(name, exact=True)).to_be_visible(timeout=20_000)
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
+        wait_for_script(page)
+
+
+@contextlib.contextmanager
+def browser_page():
+    """A page of headless Chromium at the projector's size."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
 def test_upload_train_a_pair_watch_compare_predict(server):
     from playwright.sync_api import expect, sync_playwright
 
@@ -166,9 +210,8 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             page.screenshot(path=SHOTS / name)
             page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
 
-        def settle() -> None:  # wait until Streamlit has finished running the script
-            page.wait_for_timeout(300)
-            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+        def settle() -> None:
+            wait_for_script(page)
 
         try:
             page.goto(base)  # the first visit since the server started
@@ -179,19 +222,7 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             shot("1-start.png")
 
             page.goto(f"{base}/data")
-            inputs = page.locator("[data-testid='stFileUploaderDropzoneInput']")
-            expect(inputs).to_have_count(4)
-            for i, name in enumerate(("train.csv", "dev.csv", "test.csv", "classes.txt")):
-                for attempt in range(3):  # a file given while the page reruns can be dropped; a person gives it again
-                    settle()
-                    inputs.nth(i).set_input_files(csvs / name)
-                    try:
-                        expect(page.get_by_text(name, exact=True)).to_be_visible(timeout=20_000)
-                        break
-                    except AssertionError:
-                        if attempt == 2:
-                            raise
-                settle()
+            upload(page, csvs, ("train.csv", "dev.csv", "test.csv", "classes.txt"))
             expect(page.get_by_text("Label distribution per split").first).to_be_visible()
             page.get_by_label("Dataset name", exact=True).fill("news e2e")
             page.get_by_label("Dataset name", exact=True).press("Enter")
@@ -284,3 +315,41 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             raise
         finally:
             browser.close()
+
+
+def test_chinese_titles_on_the_bundled_model_are_said_to_read_poorly_before_queuing(server):
+    """The bundled model is English: on Chinese titles, Data and Train say how much of the text it does not know,
+    and which models read it, before anything is queued (nothing trains here)."""
+    from playwright.sync_api import expect
+
+    base, db_url, tmp = server
+    expect.set_options(timeout=60_000)
+    SHOTS.mkdir(exist_ok=True)
+    with browser_page() as page:
+        try:
+            page.goto(f"{base}/data")
+            upload(page, zh_folder(tmp), ("train.csv", "dev.csv", "test.csv"))
+            warning = page.get_by_test_id("stAlertContentWarning").filter(has_text="does not know")
+            expect(warning).to_contain_text("all-MiniLM-L6-v2 (bundled, offline) does not know")
+            expect(warning).to_contain_text("bert-base-chinese")
+            page.get_by_label("Dataset name", exact=True).fill("中文新闻")
+            page.get_by_label("Dataset name", exact=True).press("Enter")
+            wait_for_script(page)
+            page.get_by_role("button", name="Save dataset").click()
+            expect(page.get_by_text("Saved '中文新闻'")).to_be_visible()
+
+            page.goto(f"{base}/train")
+            expect(page.get_by_text("LoRA trains")).to_be_visible(timeout=120_000)
+            warning = page.get_by_test_id("stAlertContentWarning").filter(has_text="does not know")
+            expect(warning).to_contain_text("Needs the internet once")
+            wait_for_script(page)
+            height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+            page.set_viewport_size({"width": WIDTH, "height": min(max(height, HEIGHT), 8000)})  # the whole page
+            page.wait_for_timeout(500)
+            page.screenshot(path=SHOTS / "10-train-chinese-coverage.png")
+            expect(page.get_by_role("button", name="Queue a pair: full fine-tuning + LoRA")).to_be_enabled()
+            assert runs_in(db_url) == [], "said before queuing: nothing was queued"
+        except BaseException:
+            page.screenshot(path=SHOTS / "failure.png")
+            print((tmp / "streamlit.log").read_text()[-3000:])
+            raise
