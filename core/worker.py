@@ -24,7 +24,7 @@ from datetime import timedelta
 from sqlalchemy import case, func, select, update
 
 from core.artifacts import run_dir
-from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
+from core.db import LabelJob, Run, RunStatus, session_factory, shown_url, utcnow
 from core.runners import RunnerError, start_run
 from core.runs import request_cancel
 from core.settings import PROJECT_ROOT, Settings, sqlite_path
@@ -300,7 +300,7 @@ def run_worker(
         if not got:
             log.info("another worker is already running for %s", settings.data_dir)
             return 3
-        log.info("worker %s serving %s", os.getpid(), settings.db_url)
+        log.info("worker %s serving %s", os.getpid(), shown_url(settings.db_url))  # the log never shows a password
         last_reconcile = 0.0
         trainers, idle = Trainers(settings, supervise), IdleClock()
         try:
