@@ -332,7 +332,7 @@ def cmd_predict(args) -> int:
         except RunNotReady as e:
             raise Refused(str(e)) from None
     if args.file:
-        return _label_file(settings, args, predictor)
+        return _label_file(settings, args, run, predictor)
     if args.text is None:
         raise Refused("Give a text to label, or --file with a CSV or text file of them.")
     label, probs = predictor.predict(args.text)
@@ -345,7 +345,7 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def _label_file(settings, args, predictor) -> int:
+def _label_file(settings, args, run: Run, predictor) -> int:
     from core import labels
 
     if not args.out:
@@ -360,7 +360,7 @@ def _label_file(settings, args, predictor) -> int:
         raise Refused(
             f"--out {out}: there is no folder {out.parent}. Create it, or give a file in a folder that exists."
         )
-    rows = labels.label_rows(text_file, column, {args.run: predictor}, out, args.all_probabilities)
+    rows = labels.label_rows(text_file, column, {labels.run_name(run): predictor}, out, args.all_probabilities)
     print(f"{rows} rows labelled with run {args.run}: {out}", file=sys.stderr)
     return 0
 

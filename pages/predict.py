@@ -41,6 +41,8 @@ def label_job_view(job_id: int) -> None:
             st.progress(done, text=f"{job.file_name}: {job.rows_done:,} of {job.rows_total:,} rows labelled")
         elif job.status == RunStatus.COMPLETED.value:
             output = labels.output_path(ui.settings(), job)
+            st.caption(f"{job.file_name}, labelled. The first rows:")
+            st.dataframe(labels.preview(output), hide_index=True, key="label_result_preview")
             st.download_button(
                 f"Download {labels.download_name(job)} ({job.rows_total:,} rows)",
                 output.read_bytes,  # read when the button is pressed, not at every rerun
