@@ -106,8 +106,8 @@ def label_rows(
                     names = output_columns(name, predictor.classes, all_probabilities)
                     chunk[names[0]] = pd.Series(np.asarray(predictor.classes, dtype=object)[best], dtype="str")
                     chunk[names[1]] = probs[np.arange(len(best)), best]
-                    for k, name in enumerate(names[2:]):
-                        chunk[name] = probs[:, k]
+                    for k, class_column in enumerate(names[2:]):
+                        chunk[class_column] = probs[:, k]
                 write_safe_csv(chunk, f, header=start == 0)
                 if progress is not None:
                     progress(start + len(chunk))
