@@ -9,11 +9,10 @@ import time
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from core import estimate, models, views, worker
+from core import db, estimate, models, views, worker
 from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.db import Dataset, Run, session_factory, utcnow
 from core.failures import TrainingError
@@ -100,21 +99,24 @@ def _run_the_app_not_a_lone_page() -> None:
 _run_the_app_not_a_lone_page()  # at the first import, in the first page run after a start
 
 
+def unusable_setting(e: SettingsError) -> None:
+    """Stop the page: a setting (LORALAB_DB_URL, ...) cannot be used; says what to change."""
+    st.error(f"The dashboard cannot start: {e} The administrator should correct it and restart the dashboard.")
+    st.stop()
+
+
 def settings() -> Settings:
     """The server's settings; a setting that cannot be used stops the page with what to change."""
     try:
         return get_settings()
     except SettingsError as e:
-        st.error(f"The dashboard cannot start: {e} The administrator should correct it and restart the dashboard.")
-        st.stop()
+        unusable_setting(e)
 
 
 def database_problem(e: Exception) -> str:
     """A database that cannot be reached, in plain words (the URL without its password)."""
-    url = make_url(settings().db_url).render_as_string(hide_password=True)
-    reason = (str(getattr(e, "orig", None) or e).strip() or type(e).__name__).splitlines()[0]
     return (
-        f"The database {url} cannot be reached ({reason}). Nothing was lost: runs already "
+        f"{db.database_problem(settings().db_url, e)} Nothing was lost: runs already "
         "queued or training go on once it is back. Reload this page in a moment, or ask the administrator to check "
         "the database server."
     )
@@ -131,6 +133,8 @@ def sessions(write: bool = False) -> sessionmaker:
     except (OperationalError, InterfaceError) as e:
         st.error(database_problem(e))
         st.stop()
+    except SettingsError as e:  # a database it has no driver for, an SQLite file that cannot be created
+        unusable_setting(e)
 
 
 @st.cache_resource(show_spinner=False)

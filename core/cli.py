@@ -1,20 +1,25 @@
-"""Command line: `python -m core COMMAND`. Refused input exits non-zero with a plain message, never a traceback."""
+"""Command line: `python -m core COMMAND`. Refused input, a file or a database that cannot be used, and any other
+failure exit non-zero with one plain message, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import re
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 
 from core import data, models
 from core.config import TrainConfig, defaults_in_words
-from core.db import Dataset, Run, RunStatus, session_factory, utcnow
+from core.db import Dataset, Run, RunStatus, database_problem, session_factory, utcnow
 from core.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
 from core.settings import SettingsError, get_settings
 
@@ -447,7 +452,7 @@ def cmd_predict(args) -> int:
         except RunNotReady as e:
             raise Refused(str(e)) from None
     if args.file:
-        return _label_file(settings, args, predictor)
+        return _label_file(settings, args, run, predictor)
     if args.text is None:
         raise Refused("Give a text to label, or --file with a CSV or text file of them.")
     label, probs = predictor.predict(args.text)
@@ -460,7 +465,7 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def _label_file(settings, args, predictor) -> int:
+def _label_file(settings, args, run: Run, predictor) -> int:
     from core import labels
 
     if not args.out:
@@ -471,7 +476,11 @@ def _label_file(settings, args, predictor) -> int:
     except data.DataError as e:
         raise Refused("The file was refused; nothing was labelled:\n- " + "\n- ".join(e.problems)) from None
     out = Path(args.out)
-    rows = labels.label_rows(text_file, column, {args.run: predictor}, out, args.all_probabilities)
+    if not out.parent.is_dir():
+        raise Refused(
+            f"--out {out}: there is no folder {out.parent}. Create it, or give a file in a folder that exists."
+        )
+    rows = labels.label_rows(text_file, column, {labels.run_name(run): predictor}, out, args.all_probabilities)
     print(f"{rows} rows labelled with run {args.run}: {out}", file=sys.stderr)
     return 0
 
@@ -621,3 +630,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before a run was recorded (reading the files): nothing to cancel
         print("interrupted", file=sys.stderr)
         return 130
+    except SQLAlchemyError as e:  # a database server that is down or refuses; a file that is no database
+        print(f"error: {database_problem(_db_url(args), e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file or folder that cannot be read or written
+        where = ", ".join(str(name) for name in (e.filename, e.filename2) if name is not None)
+        print(f"error: {where}: {e.strerror or e}." if where else f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug: one line here; the traceback goes to a file, to send with a report
+        print(f"error: unexpected {type(e).__name__}: {e}. {_traceback_file(e)}", file=sys.stderr)
+        return 2
+
+
+def _db_url(args) -> str:
+    try:
+        return get_settings(getattr(args, "db", None)).db_url
+    except SettingsError:
+        return args.db
+
+
+def _traceback_file(e: Exception) -> str:
+    try:
+        fd, path = tempfile.mkstemp(prefix="loralab-error-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            traceback.print_exception(e, file=f)
+    except OSError:
+        return "This is a bug in LoRA Lab; please report it with the command you ran."
+    return f"This is a bug in LoRA Lab; please report it with the command you ran and the details in {path}."

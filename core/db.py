@@ -26,10 +26,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-from core.settings import sqlite_path
+from core.settings import SettingsError, sqlite_path
 
 
 def utcnow() -> datetime:
@@ -307,12 +307,38 @@ def migrate(engine: Engine, step) -> None:
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
+_OPENABLE = (
+    "Give --db (or LORALAB_DB_URL) an SQLite file (sqlite:///runs.db) or a PostgreSQL server "
+    "(postgresql+psycopg://user@host/db), whose drivers come with LoRA Lab."
+)
+
+
+def shown_url(db_url: str) -> str:
+    """The database URL to show or print: without its password."""
+    return make_url(db_url).render_as_string(hide_password=True)
+
+
+def database_problem(db_url: str, e: Exception) -> str:
+    """A database that cannot be reached or used, in plain words: its URL (without the password) and why."""
+    reason = (str(getattr(e, "orig", None) or e).strip() or type(e).__name__).splitlines()[0]
+    state = "cannot be reached" if isinstance(e, (OperationalError, InterfaceError)) else "cannot be used"
+    return f"The database {shown_url(db_url)} {state} ({reason})."
+
+
 @lru_cache(maxsize=8)
 def get_engine(db_url: str) -> Engine:
-    """One engine per URL and process; brings the schema up to date on first use."""
+    """One engine per URL and process; brings the schema up to date on first use. A URL that cannot be used (a
+    database LoRA Lab has no driver for, an SQLite file that cannot be created) raises SettingsError."""
     db_file = sqlite_path(db_url)
     if db_file is not None:
-        db_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(db_file.with_name(db_file.name + ".migrate-lock"), "a")  # noqa: SIM115 - closed below
+        except OSError as e:
+            raise SettingsError(
+                f"The database file {db_file} cannot be created ({e.strerror}). Give --db (or LORALAB_DB_URL) an "
+                "SQLite file in a folder you can write to, e.g. sqlite:///runs.db."
+            ) from None
         engine = create_engine(db_url, connect_args={"timeout": 30, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -326,10 +352,20 @@ def get_engine(db_url: str) -> Engine:
             if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query
             else {}
         )
-        engine = create_engine(url, pool_pre_ping=True, connect_args=wait)
+        try:
+            engine = create_engine(url, pool_pre_ping=True, connect_args=wait)
+        except ModuleNotFoundError as e:  # e.g. mysql:// without its driver, MySQLdb
+            raise SettingsError(
+                f"The database {shown_url(db_url)} needs the Python package {e.name}, which is not installed. "
+                + _OPENABLE
+            ) from None
+        except NoSuchModuleError:  # a name SQLAlchemy knows no database by
+            raise SettingsError(
+                f"{shown_url(db_url)}: LoRA Lab knows no database called '{url.drivername}'. {_OPENABLE}"
+            ) from None
     if db_file is not None:
         # One process migrates at a time (the dashboard and the worker may start together).
-        with open(db_file.with_name(db_file.name + ".migrate-lock"), "a") as lock:
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             upgrade(engine)
     else:

@@ -170,8 +170,9 @@ def model_card(run: Run, meta: dict, adapter: bool, verdict: str | None = None) 
             "",
             "**Base model needed.** " + _base_note(base),
             "",
-            "A folder that needs nothing else: export again with *merged* (`python -m core export RUN --out DIR "
-            "--merged`).",
+            "A model that needs nothing else, the adapters merged into the base model, comes two ways: the button "
+            "**Download the merged model** on this run's page (Runs) in LoRA Lab, or the command "
+            f"`python -m core export {run.id} --out DIR --merged`.",
         ]
     return "\n".join(lines) + "\n"
 

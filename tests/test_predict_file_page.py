@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import export, labels
+from core.config import TrainConfig
 from core.worker import claim_next_label_job
 from tests.conftest import make_rows, write_csv
 from tests.helpers import store, train_now
@@ -57,7 +58,11 @@ def test_predict_tabs_type_a_text_and_label_a_file(settings, run_id, tmp_path):
     (button,) = at.get("download_button")
     assert "new-labelled.csv (30 rows)" in button.proto.label
     out = pd.read_csv(labels.output_path(settings, labels_job(settings)), dtype=str, encoding="utf-8-sig")
-    assert out["id"].tolist() == [r[0] for r in rows] and f"run {run_id} label" in out.columns
+    run = f"#{run_id} LoRA · seed {TrainConfig().seed}"
+    assert out["id"].tolist() == [r[0] for r in rows] and f"{run} label" in out.columns
+    (shown,) = [d.value for d in at.dataframe if f"{run} label" in d.value.columns]  # the first rows, on the page
+    assert list(shown.columns) == ["id", "title", f"{run} label", f"{run} probability"]
+    assert shown["id"].tolist() == [r[0] for r in rows[: labels.PREVIEW_ROWS]]
 
 
 def labels_job(settings):

