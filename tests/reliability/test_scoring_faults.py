@@ -17,7 +17,7 @@ import torch
 from sqlalchemy import select
 
 from core import evaluate, views
-from core.artifacts import checkpoints_dir, latest_checkpoint
+from core.artifacts import artifact_dir, checkpoints_dir, latest_checkpoint
 from core.config import TrainConfig
 from core.db import Prediction, session_factory
 from core.runs import create_run, request_cancel, resume_run, resume_step
@@ -99,9 +99,11 @@ def test_a_run_cancelled_or_killed_while_scoring_resumes_with_scoring(
     env = {"LORALAB_TEST_HOLD_SCORING": str(hold), "LORALAB_CHECKPOINT_SECONDS": "0"}  # a checkpoint every step
     worker = start_worker(settings, env=env)
     try:
-        scoring = wait_for(lambda: (r := get_run(settings, doomed.id)).artifact_path or r.run_status.finished and r)
+        model = artifact_dir(settings, doomed) / "lora_lab.json"
+        wait_for(lambda: model.is_file() or get_run(settings, doomed.id).run_status.finished, timeout=180)
+        assert get_run(settings, doomed.id).status == "running", "the run was to wait before scoring"
+        wait_for(lambda: get_run(settings, doomed.id).artifact_path, timeout=10, what="the saved model's record")
         scoring = get_run(settings, doomed.id)
-        assert scoring.status == "running", "the run was to wait before scoring, its training finished and recorded"
         assert views.progress(scoring) == (1.0, 0.0)  # no training left, nothing to estimate
         assert latest_checkpoint(checkpoints_dir(settings, doomed), doomed.uid) is not None  # kept while it scores
         if fault == "cancel":  # the worker asks, then sends SIGTERM after its grace (the child does not check)
@@ -121,7 +123,7 @@ def test_a_run_cancelled_or_killed_while_scoring_resumes_with_scoring(
         with session_factory(settings.db_url)() as s:
             assert resume_run(s, settings, doomed.id) == ended.step
             unbroken = create_run(s, dataset, tiny_model, TrainConfig(method=method, **CONFIG))
-        wait_for(lambda: get_run(settings, unbroken.id).run_status.finished, timeout=180)
+        wait_for(lambda: all(get_run(settings, r.id).run_status.finished for r in (doomed, unbroken)), timeout=180)
     finally:
         worker.kill()
         worker.wait()
