@@ -55,6 +55,17 @@ def artifact_dir(settings: Settings, run: Run) -> Path:
     return run_dir(settings, run) / "model"
 
 
+def trained_model(settings: Settings, run: Run) -> Path | None:
+    """The model this run saved when its training finished, once the run has recorded it (artifact_path) and the
+    folder holds that run's complete model (written whole, see save_artifact); None otherwise. A run that has one
+    needs no more training: a resume only scores the test set."""
+    if not run.artifact_path:
+        return None
+    folder = settings.data_dir / run.artifact_path
+    meta = folder / "lora_lab.json"
+    return folder if meta.is_file() and _written_by(meta) == run.uid else None
+
+
 def save_artifact(
     model, tokenizer, run: Run, config: TrainConfig, classes: list[str], folder: Path
 ) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from core import data, models
+from core.artifacts import trained_model
 from core.config import TrainConfig, defaults_in_words
 from core.db import Dataset, Run, RunStatus, database_problem, session_factory, utcnow
 from core.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
@@ -302,7 +303,11 @@ def cmd_resume(args) -> int:
             step = resume_run(s, settings, args.run_id)
         except ValueError as e:
             raise Refused(str(e)) from None
-    print(f"run {args.run_id}: queued to resume from step {step}")
+        trained = trained_model(settings, s.get(Run, args.run_id)) is not None
+    if trained:
+        print(f"run {args.run_id}: training had finished; queued to resume with test scoring")
+    else:
+        print(f"run {args.run_id}: queued to resume from step {step}")
     return 0
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import models
-from core.artifacts import checkpoints_dir, latest_checkpoint
+from core.artifacts import checkpoints_dir, latest_checkpoint, trained_model
 from core.config import TrainConfig
 from core.db import ComparisonGroup, Dataset, Metric, Run, RunStatus, utcnow
 from core.settings import Settings
@@ -136,8 +136,13 @@ MIN_TIMED_STEPS = 3  # steps timed before the time left is estimated; until then
 def training_seconds_left(run: Run, now: datetime) -> float | None:
     """Seconds of training left at the pace of the steps that the current training process has timed since the end
     of its first step; None until MIN_TIMED_STEPS are timed. Neither start-up (loading the model, tokenizing) nor
-    the steps before a resume count: a run resumed 20 s ago from step 500, now at 510 of 600, has 180 s left."""
-    if run.status != RunStatus.RUNNING.value or not run.total_steps or run.timing_at is None:
+    the steps before a resume count: a run resumed 20 s ago from step 500, now at 510 of 600, has 180 s left. A run
+    past its last step (scoring the test set) has none."""
+    if run.status != RunStatus.RUNNING.value or not run.total_steps:
+        return None
+    if run.step >= run.total_steps:
+        return 0.0
+    if run.timing_at is None:
         return None
     timed = run.step - (run.timing_step or 0)
     if timed < MIN_TIMED_STEPS:
@@ -149,17 +154,20 @@ RESUMABLE = (RunStatus.CRASHED.value, RunStatus.FAILED.value, RunStatus.CANCELLE
 
 
 def resume_step(settings: Settings, run: Run) -> int | None:
-    """The step an ended, unfinished run can go on from (its last checkpoint); None if it cannot."""
+    """The step an ended, unfinished run can go on from: its last checkpoint's, or its last step once its training
+    has finished (its model saved and recorded: it resumes with test scoring alone); None if it cannot."""
     if run.status not in RESUMABLE:
         return None
+    if trained_model(settings, run) is not None:
+        return run.step
     found = latest_checkpoint(checkpoints_dir(settings, run), run.uid)
     return found[1] if found else None
 
 
 def resume_run(session: Session, settings: Settings, run_id: int) -> int:
     """Queue a crashed, failed or cancelled run again: it goes on from its last checkpoint, in the same history
-    (what was logged after the checkpoint is logged again). Returns the checkpoint's step. Raises ValueError, in
-    plain words, if it cannot."""
+    (what was logged after the checkpoint is logged again), or, if its training had finished, with test scoring
+    alone. Returns the step it goes on from. Raises ValueError, in plain words, if it cannot."""
     run = session.get(Run, run_id)
     if run is None:
         raise ValueError(f"There is no run {run_id}.")

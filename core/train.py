@@ -21,13 +21,14 @@ from sqlalchemy import delete, update
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from core import evaluate, models
-from core.artifacts import artifact_dir, checkpoints_dir, latest_checkpoint, run_dir, save_artifact
+from core.artifacts import artifact_dir, checkpoints_dir, latest_checkpoint, run_dir, save_artifact, trained_model
 from core.config import TrainConfig
 from core.data import load_split
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.device import device_name, peak_memory_mb, pick_device, precision
 from core.failures import TrainingError, out_of_memory, plain_error, smaller_batch
 from core.methods import count_params, wrap_model
+from core.predict import RunNotReady, load_artifact
 from core.recorder import RunRecorder
 from core.settings import Settings, get_settings
 from core.trainer import EncodedTexts, LabTrainer, dev_metrics
@@ -45,7 +46,10 @@ def _add_note(sessions, run_id: int, note: str) -> None:
 
 
 def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) -> RunStatus:
-    """Train, score and save one run, writing everything to the database. Returns how it ended."""
+    """Train, save and score one run, writing everything to the database. Returns how it ended.
+
+    A run whose training has finished records its saved model before the test set is scored: if scoring fails, is
+    cancelled or killed, a resume goes straight to scoring. Its checkpoints are deleted only once it has completed."""
     sessions = session_factory(settings.db_url)
     with sessions() as s:
         run = s.get(Run, run_id)
@@ -64,20 +68,37 @@ def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) ->
     try:
         if dataset is None:
             raise TrainingError("The run's dataset was deleted before it could train. Choose another dataset.")
-        status, values = _train(settings, sessions, run, dataset, parent_pid)
+        test = load_split(settings, dataset, "test")
+        if trained_model(settings, run) is None:
+            stopped = _train(settings, sessions, run, dataset, parent_pid)
+        else:
+            stopped = None
+            _add_note(sessions, run_id, "Resumed with test scoring: training had finished and its model was saved.")
+        status, values = stopped or (RunStatus.COMPLETED, _score(settings, sessions, run_id, test))
     except KeyboardInterrupt:  # Ctrl+C reaches every process of the terminal: a stop asked for, not a crash
         status, values = RunStatus.CANCELLED, {"error": None}
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the run in plain words
         status, values = RunStatus.FAILED, {"error": plain_error(e, run, run_dir(settings, run))}
         traceback.print_exc()
     _set_run(sessions, run_id, status=status.value, finished_at=utcnow(), heartbeat_at=utcnow(), **values)
+    if status == RunStatus.COMPLETED:  # deleted only now that the record says the run needs them no more
+        shutil.rmtree(checkpoints_dir(settings, run), ignore_errors=True)
     return status
 
 
-def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid) -> tuple[RunStatus, dict]:
+def _pick_device(settings: Settings) -> str:
+    try:
+        return pick_device(settings.device)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+
+
+def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid) -> tuple[RunStatus, dict] | None:
+    """Train the run (from its last checkpoint if it has one), save its model and record that, with what training
+    measured. Returns None once that is recorded; how the run ended and what to record if it stopped before."""
     config = TrainConfig.from_dict(run.config)
     classes = list(dataset.classes)
-    splits = {s: load_split(settings, dataset, s) for s in ("train", "dev", "test")}
+    splits = {s: load_split(settings, dataset, s) for s in ("train", "dev")}
     tokenizer = models.load_tokenizer(run.model_source, settings)
     run.base_revision = models.revision(
         run.model_source, settings
@@ -97,10 +118,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     # Out of memory: a smaller batch, accumulating gradients over more steps (the same examples per update), going
     # on from the last checkpoint; at batch size 1 there is nothing left to split.
     batch, accumulation = config.batch_size, 1
-    try:
-        device = pick_device(settings.device)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
+    device = _pick_device(settings)
     fit = partial(
         _fit, settings, sessions, run, config, tokenizer, classes, train_set, dev_set, device, parent_pid=parent_pid
     )
@@ -140,19 +158,70 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
 
     folder = artifact_dir(settings, run)
     artifact_bytes, tokenizer_bytes = save_artifact(model, tokenizer, run, config, classes, folder)
-    shutil.rmtree(checkpoints_dir(settings, run), ignore_errors=True)  # the artifact holds what is worth keeping
-    scorer = evaluate.merged(model)
-    test = splits["test"]
-    score_started = time.perf_counter()
-    probs = evaluate.predict_proba(scorer, tokenizer, test["text"].tolist(), config.max_length)
+    seen = trainer.state.global_step and len(train_set) * config.epochs
+    # Training has finished: recorded with its model before the test set is scored, so that a failure, cancel or
+    # kill while scoring leaves a run that resumes with scoring alone.
+    _set_run(
+        sessions,
+        run.id,
+        step=trainer.state.global_step,
+        train_seconds=train_seconds,
+        samples_per_second=seen / train_seconds if train_seconds else None,
+        trainable_params=trainable,
+        total_params=total,
+        peak_memory_mb=peak_memory_mb(device),
+        device=device_name(device),
+        artifact_path=str(folder.relative_to(settings.data_dir)),
+        artifact_bytes=artifact_bytes,
+        tokenizer_bytes=tokenizer_bytes,
+        **machine,
+    )
+    return None
+
+
+def _hold_before_scoring() -> None:
+    """A hook for the fault tests (tests/reliability/test_scoring_faults.py): while the file that
+    LORALAB_TEST_HOLD_SCORING names exists, wait here, with training finished and the test set not yet scored."""
+    hold = os.environ.get("LORALAB_TEST_HOLD_SCORING")
+    while hold and os.path.exists(hold):
+        time.sleep(0.1)
+
+
+def _score(settings: Settings, sessions, run_id: int, test) -> dict:
+    """Score the test set with the model the run saved, loaded as Predict loads it (the one path, whether the run
+    has just trained or resumes with scoring alone), and store its predictions. Returns what completes the record."""
+    gc.collect()  # the training's model, optimizer and Trainer, before the saved model loads
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    _hold_before_scoring()
+    with sessions() as s:
+        run = s.get(Run, run_id)
+    folder = trained_model(settings, run)
+    if folder is None:
+        raise TrainingError(f"Run {run_id}'s saved model is missing from {run_dir(settings, run)}. Launch it again.")
+    device = _pick_device(settings)
+    try:
+        predictor = load_artifact(folder, settings)
+        predictor.model.to(device)
+        score_started = time.perf_counter()
+        probs = predictor.predict_proba(test["text"].tolist())
+    except RunNotReady as e:
+        raise TrainingError(str(e)) from None
+    except Exception as e:
+        if not out_of_memory(e):
+            raise
+        raise TrainingError(
+            "Out of memory while scoring the test set. Training has finished and its model is saved: resume the "
+            "run when more memory is free (fewer runs training beside it) to score the test set alone."
+        ) from e
     score_seconds = time.perf_counter() - score_started
-    metrics = evaluate.test_metrics(test["label"].to_numpy(), probs, classes)
+    metrics = evaluate.test_metrics(test["label"].to_numpy(), probs, predictor.classes)
     preds = probs.argmax(axis=1)
     with sessions.begin() as s:
-        s.execute(delete(Prediction).where(Prediction.run_id == run.id))
+        s.execute(delete(Prediction).where(Prediction.run_id == run_id))
         s.add_all(
             Prediction(
-                run_id=run.id,
+                run_id=run_id,
                 idx=i,
                 text=t,
                 true_label=int(y),
@@ -161,21 +230,11 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
             )
             for i, (t, y, p, pr) in enumerate(zip(test["text"], test["label"], preds, probs))
         )
-    seen = trainer.state.global_step and len(train_set) * config.epochs
-    return RunStatus.COMPLETED, {
-        "step": trainer.state.global_step,
-        "train_seconds": train_seconds,
-        "samples_per_second": seen / train_seconds if train_seconds else None,
-        "trainable_params": trainable,
-        "total_params": total,
-        "peak_memory_mb": peak_memory_mb(device),
-        "device": device_name(device),
-        "artifact_path": str(folder.relative_to(settings.data_dir)),
-        "artifact_bytes": artifact_bytes,
-        "tokenizer_bytes": tokenizer_bytes,
+    return {
         "test_metrics": metrics,
         "score_seconds": score_seconds,
-        **machine,
+        # The most memory of training and of scoring, whichever process did each.
+        "peak_memory_mb": max(run.peak_memory_mb or 0.0, peak_memory_mb(device)),
         "error": None,
     }
 

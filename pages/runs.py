@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import comparisons, estimate, export, models, runs, storage, views
+from core import artifacts, comparisons, estimate, export, models, runs, storage, views
 from core.config import METHOD_NAMES
 from core.db import Run, RunStatus
 
@@ -90,7 +90,10 @@ def status_line(s, run: Run, label: str) -> None:
             st.caption(when)
     elif run.status == RunStatus.RUNNING.value:
         done, eta = views.progress(run)
-        left = "estimating the time left" if eta is None else f"about {estimate.duration_text(eta)} left"
+        if run.total_steps and run.step >= run.total_steps:
+            left = "training finished, scoring the test set"
+        else:
+            left = "estimating the time left" if eta is None else f"about {estimate.duration_text(eta)} left"
         st.progress(done or 0.0, text=f"{label} · Step {run.step} of {run.total_steps or '?'} · {left}")
     elif run.status == RunStatus.COMPLETED.value:
         accuracy = views.percent((run.test_metrics or {}).get("accuracy"))
@@ -224,11 +227,14 @@ def show_run(run_id: int) -> None:
         if note:
             st.warning(note, icon=":material/speed:")
         step = runs.resume_step(ui.settings(), run)
+        trained = step is not None and artifacts.trained_model(ui.settings(), run) is not None
         if step is not None and st.button(
-            f"Resume from step {step}",
+            "Resume with test scoring" if trained else f"Resume from step {step}",
             key="runs_resume",
             type="primary",
-            help="Goes on from the run's last checkpoint, in this same history. Steps after it are trained again.",
+            help="Its training had finished and its model is saved: scores the test set, and trains nothing again."
+            if trained
+            else "Goes on from the run's last checkpoint, in this same history. Steps after it are trained again.",
         ):
             try:
                 with ui.sessions(write=True)() as s:

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import data, evaluate, models, views
-from core.artifacts import CHECKPOINT_STATE, checkpoints_dir
+from core.artifacts import CHECKPOINT_STATE, artifact_dir, checkpoints_dir
 from core.config import TrainConfig
 from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.runs import create_pair, create_run
@@ -338,6 +338,28 @@ def test_a_crashed_run_with_a_checkpoint_resumes_from_its_page(settings, populat
     assert "Waiting its turn" in texts(at.info)
     for other in ("failed", "cancelled", "completed_full"):  # no checkpoint, or nothing left to do
         assert "runs_resume" not in [b.key for b in open_page("runs", run=str(populated[other])).button]
+
+
+def test_a_run_whose_training_finished_resumes_with_test_scoring_from_its_page(settings, populated):
+    with session_factory(settings.db_url)() as s:
+        failed, running = s.get(Run, populated["failed"]), s.get(Run, populated["running"])
+        model = artifact_dir(settings, failed)
+        model.mkdir(parents=True)
+        (model / "lora_lab.json").write_text(json.dumps({"run_uid": "another run"}))
+        # Training finished and recorded its model; scoring failed (or, for the running one, goes on).
+        failed.artifact_path, failed.step = str(model.relative_to(settings.data_dir)), 40
+        running.step = 40
+        s.commit()
+    at = open_page("runs", run=str(populated["running"]))
+    assert at.get("progress")[0].proto.text.endswith("Step 40 of 40 · training finished, scoring the test set")
+    assert "runs_resume" not in [b.key for b in open_page("runs", run=str(populated["failed"])).button]
+    (model / "lora_lab.json").write_text(json.dumps({"run_uid": failed.uid}))  # its own model, not another run's
+    at = open_page("runs", run=str(populated["failed"]))
+    assert at.button(key="runs_resume").label == "Resume with test scoring"
+    at.button(key="runs_resume").click().run()
+    assert not at.exception
+    with session_factory(settings.db_url)() as s:
+        assert s.get(Run, populated["failed"]).status == "queued"
 
 
 def test_runs_view_shows_the_end_of_a_run(settings, populated):
