@@ -12,8 +12,8 @@ run goes to stdout and OUT/results.jsonl, the table to OUT/table.md.
 
 --probe-load N: each run is estimated from a probe alone (its own empty database: no finished run calibrates it),
 the probe timed while N busy programs compete for the CPUs; then the load stops and the run trains. The table adds
-the CPU share the probe's threads got, and what the estimate would have been had the probe been corrected by the
-load average instead (as before the CPU share was measured).
+the CPU share the probe's threads got, and what the estimate would have been had the probe's time been used,
+corrected by that share or by the load average (as before the CPU share was measured).
 """
 
 from __future__ import annotations
@@ -123,12 +123,14 @@ def probed_estimate(settings, sessions, dataset_id: int, source: str, config: Tr
             raise SystemExit(f"The probe failed: {probe.error}")
         est = estimate.estimate_run(settings, s, s.get(data.Dataset, dataset_id), source, config, device)
     result = probe.result
-    # With a probe alone, the training estimate is the raw one times the probe's ratio: corrected by the load average
-    # instead of the CPU share, the ratio (and the estimate) would have been slowdown / load_slowdown times this one.
+    # With a probe alone, a probe's time makes the training estimate the raw one times its ratio (taken back to a
+    # quiet machine by the CPU share); by the load average instead, slowdown / load_slowdown times that.
+    by_share = est["raw"]["train_seconds"] * result["time_ratio"]
     est["probe"] = {
         "cpu_share": result.get("cpu_share"),
-        "slowdown": result["slowdown"],
-        "train_s_est_by_load": est["train_seconds"] * result["slowdown"] / result["load_slowdown"],
+        "used": est["probed"],  # its time trusted (not held back: estimate.held_back)
+        "train_s_est_by_share": by_share,
+        "train_s_est_by_load": by_share * result["slowdown"] / result["load_slowdown"],
     }
     return est
 
@@ -204,11 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         if "probe" in est:
             row["probe_load"] = args.probe_load  # busy programs beside the probe
             row["probe_cpu_share"] = est["probe"]["cpu_share"]
+            row["probe_time_used"] = est["probe"]["used"]
+            row["train_s_est_by_share"] = round(est["probe"]["train_s_est_by_share"], 1)
             row["train_s_est_by_load"] = round(est["probe"]["train_s_est_by_load"], 1)
         if run.status == "completed":
             row["time_ratio"] = round(row["train_s_est"] / row["train_s"], 2)
             row["memory_ratio"] = round(row["peak_mb_est"] / row["peak_mb"], 2)
             if "probe" in est:
+                row["time_ratio_by_share"] = round(row["train_s_est_by_share"] / row["train_s"], 2)
                 row["time_ratio_by_load"] = round(row["train_s_est_by_load"] / row["train_s"], 2)
         print(json.dumps(row), flush=True)
         results.append(row)
@@ -246,17 +251,21 @@ def table(results: list[dict], device: str) -> str:
         lines += [
             "",
             f"Each estimated from a probe alone, timed beside {probed[0]['probe_load']} busy programs; trained "
-            "without them. Corrected by the CPU share the probe got (now) and by the load average (before):",
+            "without them. The estimate (a probe held back below a CPU share of "
+            f"{estimate.QUIET_SHARE} is not used for time: the cost model's), and what the probe's time would have "
+            "given, corrected by its CPU share or by the load average (before):",
             "",
-            "| # | method | probe CPU share | train s est | train s | est/meas | train s est by load | est/meas |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| # | method | probe CPU share | probe's time used | train s | train s est | est/meas "
+            "| by CPU share | est/meas | by load average | est/meas |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for i, r in enumerate(results, 1):
             share = f"{r['probe_cpu_share']:.2f}" if r["probe_cpu_share"] is not None else "not measured"
             lines.append(
-                f"| {i} | {r['method']} | {share} | {r['train_s_est']:.1f} | {r['train_s'] or 0:.1f} "
-                f"| {ratio_text(r.get('time_ratio'), r['status'])} | {r['train_s_est_by_load']:.1f} "
-                f"| {ratio_text(r.get('time_ratio_by_load'), r['status'])} |"
+                f"| {i} | {r['method']} | {share} | {'yes' if r['probe_time_used'] else 'no'} "
+                f"| {r['train_s'] or 0:.1f} | {r['train_s_est']:.1f} | {ratio_text(r.get('time_ratio'), r['status'])} "
+                f"| {r['train_s_est_by_share']:.1f} | {ratio_text(r.get('time_ratio_by_share'), r['status'])} "
+                f"| {r['train_s_est_by_load']:.1f} | {ratio_text(r.get('time_ratio_by_load'), r['status'])} |"
             )
         hits = sum(0.67 <= (r.get("time_ratio") or 0) <= 1.5 for r in probed)
         lines += ["", f"Time: {hits} of {len(probed)} within 0.67-1.5x."]

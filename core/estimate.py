@@ -53,6 +53,11 @@ PRIOR_WEIGHT = 0.5  # the prior (or a probe) counts as half a finished run
 OTHER_RUN_WEIGHT = 0.25  # a run of another method or model on this device counts a quarter as much as a similar one
 RECENT_RUNS = 20  # calibrate on the newest finished runs of this device
 MIN_SHARE = 0.05  # a timing is taken back to a quiet machine by at most 20x (measured_slowdown)
+# A CPU timing whose threads got less of the CPU than this while ready to run was held back by other work: its time is
+# not used. Measured (bench/estimate_bench.py --probe-load 2): probes at a share of 0.50 took 3.1-4.3x a quiet step,
+# not 2x, since threads that take turns with other programs also wait for each other; 1 / share corrects only what
+# is near 1.
+QUIET_SHARE = 0.9
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -225,6 +230,12 @@ def cpu_share(before: dict | None, after: dict | None) -> float | None:
         r0, w0 = before.get(task, (0, 0))
         ran, waited = ran + r - r0, waited + w - w0
     return ran / (ran + waited) if ran > 0 and waited >= 0 else None
+
+
+def held_back(share: float | None) -> bool:
+    """Whether a CPU timing with this share (cpu_share) was held back too much by other work to say this machine's
+    speed. Unknown shares (older runs, not Linux) are not: the load average corrects those."""
+    return share is not None and share < QUIET_SHARE
 
 
 def measured_slowdown(share: float | None, load_average: float | None, cpus: int | None) -> float:
@@ -439,8 +450,9 @@ def calibrate(
     of the same method and model count fully, others a quarter; the prior (1, 0; or a probe's ratio) counts half a
     run. Scoring is the same work for both methods (a LoRA model is scored merged): its ratio is learnt from the
     runs of either method alike, from `score_prior` before any. On a CPU, each run's time is taken back to a quiet
-    machine by the CPU share it got (measured_slowdown), and the estimate is slowed by the load now (`slowdown`): on
-    a shared machine the load moves times more than anything else."""
+    machine by the CPU share it got (measured_slowdown); one held back more than that corrects (held_back) calibrates
+    memory only. The estimate is slowed by the load now (`slowdown`): on a shared machine the load moves times more
+    than anything else."""
     times, scores, memory, overheads, similar = [], [], [], [], 0
     step_share = raw.get("step_seconds", 0.0) / raw["train_seconds"]
     for run in runs:
@@ -455,8 +467,10 @@ def calibrate(
         busy = measured_slowdown(run.cpu_share, run.load_average, run.cpu_count) if cpu else 1.0
         # A run estimated before the two parts were kept is taken to have the mix of the run being estimated
         steps = before.get("step_seconds", before["train_seconds"] * step_share)
-        times.append((w, before["train_seconds"] - steps, steps, run.train_seconds / busy))
-        if run.score_seconds and before.get("score_seconds"):
+        timed = not (cpu and held_back(run.cpu_share))  # its times say more of the other work than of this machine
+        if timed:
+            times.append((w, before["train_seconds"] - steps, steps, run.train_seconds / busy))
+        if timed and run.score_seconds and before.get("score_seconds"):
             scores.append((w_score, run.score_seconds / before["score_seconds"] / busy))
         if run.peak_memory_mb and (same or run.method == method):
             memory.append((w, run.peak_memory_mb - before["peak_memory_mb"]))
@@ -479,7 +493,7 @@ def calibrate(
         "total_seconds": round(train_seconds + score_seconds + overhead, 1),
         "similar_runs": similar,  # finished runs of this method and model on this device
         "other_runs": len(times) - similar,
-        "probed": probe is not None,
+        "probed": "time_ratio" in (probe or {}),  # a probe's time calibrates it
         "slowdown": round(slowdown, 2),
         "raw": {k: round(v, 3) if isinstance(v, float) else v for k, v in raw.items()},
     }
@@ -495,11 +509,17 @@ def probe_key(device: Device, method: str, model_source: str) -> str:
 
 def probe_result(session: Session, key: str) -> dict | None:
     """The newest probe's result for this device, method and model. One timed before probes measured how much other
-    work held them back (no "slowdown" kept) is not used: it may have been timed at a busy moment, as it was."""
+    work held them back (no "slowdown" kept) is not used: it may have been timed at a busy moment, as it was. One
+    whose every timing was held back (held_back) keeps its memory but not its time ratio: the estimate's time stays
+    the cost model's, and a later probe is asked for (request_probe)."""
     probe = session.scalars(
         select(Probe).where(Probe.key == key, Probe.status == "done").order_by(Probe.id.desc())
     ).first()
-    return probe.result if probe and "slowdown" in (probe.result or {}) else None
+    if not probe or "slowdown" not in (probe.result or {}):
+        return None
+    if held_back(probe.result.get("cpu_share")):
+        return {k: v for k, v in probe.result.items() if k != "time_ratio"}
+    return probe.result
 
 
 def request_probe(session: Session, key: str, dataset: Dataset, model_source: str, config: TrainConfig) -> None:
@@ -507,7 +527,7 @@ def request_probe(session: Session, key: str, dataset: Dataset, model_source: st
     done is in use (probe_result)."""
     if session.scalar(select(Probe.id).where(Probe.key == key, Probe.status.in_(("queued", "running")))) is not None:
         return
-    if probe_result(session, key) is not None:
+    if "time_ratio" in (probe_result(session, key) or {}):
         return
     session.add(Probe(key=key, dataset_id=dataset.id, model_source=model_source, config=config.to_dict()))
     session.commit()
@@ -536,10 +556,10 @@ def estimate_run(
     measured = probe_result(session, key)
     # Scoring's prior: every probe of this model on this device, whatever its method (a LoRA model is scored merged)
     probes = [probe_result(session, probe_key(device, m, model_source)) for m in ("full", "lora")]
-    probed = [p["time_ratio"] for p in probes if p]
+    probed = [p["time_ratio"] for p in probes if p and "time_ratio" in p]
     score_prior = math.exp(statistics.fmean(map(math.log, probed))) if probed else 1.0
     out = calibrate(raw, config.method, model_source, runs, measured, device.slowdown, score_prior)
-    if probe and not out["similar_runs"] and measured is None:
+    if probe and not out["similar_runs"] and "time_ratio" not in (measured or {}):
         request_probe(session, key, dataset, model_source, config)
     out.update(
         device=device.name, device_memory_mb=round(device.memory_mb), fits=out["peak_memory_mb"] <= device.memory_mb

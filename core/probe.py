@@ -22,7 +22,6 @@ from core.settings import PROJECT_ROOT, Settings, get_settings
 
 STEPS = 3  # timed steps, after one warm-up step
 ROUNDS = 3  # at most this many timings of STEPS steps, while other work holds them back
-QUIET_SHARE = 0.9  # a timing whose threads got this share of the CPU while ready to run is taken as it is
 TIMEOUT_S = 600  # a probe taking longer than this is abandoned: estimates stay uncalibrated
 
 
@@ -124,10 +123,11 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     step(encoded[0])  # warm-up: allocations, kernels chosen
     sync()
     # Other work on the machine meanwhile (another job starting) would pass for this device's speed: taken again
-    # while it held the steps back, the least held-back timing kept, and that one taken back to a quiet machine by
-    # the share of the CPU its threads got (the load average trails such a change by a minute).
+    # while it held the steps back, the least held-back timing kept and taken back to a quiet machine by the share of
+    # the CPU its threads got (the load average trails such a change by a minute). Still held back, its time is not
+    # used (estimate.probe_result).
     rounds = [timed()]
-    while device != "cuda" and rounds[-1][1] is not None and rounds[-1][1] < QUIET_SHARE and len(rounds) < ROUNDS:
+    while device != "cuda" and estimate.held_back(rounds[-1][1]) and len(rounds) < ROUNDS:
         rounds.append(timed())
     measured_step_s, share = max(rounds, key=lambda r: r[1] or 0.0)
     busy = 1.0 if device == "cuda" else estimate.measured_slowdown(share, os.getloadavg()[0], os.cpu_count())

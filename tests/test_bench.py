@@ -79,5 +79,6 @@ def test_estimate_bench_times_each_probe_beside_a_competing_load_and_compares_wi
     ]
     for r in runs:  # estimated from its probe alone, timed beside one busy program
         assert 0 < r["probe_cpu_share"] <= 1 and r["time_ratio"] > 0 and r["time_ratio_by_load"] > 0
+        assert r["probe_time_used"] == (r["probe_cpu_share"] >= 0.9) and r["time_ratio_by_share"] > 0
     table = (out / "table.md").read_text()
     assert "| # | method | probe CPU share |" in table and "Time: " in table and " of 2 within 0.67-1.5x." in table

@@ -328,13 +328,19 @@ def test_a_busy_cpu_slows_the_estimate_and_the_runs_it_learns_from():
     assert estimate.calibrate(RAW, "lora", "m", [busy], slowdown=3.0)["train_seconds"] == 30.0
 
 
-def test_a_run_held_back_by_other_work_calibrates_by_the_cpu_share_it_got():
-    """A run that took 4x its estimate because other work took 3 of every 4 seconds its threads were ready to run,
-    while the load average it recorded (a minute's trailing mean) still looked quiet: what it says about this machine
-    is the time it would have taken alone."""
-    held_back = finished("lora", 10.0, 40.0, device="CPU: test")
+def test_a_run_held_back_by_other_work_does_not_calibrate_the_time():
+    """A run that took 3x its estimate because other work took 3 of every 4 seconds its threads were ready to run,
+    while the load average it recorded (a minute's trailing mean) still looked quiet, says nothing of this machine's
+    speed: 1 / share does not take it back (threads that take turns also wait for each other; here it would say
+    0.75x), so its time is not used; its memory is. One that ran nearly alone is taken back by its share."""
+    held_back = finished("lora", 10.0, 30.0, measured_mb=1000.0, device="CPU: test")
     held_back.load_average, held_back.cpu_count, held_back.cpu_share = 1.0, 2, 0.25
-    assert estimate.calibrate(RAW, "lora", "m", [held_back])["train_seconds"] == 10.0
+    out = estimate.calibrate(RAW, "lora", "m", [held_back])
+    assert out["train_seconds"] == 10.0 and out["similar_runs"] == 1  # the cost model's, as with no run
+    assert out["peak_memory_mb"] > estimate.calibrate(RAW, "lora", "m", [])["peak_memory_mb"]
+    nearly_alone = finished("lora", 10.0, 10.0 / 0.95, device="CPU: test")
+    nearly_alone.load_average, nearly_alone.cpu_count, nearly_alone.cpu_share = 1.0, 2, 0.95
+    assert estimate.calibrate(RAW, "lora", "m", [nearly_alone])["train_seconds"] == 10.0
     assert estimate.measured_slowdown(None, 8.0, 2) == 4.0  # not measured (older runs, not Linux): the load average
 
 

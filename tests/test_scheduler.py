@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from core import estimate, worker
 from core.config import TrainConfig
-from core.db import Probe, RunStatus, session_factory
+from core.db import Dataset, Probe, RunStatus, session_factory
 from core.probe import claim_next_probe, run_probe
 from core.runs import create_run
 from core.scheduler import dashboard_gone
@@ -89,12 +89,12 @@ def test_a_probe_measures_steps_and_calibrates_the_estimate(settings, csv_folder
     assert after["train_seconds"] == pytest.approx(expected, abs=0.1)
 
 
-def test_a_probe_held_back_by_other_work_is_taken_again_and_corrected_by_its_cpu_share(
+def test_a_probe_held_back_by_other_work_is_taken_again_and_its_time_not_used(
     settings, csv_folder, tiny_model, monkeypatch
 ):
     """A probe whose threads ran a quarter of the time they were ready to (another job starting beside it) is taken
-    again, and what it keeps is taken back to a quiet machine by that share: the step it measured counts as a
-    quarter as long as one measured with the CPU to itself. The load average would not have seen it yet."""
+    again; still held back, its time is not used (the estimate keeps the cost model's) and another probe is asked
+    for, where one that had the CPU to itself calibrates. The load average would not have seen it yet."""
     dataset = store(settings, csv_folder)
     readings = []
 
@@ -123,6 +123,14 @@ def test_a_probe_held_back_by_other_work_is_taken_again_and_corrected_by_its_cpu
     assert readings.count(0.0) == 2 and readings.count(3.0) == 6  # timed once alone, three times held back
     assert results["alone"]["cpu_share"] == 1.0 and results["held back"]["cpu_share"] == 0.25
     assert results["alone"]["slowdown"] == 1.0 and results["held back"]["slowdown"] == 4.0
+    with session_factory(settings.db_url)() as s:
+        assert estimate.probe_result(s, "alone")["time_ratio"] == results["alone"]["time_ratio"]
+        kept = estimate.probe_result(s, "held back")
+        assert "time_ratio" not in kept and kept["memory_offset_mb"] == results["held back"]["memory_offset_mb"]
+        estimate.request_probe(s, "alone", s.get(Dataset, dataset.id), tiny_model, QUICK)
+        estimate.request_probe(s, "held back", s.get(Dataset, dataset.id), tiny_model, QUICK)
+        queued = s.scalars(select(Probe.key).where(Probe.status == "queued")).all()
+    assert queued == ["held back"]  # taken again later; the probe that had the CPU is in use
 
 
 def test_dashboard_started_worker_leaves_when_idle_without_its_dashboard(settings):
