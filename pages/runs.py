@@ -192,10 +192,13 @@ def show_run(run_id: int) -> None:
                 to_compare.caption("Compare the pair opens here as soon as both runs have completed.")
         if not run.run_status.finished:
             if st.session_state.get("runs_cancel_asked") == run_id:
-                st.warning(
-                    f"Stop run #{run_id} now? What it learnt so far is kept only up to its last checkpoint "
-                    "(saved every 2 minutes), from which it can resume."
-                )
+                if artifacts.trained_model(ui.settings(), run) is not None:
+                    kept = "Its training has finished and its model is saved: it can resume with test scoring."
+                else:
+                    seconds = ui.settings().checkpoint_every_s
+                    every = f"every {estimate.duration_text(seconds)}" if seconds else "at every logged step"
+                    kept = f"What it learnt so far is kept up to its last checkpoint (saved {every}): it can resume."
+                st.warning(f"Stop run #{run_id} now? {kept}")
                 c1, c2 = st.columns(2)
                 c1.button(
                     "Yes, stop the run", key="runs_cancel_yes", on_click=cancel, args=(run_id,), help="Stops it now."

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import data, models, views
+from core import data, estimate, models, views
 from core.config import TrainConfig, preset_config
 from core.db import Dataset, Metric, Run, RunStatus, session_factory, utcnow
 from core.runs import create_pair, create_run
@@ -169,6 +169,8 @@ def test_cancel_asks_first(settings, pair):
     at.button(key="runs_cancel").click().run()
     assert not views_run(settings, pair["lora"]).cancel_requested
     assert "Stop run" in texts(at.warning)
+    every = estimate.duration_text(settings.checkpoint_every_s) if settings.checkpoint_every_s else "at every"
+    assert every in texts(at.warning), "the question says how often checkpoints are saved, as the setting says"
     at.button(key="runs_cancel_no").click().run()
     assert not views_run(settings, pair["lora"]).cancel_requested and "runs_cancel_yes" not in keys(at)
     at.button(key="runs_cancel").click().run()
