@@ -1,4 +1,4 @@
-"""How much of a dataset a model can read, and which script a text is written in.
+"""How much of a dataset a model can read, and which script and language a text is written in.
 
 A BERT-style tokenizer turns a word it cannot spell from its vocabulary into one unknown token ([UNK]); in Chinese
 each character is a word of its own. The share of unknown tokens among a text's tokens (the [CLS] and [SEP] the
@@ -26,7 +26,10 @@ from core.views import percent
 POOR_SHARE = 0.2  # unknown tokens from this share on: the model reads too little of the text to learn it well
 OTHER_SCRIPT = 0.1  # a typed text's script that makes up less than this share of the training letters is foreign
 MAX_CANDIDATES = 8  # models on this machine measured as alternatives (each one's tokenizer is loaded)
-SCRIPT_SAMPLE = 500  # a run's texts read to know its script
+SCRIPT_SAMPLE = 500  # a run's texts read to know its script and language
+OTHER_LANGUAGE = 0.1  # languages of at least this share of a run's texts are the run's languages
+NOT_THE_RUNS = 0.001  # a typed text whose probability of being in the run's languages is at most this is foreign
+MIN_WORDS, MIN_LETTERS = 4, 20  # a shorter text is too short to tell its language (a name, a headline's start)
 READS_CHINESE = ("bert-base-chinese", "hfl/chinese-roberta-wwm-ext", "bert-base-multilingual-cased")
 READS_MANY = ("bert-base-multilingual-cased", "xlm-roberta-base")  # about 100 languages each
 SCRIPT_NAMES = {
@@ -36,6 +39,13 @@ SCRIPT_NAMES = {
     "KATAKANA": "Japanese kana",
     "HANGUL": "Korean letters",
 }
+LANGUAGE_NAMES = {  # ISO 639-1 codes of py3langid's most common languages; any other is shown as its code
+    "ar": "Arabic", "ca": "Catalan", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian",
+    "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean", "nl": "Dutch", "no": "Norwegian",
+    "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "sv": "Swedish", "tr": "Turkish",
+    "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
+}  # fmt: skip
 
 
 def unknown_in(tokenizer, rows: list[list[int]]) -> tuple[int, int]:
@@ -91,11 +101,64 @@ def other_script(text: str, trained: Counter) -> str | None:
     )
 
 
+def run_texts(session: Session, run_id: int, sample: int = SCRIPT_SAMPLE) -> list[str]:
+    """Up to `sample` of a finished run's test texts (stored with its predictions, kept when its dataset is deleted):
+    the language of the data the run learnt from."""
+    return list(session.scalars(select(Prediction.text).where(Prediction.run_id == run_id).limit(sample)))
+
+
 def run_scripts(session: Session, run_id: int, sample: int = SCRIPT_SAMPLE) -> Counter:
-    """Letters per script in a finished run's test texts (stored with its predictions, kept when its dataset is
-    deleted): the language of the data the run learnt from."""
-    texts = session.scalars(select(Prediction.text).where(Prediction.run_id == run_id).limit(sample))
-    return scripts(texts)
+    """Letters per script in a finished run's test texts."""
+    return scripts(run_texts(session, run_id, sample))
+
+
+@lru_cache(maxsize=1)
+def _identifier():
+    """py3langid's language identifier (its model ships inside the package), loaded once, when first needed."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def language_name(code: str) -> str:
+    return LANGUAGE_NAMES.get(code, code)
+
+
+def languages(texts) -> Counter:
+    """Texts per most likely language, e.g. {'en': 415, 'pcm': 33}; empty when the identifier cannot be used."""
+    try:
+        return Counter(_identifier().classify(text)[0] for text in texts if text.strip())
+    except Exception:  # noqa: BLE001 - no identifier (not installed, unreadable model): no language is told
+        return Counter()
+
+
+def run_languages(session: Session, run_id: int, sample: int = SCRIPT_SAMPLE) -> Counter:
+    """Texts per language among a finished run's test texts (the texts `run_scripts` reads)."""
+    return languages(run_texts(session, run_id, sample))
+
+
+def other_language(text: str, trained: Counter) -> str | None:
+    """A warning when a text long enough to judge is, with confidence, in a language other than the run's texts'
+    (a French sentence for a model trained on English titles); None when it is not, or cannot be told. Meant for
+    texts in the run's script: `other_script` tells the others."""
+    total = sum(trained.values())
+    ours = [code for code, n in trained.most_common() if n >= OTHER_LANGUAGE * total]
+    if not ours or len(text.split()) < MIN_WORDS or sum(map(str.isalpha, text)) < MIN_LETTERS:
+        return None
+    try:
+        ranked = _identifier().rank(text)
+    except Exception:  # noqa: BLE001 - a detector that fails tells nothing; the prediction still shows
+        return None
+    if sum(p for code, p in ranked if code in ours) > NOT_THE_RUNS:
+        return None
+    code, probability = ranked[0]
+    run = " and ".join(map(language_name, ours))
+    looks = (
+        f"looks like {language_name(code)}, but the run was trained on {run} texts"
+        if probability >= 0.5  # else the likeliest language is only a guess among close ones: none is named
+        else f"does not look like the {run} the run was trained on"
+    )
+    return f"This text {looks}: its answer means little. Type a text in the language of the data it was trained on."
 
 
 @dataclass

@@ -27,6 +27,13 @@ def trained_scripts(db_url: str, run_id: int):
         return coverage.run_scripts(s, run_id)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def trained_languages(db_url: str, run_id: int):
+    """Texts per language among the run's texts, to tell a text in another language of the same script."""
+    with ui.sessions()() as s:
+        return coverage.run_languages(s, run_id)
+
+
 def label_job_view(job_id: int) -> None:
     """The file's progress while the worker labels it, then its download."""
     with ui.sessions()() as s:
@@ -190,6 +197,7 @@ with typed:
                     f"{reading['read']} (the run's max length) and ignores the rest."
                 )
             foreign = coverage.other_script(text, trained_scripts(ui.settings().db_url, run_id))
+            foreign = foreign or coverage.other_language(text, trained_languages(ui.settings().db_url, run_id))
             if foreign:
                 col.warning(foreign)
             elif reading["unknown_share"] >= coverage.POOR_SHARE:

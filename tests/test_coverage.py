@@ -150,3 +150,40 @@ def test_predict_warns_on_a_text_in_another_script_and_draws_a_weak_answer_as_un
     assert top < predict.sure_from(3), f"one epoch of a tiny model is not sure ({top:.2f})"
     assert metric.label == "Uncertain: its best guess" and "Uncertain" in texts(at.caption)
     assert bars["marker"]["color"] == "lightgrey"
+
+
+FRENCH = "Le gouvernement annonce une baisse des impôts pour les familles"
+
+
+def test_a_text_in_another_language_of_the_same_script_is_told(monkeypatch):
+    english = coverage.languages(demo_texts("train"))
+    assert english.most_common(1)[0][0] == "en"
+    warning = coverage.other_language(FRENCH, english)
+    assert "looks like French, but the run was trained on English texts" in warning and "means little" in warning
+    assert "looks like German" in coverage.other_language("Die Regierung plant neue Steuern für Unternehmen", english)
+    assert coverage.other_language("Stocks rally as the central bank cuts interest rates", english) is None
+    assert coverage.other_language("Le PSG bat Lyon", english) is None, "too short to tell its language"
+    assert coverage.other_language(FRENCH, coverage.Counter()) is None, "a run with no texts: nothing to compare"
+    false_alarms = [t for t in demo_texts("test") if coverage.other_language(t, english)]
+    assert false_alarms == [], "English news titles are never told as another language"
+    monkeypatch.setattr(coverage, "_identifier", lambda: 1 / 0)
+    assert coverage.other_language(FRENCH, english) is None, "a detector that fails tells nothing"
+    assert coverage.languages(["a text"]) == coverage.Counter()
+
+
+def test_predict_warns_on_a_text_in_another_language_of_the_same_script(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder, "english")
+    with session_factory(settings.db_url)() as s:
+        config = TrainConfig(method="full", epochs=1, batch_size=16, evals_per_epoch=1, max_length=32)
+        run = create_run(s, s.get(Dataset, dataset.id), tiny_model, config)
+    assert train_run(settings, run.id) == RunStatus.COMPLETED
+
+    at = open_page("predict")
+    at.text_area(key="predict_text").set_value(FRENCH).run()
+    assert not at.exception
+    assert "looks like French, but the run was trained on English texts" in texts(at.warning)
+    at.text_area(key="predict_text").set_value("the new team wins the cup match after a big week").run()
+    assert not at.exception and "looks like" not in texts(at.warning) and "means little" not in texts(at.warning)
+    at.text_area(key="predict_text").set_value("央行宣布下调利率，股票市场大涨").run()
+    warnings = [w.value for w in at.warning if "means little" in w.value]
+    assert len(warnings) == 1 and "written in Chinese characters" in warnings[0], "one warning, of the script"
