@@ -10,18 +10,23 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_smoke_benchmark_prints_json_lines_a_table_and_writes_a_png(tmp_path):
-    out = tmp_path / "bench-out"
+def run_bench(args: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run a benchmark script as a user would (none of this machine's LORALAB_ settings); its output and JSON lines."""
     done = subprocess.run(
-        [sys.executable, "bench/train_bench.py", "--smoke", "--out", str(out)],
+        [sys.executable, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=900,
-        env={k: v for k, v in os.environ.items() if not k.startswith("LORALAB_")},
+        env={k: v for k, v in os.environ.items() if not k.startswith("LORALAB_")} | (env or {}),
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return done, [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_smoke_benchmark_prints_json_lines_a_table_and_writes_a_png(tmp_path):
+    out = tmp_path / "bench-out"
+    done, lines = run_bench(["bench/train_bench.py", "--smoke", "--out", str(out)])
     measurements = [r for r in lines if r["kind"] == "measurement"]
     assert {(r["method"], r["pipeline"]) for r in measurements} == {
         (m, p) for m in ("full", "lora") for p in ("reference", "ours")
@@ -43,17 +48,10 @@ def test_smoke_benchmark_prints_json_lines_a_table_and_writes_a_png(tmp_path):
 
 
 def test_lora_share_trains_both_methods_in_both_variants_and_prints_their_ratios(csv_folder, tiny_model):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LORALAB_")}
-    done = subprocess.run(
-        [sys.executable, "bench/lora_share.py", "--data", str(csv_folder), "--model", tiny_model, "--rounds", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=environment | {"LORALAB_MODEL_ROOTS": tiny_model},
+    done, runs = run_bench(
+        ["bench/lora_share.py", "--data", str(csv_folder), "--model", tiny_model, "--rounds", "1"],
+        {"LORALAB_MODEL_ROOTS": tiny_model},
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [(r["variant"], r["method"]) for r in runs] == [(v, m) for v in ("torch", "free") for m in ("full", "lora")]
     assert all(r["train_seconds"] > 0 and 0 <= r["test_accuracy"] <= 1 for r in runs)
     assert "torch: LoRA / full train time" in done.stdout and "free : LoRA / full train time" in done.stdout
@@ -61,18 +59,10 @@ def test_lora_share_trains_both_methods_in_both_variants_and_prints_their_ratios
 
 def test_estimate_bench_times_each_probe_beside_a_competing_load_and_compares_with_the_run(tmp_path, tiny_model):
     out = tmp_path / "estimate-out"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LORALAB_")}
-    done = subprocess.run(
-        [sys.executable, "bench/estimate_bench.py", "--runs", "2", "--probe-load", "1", "--model", tiny_model]
-        + ["--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=environment | {"LORALAB_MODEL_ROOTS": tiny_model},
+    _, runs = run_bench(
+        ["bench/estimate_bench.py", "--runs", "2", "--probe-load", "1", "--model", tiny_model, "--out", str(out)],
+        {"LORALAB_MODEL_ROOTS": tiny_model},
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [(r["method"], r["status"], r["calibrated_by"], r["probe_load"]) for r in runs] == [
         ("full", "completed", 0, 1),
         ("lora", "completed", 0, 1),
