@@ -11,12 +11,8 @@ import pandas as pd
 import pytest
 
 from core import coverage, data, models, predict, views
-from core.config import TrainConfig
-from core.db import Dataset, RunStatus, session_factory
-from core.runs import create_run
-from core.train import train_run
 from tests.conftest import CHINESE, write_csv
-from tests.helpers import ZH, save_bert, zh_folder
+from tests.helpers import ZH, save_bert, train_now, zh_folder
 from tests.test_cli import cli, split_args
 from tests.test_pages import open_page, store, texts, upload
 
@@ -135,10 +131,7 @@ def test_predict_warns_on_a_text_in_another_script_and_draws_a_weak_answer_as_un
         rows = [("".join(rng.sample(CHINESE[i % 3], 2)) + f"新闻{i}", i % 3) for i in range(first, first + n)]
         write_csv(folder / f"{split}.csv", rows)
     dataset = store(settings, folder, "中文", class_names=["体育", "财经", "科技"])
-    with session_factory(settings.db_url)() as s:
-        config = TrainConfig(method="full", epochs=1, batch_size=16, evals_per_epoch=1, max_length=32)
-        run = create_run(s, s.get(Dataset, dataset.id), tiny_model, config)
-    assert train_run(settings, run.id) == RunStatus.COMPLETED
+    train_now(settings, dataset, tiny_model, "full", epochs=1, batch_size=16, evals_per_epoch=1, max_length=32)
 
     at = open_page("predict")
     at.text_area(key="predict_text").set_value("the new team cup match").run()
@@ -173,10 +166,7 @@ def test_a_text_in_another_language_of_the_same_script_is_told(monkeypatch):
 
 def test_predict_warns_on_a_text_in_another_language_of_the_same_script(settings, csv_folder, tiny_model):
     dataset = store(settings, csv_folder, "english")
-    with session_factory(settings.db_url)() as s:
-        config = TrainConfig(method="full", epochs=1, batch_size=16, evals_per_epoch=1, max_length=32)
-        run = create_run(s, s.get(Dataset, dataset.id), tiny_model, config)
-    assert train_run(settings, run.id) == RunStatus.COMPLETED
+    train_now(settings, dataset, tiny_model, "full", epochs=1, batch_size=16, evals_per_epoch=1, max_length=32)
 
     at = open_page("predict")
     at.text_area(key="predict_text").set_value(FRENCH).run()
