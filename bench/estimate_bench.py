@@ -34,8 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from a clean clone: the engine is imported from the tree
 
-from core import data, estimate, models  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
+from core.data import checking, datasets, reading
+from core.jobs import cost, estimate
+from core.store import db
+from core.training import (
+    machine_load,
+    models,
+)
+from core.training.config import TrainConfig
 
 # (dataset, method, batch size, max length), in the order they run: methods alternate, so each is calibrated by
 # runs of its own kind early on.
@@ -71,7 +77,7 @@ def build(folder: Path) -> dict[str, Path]:
         target = folder / name
         target.mkdir(parents=True)
         for split, n in SIZES.items():
-            with open(data.DEMO_DIR / f"{split}.csv", encoding="utf-8") as f:
+            with open(datasets.DEMO_DIR / f"{split}.csv", encoding="utf-8") as f:
                 rows = [(r["0"], r["1"]) for r in csv.DictReader(f)]
             rng.shuffle(rows)
             rows = rows[:n]
@@ -86,10 +92,10 @@ def build(folder: Path) -> dict[str, Path]:
 
 
 def store(session, settings, folder: Path, name: str):
-    _, classes = data.demo_files()
-    check = data.check_dataset(data.files_from_folder(folder), settings, class_names=classes)
+    _, classes = datasets.demo_files()
+    check = checking.check_dataset(reading.files_from_folder(folder), settings, class_names=classes)
     assert check.ok, check.errors
-    return data.save_dataset(session, settings, check, name)
+    return datasets.save_dataset(session, settings, check, name)
 
 
 @contextlib.contextmanager
@@ -108,12 +114,12 @@ def competing_load(programs: int, limit_s: float = 900):
 def probed_estimate(settings, sessions, dataset_id: int, source: str, config: TrainConfig, load: int) -> dict:
     """The estimate from a probe alone, the probe timed beside `load` busy programs; made for the quiet machine the
     run then trains on."""
-    from core.db import Probe
-    from core.probe import claim_next_probe, probe_in_child
+    from core.jobs.probe import claim_next_probe, probe_in_child
+    from core.store.db import Probe
 
-    device = dataclasses.replace(estimate.this_device(settings), slowdown=1.0)  # the probe's load has stopped
+    device = dataclasses.replace(cost.this_device(settings), slowdown=1.0)  # the probe's load has stopped
     with sessions() as s:
-        estimate.estimate_run(settings, s, s.get(data.Dataset, dataset_id), source, config, device, probe=True)
+        estimate.estimate_run(settings, s, s.get(db.Dataset, dataset_id), source, config, device, probe=True)
     probe_id = claim_next_probe(settings)
     with competing_load(load):
         status = probe_in_child(settings, probe_id)
@@ -121,7 +127,7 @@ def probed_estimate(settings, sessions, dataset_id: int, source: str, config: Tr
         probe = s.get(Probe, probe_id)
         if status != "done":
             raise SystemExit(f"The probe failed: {probe.error}")
-        est = estimate.estimate_run(settings, s, s.get(data.Dataset, dataset_id), source, config, device)
+        est = estimate.estimate_run(settings, s, s.get(db.Dataset, dataset_id), source, config, device)
     result = probe.result
     # With a probe alone, a probe's time makes the training estimate the raw one times its ratio (taken back to a
     # quiet machine by the CPU share); by the load average instead, slowdown / load_slowdown times that.
@@ -153,33 +159,33 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.pop("LORALAB_DATA_DIR", None)
 
-    from core.db import Run, session_factory
-    from core.runs import create_run
-    from core.settings import get_settings
-    from core.worker import supervise
+    from core.jobs.runs import create_run
+    from core.jobs.worker import supervise
+    from core.store.db import Run, session_factory
+    from core.store.settings import get_settings
 
     tmp = Path(tempfile.mkdtemp(prefix="estimate-bench-"))
     settings = get_settings(f"sqlite:///{tmp / 'runs.db'}")
     sessions = session_factory(settings.db_url)
     folders = build(tmp / "csv")
     with sessions() as s:
-        datasets = {name: store(s, settings, folder, name).id for name, folder in folders.items()}
+        dataset_ids = {name: store(s, settings, folder, name).id for name, folder in folders.items()}
     results = []
     for i, (dataset_name, method, batch, max_length) in enumerate(PLAN[: args.runs], 1):
-        device = estimate.this_device(settings)  # the load now, as the Train page reads it when a run is queued
+        device = cost.this_device(settings)  # the load now, as the Train page reads it when a run is queued
         config = TrainConfig(method=method, epochs=1, batch_size=batch, max_length=max_length, evals_per_epoch=2)
         if args.probe_load:  # a database of its own: nothing but the probe calibrates the estimate
             settings = get_settings(f"sqlite:///{tmp / f'probed-{i}' / 'runs.db'}")
             sessions = session_factory(settings.db_url)
             with sessions() as s:
-                datasets = {dataset_name: store(s, settings, folders[dataset_name], dataset_name).id}
-            est = probed_estimate(settings, sessions, datasets[dataset_name], args.model, config, args.probe_load)
+                dataset_ids = {dataset_name: store(s, settings, folders[dataset_name], dataset_name).id}
+            est = probed_estimate(settings, sessions, dataset_ids[dataset_name], args.model, config, args.probe_load)
         with sessions() as s:
-            dataset = s.get(data.Dataset, datasets[dataset_name])
+            dataset = s.get(db.Dataset, dataset_ids[dataset_name])
             if not args.probe_load:
                 est = estimate.estimate_run(settings, s, dataset, args.model, config, device)
             run_id = create_run(s, dataset, args.model, config, estimate=est).id
-        from core.worker import claim_next_run
+        from core.jobs.worker import claim_next_run
 
         assert claim_next_run(settings) == run_id
         supervise(settings, run_id)
@@ -252,8 +258,8 @@ def table(results: list[dict], device: str) -> str:
             "",
             f"Each estimated from a probe alone, timed beside {probed[0]['probe_load']} busy programs; trained "
             "without them. The estimate (a probe held back below a CPU share of "
-            f"{estimate.QUIET_SHARE} is not used for time: the cost model's), and what the probe's time would have "
-            "given, corrected by its CPU share or by the load average (before):",
+            f"{machine_load.QUIET_SHARE} is not used for time: the cost model's), and what the probe's time would "
+            "have given, corrected by its CPU share or by the load average (before):",
             "",
             "| # | method | probe CPU share | probe's time used | train s | train s est | est/meas "
             "| by CPU share | est/meas | by load average | est/meas |",

@@ -51,7 +51,7 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 "$PY" - <<'PY'
 import torch
-from core.device import device_name, pick_device, precision
+from core.training.device import device_name, pick_device, precision
 
 device = pick_device("auto")
 assert device == "cuda", f"no CUDA device: torch {torch.__version__} sees {device}"
@@ -71,7 +71,7 @@ import subprocess, sys, tempfile, threading, time
 
 from sqlalchemy import select
 
-from core.db import Run, RunStatus, session_factory
+from core.store.db import Run, RunStatus, session_factory
 
 for at_once in ("", "1"):
     db = f"sqlite:///{tempfile.mkdtemp()}/runs.db"

@@ -27,9 +27,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     args = parser.parse_args()
 
-    from core import data, labels, predict
-    from core.db import Run, session_factory
-    from core.settings import get_settings
+    from core.data import reading
+    from core.results import labels
+    from core.store.db import Run, session_factory
+    from core.store.settings import get_settings
+    from core.training import predict
 
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
@@ -64,7 +66,7 @@ def main() -> None:
             command_s = time.perf_counter() - start
             with session_factory(db)() as s:
                 predictor = predict.load_run(settings, s.get(Run, run_id))
-            text_file = data.read_text_file(data.SplitFile.from_path(work / "titles.csv"), settings)
+            text_file = reading.read_text_file(reading.SplitFile.from_path(work / "titles.csv"), settings)
             start = time.perf_counter()
             labels.label_rows(text_file, "text", {run_id: predictor}, work / "out.csv")
             seconds = time.perf_counter() - start

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/lora_share.py [--data assets/demo] [--epochs 2] [--rounds 2] [--model SRC]
 
-Real runs of the engine (core.train, each in its own process as the worker starts it), both methods, interleaved
-round after round so that a change in the machine's load hits them alike, in two variants:
+Real runs of the engine (core.training.train, each in its own process as the worker starts it), both methods,
+interleaved round after round so that a change in the machine's load hits them alike, in two variants:
 - torch: the engine as it is, torch's nn.Dropout;
 - free: every nn.Dropout an identity, in both methods. Not a way to train (the model then trains without dropout,
   LoRA's adapters included): a bound, what LoRA's share of full's time would be if dropout masks cost nothing.
@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core import data, models  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
+from core.data import datasets
+from core.training import models
+from core.training.config import TrainConfig
 
 VARIANTS = ("torch", "free")
 
@@ -36,9 +37,9 @@ def child(db_url: str, run_id: int, variant: str) -> int:
     """Train one queued run in this process, with the variant's dropout."""
     import torch
 
-    from core.db import RunStatus
-    from core.settings import get_settings
-    from core.train import train_run
+    from core.store.db import RunStatus
+    from core.store.settings import get_settings
+    from core.training.train import train_run
 
     if variant == "free":
         torch.nn.Dropout.forward = lambda self, x: x
@@ -48,7 +49,9 @@ def child(db_url: str, run_id: int, variant: str) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=data.DEMO_DIR, help="train.csv, dev.csv, test.csv (text 0, label 1)")
+    p.add_argument(
+        "--data", type=Path, default=datasets.DEMO_DIR, help="train.csv, dev.csv, test.csv (text 0, label 1)"
+    )
     p.add_argument("--model", default=models.BUNDLED)
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--rounds", type=int, default=2)
@@ -59,9 +62,9 @@ def main(argv=None) -> int:
 
     from preset_bench import store_dataset
 
-    from core.db import Dataset, Run, RunStatus, session_factory
-    from core.runs import create_run
-    from core.settings import get_settings
+    from core.jobs.runs import create_run
+    from core.store.db import Dataset, Run, RunStatus, session_factory
+    from core.store.settings import get_settings
 
     work = Path(tempfile.mkdtemp(prefix="lora_share-"))
     try:

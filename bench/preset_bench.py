@@ -4,7 +4,7 @@ several seeds. It answers the question a preset's caption must: what it reaches,
     .venv/bin/python bench/preset_bench.py                      # demo set, bundled model, seeds 42-44
     .venv/bin/python bench/preset_bench.py --presets "quick demo" --seeds 3 --data DIR --model SRC
 
-Each run is recorded in a temporary SQLite database and trained by core.worker.supervise, the child process the
+Each run is recorded in a temporary SQLite database and trained by core.jobs.worker.supervise, the child process the
 dashboard's worker uses. One JSON line per run (also OUT/presets.jsonl), then a table (OUT/presets.md): per preset and
 method the mean test accuracy and macro-F1 over the seeds with their range, and the median train time.
 """
@@ -24,14 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core import data, models  # noqa: E402
-from core.config import PRESETS, TrainConfig, preset_config  # noqa: E402
+from core.data import checking, datasets, reading
+from core.training import models
+from core.training.config import PRESETS, TrainConfig, preset_config
 
 
 def train_one(settings, dataset_id: int, model: str, config: TrainConfig) -> dict:
-    from core.db import Dataset, Run, RunStatus, session_factory
-    from core.runs import create_run
-    from core.worker import supervise
+    from core.jobs.runs import create_run
+    from core.jobs.worker import supervise
+    from core.store.db import Dataset, Run, RunStatus, session_factory
 
     sessions = session_factory(settings.db_url)
     with sessions() as s:
@@ -50,16 +51,16 @@ def train_one(settings, dataset_id: int, model: str, config: TrainConfig) -> dic
 
 def store_dataset(settings, folder: Path) -> int:
     """The folder's train/dev/test CSVs (text in column 0, label in 1; classes.txt if there) stored as a dataset."""
-    from core.db import session_factory
+    from core.store.db import session_factory
 
-    files = data.files_from_folder(folder)
+    files = reading.files_from_folder(folder)
     classes_file = folder / "classes.txt"
-    names = data.read_class_names(classes_file.read_bytes()) if classes_file.is_file() else None
-    check = data.check_dataset(files, settings, text_column="0", label_column="1", class_names=names)
+    names = reading.read_class_names(classes_file.read_bytes()) if classes_file.is_file() else None
+    check = checking.check_dataset(files, settings, text_column="0", label_column="1", class_names=names)
     if not check.ok:
         raise SystemExit("The data was refused:\n- " + "\n- ".join(check.errors))
     with session_factory(settings.db_url)() as s:
-        return data.save_dataset(s, settings, check, "bench").id
+        return datasets.save_dataset(s, settings, check, "bench").id
 
 
 def table(rows: list[dict]) -> str:
@@ -81,7 +82,9 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=data.DEMO_DIR, help="train.csv, dev.csv, test.csv (text 0, label 1)")
+    p.add_argument(
+        "--data", type=Path, default=datasets.DEMO_DIR, help="train.csv, dev.csv, test.csv (text 0, label 1)"
+    )
     p.add_argument("--model", default=models.BUNDLED)
     p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated preset names")
     p.add_argument("--methods", default="full,lora")
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = p.parse_args(argv)
 
-    from core.settings import get_settings
+    from core.store.settings import get_settings
 
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="preset_bench-"))

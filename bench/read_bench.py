@@ -48,25 +48,26 @@ def _rss_mb() -> float:
 
 def measure(folder: str, what: str) -> dict:
     """In this (fresh) process: import, then read; time and memory beyond the imports."""
-    from core import data, models
-    from core.settings import get_settings
+    from core.data import checking, reading
+    from core.store.settings import get_settings
+    from core.training import models
 
     settings = get_settings(f"sqlite:///{folder}/bench.db")
-    files = data.files_from_folder(folder)
+    files = reading.files_from_folder(folder)
     tokenizer = models.load_tokenizer(models.BUNDLED, settings) if what == "check" else None
 
     def read(files) -> int:
         if what == "check":
-            check = data.check_dataset(files, settings, tokenizer=tokenizer, max_length=64)
+            check = checking.check_dataset(files, settings, tokenizer=tokenizer, max_length=64)
             assert check.ok, check.errors
             return len(check.splits["train"])
-        return len(data.read_text_file(files["train"], settings).frame)
+        return len(reading.read_text_file(files["train"], settings).frame)
 
     imported = _rss_mb()
     with tempfile.TemporaryDirectory() as small:
         for split, seed in (("train", 3), ("dev", 4), ("test", 5)):
             write_titles(Path(small) / f"{split}.csv", 20, seed)
-        read(data.files_from_folder(small))  # the first use, of any file
+        read(reading.files_from_folder(small))  # the first use, of any file
     before = _rss_mb()
     start = time.perf_counter()
     rows = read(files)

@@ -8,7 +8,7 @@ gives each variant's fastest and median step (fastest: the least disturbed by ot
 - padding: to the longest text of the whole set (the article's `padding=True`) or of each batch (ours);
 - precision: float32, or bf16 autocast (ours on CPUs with AMX / AVX-512 BF16);
 - dropout: torch's nn.Dropout (ours), or FastDropout (below; the engine's until it was found to cost LoRA accuracy);
-- frozen weights (LoRA) cast to bf16 once, or by autocast at every step (core.evaluate.cast_linears).
+- frozen weights (LoRA) cast to bf16 once, or by autocast at every step (core.training.evaluate.cast_linears).
 With --profile, the operators that take the most time in the engine's configuration, per method. With --compile,
 also the engine's configuration under torch.compile (inductor, dynamic shapes: batches differ in length), on its
 own copy of the model, interleaved with the others; the time it takes to compile is printed apart.
@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core import data, evaluate, models  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
-from core.methods import wrap_model  # noqa: E402
-from core.settings import get_settings  # noqa: E402
+from core.data import datasets
+from core.store.settings import get_settings
+from core.training import evaluate, models
+from core.training.config import TrainConfig
+from core.training.methods import wrap_model
 
 
 class FastDropout(torch.nn.Dropout):
@@ -110,7 +111,7 @@ COMPILED = "  ours + torch.compile"
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=data.DEMO_DIR)
+    p.add_argument("--data", type=Path, default=datasets.DEMO_DIR)
     p.add_argument("--model", default=models.BUNDLED)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--steps", type=int, default=3, help="steps per variant per round")

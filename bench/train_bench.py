@@ -6,9 +6,9 @@
 
 For each method (full, LoRA) it alternates the two pipelines, reference then ours, `--reps` times:
 - reference: bench/article.py, the article's training script and then its test script, each in a child process;
-- ours: a run recorded in a temporary SQLite database and trained through core.worker.supervise, the child process
+- ours: a run recorded in a temporary SQLite database and trained through core.jobs.worker.supervise, the child process
   the dashboard's worker and `python -m core train` use; its timings and metrics are read back from the database,
-  and its test scoring and single-sentence latency are timed in a child process through core.predict.load_run.
+  and its test scoring and single-sentence latency are timed in a child process through core.training.predict.load_run.
 Both get the same batch size, epochs, learning rate (the engine's per-method default unless given), warmup share,
 evaluations per epoch, max length and seed. One JSON line per measurement goes to stdout and to
 OUT/results.jsonl, then a table (OUT/table.md) and a chart (OUT/train_bench.png).
@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from a clean clone: the engine is imported from the tree
 
-from core import data, models  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
+from core.data import checking, datasets, reading
+from core.training import models
+from core.training.config import TrainConfig
 
 PIPELINES = ("reference", "ours")
 # The demo set and the two sets bench/build_data.py builds: English news titles (5 classes), Chinese requests to an
@@ -81,7 +82,7 @@ def load_avg() -> float:
 def metrics(y_true: list[int], y_pred: list[int]) -> tuple[float, float]:
     from sklearn.metrics import accuracy_score
 
-    from core.evaluate import macro_f1  # the engine's own definition, so both pipelines are scored alike
+    from core.training.evaluate import macro_f1  # the engine's own definition, so both pipelines are scored alike
 
     return float(accuracy_score(y_true, y_pred)), macro_f1(y_true, y_pred)
 
@@ -135,10 +136,10 @@ def measure_reference(args, folder: Path, method: str, config: TrainConfig, work
 
 def measure_ours(args, folder: Path, method: str, config: TrainConfig, settings, dataset_id: int, work: Path) -> dict:
     """A run as `python -m core train` makes it: recorded in the database, trained by supervise's child process."""
-    from core.artifacts import run_dir
-    from core.db import Dataset, Run, RunStatus, session_factory
-    from core.runs import create_run
-    from core.worker import supervise
+    from core.jobs.runs import create_run
+    from core.jobs.worker import supervise
+    from core.store.db import Dataset, Run, RunStatus, session_factory
+    from core.store.storage import run_dir
 
     sessions = session_factory(settings.db_url)
     with sessions() as s:
@@ -170,9 +171,9 @@ def score_run(args) -> dict:
     """Child process: our test-set scoring and single-sentence latency, through what the Predict page uses."""
     import pandas as pd
 
-    from core.db import Run, session_factory
-    from core.predict import load_run
-    from core.settings import get_settings
+    from core.store.db import Run, session_factory
+    from core.store.settings import get_settings
+    from core.training.predict import load_run
 
     settings = get_settings(args.db)
     with session_factory(settings.db_url)() as s:
@@ -405,7 +406,7 @@ def smoke_setup(work: Path, source_data: Path) -> tuple[Path, str]:
     import pandas as pd
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from core.settings import get_settings
+    from core.store.settings import get_settings
 
     folder = work / "smoke-data"
     folder.mkdir(parents=True, exist_ok=True)
@@ -478,7 +479,7 @@ def main(argv=None) -> int:
 
 def dataset_folder(name: str) -> Path:
     if name == "demo":
-        return data.DEMO_DIR
+        return datasets.DEMO_DIR
     built = ROOT / "bench" / "data" / name
     if built.is_dir():
         return built
@@ -490,21 +491,21 @@ def dataset_folder(name: str) -> Path:
 
 
 def store_dataset(settings, folder: Path, name: str) -> tuple[int, list[str]]:
-    from core.db import session_factory
+    from core.store.db import session_factory
 
-    files = data.files_from_folder(folder)
+    files = reading.files_from_folder(folder)
     classes_file = folder / "classes.txt"
-    names = data.read_class_names(classes_file.read_bytes()) if classes_file.is_file() else None
-    check = data.check_dataset(files, settings, text_column="0", label_column="1", class_names=names)
+    names = reading.read_class_names(classes_file.read_bytes()) if classes_file.is_file() else None
+    check = checking.check_dataset(files, settings, text_column="0", label_column="1", class_names=names)
     if not check.ok:
         raise SystemExit(f"The data set {name} was refused:\n- " + "\n- ".join(check.errors))
     with session_factory(settings.db_url)() as s:
-        dataset = data.save_dataset(s, settings, check, name)
+        dataset = datasets.save_dataset(s, settings, check, name)
         return dataset.id, list(dataset.classes)
 
 
 def bench(args, methods: list[str], work: Path) -> int:
-    from core.settings import get_settings
+    from core.store.settings import get_settings
 
     names = [d.strip() for d in args.datasets.split(",") if d.strip()][: 1 if args.smoke else None]
     lengths = [float(e) for e in str(args.epochs).split(",") if e.strip()]

@@ -17,12 +17,13 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
-from core import data, models
-from core.artifacts import trained_model
-from core.config import TrainConfig, defaults_in_words
-from core.db import Dataset, Run, RunStatus, database_problem, session_factory, utcnow
-from core.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
-from core.settings import SettingsError, get_settings
+from core.data import checking, datasets, reading
+from core.jobs.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
+from core.store.db import Dataset, Run, RunStatus, database_problem, session_factory, utcnow
+from core.store.settings import SettingsError, get_settings
+from core.training import models
+from core.training.artifacts import trained_model
+from core.training.config import TrainConfig, defaults_in_words
 
 
 class Refused(Exception):
@@ -46,37 +47,37 @@ def _dataset_from_files(session, settings, args) -> Dataset:
         raise Refused("Give --train, --dev and --test, or one file with --data to have it split for you.")
     files = {"data": args.data} if args.data else {"train": args.train, "dev": args.dev, "test": args.test}
     try:
-        split_files = {split: data.SplitFile.from_path(path) for split, path in files.items()}
-        names = data.read_class_names(Path(args.classes).read_bytes(), args.classes) if args.classes else None
+        split_files = {split: reading.SplitFile.from_path(path) for split, path in files.items()}
+        names = reading.read_class_names(Path(args.classes).read_bytes(), args.classes) if args.classes else None
     except OSError as e:
         raise Refused(f"{e.filename}: {e.strerror}.") from None
-    except data.DataError as e:
+    except reading.DataError as e:
         raise Refused("\n".join(e.problems)) from None
     tokenizer = models.load_tokenizer(args.model, settings)  # to warn about texts longer than max_length
     max_length = args.max_length or TrainConfig.max_length
     columns = (args.text_column, args.label_column, names, tokenizer, max_length)
     if args.data:
         shares = _shares(args.split)
-        check = data.check_one_file(split_files["data"], settings, *columns, shares=shares, seed=args.split_seed)
+        check = checking.check_one_file(split_files["data"], settings, *columns, shares=shares, seed=args.split_seed)
     else:
-        check = data.check_dataset(split_files, settings, *columns)
+        check = checking.check_dataset(split_files, settings, *columns)
     if not check.ok:
         raise Refused("The data was refused; nothing was stored:\n- " + "\n- ".join(check.errors))
     for warning in check.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    existing = data.find_same_dataset(session, check)
+    existing = datasets.find_same_dataset(session, check)
     if existing is not None:
         return existing
     stem = Path(args.data).stem if args.data else Path(args.train).resolve().parent.name
     stem = re.sub(r"[^\w -]+", "-", stem).strip("- ")[:80]  # a folder named news..v2: news-v2
-    name = f"{stem or 'dataset'}-{data.content_hash(check)[:8]}"
-    return data.save_dataset(session, settings, check, name)
+    name = f"{stem or 'dataset'}-{datasets.content_hash(check)[:8]}"
+    return datasets.save_dataset(session, settings, check, name)
 
 
 def _coverage(settings, dataset: Dataset, model: str) -> float | None:
     """The share of the training texts' tokens the model does not know; what it means is said (on stderr) before
     anything is queued."""
-    from core import coverage
+    from core.training import coverage
 
     found = coverage.dataset_coverage(settings, dataset, model)
     if found.warning():
@@ -131,7 +132,7 @@ def _queue(args, status: RunStatus) -> tuple:
             raise Refused("--repeats needs --pair: it repeats a full fine-tuning + LoRA pair with the next seeds.")
         dataset = _dataset_from_files(session, settings, args)
         unknown = _coverage(settings, dataset, args.model)
-        from core.estimate import estimate_or_none
+        from core.jobs.estimate import estimate_or_none
 
         try:
             if args.pair:
@@ -174,7 +175,7 @@ def _wait_until_finished(settings, run_id: int) -> RunStatus:
 
 
 def cmd_train(args) -> int:
-    from core.worker import supervise
+    from core.jobs.worker import supervise
 
     settings, run_ids, group_id, unknown = _queue(args, RunStatus.RUNNING)
     statuses = []
@@ -243,8 +244,9 @@ def cmd_submit(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from core import comparisons
-    from core.views import NotComparable, runs_by_id
+    from core.results import comparisons
+    from core.results.comparisons import NotComparable
+    from core.results.tables import runs_by_id
 
     settings = get_settings(args.db)
     ids = args.ids
@@ -322,8 +324,10 @@ def _ask(question: str) -> bool:
 
 
 def cmd_delete(args) -> int:
-    from core import comparisons, storage
-    from core.views import deletion_text, size_text
+    from core.results import comparisons
+    from core.store import storage
+    from core.store.storage import deletion_text
+    from core.words import size_text
 
     settings = get_settings(args.db)
     if args.leftovers:
@@ -353,8 +357,8 @@ def cmd_delete(args) -> int:
 
 
 def _delete_leftovers(settings, args) -> int:
-    from core import storage
-    from core.views import plural, size_text
+    from core.store import storage
+    from core.words import plural, size_text
 
     if args.run_ids or args.group:
         raise Refused("Give --leftovers alone: it removes files no row points to, not runs.")
@@ -379,8 +383,8 @@ def _delete_leftovers(settings, args) -> int:
 
 
 def cmd_disk(args) -> int:
-    from core import storage
-    from core.views import disk_text, leftovers_text
+    from core.store import storage
+    from core.store.storage import disk_text, leftovers_text
 
     settings = get_settings(args.db)
     with session_factory(settings.db_url, read_only=True)() as s:
@@ -406,7 +410,7 @@ def cmd_disk(args) -> int:
 
 def cmd_estimate(args) -> int:
     """Estimate without training: the run (or, with --pair, both runs) as the Train page would queue it."""
-    from core.estimate import estimate_run
+    from core.jobs.estimate import estimate_run
 
     settings = get_settings(args.db)
     with session_factory(settings.db_url)() as session:
@@ -429,7 +433,7 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from core.worker import run_worker
+    from core.jobs.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -439,13 +443,13 @@ def cmd_worker(args) -> int:
             dashboard_pid=args.dashboard_pid,
             idle_exit_s=args.idle_exit_s,
         )
-    except KeyboardInterrupt:  # the runs in training were cancelled and have ended (core.worker.run_worker)
+    except KeyboardInterrupt:  # the runs in training were cancelled and have ended (core.jobs.worker.run_worker)
         print("worker stopped", file=sys.stderr)
         return 130
 
 
 def cmd_predict(args) -> int:
-    from core.predict import RunNotReady, load_run
+    from core.training.predict import RunNotReady, load_run
 
     settings = get_settings(args.db)
     with session_factory(settings.db_url)() as s:
@@ -471,14 +475,14 @@ def cmd_predict(args) -> int:
 
 
 def _label_file(settings, args, run: Run, predictor) -> int:
-    from core import labels
+    from core.results import labels
 
     if not args.out:
         raise Refused("Give --out OUT.csv, the file to write the labelled rows to.")
     try:
-        text_file = data.read_text_file(data.SplitFile.from_path(args.file), settings)
+        text_file = reading.read_text_file(reading.SplitFile.from_path(args.file), settings)
         column = labels.check_file(text_file, args.text_column, settings)
-    except data.DataError as e:
+    except reading.DataError as e:
         raise Refused("The file was refused; nothing was labelled:\n- " + "\n- ".join(e.problems)) from None
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -491,9 +495,9 @@ def _label_file(settings, args, run: Run, predictor) -> int:
 
 
 def cmd_export(args) -> int:
-    from core.comparisons import launched_with
-    from core.export import ExportError, export_run, export_zip
-    from core.predict import RunNotReady
+    from core.results.comparisons import launched_with
+    from core.results.export import ExportError, export_run, export_zip
+    from core.training.predict import RunNotReady
 
     settings = get_settings(args.db)
     out = Path(args.out)
@@ -629,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     except (Refused, models.ModelSourceError, SettingsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except data.DataError as e:
+    except reading.DataError as e:
         print("error: " + "\n".join(e.problems), file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before a run was recorded (reading the files): nothing to cancel

@@ -4,9 +4,9 @@ the runs differ: the difference matrix, per-class F1, curves, confusion matrices
 import streamlit as st
 
 import ui
-from core import comparisons, verdict, views
-from core.db import RunStatus
-from core.downloads import safe_csv
+from core.results import comparisons, describe, tables, verdict
+from core.results.downloads import safe_csv
+from core.store.db import RunStatus
 
 PICK = 0  # "What to compare": the runs picked by hand, not a comparison group
 BADGE = {"lora_better": "green", "full_better": "green", "no_difference": "blue", "too_few": "orange"}
@@ -18,7 +18,7 @@ def verdict_of(db_url: str, pair_ids: tuple, finished: tuple) -> tuple:
     """The verdict and lined-up predictions of completed pairs: computed once per database, runs and the times
     they finished (a completed run's predictions never change)."""
     with ui.sessions()() as s:
-        by_id = {r.id: r for r in views.runs_by_id(s, [i for pair in pair_ids for i in pair])}
+        by_id = {r.id: r for r in tables.runs_by_id(s, [i for pair in pair_ids for i in pair])}
         return comparisons.verdict_of(s, [(by_id[a], by_id[b]) for a, b in pair_ids])
 
 
@@ -29,8 +29,8 @@ def remember_cell(run_id: int) -> None:
 
 st.title("Compare")
 with ui.sessions()() as s:
-    done = {r.id: r for r in views.completed_runs(s)}
-    latest = views.latest_pair(s)
+    done = {r.id: r for r in tables.completed_runs(s)}
+    latest = tables.latest_pair(s)
     groups = {g.id: (g, comparisons.group_runs(s, g.id)) for g in comparisons.groups(s)}
 ready = {g: comparisons.completed_pairs(runs) for g, (_, runs) in groups.items()}
 ready = {g: pairs for g, pairs in ready.items() if pairs}
@@ -77,7 +77,7 @@ if choice == PICK:
         "Runs to compare",
         list(done),
         default=[i for i in url_runs or [] if i in done] or latest,
-        format_func=lambda i: views.run_label(done[i]),
+        format_func=lambda i: describe.run_label(done[i]),
         key="compare_runs",
         help="Completed runs; the most recent pair is chosen for you.",
     )
@@ -112,7 +112,7 @@ else:
     try:
         finished = tuple(str(r.finished_at) for pair in pairs for r in pair)
         result, lined = verdict_of(ui.settings().db_url, tuple((a.id, b.id) for a, b in pairs), finished)
-    except views.NotComparable as e:
+    except comparisons.NotComparable as e:
         st.warning(str(e))
 if result is not None:
     a_name, b_name = result.names
@@ -190,7 +190,7 @@ if pairs:
     if len(pairs) > 1:
         ranges = "; ".join(f"{verdict.COSTS[k][0]} {r.text()}" for k, r in ratios.items() if r is not None)
         st.caption(f"Means over {len(pairs)} seeds, each with its range: {ranges}.")
-    note = views.times_note(chosen_runs)
+    note = describe.times_note(chosen_runs)
     if note:
         st.warning(note)
 
@@ -198,7 +198,7 @@ st.subheader("Test scores and costs")
 st.dataframe(comparisons.scores_table(chosen_runs), hide_index=True, key="compare_scores")
 st.download_button(
     "Download these scores (CSV)",
-    safe_csv(views.compare_frame(chosen_runs)),
+    safe_csv(tables.compare_frame(chosen_runs)),
     "lora-lab-scores.csv",
     "text/csv",
     key="compare_download_scores",
@@ -232,7 +232,7 @@ x = st.radio(
     help="Examples seen is fairest when the runs used different batch sizes.",
 )
 with ui.sessions()() as s:
-    st.plotly_chart(ui.curves_figure(views.curves_frame(s, chosen_runs), x), key="compare_curves")
+    st.plotly_chart(ui.curves_figure(tables.curves_frame(s, chosen_runs), x), key="compare_curves")
 
 st.subheader("Confusion matrices")
 normalised = st.toggle(
@@ -249,12 +249,12 @@ def cell_listing(run_id: int, true: int, pred: int) -> None:
     try:
         with ui.sessions()() as s:
             cell_lined = lined or comparisons.line_up(s, [done[run_id]])
-    except views.NotComparable as e:
+    except comparisons.NotComparable as e:
         return st.warning(str(e))
     in_cell = comparisons.cell_texts(cell_lined, run_id, true, pred)
     names = cell_lined.classes
     st.markdown(
-        f"**{views.run_label(done[run_id], chosen_runs)}: true {names[true]}, predicted {names[pred]}: "
+        f"**{describe.run_label(done[run_id], chosen_runs)}: true {names[true]}, predicted {names[pred]}: "
         f"{len(in_cell)} test text{'' if len(in_cell) == 1 else 's'}**"
     )
     st.dataframe(in_cell, hide_index=True, key="compare_cell_texts")
@@ -284,7 +284,7 @@ st.subheader("Where they disagree")
 try:
     with ui.sessions()() as s:
         disagree = comparisons.disagreements(s, chosen_runs)
-except views.NotComparable as e:
+except comparisons.NotComparable as e:
     st.warning(str(e))
 else:
     st.caption(
@@ -292,7 +292,8 @@ else:
         "headed by its number, its method and its seed (when the seeds differ)."
     )
     headers = {
-        views.column_label(r, chosen_runs): st.column_config.TextColumn(help=views.run_label(r)) for r in chosen_runs
+        describe.column_label(r, chosen_runs): st.column_config.TextColumn(help=describe.run_label(r))
+        for r in chosen_runs
     }
     text = st.column_config.TextColumn(width="medium", help="Hover or widen the column for the whole text.")
     st.dataframe(disagree, hide_index=True, column_config={"text": text, **headers})

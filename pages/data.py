@@ -8,8 +8,11 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from core import coverage, data, models, verdict, views
-from core.db import Dataset
+from core import words
+from core.data import checking, datasets, reading, splitting
+from core.results import tables, verdict
+from core.store.db import Dataset
+from core.training import coverage, models
 
 HELP = {
     "train": "The examples the model learns from: one text and its label per row.",
@@ -21,16 +24,16 @@ HELP = {
 @st.cache_data(max_entries=4, show_spinner="Checking the files…")
 def check(
     files: tuple, text_column, label_column, class_names: tuple | None, split: tuple | None = None
-) -> data.DatasetCheck:
+) -> checking.DatasetCheck:
     """split: (shares, seed) when one file is to be split into train, dev and test."""
-    split_files = {name: data.SplitFile(file_name, raw) for name, file_name, raw in files}
+    split_files = {name: reading.SplitFile(file_name, raw) for name, file_name, raw in files}
     names = list(class_names) if class_names else None
 
     def run(text, label):
         args = (ui.settings(), text, label, names, ui.bundled_tokenizer())
         if split:
-            return data.check_one_file(split_files["data"], *args, shares=split[0], seed=split[1])
-        return data.check_dataset(split_files, *args)
+            return checking.check_one_file(split_files["data"], *args, shares=split[0], seed=split[1])
+        return checking.check_dataset(split_files, *args)
 
     result = run(text_column, label_column)
     columns = [str(c) for c in next(iter(result.tables.values())).columns] if result.tables else []
@@ -61,7 +64,7 @@ def split_settings() -> tuple:
                 f"{split.capitalize()} %", 1, 98, share, key=f"data_share_{split}", help=f"The share of {split}."
             )
         )
-        for col, split, share in zip(cols, data.SPLITS, data.SHARES)
+        for col, split, share in zip(cols, reading.SPLITS, splitting.SHARES)
     )
     seed = cols[3].number_input(
         "Split seed", 0, 1_000_000, 0, key="data_split_seed", help="The same seed splits the same file the same way."
@@ -79,7 +82,7 @@ def add_dataset() -> None:
     )
     split = None
     if source == "Use the bundled demo set":
-        files, class_names = data.demo_files()
+        files, class_names = datasets.demo_files()
     else:
         if source == ONE_FILE:
             one = st.file_uploader(
@@ -105,10 +108,10 @@ def add_dataset() -> None:
             key="data_classes_file",
             help="A text file with one class name per line, for integer labels: line 1 names label 0, and so on.",
         )
-        files = {s: data.SplitFile(u.name, u.getvalue()) for s, u in uploads.items() if u is not None}
+        files = {s: reading.SplitFile(u.name, u.getvalue()) for s, u in uploads.items() if u is not None}
         try:
-            class_names = data.read_class_names(names_file.getvalue(), names_file.name) if names_file else None
-        except data.DataError as e:
+            class_names = reading.read_class_names(names_file.getvalue(), names_file.name) if names_file else None
+        except reading.DataError as e:
             return ui.problems("The class-names file could not be read:", e.problems)
         if not files:
             return st.info(
@@ -129,7 +132,7 @@ def add_dataset() -> None:
         c2.selectbox("Label column", columns, columns.index(label), key="data_label_column", help=help_)
         for split, tab in zip(result.tables, st.tabs([f"{s} preview" for s in result.tables])):
             table = result.tables[split]
-            encoding = views.encoding_text(result.source[split]["encoding"])
+            encoding = words.encoding_text(result.source[split]["encoding"])
             tab.caption(f"{len(table):,} rows, text encoding {encoding}; the first 20:")
             tab.dataframe(table.head(20), hide_index=True)
     if result.label_counts:
@@ -149,26 +152,26 @@ def add_dataset() -> None:
     if split:
         n = len(result.splits["test"])
         st.info(
-            f"Split {' / '.join(str(len(result.splits[s])) for s in data.SPLITS)} rows (train / dev / test). With "
+            f"Split {' / '.join(str(len(result.splits[s])) for s in reading.SPLITS)} rows (train / dev / test). With "
             f"{n:,} test texts, differences under about {verdict.noise_floor(n):.1f} points of accuracy cannot be "
             f"told from chance; about {verdict.texts_needed():,} test texts tell {verdict.RESOLUTION_POINTS:g} "
             "points apart. A larger test share makes each result surer."
         )
     first = files.get("data") or files["train"]
     train_name = re.sub(r"[-_ .]*train$", "", Path(first.name).stem, flags=re.I) or "my dataset"
-    default = data.DEMO_NAME if source == "Use the bundled demo set" else train_name
+    default = datasets.DEMO_NAME if source == "Use the bundled demo set" else train_name
     # Other files: the suggested name follows them; so it does when the box was gone for a rerun (a problem shown)
     if st.session_state.get("data_name_for") != default or "data_name" not in st.session_state:
         st.session_state["data_name_for"] = st.session_state["data_name"] = default
     name = st.text_input("Dataset name", key="data_name", help="How this dataset is listed on the Train page.")
     if st.button("Save dataset", key="data_save", type="primary", help="Store the checked data for training."):
         with ui.sessions(write=True)() as s:
-            same = data.find_same_dataset(s, result)
+            same = datasets.find_same_dataset(s, result)
             if same is not None:
                 return st.info(f"This data is already stored as '{same.name}'. Nothing new was saved.")
             try:
-                stored = data.save_dataset(s, ui.settings(), result, name)
-            except data.DataError as e:
+                stored = datasets.save_dataset(s, ui.settings(), result, name)
+            except reading.DataError as e:
                 return ui.problems("Not saved:", e.problems)
         st.success(f"Saved '{stored.name}': {stored.sizes['train']:,} training rows, {len(stored.classes)} classes.")
         st.page_link("pages/train.py", label="Next: train a model on it", icon=":material/arrow_forward:")
@@ -184,9 +187,9 @@ def delete(dataset_id: int) -> None:
         dataset = s.get(Dataset, dataset_id)
         if dataset is None:
             return
-        if views.active_runs_on(s, dataset_id):  # a run was queued on it since the question was asked
+        if tables.active_runs_on(s, dataset_id):  # a run was queued on it since the question was asked
             return ui.flash("warning", f"'{dataset.name}' was not deleted: a run on it is waiting or training.")
-        data.delete_dataset(s, ui.settings(), dataset)
+        datasets.delete_dataset(s, ui.settings(), dataset)
         ui.flash("success", f"Deleted '{dataset.name}'. Its runs stay in the history.")
 
 
@@ -199,15 +202,15 @@ add_dataset()
 
 st.subheader("Stored datasets")
 with ui.sessions()() as s:
-    busy_at_start = views.any_active(s)
+    busy_at_start = tables.any_active(s)
 
 
 @st.fragment(run_every=2.0 if busy_at_start else None)  # while runs wait or train, their counts stay current
 def stored_datasets() -> None:
     ui.show_flash()
     with ui.sessions()() as s:
-        stored = views.datasets_frame(s)
-        if views.any_active(s) != busy_at_start:
+        stored = tables.datasets_frame(s)
+        if tables.any_active(s) != busy_at_start:
             st.rerun()  # a run started or ended: poll, or stop polling
     if stored.empty:
         return st.info("No dataset is stored yet.")

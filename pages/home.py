@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from core import views
+from core.results import tables
 
 st.title("LoRA Lab")
 st.markdown(
@@ -14,7 +14,7 @@ st.markdown(
 )
 
 with ui.sessions()() as s:
-    counts = views.overview(s)
+    counts = tables.overview(s)
 
 st.subheader("Next step")
 if counts["datasets"] == 0:

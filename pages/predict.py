@@ -4,8 +4,11 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from core import coverage, data, labels, models, predict, views
-from core.db import LabelJob, Run, RunStatus
+from core import words
+from core.data import reading
+from core.results import describe, labels, tables
+from core.store.db import LabelJob, Run, RunStatus
+from core.training import coverage, models, predict
 
 POLL_S = 1.0  # how often a labelling job's progress is read
 
@@ -83,10 +86,10 @@ def label_file_tab(done: dict[int, Run], default: list[int]) -> None:
         help="A CSV (pick its text column; UTF-8, GBK or UTF-16) or a .txt file with one text a line.",
     )
     if upload is not None:
-        file = data.SplitFile(upload.name, upload.getvalue())
+        file = reading.SplitFile(upload.name, upload.getvalue())
         try:
-            text_file = data.read_text_file(file, ui.settings())
-        except data.DataError as e:
+            text_file = reading.read_text_file(file, ui.settings())
+        except reading.DataError as e:
             return ui.problems(f"{upload.name} cannot be read:", e.problems)
         columns = [str(c) for c in text_file.frame.columns]
         st.caption(f"{len(text_file.frame):,} rows, read as {text_file.encoding}. The first rows:")
@@ -102,7 +105,7 @@ def label_file_tab(done: dict[int, Run], default: list[int]) -> None:
             "Runs",
             list(done),
             default=default,
-            format_func=lambda i: views.run_label(done[i]),
+            format_func=lambda i: describe.run_label(done[i]),
             key="label_runs",
             help="Each chosen run adds its label and probability columns.",
         )
@@ -112,7 +115,7 @@ def label_file_tab(done: dict[int, Run], default: list[int]) -> None:
                 with ui.sessions(write=True)() as s:
                     st.session_state["label_job"] = labels.submit(s, ui.settings(), file, chosen, column, every).id
                 ui.keep_trainer_running()
-            except data.DataError as e:
+            except reading.DataError as e:
                 ui.problems(f"{upload.name} cannot be labelled:", e.problems)
             except predict.RunNotReady as e:
                 st.error(str(e))
@@ -122,8 +125,8 @@ def label_file_tab(done: dict[int, Run], default: list[int]) -> None:
 
 st.title("Predict")
 with ui.sessions()() as s:
-    done = {r.id: r for r in views.completed_runs(s)}
-    latest = views.latest_pair(s)
+    done = {r.id: r for r in tables.completed_runs(s)}
+    latest = tables.latest_pair(s)
 if not done:
     st.info("No run has finished yet. Train one first; its model then answers here.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -138,7 +141,7 @@ with typed:
         "Runs",
         list(done),
         default=latest or list(done)[:1],
-        format_func=lambda i: views.run_label(done[i]),
+        format_func=lambda i: describe.run_label(done[i]),
         key="predict_runs",
         help="Each chosen run's model gives its own answer.",
     )
@@ -156,11 +159,11 @@ with typed:
     height = 80 + 30 * max(len((done[i].test_metrics or {}).get("classes") or [0]) for i in chosen)  # one size for all
     for start in range(0, len(chosen), 3):
         for col, run_id in zip(st.columns(3), chosen[start : start + 3]):
-            col.markdown(f"**{views.run_label(done[run_id], [done[i] for i in chosen])}**")
+            col.markdown(f"**{describe.run_label(done[run_id], [done[i] for i in chosen])}**")
             try:
                 model = predictor(ui.settings().db_url, run_id)
                 label, probs = model.predict(text)
-                reading = model.reading(text)
+                seen = model.reading(text)
             except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:
                 col.error(f"This run's model could not be loaded: {e}")
                 continue
@@ -169,16 +172,16 @@ with typed:
             col.metric(
                 "Uncertain: its best guess" if unsure else "Predicted label",
                 label,
-                f"{views.percent(probs[label])} probability · guessing: {views.percent(chance)}",
+                f"{words.percent(probs[label])} probability · guessing: {words.percent(chance)}",
                 delta_color="off",
                 delta_arrow="off",
-                help=f"With {len(probs)} classes, a blind guess is right {views.percent(chance)} of the time. An "
-                f"answer under {views.percent(sure)} (halfway from guessing to certain) is drawn as uncertain.",
+                help=f"With {len(probs)} classes, a blind guess is right {words.percent(chance)} of the time. An "
+                f"answer under {words.percent(sure)} (halfway from guessing to certain) is drawn as uncertain.",
             )
             if unsure:
                 col.caption(
-                    f"Uncertain: {views.percent(probs[label])} is under {views.percent(sure)}, halfway from a blind "
-                    f"guess ({views.percent(chance)}) to certain. The model leans to '{label}' but does not know."
+                    f"Uncertain: {words.percent(probs[label])} is under {words.percent(sure)}, halfway from a blind "
+                    f"guess ({words.percent(chance)}) to certain. The model leans to '{label}' but does not know."
                 )
             fig = px.bar(x=list(probs.values()), y=list(probs), orientation="h", labels={"x": "probability", "y": ""})
             if unsure:
@@ -191,18 +194,18 @@ with typed:
                 type="category", autorange="reversed"
             )  # class names are names, even when they are numbers
             col.plotly_chart(fig, key=f"predict_chart_{run_id}")
-            if reading["tokens"] > reading["read"]:
+            if seen["tokens"] > seen["read"]:
                 col.warning(
-                    f"This text is {reading['tokens']:,} tokens long; the model reads only the first "
-                    f"{reading['read']} (the run's max length) and ignores the rest."
+                    f"This text is {seen['tokens']:,} tokens long; the model reads only the first "
+                    f"{seen['read']} (the run's max length) and ignores the rest."
                 )
             foreign = coverage.other_script(text, trained_scripts(ui.settings().db_url, run_id))
             foreign = foreign or coverage.other_language(text, trained_languages(ui.settings().db_url, run_id))
             if foreign:
                 col.warning(foreign)
-            elif reading["unknown_share"] >= coverage.POOR_SHARE:
+            elif seen["unknown_share"] >= coverage.POOR_SHARE:
                 col.warning(
-                    f"{views.percent(reading['unknown_share'])} of this text's tokens are unknown to this model, so "
+                    f"{words.percent(seen['unknown_share'])} of this text's tokens are unknown to this model, so "
                     "its answer means little: is the text in a language the model never learnt? The Train page "
                     "names the models on this machine that read it."
                 )

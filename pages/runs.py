@@ -3,9 +3,13 @@
 import streamlit as st
 
 import ui
-from core import artifacts, comparisons, estimate, export, models, runs, storage, views
-from core.config import METHOD_NAMES
-from core.db import Run, RunStatus
+from core import words
+from core.jobs import queue, runs
+from core.results import comparisons, describe, export, tables
+from core.store import storage
+from core.store.db import Run, RunStatus
+from core.training import artifacts, models
+from core.training.config import METHOD_NAMES
 
 BADGE = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange"}
 POLL_S = 2.0  # how often an active run's view reads the database
@@ -45,7 +49,7 @@ def delete(run_ids: list[int]) -> None:
     st.session_state["runs_delete_choice"] = None  # it is gone from the list
     names = ", ".join(f"#{i}" for i in done.run_ids)
     what = f"run {names} with its files" if len(done.run_ids) == 1 else f"runs {names} with their files"
-    ui.flash("success", f"Deleted {what}; {views.size_text(done.bytes)} freed.")
+    ui.flash("success", f"Deleted {what}; {words.size_text(done.bytes)} freed.")
 
 
 def delete_section() -> None:
@@ -55,8 +59,8 @@ def delete_section() -> None:
     with ui.sessions()() as s:
         use = storage.disk_use(s, ui.settings())
         choices = comparisons.delete_choices(s, use.runs)
-    st.caption(views.disk_text(use))
-    if leftovers := views.leftovers_text(use, ui.settings()):
+    st.caption(storage.disk_text(use))
+    if leftovers := storage.leftovers_text(use, ui.settings()):
         st.caption(leftovers)
     chosen = st.selectbox(
         "Delete a run or a whole comparison",
@@ -76,7 +80,7 @@ def delete_section() -> None:
     if st.session_state.get("runs_delete_asked") != chosen:
         st.button("Delete it…", key="runs_delete", on_click=ask_delete, args=(chosen,), help="Asks first; no undo.")
         return
-    st.warning(views.deletion_text(plan))
+    st.warning(storage.deletion_text(plan))
     c1, c2 = st.columns(2)
     c1.button("Yes, delete", key="runs_delete_yes", on_click=delete, args=(plan.run_ids,), help="No undo.")
     c2.button("No, keep it", key="runs_delete_no", on_click=ask_delete, args=(None,), help="Nothing is removed.")
@@ -85,19 +89,19 @@ def delete_section() -> None:
 def status_line(s, run: Run, label: str) -> None:
     """One run of the pair: waiting (for what), training (how far), or how it ended."""
     if run.status == RunStatus.QUEUED.value:
-        st.info(f"{label}: {views.queue_text(s, run)}")
+        st.info(f"{label}: {tables.queue_text(s, run)}")
         if when := ui.queue_line(run, ui.queue_times()):
             st.caption(when)
     elif run.status == RunStatus.RUNNING.value:
-        done, eta = views.progress(run)
+        done, eta = tables.progress(run)
         if run.total_steps and run.step >= run.total_steps:
             left = "training finished, scoring the test set"
         else:
-            left = "estimating the time left" if eta is None else f"about {estimate.duration_text(eta)} left"
+            left = "estimating the time left" if eta is None else f"about {words.duration_text(eta)} left"
         st.progress(done or 0.0, text=f"{label} · Step {run.step} of {run.total_steps or '?'} · {left}")
     elif run.status == RunStatus.COMPLETED.value:
-        accuracy = views.percent((run.test_metrics or {}).get("accuracy"))
-        st.success(f"{label}: completed in {estimate.duration_text(run.train_seconds)}, test accuracy {accuracy}.")
+        accuracy = words.percent((run.test_metrics or {}).get("accuracy"))
+        st.success(f"{label}: completed in {words.duration_text(run.train_seconds)}, test accuracy {accuracy}.")
     else:
         st.warning(f"{label}: {run.status}.")
 
@@ -129,7 +133,7 @@ def show_run(run_id: int) -> None:
     st.button("← All runs", key="runs_back", on_click=close_run, help="Back to the history of every run.")
     with ui.sessions()() as s:
         shown = s.get(Run, run_id)
-        pair = [shown, *views.partners(s, shown)]
+        pair = [shown, *tables.partners(s, shown)]
         group = comparisons.group_of(s, shown)
     if group:
         group_id, seeds, done = group
@@ -152,8 +156,8 @@ def show_run(run_id: int) -> None:
             run = s.get(Run, run_id)
             if run is None:
                 return st.error(f"Run {run_id} was deleted.")
-            pair = [run, *views.partners(s, run)]
-            curves = views.curves_frame(s, sorted(pair, key=lambda r: r.id))
+            pair = [run, *tables.partners(s, run)]
+            curves = tables.curves_frame(s, sorted(pair, key=lambda r: r.id))
             active = [r for r in pair if not r.run_status.finished]
             if st.session_state.get("runs_following") == run_id and run.run_status.finished and active:
                 st.session_state["runs_following"] = active[0].id
@@ -161,18 +165,18 @@ def show_run(run_id: int) -> None:
                 st.rerun()
             if was_active and not active:
                 st.rerun()  # the pair just ended: redraw the whole page, without polling
-            st.subheader(f"{views.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{run.status}]")
+            st.subheader(f"{describe.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{run.status}]")
             created = ui.clock(run.created_at, "%Y-%m-%d %H:%M")
-            partner = ", ".join(f"#{r.id} ({views.run_facts(r)['method']})" for r in pair[1:])
+            partner = ", ".join(f"#{r.id} ({describe.run_facts(r)['method']})" for r in pair[1:])
             together = f" · trained as a pair with run {partner}" if partner else ""
             st.caption(f"Model {models.describe(run.model_source)} · created {created}{together}")
             for r in sorted(pair, key=lambda r: r.id):
-                status_line(s, r, f"Run #{r.id} {views.run_facts(r)['method']}")
+                status_line(s, r, f"Run #{r.id} {describe.run_facts(r)['method']}")
         ui.show_flash()
         to_pair, to_compare, to_cancel = st.columns(3)  # one row: the curves stay on a projector's first screen
         for other in pair[1:]:
             to_pair.button(
-                f"Open its pair: run #{other.id} ({views.run_facts(other)['method']})",
+                f"Open its pair: run #{other.id} ({describe.run_facts(other)['method']})",
                 key=f"runs_pair_{other.id}",
                 on_click=open_run,
                 args=(other.id,),
@@ -196,7 +200,7 @@ def show_run(run_id: int) -> None:
                     kept = "Its training has finished and its model is saved: it can resume with test scoring."
                 else:
                     seconds = ui.settings().checkpoint_every_s
-                    every = f"every {estimate.duration_text(seconds)}" if seconds else "at every logged step"
+                    every = f"every {words.duration_text(seconds)}" if seconds else "at every logged step"
                     kept = f"What it learnt so far is kept up to its last checkpoint (saved {every}): it can resume."
                 st.warning(f"Stop run #{run_id} now? {kept}")
                 c1, c2 = st.columns(2)
@@ -219,14 +223,16 @@ def show_run(run_id: int) -> None:
         elif run.status == RunStatus.COMPLETED.value:
             test = run.test_metrics or {}
             c1, c2, c3, c4 = st.columns(4)
-            c1.metric("Test accuracy", views.percent(test.get("accuracy")), help=views.GLOSSARY["accuracy"])
-            c2.metric("Test macro-F1", views.percent(test.get("f1_macro")), help=views.GLOSSARY["macro-F1"])
-            c3.metric("Training time", estimate.duration_text(run.train_seconds))
-            c4.metric("Trained weights", views.count(run.trainable_params), help=views.GLOSSARY["trainable weights"])
+            c1.metric("Test accuracy", words.percent(test.get("accuracy")), help=describe.GLOSSARY["accuracy"])
+            c2.metric("Test macro-F1", words.percent(test.get("f1_macro")), help=describe.GLOSSARY["macro-F1"])
+            c3.metric("Training time", words.duration_text(run.train_seconds))
+            c4.metric(
+                "Trained weights", words.count(run.trainable_params), help=describe.GLOSSARY["trainable weights"]
+            )
             if checked := ui.estimate_vs_measured(run):
                 st.caption(checked)
             export_buttons(run)
-        note = views.times_note([r for r in pair if r.train_seconds is not None])
+        note = describe.times_note([r for r in pair if r.train_seconds is not None])
         if note:
             st.warning(note, icon=":material/speed:")
         step = runs.resume_step(ui.settings(), run)
@@ -254,7 +260,7 @@ def show_run(run_id: int) -> None:
         for note in run.notes or []:
             st.caption(note)
         with st.expander("Settings of this run"):
-            st.dataframe(views.settings_frame(run), hide_index=True, key="runs_settings")
+            st.dataframe(describe.settings_frame(run), hide_index=True, key="runs_settings")
 
     live()
 
@@ -262,7 +268,7 @@ def show_run(run_id: int) -> None:
 st.title("Runs")
 wanted = ui.query_ids("run")
 with ui.sessions()() as s:
-    found = views.runs_by_id(s, wanted[:1]) if wanted else []
+    found = tables.runs_by_id(s, wanted[:1]) if wanted else []
 if found:
     show_run(found[0].id)
     st.stop()
@@ -270,9 +276,9 @@ if wanted is not None:
     st.error(f"There is no run {st.query_params['run']} (it may have been deleted). Choose one from the list below.")
 
 with ui.sessions()() as s:
-    every = views.all_runs(s)
-    active = views.any_active(s)
-names = {r.id: views.run_label(r) for r in every}
+    every = tables.all_runs(s)
+    active = tables.any_active(s)
+names = {r.id: describe.run_label(r) for r in every}
 if not names:
     st.info("No runs yet. Queue one on the Train page; it will appear here with live curves.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -300,9 +306,9 @@ datasets = c3.multiselect(
 @st.fragment(run_every=POLL_S if active else None)
 def history() -> None:
     with ui.sessions()() as s:
-        table = views.history_frame(s, statuses, methods, datasets)
-        table = estimate.with_estimates(table, views.all_runs(s), ui.queue_times())
-        if views.any_active(s) != active:
+        table = tables.history_frame(s, statuses, methods, datasets)
+        table = queue.with_estimates(table, tables.all_runs(s), ui.queue_times())
+        if tables.any_active(s) != active:
             st.rerun()  # something started or ended: poll, or stop polling
     times = {"created": "YYYY-MM-DD HH:mm", "expected start": "HH:mm", "expected end": "HH:mm"}
     table, config = ui.local_times(table, times)

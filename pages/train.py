@@ -3,9 +3,13 @@
 import streamlit as st
 
 import ui
-from core import coverage, data, device, estimate, failures, models, runs, verdict, views
-from core.config import METHOD_NAMES, OLD_PRESET_NAMES, PRESETS, TrainConfig, preset_config, problems_of
-from core.db import Dataset
+from core import words
+from core.data import reading
+from core.jobs import cost, runs
+from core.results import describe, tables, verdict
+from core.store.db import Dataset
+from core.training import coverage, device, failures, models
+from core.training.config import METHOD_NAMES, OLD_PRESET_NAMES, PRESETS, TrainConfig, preset_config, problems_of
 
 MODEL_KINDS = [
     "Bundled: all-MiniLM-L6-v2 (works offline)",
@@ -51,7 +55,7 @@ def use_preset_repeats() -> None:
 def param_counts(source: str, classes: tuple, r: int, alpha: int, dropout: float, targets: str) -> dict:
     lora = {"lora_r": r, "lora_alpha": alpha, "lora_dropout": dropout, "lora_targets": targets}
     shapes = {
-        m: estimate.model_shape(source, len(classes), TrainConfig(method=m, **lora), ui.settings())
+        m: cost.model_shape(source, len(classes), TrainConfig(method=m, **lora), ui.settings())
         for m in ("full", "lora")
     }
     return {m: (shape.trainable, shape.total) for m, shape in shapes.items()}
@@ -63,13 +67,13 @@ def coverage_of(source: str, content_hash: str, _dataset: Dataset) -> coverage.C
     be loaded, which the parameter counts above say."""
     try:
         return coverage.dataset_coverage(ui.settings(), _dataset, source)
-    except (models.ModelSourceError, data.DataError):
+    except (models.ModelSourceError, reading.DataError):
         return None
 
 
 st.title("Train")
 with ui.sessions()() as s:
-    datasets = {d.id: d for d in views.list_datasets(s)}
+    datasets = {d.id: d for d in tables.list_datasets(s)}
 if not datasets:
     st.info("There is no dataset yet. Start with the demo set (news titles in 5 classes), or upload your own.")
     ui.demo_button("train_add_demo")
@@ -134,7 +138,7 @@ method = st.radio(
 with st.expander("Details: every setting"):
     cols, values = st.columns(3), {}
     for i, (key, (field, label, step, term)) in enumerate(FIELDS.items()):
-        help_ = views.GLOSSARY[term]
+        help_ = describe.GLOSSARY[term]
         if step is None:
             values[field] = cols[i % 3].text_input(label, key=key, help=help_, persist_state="session")
         else:
@@ -149,7 +153,7 @@ with st.expander("Details: every setting"):
             format="%g",  # 0.00005, not 5.0e-5
             key=f"train_lr_{m}",
             persist_state="session",
-            help=views.GLOSSARY["learning rate"] + (" LoRA usually needs a larger one." if m == "lora" else ""),
+            help=describe.GLOSSARY["learning rate"] + (" LoRA usually needs a larger one." if m == "lora" else ""),
         )
         for i, (m, step) in enumerate((("full", 1e-5), ("lora", 1e-4)))
     }
@@ -171,10 +175,10 @@ elif source:
             col.metric(
                 f"{METHOD_NAMES[m]} trains",
                 f"{trainable:,} weights",
-                f"{views.percent(trainable / model_size)} of the model's {model_size:,}",
+                f"{words.percent(trainable / model_size)} of the model's {model_size:,}",
                 delta_color="off",
                 delta_arrow="off",
-                help=views.GLOSSARY["trainable weights"],
+                help=describe.GLOSSARY["trainable weights"],
             )
         estimates = ui.estimate_panel(dataset, source, configs, columns, method)
     except (models.ModelSourceError, failures.TrainingError) as e:
@@ -185,7 +189,7 @@ if model_ok and source:  # the settings play no part: said even while they are r
     if known is not None and known.poor:
         st.warning(known.warning(), icon=":material/translate:")
 
-if not problems and (few := estimate.few_updates_text(configs[method], dataset.sizes["train"])):
+if not problems and (few := cost.few_updates_text(configs[method], dataset.sizes["train"])):
     st.warning(few)
 st.caption(device.training_device_text(ui.settings().device, ui.settings().runner))
 repeats = st.number_input(
@@ -233,14 +237,14 @@ if pair or single:
         try:
             target = s.get(Dataset, dataset.id)
             if target is None:
-                raise data.DataError("This dataset was just deleted. Pick another one.")
+                raise reading.DataError("This dataset was just deleted. Pick another one.")
             if pair:
                 _, queued = runs.create_comparison(
                     s, target, source, configs["lora"], lr, estimates, repeats=int(repeats)
                 )
             else:
                 queued = [runs.create_run(s, target, source, configs[method], estimate=estimates.get(method))]
-        except (runs.ConfigError, data.DataError) as e:
+        except (runs.ConfigError, reading.DataError) as e:
             ui.problems("Nothing was queued:", e.problems)
             st.stop()
     ui.keep_trainer_running()

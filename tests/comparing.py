@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from core import data, evaluate, models
-from core.config import TrainConfig
-from core.db import Dataset, Prediction, Run, RunStatus, session_factory, utcnow
-from core.runs import create_comparison, create_run
+from core.data import checking, datasets, reading
+from core.jobs.runs import create_comparison, create_run
+from core.store.db import Dataset, Prediction, Run, RunStatus, session_factory, utcnow
+from core.training import evaluate, models
+from core.training.config import TrainConfig
 from tests.conftest import write_csv
 
 CLASSES = ["sport", "business", "tech"]
@@ -20,15 +21,15 @@ def store_dataset(settings, folder, n_test: int, name: str = "synthetic", test_c
     for split, n in (("train", 30), ("dev", 9), ("test", n_test)):
         k = test_classes if split == "test" else 3
         write_csv(folder / f"{split}.csv", [(f"{split} text number {i}", i % k) for i in range(n)])
-    check = data.check_dataset(data.files_from_folder(folder), settings, class_names=CLASSES)
+    check = checking.check_dataset(reading.files_from_folder(folder), settings, class_names=CLASSES)
     assert check.ok, check.errors
     with session_factory(settings.db_url)() as s:
-        return data.save_dataset(s, settings, check, name)
+        return datasets.save_dataset(s, settings, check, name)
 
 
 def complete(s, settings, run: Run, wrong: set[int], seconds: float = 10.0) -> None:
     """Finish a run as training would: test predictions right except on the `wrong` rows (predicted next class)."""
-    test = data.load_split(settings, run.dataset, "test")
+    test = datasets.load_split(settings, run.dataset, "test")
     y = test["label"].to_numpy()
     preds = np.array([(t + 1) % 3 if i in wrong else t for i, t in enumerate(y)])
     probs = np.eye(3)[preds] * 0.7 + 0.1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import get_settings
+from core.store.settings import get_settings
 from tests.helpers import save_bert
 
 WORDS = {

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from core import data
-from core.db import Metric, Run, session_factory
+from core.data import checking, datasets, reading
+from core.store.db import Metric, Run, session_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,10 +74,10 @@ def zh_folder(tmp_path: Path) -> Path:
 
 def store(settings, folder, name="tiny"):
     """Check and store the train/dev/test CSVs of a folder, as the Data page does."""
-    check = data.check_dataset(data.files_from_folder(folder), settings)
+    check = checking.check_dataset(reading.files_from_folder(folder), settings)
     assert check.ok, check.errors
     with session_factory(settings.db_url)() as s:
-        return data.save_dataset(s, settings, check, name)
+        return datasets.save_dataset(s, settings, check, name)
 
 
 def save_bert(folder, tokenizer, hidden=32, layers=2, heads=2, intermediate=64) -> str:
@@ -155,8 +155,8 @@ def start_worker(settings, env: dict | None = None, output=subprocess.DEVNULL, *
 
 def train_now(settings, dataset, model_source: str, method: str, **config) -> int:
     """Record a run and train it in this process (no worker, no child process): a finished run to use, fast."""
-    from core.config import TrainConfig
-    from core.train import train_run
+    from core.training.config import TrainConfig
+    from core.training.train import train_run
 
     with session_factory(settings.db_url)() as s:
         run = Run(

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core import models
-from core.artifacts import save_artifact
-from core.config import TrainConfig
-from core.db import Prediction, RunStatus, session_factory
-from core.methods import wrap_model
-from core.predict import RunNotReady, load_run
-from core.runs import create_run
-from core.settings import get_settings
-from core.train import train_run
+from core.jobs.runs import create_run
+from core.store.db import Prediction, RunStatus, session_factory
+from core.store.settings import get_settings
+from core.training import models
+from core.training.artifacts import save_artifact
+from core.training.config import TrainConfig
+from core.training.methods import wrap_model
+from core.training.predict import RunNotReady, load_run
+from core.training.train import train_run
 from tests.helpers import ROOT, get_run, store
 
 CLASSES = ["a", "b", "c"]
@@ -60,8 +60,8 @@ def no_pooler_model(tmp_path_factory, tiny_model) -> str:
 
 RELOAD = (
     "import json, sys\n"
-    "from core.db import Run, session_factory\nfrom core.predict import load_run\n"
-    "from core.settings import get_settings\n"
+    "from core.store.db import Run, session_factory\nfrom core.training.predict import load_run\n"
+    "from core.store.settings import get_settings\n"
     "st = get_settings(sys.argv[1])\n"
     "with session_factory(st.db_url)() as s:\n"
     "    run = s.get(Run, int(sys.argv[2]))\n"

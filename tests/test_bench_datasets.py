@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from bench import build_data
-from core import data
-from core.settings import get_settings
+from core.data import checking, reading
+from core.store.settings import get_settings
 
 SIZES = {"train": 200, "dev": 50, "test": 100}
 
@@ -73,10 +73,10 @@ def test_a_built_set_is_in_the_seed_layout_and_passes_the_upload_check(tmp_path,
     assert (folder / "classes.txt").read_text().splitlines() == ["alpha", "mid", "zeta"]
     assert (folder / "train.csv").read_text().splitlines()[0] == "0,1"
     monkeypatch.setenv("LORALAB_DATA_DIR", str(tmp_path / "store"))
-    check = data.check_dataset(
-        data.files_from_folder(folder),
+    check = checking.check_dataset(
+        reading.files_from_folder(folder),
         get_settings(f"sqlite:///{tmp_path / 'x.db'}"),
-        class_names=data.read_class_names((folder / "classes.txt").read_bytes()),
+        class_names=reading.read_class_names((folder / "classes.txt").read_bytes()),
     )
     assert check.errors == [] and check.warnings == []
     assert check.label_counts["test"] == {"alpha": 29, "mid": 14, "zeta": 57}

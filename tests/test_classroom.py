@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import data, models, views
-from core.config import TrainConfig, preset_config
-from core.db import Dataset, Metric, Run, RunStatus, session_factory, utcnow
-from core.runs import create_pair, create_run
-from core.train import train_run
+from core import words
+from core.data import datasets
+from core.jobs.runs import create_pair, create_run
+from core.results import describe
+from core.store.db import Dataset, Metric, Run, RunStatus, session_factory, utcnow
+from core.training import models
+from core.training.config import TrainConfig, preset_config
+from core.training.train import train_run
 from tests.helpers import store
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture
 
@@ -29,17 +32,17 @@ def a_run(run_id: int, method: str = "lora", preset: str = "quick demo", **confi
 
 def test_a_label_carries_what_differs_and_no_internal_id():
     quick, article = a_run(1, "full"), a_run(3, "full", "as in the published experiment")
-    alone = views.run_label(quick)
+    alone = describe.run_label(quick)
     assert alone.startswith("#1 Full fine-tuning") and "1.5 epochs" in alone and "seed 42" in alone
-    assert views.run_label(article, [quick, article]) == "#3 Full fine-tuning · as in the published experiment"
-    assert views.run_label(quick, [quick, article]) == "#1 Full fine-tuning · quick demo"
+    assert describe.run_label(article, [quick, article]) == "#3 Full fine-tuning · as in the published experiment"
+    assert describe.run_label(quick, [quick, article]) == "#1 Full fine-tuning · quick demo"
     seeds = [a_run(5, seed=42), a_run(6, seed=43)]
-    assert views.run_label(seeds[1], seeds) == "#6 LoRA · seed 43"
+    assert describe.run_label(seeds[1], seeds) == "#6 LoRA · seed 43"
     tuned = a_run(7, epochs=3)
-    assert views.run_label(tuned, [tuned, quick]) == "#7 LoRA · own settings · 3 epochs"
+    assert describe.run_label(tuned, [tuned, quick]) == "#7 LoRA · own settings · 3 epochs"
     assert (
-        views.preset_of(tuned.config) == "own settings"
-        and views.preset_of(article.config) == "as in the published experiment"
+        describe.preset_of(tuned.config) == "own settings"
+        and describe.preset_of(article.config) == "as in the published experiment"
     )
 
 
@@ -51,32 +54,33 @@ def test_one_hue_per_method_and_a_shade_per_seed():
             [("full", 42), ("lora", 42), ("full", 43), ("lora", 43), ("full", 44), ("lora", 44)], start=1
         )
     ]
-    colours = views.run_colours(runs)
+    colours = describe.run_colours(runs)
     assert len(set(colours.values())) == 6, "one colour per run"
-    assert {colours[1], colours[3], colours[5]} == set(views.METHOD_SHADES["full"][:3])
-    assert {colours[2], colours[4], colours[6]} == set(views.METHOD_SHADES["lora"][:3])
-    assert not set(views.METHOD_SHADES["full"]) & set(views.METHOD_SHADES["lora"])
-    assert views.run_colours(runs[:2]) == {1: colours[1], 2: colours[2]}, "a seed's run keeps its shade alone"
+    assert {colours[1], colours[3], colours[5]} == set(describe.METHOD_SHADES["full"][:3])
+    assert {colours[2], colours[4], colours[6]} == set(describe.METHOD_SHADES["lora"][:3])
+    assert not set(describe.METHOD_SHADES["full"]) & set(describe.METHOD_SHADES["lora"])
+    assert describe.run_colours(runs[:2]) == {1: colours[1], 2: colours[2]}, "a seed's run keeps its shade alone"
 
 
 def test_one_number_format_per_quantity():
-    assert views.percent(0.73734) == "73.7 %" and views.percent(None) == "–"
-    assert views.points(-0.0123) == "-1.2 points" and views.points(0.004) == "+0.4 points"
-    assert views.plain_number(5e-5) == "0.00005" and views.plain_number(1.0) == "1"
-    assert views.epochs_text(1.0) == "1 epoch" and views.epochs_text(5) == "5 epochs"
-    assert views.count(22715141) == "22,715,141"
+    assert words.percent(0.73734) == "73.7 %" and words.percent(None) == "–"
+    assert words.points(-0.0123) == "-1.2 points" and words.points(0.004) == "+0.4 points"
+    assert words.plain_number(5e-5) == "0.00005" and words.plain_number(1.0) == "1"
+    assert words.epochs_text(1.0) == "1 epoch" and words.epochs_text(5) == "5 epochs"
+    assert words.count(22715141) == "22,715,141"
 
 
 def test_the_glossary_has_one_plain_line_per_term():
     for term in ("dev set", "warmup", "evaluations per epoch", "LoRA rank", "LoRA alpha", "LoRA dropout"):
-        assert views.GLOSSARY[term].count(".") <= 2 and "\n" not in views.GLOSSARY[term]
-    assert "bert-base-chinese" in views.GLOSSARY["published experiment"]
+        assert describe.GLOSSARY[term].count(".") <= 2 and "\n" not in describe.GLOSSARY[term]
+    assert "bert-base-chinese" in describe.GLOSSARY["published experiment"]
 
 
 def test_the_first_page_imports_no_torch_or_transformers():
     """A cold start draws its navigation and first page without the training libraries (seconds to import)."""
     code = (
-        "import sys, ui, core.views, core.runs, core.data; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+        "import sys, ui, core.results.tables, core.jobs.runs, core.data.reading; "
+        "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -148,8 +152,8 @@ def test_the_pair_view_shows_both_runs_on_one_fixed_axis_and_says_what_the_queue
     assert {t["name"] for t in figure["data"]} == {f"#{pair['full']} Full fine-tuning", f"#{pair['lora']} LoRA"}
     assert figure["layout"]["xaxis"]["range"] == [0, 40 * 1.04], "fixed, with room after the last step"
     colours = {t["name"]: t["line"]["color"] for t in figure["data"]}
-    assert colours[f"#{pair['full']} Full fine-tuning"] == views.METHOD_SHADES["full"][0]
-    assert colours[f"#{pair['lora']} LoRA"] == views.METHOD_SHADES["lora"][0]
+    assert colours[f"#{pair['full']} Full fine-tuning"] == describe.METHOD_SHADES["full"][0]
+    assert colours[f"#{pair['lora']} LoRA"] == describe.METHOD_SHADES["lora"][0]
 
 
 def test_a_live_view_follows_the_pair_to_the_run_that_trains_next(settings, pair):
@@ -262,7 +266,7 @@ def test_the_dataset_name_follows_the_files(settings, csv_folder):
     at = upload(at, named_csvs(csv_folder, "news"))
     assert at.text_input(key="data_name").value == "news"
     at.radio(key="data_source").set_value("Use the bundled demo set").run()
-    assert at.text_input(key="data_name").value == data.DEMO_NAME
+    assert at.text_input(key="data_name").value == datasets.DEMO_NAME
 
 
 def test_files_in_the_wrong_boxes_are_said_plainly(settings, csv_folder):
@@ -305,6 +309,6 @@ def test_train_speaks_plainly(settings, csv_folder, tiny_model):
     assert lora.delta.split(" of ")[0].endswith(" %")
     labels = {w.key: w for w in at.number_input}
     assert labels["train_evals_per_epoch"].label == "Evaluations per epoch"
-    assert labels["train_evals_per_epoch"].help == views.GLOSSARY["evaluations per epoch"]
+    assert labels["train_evals_per_epoch"].help == describe.GLOSSARY["evaluations per epoch"]
     assert labels["train_epochs"].proto.format == "%g" and labels["train_lr_full"].proto.format == "%g"
     assert "bert-base-chinese" in " ".join(at.radio(key="train_preset").proto.captions)  # which article

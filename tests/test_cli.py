@@ -10,9 +10,10 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from core import coverage, data, models
-from core.artifacts import CHECKPOINT_STATE, checkpoints_dir
-from core.db import Dataset, session_factory
+from core.data import datasets
+from core.store.db import Dataset, session_factory
+from core.training import coverage, models
+from core.training.artifacts import CHECKPOINT_STATE, checkpoints_dir
 from tests.conftest import make_rows, write_csv
 from tests.helpers import get_run
 
@@ -67,7 +68,7 @@ def test_train_prints_one_json_object_then_status_and_predict(settings, csv_fold
     assert result["status"] == "completed"
     tokenizer = models.load_tokenizer(tiny_model, settings)  # the training texts' tokens the model does not know
     with session_factory(settings.db_url)() as s:
-        train_texts = data.load_split(settings, s.scalars(select(Dataset)).one(), "train")["text"]
+        train_texts = datasets.load_split(settings, s.scalars(select(Dataset)).one(), "train")["text"]
     assert result["unknown_token_share"] == pytest.approx(coverage.unknown_share(tokenizer, train_texts.tolist()))
     assert set(result["test"]) == {"accuracy", "precision_weighted", "recall_weighted", "f1_macro", "confusion_matrix"}
 
@@ -120,10 +121,10 @@ def test_delete_asks_once_then_removes_runs_with_their_files_and_disk_says_what_
 ):
     from sqlalchemy import select
 
-    from core.artifacts import run_dir
-    from core.config import TrainConfig
-    from core.db import Run, session_factory
-    from core.runs import create_comparison, create_run
+    from core.jobs.runs import create_comparison, create_run
+    from core.store.db import Run, session_factory
+    from core.store.storage import run_dir
+    from core.training.config import TrainConfig
     from tests.helpers import store
     from tests.test_storage import finish
 

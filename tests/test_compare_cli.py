@@ -96,10 +96,11 @@ def test_compare_a_pair_json_and_refusals(settings, tmp_path):
 def test_compare_a_group_pairs_only_runs_launched_together_as_the_page_does(settings, tmp_path):
     """A group of two seeds with some runs failed: `compare GROUP` compares the pairs whose two runs both completed,
     the pairs the Compare page shows, and never a full run of one seed against a LoRA run of another."""
-    from core import comparisons, models
-    from core.config import TrainConfig
-    from core.db import Dataset, RunStatus, session_factory
-    from core.runs import create_comparison
+    from core.jobs.runs import create_comparison
+    from core.results import comparisons
+    from core.store.db import Dataset, RunStatus, session_factory
+    from core.training import models
+    from core.training.config import TrainConfig
     from tests.comparing import complete
 
     dataset = store_dataset(settings, tmp_path / "a", n_test=30)
@@ -124,9 +125,9 @@ def test_compare_a_group_pairs_only_runs_launched_together_as_the_page_does(sett
 
 def test_the_verdicts_macro_f1_is_each_runs_own_when_the_test_set_lacks_a_class(settings, tmp_path):
     """One Compare page, one macro-F1: the verdict scores each run as its recorded test results do."""
-    from core import comparisons
-    from core.db import session_factory
-    from core.views import runs_by_id
+    from core.results import comparisons
+    from core.results.tables import runs_by_id
+    from core.store.db import session_factory
 
     dataset = store_dataset(settings, tmp_path / "a", n_test=20, test_classes=2)  # no "tech" in the test set
     group, ids = comparison(settings, dataset, [(set(range(6)), set())])  # LoRA perfect; full wrong on six texts

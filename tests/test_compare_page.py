@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
-from core import models
-from core.config import TrainConfig
-from core.db import Dataset, Metric, session_factory
-from core.runs import create_comparison
+from core.jobs.runs import create_comparison
+from core.store.db import Dataset, Metric, session_factory
+from core.training import models
+from core.training.config import TrainConfig
 from tests.comparing import comparison, single, store_dataset
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from core.config import DEFAULT_LEARNING_RATES, PRESETS, TrainConfig, defaults_in_words, preset_config
+from core.training.config import DEFAULT_LEARNING_RATES, PRESETS, TrainConfig, defaults_in_words, preset_config
 
 
 def test_help_states_the_learning_rates_a_run_records():

@@ -10,7 +10,9 @@ import random
 import pandas as pd
 import pytest
 
-from core import coverage, data, models, predict, views
+from core import words
+from core.data import checking, datasets, reading
+from core.training import coverage, models, predict
 from tests.conftest import CHINESE, write_csv
 from tests.helpers import ZH, save_bert, train_now, zh_folder
 from tests.test_cli import cli, split_args
@@ -19,31 +21,31 @@ from tests.test_pages import open_page, store, texts, upload
 
 @pytest.fixture(scope="module")
 def bundled():
-    from core.settings import get_settings
+    from core.store.settings import get_settings
 
     return models.load_tokenizer(models.BUNDLED, get_settings())
 
 
 def demo_texts(split: str) -> pd.Series:
-    return pd.read_csv(data.DEMO_DIR / f"{split}.csv", dtype=str, keep_default_na=False)["0"]
+    return pd.read_csv(datasets.DEMO_DIR / f"{split}.csv", dtype=str, keep_default_na=False)["0"]
 
 
 def test_the_bundled_model_does_not_know_most_of_a_chinese_text(settings, bundled):
-    splits = {split: pd.Series([t for ts in ZH.values() for t in ts]) for split in data.SPLITS}
+    splits = {split: pd.Series([t for ts in ZH.values() for t in ts]) for split in reading.SPLITS}
     zh = coverage.measure(bundled, splits, models.BUNDLED, settings)
     tokens = [token for texts in ZH.values() for t in texts for token in bundled.tokenize(t)]  # no [CLS] / [SEP]
     assert zh.unknown_token_share == pytest.approx(tokens.count("[UNK]") / len(tokens))
     assert 0.5 < zh.unknown_token_share < 0.9, "most Chinese characters are unknown to the English model"
     assert zh.poor and zh.script == "Chinese characters"
     warning = zh.warning()
-    assert f"does not know {views.percent(zh.unknown_token_share)} of your text" in warning
+    assert f"does not know {words.percent(zh.unknown_token_share)} of your text" in warning
     assert "results will be poor" in warning.lower() and "Chinese or multilingual model" in warning
     assert "Needs the internet once" in warning and "bert-base-chinese" in warning
     assert "No model on this machine reads it better" in warning
 
-    english = coverage.measure(bundled, {s: demo_texts(s) for s in data.SPLITS}, models.BUNDLED, settings)
+    english = coverage.measure(bundled, {s: demo_texts(s) for s in reading.SPLITS}, models.BUNDLED, settings)
     assert english.unknown_token_share < 0.01 and not english.poor and english.warning() is None
-    assert english.looked["train"] == data.LENGTH_SAMPLE, "a large split is measured on an evenly spread sample"
+    assert english.looked["train"] == checking.LENGTH_SAMPLE, "a large split is measured on an evenly spread sample"
 
 
 def test_a_model_on_this_machine_that_reads_the_text_is_named(settings, bundled, tmp_path):
@@ -55,7 +57,7 @@ def test_a_model_on_this_machine_that_reads_the_text_is_named(settings, bundled,
     save_bert(root / "tiny-chinese", BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}))
     here = dataclasses.replace(settings, model_roots=(root,))
     assert coverage.local_models(here)[:2] == [models.BUNDLED, str(root / "tiny-chinese")]
-    splits = {split: pd.Series(ZH["体育"]) for split in data.SPLITS}
+    splits = {split: pd.Series(ZH["体育"]) for split in reading.SPLITS}
     warning = coverage.measure(bundled, splits, models.BUNDLED, here).warning()
     assert f"On this machine (no internet needed): {root / 'tiny-chinese'} (0.0 % unknown)" in warning
     # The folder's own coverage is fine, and the bundled model, which does not read it, is not offered.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from core import data
-from core.data import SplitFile, check_dataset
-from core.db import Dataset, session_factory
+from core.data import datasets, reading
+from core.data.checking import check_dataset
+from core.data.reading import SplitFile
+from core.store.db import Dataset, session_factory
 from tests.conftest import make_rows, write_csv
 
 
@@ -48,8 +50,8 @@ def test_chinese_csv_in_each_encoding_reads_without_garbling(settings, tmp_path,
 def test_string_labels_and_chosen_columns(settings):
     rows = [(f"sample {i}", ["pos", "neg", "neutral"][i % 3]) for i in range(12)]
     body = "id,review,sentiment\n" + "".join(f"{i},{t},{y}\n" for i, (t, y) in enumerate(rows))
-    files = {s: SplitFile(f"{s}.csv", body.encode()) for s in data.SPLITS}
-    assert data.guess_columns(["id", "review", "sentiment"]) == ("review", "id")  # guessed wrong: user picks
+    files = {s: SplitFile(f"{s}.csv", body.encode()) for s in reading.SPLITS}
+    assert reading.guess_columns(["id", "review", "sentiment"]) == ("review", "id")  # guessed wrong: user picks
     check = check_dataset(files, settings, text_column="review", label_column="sentiment")
     assert check.ok, check.errors
     assert check.classes == ["neg", "neutral", "pos"]
@@ -57,7 +59,7 @@ def test_string_labels_and_chosen_columns(settings):
 
 
 def test_integer_labels_get_names_from_class_list(settings):
-    names = data.read_class_names("体育\n财经\n科技\n".encode())
+    names = reading.read_class_names("体育\n财经\n科技\n".encode())
     check = check_dataset(good_files(), settings, class_names=names)
     assert check.ok
     assert check.classes == ["体育", "财经", "科技"]
@@ -67,7 +69,7 @@ def test_integer_labels_get_names_from_class_list(settings):
 
 
 def test_warnings_are_kept_but_not_fatal(settings, tiny_model):
-    from core.models import load_tokenizer
+    from core.training.models import load_tokenizer
 
     train = make_rows(30, 1) + [(f"goal match team {i}", 0) for i in range(100)]
     long_text = " ".join(["goal"] * 80)
@@ -85,12 +87,12 @@ def test_saved_dataset_round_trips_and_names_are_unique(settings):
     check = check_dataset(good_files(), settings)
     sessions = session_factory(settings.db_url)
     with sessions() as s:
-        ds = data.save_dataset(s, settings, check, "tiny")
-        assert data.load_split(settings, ds, "dev").equals(check.splits["dev"])
-        assert data.find_same_dataset(s, check).id == ds.id
-        with pytest.raises(data.DataError, match="already exists"):
-            data.save_dataset(s, settings, check, "tiny")
-        data.delete_dataset(s, settings, ds)
+        ds = datasets.save_dataset(s, settings, check, "tiny")
+        assert datasets.load_split(settings, ds, "dev").equals(check.splits["dev"])
+        assert datasets.find_same_dataset(s, check).id == ds.id
+        with pytest.raises(reading.DataError, match="already exists"):
+            datasets.save_dataset(s, settings, check, "tiny")
+        datasets.delete_dataset(s, settings, ds)
     assert stored_count(settings) == 0
     assert not (settings.data_dir / ds.path).exists()
 
@@ -101,16 +103,16 @@ def test_failed_store_leaves_no_files_or_row(settings, monkeypatch):
     def broken_write(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(data.pd.DataFrame, "to_csv", broken_write)
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken_write)
     with session_factory(settings.db_url)() as s, pytest.raises(OSError):
-        data.save_dataset(s, settings, check, "full-disk")
+        datasets.save_dataset(s, settings, check, "full-disk")
     assert stored_count(settings) == 0
     assert list(settings.datasets_dir.iterdir()) == []
 
 
 def test_a_class_names_file_naming_one_class_twice_is_refused_in_plain_words(settings, tmp_path):
-    with pytest.raises(data.DataError) as refused:
-        data.read_class_names(b"sport\nbusiness\n\nsport \ntech\n", "names.txt")
+    with pytest.raises(reading.DataError) as refused:
+        reading.read_class_names(b"sport\nbusiness\n\nsport \ntech\n", "names.txt")
     assert refused.value.problems == [
         "names.txt: lines 1 and 4 both say 'sport'. Line i names label i, so each label needs a name of its own: "
         "rename one of them."

@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 
-from core import data, verdict
-from core.db import Dataset, session_factory
+from core.data import checking, datasets, reading, splitting
+from core.results import verdict
+from core.store.db import Dataset, session_factory
 from tests.conftest import make_rows, write_csv
 from tests.test_cli import cli
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
@@ -16,39 +17,39 @@ from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_work
 
 def test_a_stratified_split_keeps_each_class_share_and_is_seeded():
     labels = np.repeat([0, 1, 2], [500, 300, 23])
-    parts = data.split_stratified(labels, (80, 10, 10), seed=3)
+    parts = splitting.split_stratified(labels, (80, 10, 10), seed=3)
     assert sorted(np.concatenate(list(parts.values()))) == list(range(len(labels))), "every row once"
     counts = {s: np.bincount(labels[rows], minlength=3).tolist() for s, rows in parts.items()}
     assert counts == {"train": [400, 240, 19], "dev": [50, 30, 2], "test": [50, 30, 2]}  # largest remainder
-    again = data.split_stratified(labels, (80, 10, 10), seed=3)
+    again = splitting.split_stratified(labels, (80, 10, 10), seed=3)
     assert all((again[s] == parts[s]).all() for s in parts), "the same seed gives the same split"
-    other = data.split_stratified(labels, (80, 10, 10), seed=4)
+    other = splitting.split_stratified(labels, (80, 10, 10), seed=4)
     assert not (other["test"] == parts["test"]).all()
-    tiny = data.split_stratified(np.array([0, 0, 0, 1, 1, 1, 1]), (80, 10, 10))
+    tiny = splitting.split_stratified(np.array([0, 0, 0, 1, 1, 1, 1]), (80, 10, 10))
     assert all(set(np.array([0, 0, 0, 1, 1, 1, 1])[rows]) == {0, 1} for rows in tiny.values()), "each class in each"
 
 
 def test_one_file_is_checked_as_a_whole_then_split_and_stored(settings, tmp_path):
     rows = make_rows(200, 1)
     path = write_csv(tmp_path / "news.csv", rows)
-    check = data.check_one_file(data.SplitFile.from_path(path), settings, shares=(70, 15, 15), seed=1)
+    check = checking.check_one_file(reading.SplitFile.from_path(path), settings, shares=(70, 15, 15), seed=1)
     assert check.ok, check.errors
-    assert [len(check.splits[s]) for s in data.SPLITS] == [140, 30, 30]
+    assert [len(check.splits[s]) for s in reading.SPLITS] == [140, 30, 30]
     assert {s: sum(c.values()) for s, c in check.label_counts.items()} == {"train": 140, "dev": 30, "test": 30}
     assert check.source["split"] == {"file": "news.csv", "shares": [70, 15, 15], "seed": 1}
     with session_factory(settings.db_url)() as s:
-        stored = data.save_dataset(s, settings, check, "news")
+        stored = datasets.save_dataset(s, settings, check, "news")
         assert stored.sizes == {"train": 140, "dev": 30, "test": 30}
-        back = data.load_split(settings, stored, "test")
+        back = datasets.load_split(settings, stored, "test")
     assert list(back["text"]) == list(check.splits["test"]["text"]), "the split is what is stored"
 
     broken = write_csv(tmp_path / "broken.csv", [*rows[:20], ("", 1), ("rare one", 7)])
-    check = data.check_one_file(data.SplitFile.from_path(broken), settings)
+    check = checking.check_one_file(reading.SplitFile.from_path(broken), settings)
     assert check.errors == ["broken.csv row 22, column '0': the text is empty. Fill it in or delete the row."]
     fixed = write_csv(tmp_path / "rare.csv", [*rows[:20], ("rare one", 7), ("rare two", 7)])
-    check = data.check_one_file(data.SplitFile.from_path(fixed), settings)
+    check = checking.check_one_file(reading.SplitFile.from_path(fixed), settings)
     assert not check.ok and "class '7' has fewer than 3 rows" in check.errors[0]
-    assert data.check_one_file(data.SplitFile.from_path(fixed), settings, shares=(100, 0, 0)).errors
+    assert checking.check_one_file(reading.SplitFile.from_path(fixed), settings, shares=(100, 0, 0)).errors
 
 
 def test_the_data_page_splits_one_file_and_shows_the_noise_floor(settings, tmp_path):
@@ -88,6 +89,6 @@ def test_the_command_line_takes_one_file_with_data(settings, tmp_path, tiny_mode
 
 def test_one_file_split_is_not_warned_as_the_same_file_or_a_file_in_the_wrong_box(settings, tmp_path):
     path = write_csv(tmp_path / "thucnews_train.csv", make_rows(200, 1))
-    check = data.check_one_file(data.SplitFile.from_path(path), settings)
+    check = checking.check_one_file(reading.SplitFile.from_path(path), settings)
     assert check.ok, check.errors
     assert not [w for w in check.warnings if "The same file" in w or "wrong boxes" in w], check.warnings

@@ -10,11 +10,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
 
-from core import data
-from core.config import TrainConfig
-from core.db import Base, Metric, Run, get_engine, session_factory
-from core.runs import create_run
-from core.worker import claim_next_run
+from core.data import checking, datasets, reading
+from core.jobs.runs import create_run
+from core.jobs.worker import claim_next_run
+from core.store.db import Base, Metric, Run, get_engine, session_factory
+from core.training.config import TrainConfig
 
 
 def test_migrations_build_exactly_the_models_schema(settings):
@@ -29,14 +29,14 @@ def test_migrations_build_exactly_the_models_schema(settings):
             actions = {row[3]: (row[2], row[6]) for row in pragma}  # column: (referred table, on delete)
             assert actions.get(column) == (model_fk.referred_table.name, model_fk.ondelete or "NO ACTION"), actions
             diff = [d for d in diff if not (d[0].endswith("_fk") and d[1].elements[0].parent.name == column)]
-        assert diff == [], "the models changed without a migration in core/migrations/versions"
+        assert diff == [], "the models changed without a migration in core/store/migrations/versions"
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def _dataset(settings, csv_folder):
-    check = data.check_dataset(data.files_from_folder(csv_folder), settings)
+    check = checking.check_dataset(reading.files_from_folder(csv_folder), settings)
     with session_factory(settings.db_url)() as s:
-        return data.save_dataset(s, settings, check, "tiny")
+        return datasets.save_dataset(s, settings, check, "tiny")
 
 
 def test_runs_queued_from_many_threads_are_each_claimed_exactly_once(settings, csv_folder):
@@ -95,7 +95,7 @@ def test_a_database_at_the_newest_revision_opens_without_loading_alembic(setting
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from core.db import MIGRATIONS, newest_revision, schema_revision
+    from core.store.db import MIGRATIONS, newest_revision, schema_revision
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -106,7 +106,8 @@ def test_a_database_at_the_newest_revision_opens_without_loading_alembic(setting
         [
             sys.executable,
             "-c",
-            "import sys; from core.db import get_engine; get_engine(sys.argv[1]); print('alembic' in sys.modules)",
+            "import sys; from core.store.db import get_engine; get_engine(sys.argv[1]); "
+            "print('alembic' in sys.modules)",
             settings.db_url,
         ],
         cwd=Path(__file__).resolve().parents[1],
@@ -122,7 +123,7 @@ def test_a_migration_that_copies_the_runs_table_keeps_every_runs_metrics(setting
     metrics. Migration 0010's downgrade is such a step; down and up again, every row is still there."""
     from alembic import command
 
-    from core.db import migrate, newest_revision, schema_revision
+    from core.store.db import migrate, newest_revision, schema_revision
 
     dataset = _dataset(settings, csv_folder)
     with session_factory(settings.db_url)() as s:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from core.device import pick_device, precision, training_device_text
-from core.trainer import EncodedTexts, EpochSeededSampler
+from core.training.device import pick_device, precision, training_device_text
+from core.training.trainer import EncodedTexts, EpochSeededSampler
 
 
 @pytest.mark.parametrize(

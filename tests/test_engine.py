@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select, text
 
-from core import models
-from core.config import TrainConfig
-from core.db import Metric, Prediction, Run, RunStatus, get_engine, session_factory, utcnow
-from core.recorder import RunRecorder
-from core.runs import ConfigError, create_pair, create_run, request_cancel
-from core.settings import get_settings
-from core.worker import claim_next_run, reconcile_stale_runs, run_worker
+from core.jobs.runs import ConfigError, create_pair, create_run, request_cancel
+from core.jobs.worker import claim_next_run, reconcile_stale_runs, run_worker
+from core.store.db import Metric, Prediction, Run, RunStatus, get_engine, session_factory, utcnow
+from core.store.settings import get_settings
+from core.training import models
+from core.training.config import TrainConfig
+from core.training.recorder import RunRecorder
 from tests.helpers import ROOT, get_run, metric_count, start_worker, store, wait_for
 
 FAST = {"epochs": 20, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
@@ -73,8 +73,8 @@ def test_pair_trains_through_the_worker_and_reloads_in_a_fresh_process(settings,
     # A fresh process loads each run and reproduces its stored test predictions.
     script = (
         "import json,sys\n"
-        "from core.settings import get_settings\nfrom core.db import Run, session_factory\n"
-        "from core.predict import load_run\nimport pandas as pd\n"
+        "from core.store.settings import get_settings\nfrom core.store.db import Run, session_factory\n"
+        "from core.training.predict import load_run\nimport pandas as pd\n"
         "st = get_settings(sys.argv[1])\n"
         "with session_factory(st.db_url)() as s:\n"
         "    run = s.get(Run, int(sys.argv[2])); ds = run.dataset\n"
@@ -196,7 +196,7 @@ def test_the_model_trains_with_torchs_own_dropout(settings, csv_folder, tiny_mod
     configured, for both methods."""
     import torch
 
-    from core import train
+    from core.training import train
 
     seen = []  # each trained model's dropout modules: (type, p, name)
 
@@ -224,8 +224,8 @@ def test_the_model_trains_with_torchs_own_dropout(settings, csv_folder, tiny_mod
 def test_each_epoch_meets_the_training_texts_in_a_new_order(settings, csv_folder, tiny_model, monkeypatch):
     """The Trainer tells the sampler each epoch's number through accelerate's data loader; were that lost (a change
     in either library), every epoch would repeat the first one's batches, unlike the article's code."""
-    from core import trainer as lab_trainer
-    from core.train import train_run
+    from core.training import trainer as lab_trainer
+    from core.training.train import train_run
 
     orders, iterate = [], lab_trainer.EpochSeededSampler.__iter__
 
@@ -261,7 +261,7 @@ def test_the_weights_of_the_evaluation_with_the_lowest_dev_loss_are_kept():
 
 
 def test_length_batches_cover_every_text_once_and_mostly_hold_one_length():
-    from core.evaluate import length_batches
+    from core.training.evaluate import length_batches
 
     lengths = [5, 3, 5, 9, 3, 3, 7, 5, 5, 2, 5, 3, 9, 9, 9, 9, 1]
     batches = length_batches(lengths, batch_size=4)
@@ -281,7 +281,7 @@ def test_length_batches_cover_every_text_once_and_mostly_hold_one_length():
 
 def test_scoring_in_batches_gives_each_text_what_it_gets_alone(tiny_model, monkeypatch):
     """Batching by length, padding and reordering change nothing: each row is its own text's, in the order given."""
-    from core import evaluate
+    from core.training import evaluate
 
     monkeypatch.setattr(evaluate, "bf16_supported", lambda device: False)  # float32: equal to rounding
     model = models.load_classifier(tiny_model, ["a", "b", "c"], get_settings())

@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core import estimate
-from core.config import TrainConfig
-from core.db import Probe, Run, RunStatus, session_factory
-from core.methods import param_counts
-from core.settings import get_settings
+from core import words
+from core.jobs import cost, estimate, probe, queue
+from core.store.db import Probe, Run, RunStatus, session_factory
+from core.store.settings import get_settings
+from core.training import machine_load
+from core.training.config import TrainConfig
+from core.training.methods import param_counts
 from tests.helpers import ROOT, store
 
 # The tiny BERT of conftest: hidden 32, 2 layers, 2 heads, intermediate 64, 128 positions, 3 classes.
@@ -57,13 +59,13 @@ def hand_counts(vocab: int) -> dict:
 
 
 def test_counts_match_hand_computed_and_the_loaded_model(tiny_model):
-    from core import models
+    from core.training import models
 
     vocab = len(models.load_tokenizer(tiny_model, get_settings()))
     expected = hand_counts(vocab)
     loaded = param_counts(tiny_model, ["a", "b", "c"], TrainConfig(method="lora"), get_settings())
     for method in ("full", "lora"):
-        shape = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method=method), get_settings())
+        shape = cost.model_shape(tiny_model, CLASSES, TrainConfig(method=method), get_settings())
         got = {k: getattr(shape, k) for k in expected[method]}
         assert got == expected[method]
         assert (shape.trainable, shape.total) == loaded[method]  # as the run itself will count them
@@ -71,56 +73,56 @@ def test_counts_match_hand_computed_and_the_loaded_model(tiny_model):
 
 
 def test_operations_per_token_against_hand_computed(tiny_model):
-    full = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method="full"), get_settings())
-    lora = estimate.model_shape(tiny_model, CLASSES, TrainConfig(method="lora"), get_settings())
+    full = cost.model_shape(tiny_model, CLASSES, TrainConfig(method="full"), get_settings())
+    lora = cost.model_shape(tiny_model, CLASSES, TrainConfig(method="lora"), get_settings())
     seq, attention = 10, 4 * LAYERS * H * 10  # scores and weighted sum, per token, forward
-    assert estimate.forward_flops_per_token(full, seq) == 2 * full.linear + attention
+    assert cost.forward_flops_per_token(full, seq) == 2 * full.linear + attention
     # full: forward, backward through activations and weights, about 6 per weight
-    assert estimate.train_flops_per_token(full, seq) == 6 * full.linear + 3 * attention == 112_704
+    assert cost.train_flops_per_token(full, seq) == 6 * full.linear + 3 * attention == 112_704
     # LoRA: backward through the activations of every layer, weight gradients only for adapters and head, and the
     # adapters' memory-bound work (dropout, sums) per feature they read or write
-    adapters = estimate.ADAPTER_FLOPS_PER_FEATURE * LAYERS * 3 * 2 * H
+    adapters = cost.ADAPTER_FLOPS_PER_FEATURE * LAYERS * 3 * 2 * H
     products = 4 * lora.linear + 2 * lora.trainable_linear + 3 * attention
-    assert products == 96_704 and estimate.train_flops_per_token(lora, seq) == products + adapters
+    assert products == 96_704 and cost.train_flops_per_token(lora, seq) == products + adapters
 
 
 def test_the_probe_and_the_estimate_time_a_step_alike(tiny_model):
-    """core.probe times one step and divides by raw_step_seconds: a run's estimate must be its steps at that price,
-    plus its evaluations, or a probe would calibrate something the estimate does not compute."""
+    """core.jobs.probe times one step and divides by raw_step_seconds: a run's estimate must be its steps at that
+    price, plus its evaluations, or a probe would calibrate something the estimate does not compute."""
     config = TrainConfig(method="lora", epochs=1.5, batch_size=4)
-    shape = estimate.model_shape(tiny_model, CLASSES, config, get_settings())
+    shape = cost.model_shape(tiny_model, CLASSES, config, get_settings())
     lengths = [3, 9, 5, 12, 7, 7, 2, 30, 4, 6, 11]
     for kind in ("cpu", "gpu"):
-        device = estimate.Device(kind, "x", kind == "cpu", 0.0)
-        raw = estimate.raw_estimate(shape, {"train": lengths, "dev": [], "test": []}, config, device)
-        per_step = estimate.raw_step_seconds(shape, estimate.train_batches(lengths, 4, config.seed), kind)
-        evals = raw["evals"] * estimate.PRIOR[kind]["eval_s"]
+        device = cost.Device(kind, "x", kind == "cpu", 0.0)
+        raw = cost.raw_estimate(shape, {"train": lengths, "dev": [], "test": []}, config, device)
+        per_step = cost.raw_step_seconds(shape, cost.train_batches(lengths, 4, config.seed), kind)
+        evals = raw["evals"] * cost.PRIOR[kind]["eval_s"]
         assert raw["steps"] == 5 and raw["train_seconds"] == pytest.approx(raw["steps"] * per_step + evals)
 
 
 def test_batches_and_schedule_as_the_trainer_makes_them():
     # random batches (as the engine's sampler), each padded to its longest text
-    batches = estimate.train_batches(list(range(1, 11)), 4, seed=3)
+    batches = cost.train_batches(list(range(1, 11)), 4, seed=3)
     assert [n for n, _ in batches] == [4, 4, 2] and max(pad for _, pad in batches) == 10
-    assert batches == estimate.train_batches(list(range(1, 11)), 4, seed=3)
+    assert batches == cost.train_batches(list(range(1, 11)), 4, seed=3)
     lengths = [8] * 90 + [40] * 10  # a few long texts pad most random batches, unlike length-sorted ones
-    padded = sum(n * pad for n, pad in estimate.train_batches(lengths, 10, seed=0))
+    padded = sum(n * pad for n, pad in cost.train_batches(lengths, 10, seed=0))
     assert padded > sum(lengths) * 2
-    assert estimate.eval_batches([5, 1, 3, 2, 4], 2) == [(2, 2), (2, 4), (1, 5)]
-    assert estimate.schedule(TrainConfig(epochs=3, batch_size=32, evals_per_epoch=2), 96) == (9, 9)
-    assert estimate.schedule(TrainConfig(epochs=1.5, batch_size=32, evals_per_epoch=2), 100) == (6, 3)
+    assert cost.eval_batches([5, 1, 3, 2, 4], 2) == [(2, 2), (2, 4), (1, 5)]
+    assert cost.schedule(TrainConfig(epochs=3, batch_size=32, evals_per_epoch=2), 96) == (9, 9)
+    assert cost.schedule(TrainConfig(epochs=1.5, batch_size=32, evals_per_epoch=2), 100) == (6, 3)
 
 
 def test_real_token_lengths_decide_the_work_not_max_length(settings, csv_folder, tiny_model):
     dataset = store(settings, csv_folder)
-    device = estimate.Device("cpu", "test cpu", False, 10_000)
+    device = cost.Device("cpu", "test cpu", False, 10_000)
     with session_factory(settings.db_url)() as s:
         short = estimate.estimate_run(settings, s, dataset, tiny_model, TrainConfig(max_length=64), device)
         long = estimate.estimate_run(settings, s, dataset, tiny_model, TrainConfig(max_length=512), device)
         cut = estimate.estimate_run(settings, s, dataset, tiny_model, TrainConfig(max_length=6), device)
     assert short["raw"]["train_flops"] == long["raw"]["train_flops"]  # the texts are shorter than 64 tokens
     assert cut["raw"]["train_flops"] < short["raw"]["train_flops"]  # truncated at 6, they cost less
-    lengths = estimate.token_lengths(settings, dataset, tiny_model)
+    lengths = cost.token_lengths(settings, dataset, tiny_model)
     assert {len(v) for v in lengths.values()} == {96, 24} and max(lengths["train"]) < 64
     assert list((settings.data_dir / dataset.path).glob("token-lengths-*.json"))  # tokenized once, kept
 
@@ -190,7 +192,7 @@ def test_calibration_weighs_other_methods_and_models_less():
 
 def test_estimate_uses_this_devices_finished_runs(settings, csv_folder, tiny_model):
     dataset = store(settings, csv_folder)
-    device = estimate.Device("cpu", "test cpu", False, 10_000)
+    device = cost.Device("cpu", "test cpu", False, 10_000)
     config = TrainConfig(method="lora")
     with session_factory(settings.db_url)() as s:
         before = estimate.estimate_run(settings, s, dataset, tiny_model, config, device)
@@ -224,18 +226,18 @@ def test_wont_fit_advice_names_what_fits(settings, csv_folder, large_model):
     dataset = store(settings, csv_folder)
     config = TrainConfig(method="full", batch_size=32, max_length=512)
     with session_factory(settings.db_url)() as s:
-        roomy = estimate.Device("gpu", "test gpu", True, 100_000)
+        roomy = cost.Device("gpu", "test gpu", True, 100_000)
         at32 = estimate.estimate_run(settings, s, dataset, large_model, config, roomy)
         small = TrainConfig.from_dict({**config.to_dict(), "batch_size": 16})
         at16 = estimate.estimate_run(settings, s, dataset, large_model, small, roomy)
         assert estimate.advice(settings, s, dataset, large_model, config, at32, roomy) is None
-        tight = estimate.Device("gpu", "test gpu", True, (at32["peak_memory_mb"] + at16["peak_memory_mb"]) / 2)
+        tight = cost.Device("gpu", "test gpu", True, (at32["peak_memory_mb"] + at16["peak_memory_mb"]) / 2)
         said = estimate.advice(settings, s, dataset, large_model, config, at32, tight)
-        assert said.startswith(f"needs about {estimate.memory_text(at32['peak_memory_mb'])}, this GPU has ")
+        assert said.startswith(f"needs about {words.memory_text(at32['peak_memory_mb'])}, this GPU has ")
         assert said.endswith(": batch size 16 fits, or LoRA.")
         lora = TrainConfig.from_dict({**config.to_dict(), "method": "lora", "learning_rate": None})
         at_lora = estimate.estimate_run(settings, s, dataset, large_model, lora, roomy)
-        tiny = estimate.Device("cpu", "test cpu", True, at_lora["peak_memory_mb"] / 2)
+        tiny = cost.Device("cpu", "test cpu", True, at_lora["peak_memory_mb"] / 2)
         said = estimate.advice(settings, s, dataset, large_model, config, at32, tiny)
         assert "this machine has" in said and "even batch size 1 does not fit" in said
     assert at32["peak_memory_mb"] > 4 * 1024  # 335 M parameters with AdamW: several GB
@@ -253,27 +255,27 @@ def test_queue_times_one_at_a_time():
         queued(2, RunStatus.QUEUED, total=50),
         queued(3, RunStatus.QUEUED, total=30),
     ]
-    times = estimate.queue_times(active, now, slots=1, memory_mb=1000)
+    times = queue.queue_times(active, now, slots=1, memory_mb=1000)
     assert times[1] == (now - timedelta(seconds=60), now + timedelta(seconds=40))
     assert times[2] == (now + timedelta(seconds=40), now + timedelta(seconds=90))
     assert times[3] == (now + timedelta(seconds=90), now + timedelta(seconds=120))
-    assert estimate.queue_empties_at(times) == now + timedelta(seconds=120)
+    assert queue.queue_empties_at(times) == now + timedelta(seconds=120)
 
 
 def test_queue_times_side_by_side_where_memory_allows():
     now = datetime(2026, 1, 1, 12, 0, 0)
     active = [queued(i, RunStatus.QUEUED, total=100, memory=400) for i in (1, 2, 3)]
-    times = estimate.queue_times(active, now, slots=2, memory_mb=1000)
+    times = queue.queue_times(active, now, slots=2, memory_mb=1000)
     assert [times[i][0] for i in (1, 2, 3)] == [now, now, now + timedelta(seconds=100)]
-    times = estimate.queue_times(active, now, slots=4, memory_mb=700)  # room for one at a time
+    times = queue.queue_times(active, now, slots=4, memory_mb=700)  # room for one at a time
     assert [times[i][0] for i in (1, 2, 3)] == [now + timedelta(seconds=100 * i) for i in range(3)]
-    unknown = estimate.queue_times([queued(1, RunStatus.QUEUED), queued(2, RunStatus.QUEUED, total=5)], now, 1, 1e9)
+    unknown = queue.queue_times([queued(1, RunStatus.QUEUED), queued(2, RunStatus.QUEUED, total=5)], now, 1, 1e9)
     assert unknown[1] == (now, None) and unknown[2] == (None, None)
-    assert estimate.queue_empties_at(unknown) is None
+    assert queue.queue_empties_at(unknown) is None
     # A running run without a memory estimate (but a time from the recent runs): the next starts once it has ended.
     running = queued(1, RunStatus.RUNNING, total=100, started=now)
     running.estimate = None
-    times = estimate.queue_times([running, queued(2, RunStatus.QUEUED, total=50, memory=100)], now, 2, 1e9, 100.0)
+    times = queue.queue_times([running, queued(2, RunStatus.QUEUED, total=50, memory=100)], now, 2, 1e9, 100.0)
     assert times[2][0] == now + timedelta(seconds=100)
 
 
@@ -288,17 +290,17 @@ def test_durations_read_as_a_person_plans():
         600: "10 min",
         7260: "2 h 1 min",
     }
-    assert {s: estimate.duration_text(s) for s in cases} == cases
+    assert {s: words.duration_text(s) for s in cases} == cases
 
 
 def test_fits_beside():
-    assert estimate.fits_beside([], 10_000, 100, slots=1)  # alone, it starts even when estimated not to fit
-    assert not estimate.fits_beside([100], 100, 1000, slots=1)
-    assert estimate.fits_beside([100], 100, 1000, slots=2)
-    assert not estimate.fits_beside([600], 500, 1000, slots=2)
-    assert not estimate.fits_beside([100], None, 1000, slots=2)  # no estimate: only alone
-    assert not estimate.fits_beside([None], 100, 1000, slots=2)  # nothing beside a run of unknown size either
-    assert not estimate.fits_beside([100, None], 100, 1000, slots=3)
+    assert queue.fits_beside([], 10_000, 100, slots=1)  # alone, it starts even when estimated not to fit
+    assert not queue.fits_beside([100], 100, 1000, slots=1)
+    assert queue.fits_beside([100], 100, 1000, slots=2)
+    assert not queue.fits_beside([600], 500, 1000, slots=2)
+    assert not queue.fits_beside([100], None, 1000, slots=2)  # no estimate: only alone
+    assert not queue.fits_beside([None], 100, 1000, slots=2)  # nothing beside a run of unknown size either
+    assert not queue.fits_beside([100, None], 100, 1000, slots=3)
 
 
 def test_estimate_command_pair_json(settings, csv_folder, tiny_model):
@@ -319,8 +321,8 @@ def test_estimate_command_pair_json(settings, csv_folder, tiny_model):
 
 
 def test_a_busy_cpu_slows_the_estimate_and_the_runs_it_learns_from():
-    assert estimate.cpu_slowdown(None, 2) == estimate.cpu_slowdown(1.5, 2) == 1.0
-    assert estimate.cpu_slowdown(8.0, 2) == 4.0
+    assert machine_load.cpu_slowdown(None, 2) == machine_load.cpu_slowdown(1.5, 2) == 1.0
+    assert machine_load.cpu_slowdown(8.0, 2) == 4.0
     busy = finished("lora", 10.0, 40.0, device="CPU: test")  # 4x its estimate, on a CPU four times oversubscribed
     busy.load_average, busy.cpu_count = 8.0, 2
     quiet = estimate.calibrate(RAW, "lora", "m", [busy], slowdown=1.0)
@@ -341,7 +343,9 @@ def test_a_run_held_back_by_other_work_does_not_calibrate_the_time():
     nearly_alone = finished("lora", 10.0, 10.0 / 0.95, device="CPU: test")
     nearly_alone.load_average, nearly_alone.cpu_count, nearly_alone.cpu_share = 1.0, 2, 0.95
     assert estimate.calibrate(RAW, "lora", "m", [nearly_alone])["train_seconds"] == 10.0
-    assert estimate.measured_slowdown(None, 8.0, 2) == 4.0  # not measured (older runs, not Linux): the load average
+    assert (
+        machine_load.measured_slowdown(None, 8.0, 2) == 4.0
+    )  # not measured (older runs, not Linux): the load average
 
 
 def burn_cpu_0(seconds: float) -> subprocess.Popen:
@@ -360,10 +364,10 @@ def test_the_cpu_share_measures_other_programs_taking_the_cpu():
         os.sched_setaffinity(0, {0})
         try:
             time.sleep(0.5)  # the burners have started
-            before, end = estimate.scheduler_times(), time.time() + 1.0
+            before, end = machine_load.scheduler_times(), time.time() + 1.0
             while time.time() < end:
                 pass
-            share = estimate.cpu_share(before, estimate.scheduler_times())
+            share = machine_load.cpu_share(before, machine_load.scheduler_times())
         finally:
             os.sched_setaffinity(0, affinity)
     finally:
@@ -371,15 +375,15 @@ def test_the_cpu_share_measures_other_programs_taking_the_cpu():
             p.kill()
             p.wait()
     assert 0 < share < 0.5
-    assert estimate.measured_slowdown(share, 0.5, 2) == pytest.approx(1 / share)
+    assert machine_load.measured_slowdown(share, 0.5, 2) == pytest.approx(1 / share)
 
 
 def test_a_probe_timed_before_its_cpu_share_was_measured_is_taken_again(settings, csv_folder, tiny_model):
     """A probe stored before probes measured what held them back may have been timed at a busy moment (the 13.5x
     LoRA probe): the estimate does not use it, and a new probe is queued for the worker."""
     dataset = store(settings, csv_folder)
-    device = estimate.Device("cpu", "test cpu", False, 10_000)
-    key = estimate.probe_key(device, "lora", tiny_model)
+    device = cost.Device("cpu", "test cpu", False, 10_000)
+    key = probe.probe_key(device, "lora", tiny_model)
     with session_factory(settings.db_url)() as s:
         s.add(Probe(key=key, status="done", model_source=tiny_model, config={}, result={"time_ratio": 13.5}))
         s.commit()
@@ -392,11 +396,11 @@ def test_lora_is_scored_as_full_is(settings, csv_folder, tiny_model):
     """A LoRA model is scored merged, as the plain model: its scoring estimate is full fine-tuning's, for the same
     data, whatever the two methods' probes and finished runs measured of their training."""
     dataset = store(settings, csv_folder)
-    device = estimate.Device("cpu", "test cpu", False, 10_000)
+    device = cost.Device("cpu", "test cpu", False, 10_000)
     configs = {m: TrainConfig(method=m) for m in ("full", "lora")}
     with session_factory(settings.db_url)() as s:
         for method, ratio in (("full", 2.6), ("lora", 13.5)):  # the LoRA probe poisoned by a busy moment
-            key = estimate.probe_key(device, method, tiny_model)
+            key = probe.probe_key(device, method, tiny_model)
             result = {"time_ratio": ratio, "slowdown": 1.0}
             s.add(Probe(key=key, status="done", model_source=tiny_model, config={}, result=result))
         s.commit()
@@ -417,9 +421,9 @@ def test_lora_is_scored_as_full_is(settings, csv_folder, tiny_model):
 
 
 def test_queue_to_result_counts_every_run_queued(settings):
-    device = estimate.Device("cpu", "test cpu", False, 10_000)  # one run at a time
+    device = cost.Device("cpu", "test cpu", False, 10_000)  # one run at a time
     pair = [{"total_seconds": 60.0, "peak_memory_mb": 100.0}, {"total_seconds": 40.0, "peak_memory_mb": 100.0}]
     now = datetime(2026, 1, 1)
     with session_factory(settings.db_url)() as s:
-        assert estimate.queue_to_result(settings, s, device, pair, now) == 100.0
-        assert estimate.queue_to_result(settings, s, device, pair * 3, now) == 300.0  # three seeds
+        assert queue.queue_to_result(settings, s, device, pair, now) == 100.0
+        assert queue.queue_to_result(settings, s, device, pair * 3, now) == 300.0  # three seeds

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from core import estimate
-from core.config import TrainConfig
-from core.db import Probe, Run, RunStatus, session_factory, utcnow
-from core.runs import create_run
-from core.settings import get_settings
+from core.jobs import cost, estimate
+from core.jobs.runs import create_run
+from core.store.db import Probe, Run, RunStatus, session_factory, utcnow
+from core.store.settings import get_settings
+from core.training.config import TrainConfig
 from tests.helpers import store
 from tests.test_estimate import large_model  # noqa: F401 - a fixture
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker is an autouse fixture
@@ -57,7 +57,7 @@ def test_train_page_says_what_would_fit(settings, csv_folder, large_model, monke
     dataset = store(settings, csv_folder)
     config = TrainConfig(method="full", epochs=1, batch_size=32, max_length=64)
     monkeypatch.setenv("LORALAB_DEVICE_MEMORY_MB", "1000000")
-    roomy = estimate.this_device(get_settings())
+    roomy = cost.this_device(get_settings())
     with session_factory(settings.db_url)() as s:
         at32, at16 = (
             estimate.estimate_run(

@@ -9,9 +9,10 @@ import zipfile
 
 import pytest
 
-from core import evaluate, export, predict
-from core.db import Run, session_factory
-from core.settings import get_settings
+from core.results import export
+from core.store.db import Run, session_factory
+from core.store.settings import get_settings
+from core.training import evaluate, predict
 from tests.conftest import make_rows, write_csv
 from tests.helpers import core_command, store, train_now
 
@@ -175,7 +176,7 @@ def test_cli_export_writes_a_merged_zip(trained, tmp_path):
 
 
 def test_the_card_of_a_run_launched_in_a_pair_states_the_pairs_verdict(trained, tmp_path):
-    from core.comparisons import compare_summary
+    from core.results.comparisons import compare_summary
 
     settings, ids, _ = trained
     with session_factory(settings.db_url)() as s:

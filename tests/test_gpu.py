@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.config import TrainConfig
-from core.db import session_factory
-from core.device import precision
-from core.runs import create_run
-from core.train import train_run
+from core.jobs.runs import create_run
+from core.store.db import session_factory
+from core.training.config import TrainConfig
+from core.training.device import precision
+from core.training.train import train_run
 from tests.conftest import FILLER, WORDS, write_csv
 from tests.helpers import get_run, store
 

@@ -14,10 +14,11 @@ from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from streamlit.testing.v1 import AppTest
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig, ViTConfig
 
-from core import data, methods, models
-from core.config import TrainConfig
-from core.db import session_factory
-from core.methods import count_params, wrap_model
+from core.data import checking, datasets, reading
+from core.store.db import session_factory
+from core.training import methods, models
+from core.training.config import TrainConfig
+from core.training.methods import count_params, wrap_model
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_ID = "some-org/some-model"
@@ -113,7 +114,7 @@ def test_offline_says_so_before_asking(settings, hub, monkeypatch):
 
 
 def test_the_size_cap_holds_for_local_folders_too(settings, tiny_model, monkeypatch):
-    from core.settings import get_settings
+    from core.store.settings import get_settings
 
     monkeypatch.setenv("LORALAB_MAX_MODEL_MB", "0.01")
     with pytest.raises(models.ModelSourceError, match="more than this server allows"):
@@ -124,10 +125,10 @@ def test_the_train_page_counts_an_id_and_names_a_gated_one(settings, csv_folder,
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)  # the id's tokenizer, "downloaded" (for the estimates)
     downloaded = lambda source, local_files_only=False, **kwargs: tokenizer  # noqa: E731
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", downloaded)
-    monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
-    check = data.check_dataset(data.files_from_folder(csv_folder), settings)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda settings: False)
+    check = checking.check_dataset(reading.files_from_folder(csv_folder), settings)
     with session_factory(settings.db_url)() as s:
-        data.save_dataset(s, settings, check, "tiny")
+        datasets.save_dataset(s, settings, check, "tiny")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
     at.switch_page("pages/train.py").run()
     at.radio(key="train_model_kind").set_value("A Hugging Face model id").run()

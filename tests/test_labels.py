@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from core import data, labels, predict
-from core.config import TrainConfig
-from core.db import LabelJob, Run, session_factory
-from core.settings import get_settings
-from core.worker import run_worker
+from core.data import reading
+from core.jobs.worker import run_worker
+from core.results import labels
+from core.store.db import LabelJob, Run, session_factory
+from core.store.settings import get_settings
+from core.training import predict
+from core.training.config import TrainConfig
 from tests.conftest import make_rows, write_csv
 from tests.helpers import core_command, store, train_now
 
@@ -49,7 +51,7 @@ def texts_file(path, rows: int):
 
 def submit(settings, path, run_id, **kw) -> int:
     with session_factory(settings.db_url)() as s:
-        return labels.submit(s, settings, data.SplitFile.from_path(path), [run_id], **kw).id
+        return labels.submit(s, settings, reading.SplitFile.from_path(path), [run_id], **kw).id
 
 
 def test_worker_labels_every_row_once_in_order_with_memory_that_does_not_grow(lora_run, tmp_path):
@@ -95,7 +97,7 @@ def test_a_hostile_file_gets_the_data_page_messages_and_nothing_is_queued(lora_r
         jobs_before = s.scalar(select(func.count(LabelJob.id)))
     bad = tmp_path / "bad.csv"
     write_csv(bad, [("fine text", "x"), ("   ", "y"), ("x" * 30_000, "z")], header=("text", "other"))
-    with pytest.raises(data.DataError) as refused:
+    with pytest.raises(reading.DataError) as refused:
         submit(settings, bad, run_id)
     assert refused.value.problems == [
         "bad.csv row 3, column 'text': the text is empty. Fill it in or delete the row.",
@@ -104,9 +106,9 @@ def test_a_hostile_file_gets_the_data_page_messages_and_nothing_is_queued(lora_r
     ]
     xlsx = tmp_path / "book.xlsx"
     xlsx.write_bytes(b"PK\x03\x04rest of a zip")
-    with pytest.raises(data.DataError, match="is a ZIP archive"):
+    with pytest.raises(reading.DataError, match="is a ZIP archive"):
         submit(settings, xlsx, run_id)
-    with pytest.raises(data.DataError, match="has no column 'body'"):
+    with pytest.raises(reading.DataError, match="has no column 'body'"):
         submit(settings, bad, run_id, text_column="body")
     with session_factory(settings.db_url)() as s:
         assert s.scalar(select(func.count(LabelJob.id))) == jobs_before
@@ -116,10 +118,10 @@ def test_a_gbk_text_file_reads_one_text_a_line(lora_run, tmp_path):
     settings, _ = lora_run
     path = tmp_path / "titles.txt"
     path.write_bytes("足球比赛新闻\n银行股票市场\n\n手机芯片\n\n".encode("gbk"))
-    text_file = data.read_text_file(data.SplitFile.from_path(path), settings)
+    text_file = reading.read_text_file(reading.SplitFile.from_path(path), settings)
     assert text_file.encoding == "gbk" and text_file.plain
     assert text_file.frame["text"].tolist() == ["足球比赛新闻", "银行股票市场", "", "手机芯片"]
-    with pytest.raises(data.DataError, match=r"titles.txt line 3: the text is empty"):
+    with pytest.raises(reading.DataError, match=r"titles.txt line 3: the text is empty"):
         labels.check_file(text_file, None, settings)
 
 
@@ -183,8 +185,8 @@ def test_a_label_job_whose_worker_died_is_failed_with_a_plain_reason(lora_run, t
     would say 'running' for good. The next worker's reconciliation fails it, and leaves a live one alone."""
     from datetime import timedelta
 
-    from core.db import utcnow
-    from core.worker import claim_next_label_job, reconcile_stale_runs
+    from core.jobs.worker import claim_next_label_job, reconcile_stale_runs
+    from core.store.db import utcnow
 
     settings, run_id = lora_run
     dead = submit(settings, texts_file(tmp_path / "dead.csv", 10), run_id)

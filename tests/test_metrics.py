@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from core import data, evaluate
-from core.trainer import dev_metrics
+from core.data import checking, reading
+from core.training import evaluate
+from core.training.trainer import dev_metrics
 from tests.conftest import make_rows, write_csv
 
 CLASSES = ["business", "entertainment", "politics", "sport", "tech"]
@@ -38,7 +39,9 @@ def test_upload_warns_when_dev_or_test_lacks_a_class(settings, tmp_path):
     write_csv(tmp_path / "train.csv", rows)
     write_csv(tmp_path / "dev.csv", make_rows(9, 2))
     write_csv(tmp_path / "test.csv", [r for r in make_rows(12, 3) if r[1] != 2])  # no class 2
-    check = data.check_dataset(data.files_from_folder(tmp_path), settings, class_names=["sport", "money", "tech"])
+    check = checking.check_dataset(
+        reading.files_from_folder(tmp_path), settings, class_names=["sport", "money", "tech"]
+    )
     assert check.ok, check.errors
     lacking = [w for w in check.warnings if "no rows of class" in w]
     assert len(lacking) == 1 and lacking[0].startswith("test.csv has no rows of class 'tech'"), check.warnings
@@ -58,8 +61,8 @@ def test_macro_f1_is_scikit_learns_over_the_classes_present_in_the_labels_or_the
 @pytest.mark.parametrize("clash", ["accuracy", "macro avg", "weighted avg"])
 def test_a_class_named_like_a_report_average_keeps_its_own_f1(clash, tmp_path):
     """Class names are data: a class called 'accuracy' or 'macro avg' is a class like any other."""
-    from core.comparisons import per_class_f1
-    from core.db import Run
+    from core.results.comparisons import per_class_f1
+    from core.store.db import Run
 
     classes = ["sport", clash, "tech"]
     y_true = np.array([0, 0, 1, 1, 1, 1, 2, 2])
@@ -73,8 +76,8 @@ def test_a_class_named_like_a_report_average_keeps_its_own_f1(clash, tmp_path):
 def test_runs_recorded_before_per_class_scores_show_a_clashing_class_as_unknown_not_as_an_average():
     from sklearn.metrics import classification_report
 
-    from core.comparisons import per_class_f1
-    from core.db import Run
+    from core.results.comparisons import per_class_f1
+    from core.store.db import Run
 
     y_true, preds = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])
     runs = []

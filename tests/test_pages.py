@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import data, evaluate, models, views
-from core.artifacts import CHECKPOINT_STATE, artifact_dir, checkpoints_dir
-from core.config import TrainConfig
-from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
-from core.runs import create_pair, create_run
-from core.train import train_run
+from core.data import checking, datasets, reading
+from core.jobs.runs import create_pair, create_run
+from core.results import tables
+from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
+from core.training import evaluate, models
+from core.training.artifacts import CHECKPOINT_STATE, artifact_dir, checkpoints_dir
+from core.training.config import TrainConfig
+from core.training.train import train_run
 from tests.conftest import make_rows, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +28,7 @@ PAGES = ["home", "data", "train", "runs", "compare", "predict"]
 @pytest.fixture(autouse=True)
 def no_worker(monkeypatch):
     """Pages queue runs, but no background trainer is started from a test."""
-    monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda settings: False)
 
 
 def open_page(page: str, **query) -> AppTest:
@@ -42,10 +44,10 @@ def texts(elements) -> str:
 
 
 def store(settings, folder: Path, name="tiny", class_names=None) -> Dataset:
-    check = data.check_dataset(data.files_from_folder(folder), settings, class_names=class_names)
+    check = checking.check_dataset(reading.files_from_folder(folder), settings, class_names=class_names)
     assert check.ok, check.errors
     with session_factory(settings.db_url)() as s:
-        return data.save_dataset(s, settings, check, name)
+        return datasets.save_dataset(s, settings, check, name)
 
 
 def upload(at: AppTest, folder: Path, names=("train", "dev", "test")) -> AppTest:
@@ -57,7 +59,7 @@ def upload(at: AppTest, folder: Path, names=("train", "dev", "test")) -> AppTest
 
 def dataset_id(settings, name: str) -> int:
     with session_factory(settings.db_url)() as s:
-        return next(d.id for d in views.list_datasets(s) if d.name == name)
+        return next(d.id for d in tables.list_datasets(s) if d.name == name)
 
 
 def finish(s, run: Run, status: RunStatus, **values) -> None:
@@ -78,7 +80,7 @@ def finish(s, run: Run, status: RunStatus, **values) -> None:
 def populated(settings, csv_folder):
     """A dataset and runs in every state: queued, running, a completed pair, failed, cancelled, crashed."""
     dataset = store(settings, csv_folder)
-    test = data.load_split(settings, dataset, "test")
+    test = datasets.load_split(settings, dataset, "test")
     ids = {}
     with session_factory(settings.db_url)() as s:
         dataset = s.get(Dataset, dataset.id)
@@ -160,7 +162,7 @@ def test_home_shows_the_next_step_and_stores_the_demo_set(settings):
     assert not at.exception
     assert "Train" in texts(at.info), "with a dataset stored, the next step is training"
     with session_factory(settings.db_url)() as s:
-        assert [d.name for d in views.list_datasets(s)] == [data.DEMO_NAME]
+        assert [d.name for d in tables.list_datasets(s)] == [datasets.DEMO_NAME]
 
 
 def test_data_upload_preview_distribution_save_and_delete(settings, csv_folder):
@@ -216,7 +218,7 @@ def test_data_column_picker_and_a_chinese_csv(settings, tmp_path):
     assert "Chinese (GBK)" in texts(at.caption)
     at.button(key="data_save").click().run()
     with session_factory(settings.db_url)() as s:
-        dataset = views.list_datasets(s)[0]
+        dataset = tables.list_datasets(s)[0]
     assert sorted(dataset.classes) == sorted(["体育", "财经", "科技"])
 
 
@@ -246,7 +248,7 @@ def test_train_shows_parameter_counts_refuses_bad_settings_and_queues(settings, 
     at.button(key="train_pair").click().run()
     assert not at.exception
     with session_factory(settings.db_url)() as s:
-        queued = views.all_runs(s)
+        queued = tables.all_runs(s)
     assert len(queued) == 2 and queued[0].pair_id == queued[1].pair_id
     by_method = {r.method: r for r in queued}
     assert by_method["lora"].config["learning_rate"] == pytest.approx(3e-4)
@@ -316,7 +318,7 @@ def test_runs_deletes_a_run_or_a_whole_comparison_with_its_files_after_one_quest
     at.button(key="runs_delete_yes").click().run()
     assert not at.exception and "Deleted runs #" in texts(at.success)
     with session_factory(settings.db_url)() as s:
-        left = {r.id for r in views.all_runs(s)}
+        left = {r.id for r in tables.all_runs(s)}
     assert left.isdisjoint({crashed.id, populated["completed_full"], populated["completed_lora"]}) and len(left) == 4
     assert "runs_comparisons" not in [d.key for d in at.dataframe], "the comparison went with its runs"
 

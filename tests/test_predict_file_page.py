@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import export, labels
-from core.config import TrainConfig
-from core.worker import claim_next_label_job
+from core.jobs.worker import claim_next_label_job
+from core.results import export, labels
+from core.training.config import TrainConfig
 from tests.conftest import make_rows, write_csv
 from tests.helpers import store, train_now
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def no_worker(monkeypatch):
     """The page queues a label job; the test labels it itself, no background trainer is started."""
-    monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda settings: False)
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_predict_tabs_type_a_text_and_label_a_file(settings, run_id, tmp_path):
 
 
 def labels_job(settings):
-    from core.db import LabelJob, session_factory
+    from core.store.db import LabelJob, session_factory
 
     with session_factory(settings.db_url)() as s:
         return s.get(LabelJob, 1)

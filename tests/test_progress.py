@@ -8,12 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import views
-from core.config import TrainConfig
-from core.db import Run, RunStatus, session_factory, utcnow
-from core.recorder import RunRecorder
-from core.runs import create_run
-from core.worker import claim_next_run
+from core.jobs import queue
+from core.jobs.runs import create_run
+from core.jobs.worker import claim_next_run
+from core.results import tables
+from core.store.db import Run, RunStatus, session_factory, utcnow
+from core.training.config import TrainConfig
+from core.training.recorder import RunRecorder
 from tests.helpers import get_run, store
 
 
@@ -32,7 +33,7 @@ def test_time_left_after_a_resume_counts_only_the_steps_since_the_resume():
         timing_step=500,
         timing_at=now - timedelta(seconds=20),
     )
-    done, left = views.progress(run, now=now)
+    done, left = tables.progress(run, now=now)
     assert done == pytest.approx(0.85) and left == pytest.approx(180)
 
 
@@ -40,11 +41,11 @@ def test_time_left_says_estimating_until_a_few_steps_are_timed():
     now = utcnow()
     # Start-up took 90 s before the first step: the first steps say nothing of the pace yet.
     fresh = running(1, 160, started_at=now - timedelta(seconds=90), timing_step=1, timing_at=now)
-    assert views.progress(fresh, now=now) == (pytest.approx(1 / 160), None)
+    assert tables.progress(fresh, now=now) == (pytest.approx(1 / 160), None)
     untimed = running(4, 230, started_at=now - timedelta(seconds=60))
-    assert views.progress(untimed, now=now)[1] is None
-    timed = running(1 + views.MIN_TIMED_STEPS, 160, timing_step=1, timing_at=now - timedelta(seconds=3))
-    assert views.progress(timed, now=now)[1] == pytest.approx(1 / 1 * (160 - 1 - views.MIN_TIMED_STEPS))
+    assert tables.progress(untimed, now=now)[1] is None
+    timed = running(1 + tables.MIN_TIMED_STEPS, 160, timing_step=1, timing_at=now - timedelta(seconds=3))
+    assert tables.progress(timed, now=now)[1] == pytest.approx(1 / 1 * (160 - 1 - tables.MIN_TIMED_STEPS))
 
 
 def test_the_recorder_starts_timing_after_its_first_step(settings, csv_folder):
@@ -77,7 +78,6 @@ def test_claiming_a_resumed_run_keeps_its_first_start_time(settings, csv_folder)
 
 
 def test_the_queue_plan_uses_the_pace_since_the_resume_too():
-    from core import estimate
 
     now = utcnow()
     est = {"total_seconds": 1000.0, "train_seconds": 900.0, "peak_memory_mb": 100.0}
@@ -91,7 +91,7 @@ def test_the_queue_plan_uses_the_pace_since_the_resume_too():
         timing_step=500,
         timing_at=now - timedelta(seconds=20),
     )
-    start, end = estimate.queue_times([run], now, slots=1, memory_mb=1000)[1]
+    start, end = queue.queue_times([run], now, slots=1, memory_mb=1000)[1]
     assert end == now + timedelta(seconds=180 + 100)  # 90 steps at 2 s, then what follows training (scoring, ...)
     fresh = running(2, 600, id=2, estimate=est, started_at=now - timedelta(seconds=90), timing_step=1, timing_at=now)
-    assert estimate.queue_times([fresh], now, slots=1, memory_mb=1000)[2][1] == now + timedelta(seconds=1000 - 90)
+    assert queue.queue_times([fresh], now, slots=1, memory_mb=1000)[2][1] == now + timedelta(seconds=1000 - 90)

@@ -10,10 +10,12 @@ from pathlib import Path
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from core import estimate, models, views
-from core.config import TrainConfig
-from core.db import Dataset, Run, session_factory
-from core.runs import create_comparison, create_run
+from core import words
+from core.jobs import cost
+from core.jobs.runs import create_comparison, create_run
+from core.store.db import Dataset, Run, session_factory
+from core.training import models
+from core.training.config import TrainConfig
 from tests.test_compare_page import frame_with
 from tests.test_pages import no_worker, open_page, populated, store, texts  # noqa: F401 - fixtures
 
@@ -67,14 +69,14 @@ def test_table_headers_fit_their_columns_and_a_pending_verdict_is_blank(settings
 def test_stored_times_read_in_the_viewers_time_zone_or_say_utc():
     """Item 15: times were in UTC ('22:00 UTC'), 8 hours off for a class in China."""
     at = datetime(2026, 12, 6, 14, 0)
-    assert views.clock_text(at, "Asia/Shanghai") == "22:00"
-    assert views.clock_text(at, None) == "14:00 UTC", "unknown: UTC, and it says so"
-    assert views.clock_text(at, "Not/A_Zone") == "14:00 UTC"
+    assert words.clock_text(at, "Asia/Shanghai") == "22:00"
+    assert words.clock_text(at, None) == "14:00 UTC", "unknown: UTC, and it says so"
+    assert words.clock_text(at, "Not/A_Zone") == "14:00 UTC"
     table = pd.DataFrame({"run": [1, 2], "created (UTC)": [at, at], "expected start (UTC)": [None, at]})
-    shanghai = views.in_time_zone(table, "Asia/Shanghai")
+    shanghai = words.in_time_zone(table, "Asia/Shanghai")
     assert list(shanghai.columns) == ["run", "created", "expected start"]
     assert shanghai["created"].iloc[0] == datetime(2026, 12, 6, 22, 0) and pd.isna(shanghai["expected start"][0])
-    assert views.in_time_zone(table, None) is table
+    assert words.in_time_zone(table, None) is table
 
 
 def open_in(zone: str | None, page: str, **query) -> AppTest:
@@ -106,11 +108,11 @@ def test_the_runs_and_data_pages_show_the_browsers_local_time(settings, csv_fold
 
 def test_very_few_updates_are_said_with_a_batch_size_that_gives_enough():
     """Item 18: a batch size of 4,096 on 2,000 texts (one update an epoch) was accepted without a hint."""
-    few = estimate.few_updates_text(TrainConfig(batch_size=4096, epochs=1.5), 2000)
+    few = cost.few_updates_text(TrainConfig(batch_size=4096, epochs=1.5), 2000)
     assert few.startswith("Very few updates: batch size 4,096 on 2,000 training texts corrects the model once an")
     assert "2 in all over 1.5 epochs" in few and few.endswith("Batch size 32 gives 95 updates.")
-    assert estimate.few_updates_text(TrainConfig(batch_size=32, epochs=1.5), 2000) is None
-    assert "More epochs or more training texts" in estimate.few_updates_text(TrainConfig(batch_size=2, epochs=1), 6)
+    assert cost.few_updates_text(TrainConfig(batch_size=32, epochs=1.5), 2000) is None
+    assert "More epochs or more training texts" in cost.few_updates_text(TrainConfig(batch_size=2, epochs=1), 6)
 
 
 def test_the_train_page_says_when_the_batch_size_leaves_very_few_updates(settings, csv_folder):

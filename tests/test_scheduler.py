@@ -13,13 +13,13 @@ import time
 import pytest
 from sqlalchemy import select
 
-from core import estimate, worker
-from core.config import TrainConfig
-from core.db import Dataset, Probe, RunStatus, session_factory
-from core.probe import claim_next_probe, run_probe
-from core.runs import create_run
-from core.scheduler import dashboard_gone
-from core.worker import run_worker
+from core.jobs import cost, estimate, worker
+from core.jobs.probe import claim_next_probe, probe_result, request_probe, run_probe
+from core.jobs.runs import create_run
+from core.jobs.scheduler import dashboard_gone
+from core.jobs.worker import run_worker
+from core.store.db import Dataset, Probe, RunStatus, session_factory
+from core.training.config import TrainConfig
 from tests.helpers import get_run, store, wait_for
 
 QUICK = TrainConfig(method="lora", epochs=1, batch_size=32, evals_per_epoch=1, max_length=16)
@@ -60,7 +60,7 @@ def test_a_run_that_would_not_fit_beside_waits(settings, csv_folder, tiny_model,
 
 def test_cpu_trains_one_at_a_time_by_default(settings):
     assert not settings.runs_at_once
-    from core.scheduler import worker_slots
+    from core.jobs.scheduler import worker_slots
 
     if worker_slots(settings)[1] == "cpu":
         assert worker_slots(settings) == (1, "cpu")
@@ -69,7 +69,7 @@ def test_cpu_trains_one_at_a_time_by_default(settings):
 
 def test_a_probe_measures_steps_and_calibrates_the_estimate(settings, csv_folder, tiny_model):
     dataset = store(settings, csv_folder)
-    here = estimate.this_device(settings)
+    here = cost.this_device(settings)
     device = dataclasses.replace(here, slowdown=1.0)  # the load left out: only the probe moves the estimate
     longer = dataclasses.replace(QUICK, epochs=50)  # seconds, not tenths: the change shows through the rounding
     with session_factory(settings.db_url)() as s:
@@ -124,11 +124,11 @@ def test_a_probe_held_back_by_other_work_is_taken_again_and_its_time_not_used(
     assert results["alone"]["cpu_share"] == 1.0 and results["held back"]["cpu_share"] == 0.25
     assert results["alone"]["slowdown"] == 1.0 and results["held back"]["slowdown"] == 4.0
     with session_factory(settings.db_url)() as s:
-        assert estimate.probe_result(s, "alone")["time_ratio"] == results["alone"]["time_ratio"]
-        kept = estimate.probe_result(s, "held back")
+        assert probe_result(s, "alone")["time_ratio"] == results["alone"]["time_ratio"]
+        kept = probe_result(s, "held back")
         assert "time_ratio" not in kept and kept["memory_offset_mb"] == results["held back"]["memory_offset_mb"]
-        estimate.request_probe(s, "alone", s.get(Dataset, dataset.id), tiny_model, QUICK)
-        estimate.request_probe(s, "held back", s.get(Dataset, dataset.id), tiny_model, QUICK)
+        request_probe(s, "alone", s.get(Dataset, dataset.id), tiny_model, QUICK)
+        request_probe(s, "held back", s.get(Dataset, dataset.id), tiny_model, QUICK)
         queued = s.scalars(select(Probe.key).where(Probe.status == "queued")).all()
     assert queued == ["held back"]  # taken again later; the probe that had the CPU is in use
 
@@ -171,9 +171,9 @@ def test_nothing_starts_beside_a_run_without_a_memory_estimate(settings, csv_fol
     counts as unknown, not as 0 MB, so the second waits for it."""
     import threading
 
-    from core.db import Run
-    from core.scheduler import Trainers
-    from core.worker import claim_next_run
+    from core.jobs.scheduler import Trainers
+    from core.jobs.worker import claim_next_run
+    from core.store.db import Run
 
     first, second = queue_two(settings, csv_folder, tiny_model, memory_mb=1204)
     with session_factory(settings.db_url)() as s:

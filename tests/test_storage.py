@@ -1,4 +1,4 @@
-"""Deleting runs with their files, the disk the history takes, and files no row points to (core.storage)."""
+"""Deleting runs with their files, the disk the history takes, and files no row points to (core.store.storage)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from core import storage
-from core.artifacts import run_dir
-from core.config import TrainConfig
-from core.db import ComparisonGroup, LabelJob, Metric, Prediction, Run, RunStatus, session_factory
-from core.runs import create_comparison, create_run
+from core.jobs.runs import create_comparison, create_run
+from core.store import storage
+from core.store.db import ComparisonGroup, LabelJob, Metric, Prediction, Run, RunStatus, session_factory
+from core.store.storage import run_dir
+from core.training.config import TrainConfig
 from tests.helpers import store
 
 MB = 2**20
@@ -187,7 +187,7 @@ def test_a_data_folder_that_held_files_before_it_was_marked_is_never_this_databa
 
 
 def test_disk_sizes_are_written_one_way():
-    from core.views import size_text
+    from core.words import size_text
 
     assert [size_text(b) for b in (0, 400_000, 3 * MB, 91_586_023, 3 * 1024 * MB)] == [
         "0 MB",

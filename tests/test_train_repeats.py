@@ -3,8 +3,8 @@ difference the chosen test set can show."""
 
 from __future__ import annotations
 
-from core import verdict, views
-from core.db import session_factory
+from core.results import tables, verdict
+from core.store.db import session_factory
 from tests.test_pages import no_worker, open_page, store, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
 
 
@@ -24,7 +24,7 @@ def test_a_pair_with_seeds_is_one_group_and_the_noise_floor_is_shown_before_laun
     at.button(key="train_pair").click().run()
     assert not at.exception
     with session_factory(settings.db_url)() as s:
-        queued = sorted(views.all_runs(s), key=lambda r: r.id)
+        queued = sorted(tables.all_runs(s), key=lambda r: r.id)
         assert [(r.method, r.config["seed"]) for r in queued] == [
             ("full", 42),
             ("lora", 42),

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binom
 from sklearn.metrics import f1_score
 
-from core import verdict
+from core.results import verdict
 
 
 def constructed(n: int, right_a: int, only_b: int, only_a: int = 0, classes: int = 3):
@@ -179,7 +179,7 @@ def test_cost_ratios_mean_and_range_over_the_pairs():
 def test_the_verdicts_macro_f1_is_each_runs_recorded_macro_f1_when_the_test_set_lacks_a_class():
     # Five classes; the test set has no "tech" (4). Full fine-tuning predicts it twice (a class a run scores, though
     # absent from the test set), LoRA never does: the verdict must score each run as its test results recorded it.
-    from core import evaluate
+    from core.training import evaluate
 
     classes = ["business", "entertainment", "politics", "sport", "tech"]
     y = np.arange(40) % 4

@@ -8,18 +8,20 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from core import comparisons, data, methods, views
-from core.config import PRESETS, TrainConfig, preset_config, problems_of
-from core.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
-from core.runs import ConfigError, create_pair, create_run
-from core.settings import get_settings
+from core.data import checking, datasets, reading
+from core.jobs.runs import ConfigError, create_pair, create_run
+from core.results import comparisons, describe, tables
+from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
+from core.store.settings import get_settings
+from core.training import methods
+from core.training.config import PRESETS, TrainConfig, preset_config, problems_of
 
 
 @pytest.fixture
 def dataset(settings, csv_folder) -> Dataset:
-    check = data.check_dataset(data.files_from_folder(csv_folder), settings)
+    check = checking.check_dataset(reading.files_from_folder(csv_folder), settings)
     with session_factory(settings.db_url)() as s:
-        return data.save_dataset(s, settings, check, "tiny")
+        return datasets.save_dataset(s, settings, check, "tiny")
 
 
 def test_presets_are_valid_configs_for_both_methods():
@@ -53,7 +55,7 @@ def test_a_pair_keeps_each_methods_learning_rate_and_a_refused_pair_queues_nothi
         assert lora.config["learning_rate"] == TrainConfig(method="lora").learning_rate
         with pytest.raises(ConfigError):
             create_pair(s, dataset, "m", TrainConfig(lora_r=0), {})
-        assert len(views.all_runs(s)) == 2
+        assert len(tables.all_runs(s)) == 2
 
 
 def test_param_counts_before_training(tiny_model):
@@ -64,11 +66,11 @@ def test_param_counts_before_training(tiny_model):
 
 def test_demo_dataset_is_stored_once(settings):
     with session_factory(settings.db_url)() as s:
-        first = data.add_demo_dataset(s, settings)
-        again = data.add_demo_dataset(s, settings)
-        assert first.id == again.id and first.name == data.DEMO_NAME
+        first = datasets.add_demo_dataset(s, settings)
+        again = datasets.add_demo_dataset(s, settings)
+        assert first.id == again.id and first.name == datasets.DEMO_NAME
         assert first.classes == ["business", "entertainment", "politics", "sports", "tech"]
-        assert views.datasets_frame(s)["train"].tolist() == [first.sizes["train"]]
+        assert tables.datasets_frame(s)["train"].tolist() == [first.sizes["train"]]
 
 
 def add_run(s, dataset, status, method="lora", pair_id=None, **values) -> Run:
@@ -90,14 +92,14 @@ def test_history_filters_progress_and_latest_pair(settings, dataset):
         running.started_at = running.timing_at = utcnow() - timedelta(seconds=20)
         running.timing_step = 0
         s.commit()
-        assert views.latest_pair(s) == [a.id, b.id], "the newest pair whose two runs completed"
-        assert len(views.history_frame(s)) == 5
-        assert views.history_frame(s, statuses=["failed"])["method"].tolist() == ["LoRA"]
-        assert len(views.history_frame(s, methods=["full"], datasets=["tiny"])) == 2
-        assert views.any_active(s) and views.overview(s) == {"datasets": 1, "runs": 5, "active": 1, "completed": 3}
-        done, eta = views.progress(running)
+        assert tables.latest_pair(s) == [a.id, b.id], "the newest pair whose two runs completed"
+        assert len(tables.history_frame(s)) == 5
+        assert tables.history_frame(s, statuses=["failed"])["method"].tolist() == ["LoRA"]
+        assert len(tables.history_frame(s, methods=["full"], datasets=["tiny"])) == 2
+        assert tables.any_active(s) and tables.overview(s) == {"datasets": 1, "runs": 5, "active": 1, "completed": 3}
+        done, eta = tables.progress(running)
         assert done == 0.25 and eta == pytest.approx(60, abs=5)
-        assert views.progress(a) == (1.0, None)
+        assert tables.progress(a) == (1.0, None)
 
 
 def test_curves_comparison_confusion_and_disagreements(settings, dataset):
@@ -114,11 +116,11 @@ def test_curves_comparison_confusion_and_disagreements(settings, dataset):
             s.add(Metric(run_id=run.id, step=3, epoch=0.5, name="train_loss", value=1.0))
             runs.append(run)
         s.commit()
-        curves = views.curves_frame(s, runs)
+        curves = tables.curves_frame(s, runs)
         assert curves["examples"].tolist() == [24, 24] and curves["run"].str.startswith("#").all()
-        table = views.compare_frame(runs)
-        assert list(table["run"]) == [views.run_label(r) for r in runs]
-        shares, names = views.confusion(runs[0], normalised=True)
+        table = tables.compare_frame(runs)
+        assert list(table["run"]) == [describe.run_label(r) for r in runs]
+        shares, names = tables.confusion(runs[0], normalised=True)
         assert names == classes and np.allclose(shares.sum(axis=1), 1)
         disagree = comparisons.disagreements(s, runs)
         assert disagree["text"].tolist() == ["文本 1", "文本 3"]
@@ -126,5 +128,5 @@ def test_curves_comparison_confusion_and_disagreements(settings, dataset):
         assert disagree.iloc[0, 3:].tolist() == ["1 ✓", "2 ✗"]
 
         other = add_run(s, dataset, RunStatus.COMPLETED, test_metrics={"classes": classes})
-        with pytest.raises(views.NotComparable, match="no stored test predictions"):
+        with pytest.raises(comparisons.NotComparable, match="no stored test predictions"):
             comparisons.disagreements(s, [runs[0], other])

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from core.db import Run, get_engine
-from core.settings import get_settings
+from core.store.db import Run, get_engine
+from core.store.settings import get_settings
 from tests import helpers
 
 PG_URL = os.environ.get("LORALAB_TEST_PG_URL")

@@ -14,9 +14,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
-from core.config import TrainConfig
-from core.db import MIGRATIONS, Base, Prediction, Run, get_engine, session_factory
-from core.runs import create_pair, create_run
+from core.jobs.runs import create_pair, create_run
+from core.store.db import MIGRATIONS, Base, Prediction, Run, get_engine, session_factory
+from core.training.config import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -33,7 +33,7 @@ def python(code: str, *args: str, **kwargs) -> subprocess.Popen:
 
 def test_migrations_run_once_from_many_processes_and_build_the_models_schema(pg_url):
     # Four processes open a fresh database at once, as workers on four machines starting together would.
-    opener = "import sys; from core.db import get_engine; get_engine(sys.argv[1])"
+    opener = "import sys; from core.store.db import get_engine; get_engine(sys.argv[1])"
     starters = [python(opener, pg_url) for _ in range(4)]
     assert [p.wait(timeout=120) for p in starters] == [0, 0, 0, 0]
     with get_engine(pg_url).connect() as conn:
@@ -44,9 +44,9 @@ def test_migrations_run_once_from_many_processes_and_build_the_models_schema(pg_
 
 CLAIMER = """
 import json, os, sys, time
-from core.db import get_engine
-from core.settings import get_settings
-from core.worker import claim_next_run
+from core.store.db import get_engine
+from core.store.settings import get_settings
+from core.jobs.worker import claim_next_run
 
 settings = get_settings(sys.argv[1])
 get_engine(settings.db_url)  # connected and migrated before the start signal
@@ -126,7 +126,7 @@ def test_two_workers_on_one_database_train_a_pair_each_run_once(pg_lab, csv_fold
     assert pg_lab.run(lora.id).trainable_params < pg_lab.run(full.id).trainable_params / 2
 
     # Predict reads the artifact through the database row, whichever worker wrote it.
-    from core.predict import load_run
+    from core.training.predict import load_run
 
     with session_factory(settings.db_url, read_only=True)() as s:
         label, probs = load_run(settings, s.get(Run, lora.id)).predict("goal match team")

@@ -12,12 +12,12 @@ import sys
 
 import pytest
 
-from core.artifacts import run_dir
-from core.config import TrainConfig
-from core.db import Run, session_factory
-from core.runners import RayRunner, RunnerError
-from core.runs import create_pair, create_run, request_cancel
-from core.worker import run_worker
+from core.jobs.runners import RayRunner, RunnerError
+from core.jobs.runs import create_pair, create_run, request_cancel
+from core.jobs.worker import run_worker
+from core.store.db import Run, session_factory
+from core.store.storage import run_dir
+from core.training.config import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -59,13 +59,13 @@ def test_a_pair_trains_as_ray_jobs_and_its_models_predict_here(ray_lab, ray_clie
         assert run.job_id.startswith(f"loralab-run-{run_id}-")
         info = ray_client.get_job_info(run.job_id)
         assert str(info.status) == "SUCCEEDED"
-        assert f"-m core.train {run_id} --db" in info.entrypoint and "--parent-pid" not in info.entrypoint
+        assert f"-m core.training.train {run_id} --db" in info.entrypoint and "--parent-pid" not in info.entrypoint
         assert ray_lab.metrics(run_id) > 0 and run.test_metrics["confusion_matrix"]
         log = (run_dir(settings, run) / "train.log").read_text()
         assert run.job_id in log  # Ray's log of the job, copied into the run's folder
     assert ray_lab.run(lora.id).trainable_params < ray_lab.run(full.id).trainable_params / 2
 
-    from core.predict import load_run
+    from core.training.predict import load_run
 
     for run_id in (full.id, lora.id):  # the artifacts the jobs wrote serve Predict and Compare here
         with session_factory(settings.db_url, read_only=True)() as s:

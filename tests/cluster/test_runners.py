@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from core.config import TrainConfig
-from core.db import RunStatus, session_factory
-from core.runners import death_reason, train_command
-from core.runs import create_run
-from core.worker import supervise
+from core.jobs.runners import death_reason, train_command
+from core.jobs.runs import create_run
+from core.jobs.worker import supervise
+from core.store.db import RunStatus, session_factory
+from core.training.config import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -37,4 +37,11 @@ def test_death_reasons_read_signals_from_exit_codes_and_shells(settings):
     assert "killed (SIGKILL)" in death_reason(137, "log")  # what a shell reports for a process it ran
     assert "killed (SIGTERM)" in death_reason(143, "log")
     assert "exited (code 1)" in death_reason(1, "train.log") and "train.log" in death_reason(1, "train.log")
-    assert train_command("python", settings, 7) == ["python", "-m", "core.train", "7", "--db", settings.db_url]
+    assert train_command("python", settings, 7) == [
+        "python",
+        "-m",
+        "core.training.train",
+        "7",
+        "--db",
+        settings.db_url,
+    ]

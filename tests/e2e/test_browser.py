@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from core.db import Run, RunStatus, session_factory
-from core.worker import lock_path
+from core.jobs.worker import lock_path
+from core.store.db import Run, RunStatus, session_factory
 from tests.helpers import wait_for, zh_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +116,7 @@ def server(tmp_path):
 def stop_trainer(tmp_path: Path) -> None:
     """The trainer the dashboard started runs in its own session: stop it by the pid in its lock file, once that
     pid is a `core worker` process for this test's database (the file briefly holds other pids)."""
-    from core.settings import get_settings
+    from core.store.settings import get_settings
 
     settings = get_settings(f"sqlite:///{tmp_path / 'e2e.db'}")
     if not (settings.data_dir / "worker.log").exists():

@@ -7,9 +7,10 @@ import codecs
 import pytest
 from sqlalchemy import func, select
 
-from core import data
-from core.data import SplitFile, check_dataset
-from core.db import Dataset, session_factory
+from core.data import datasets, reading
+from core.data.checking import check_dataset
+from core.data.reading import SplitFile
+from core.store.db import Dataset, session_factory
 from tests.conftest import make_rows
 
 
@@ -71,8 +72,8 @@ def test_refused_with_a_specific_message_and_nothing_stored(settings, case, over
     check = check_dataset(files_with(**override), settings)
     assert not check.ok
     assert expected in " ".join(check.errors), check.errors
-    with session_factory(settings.db_url)() as s, pytest.raises(data.DataError):
-        data.save_dataset(s, settings, check, case)
+    with session_factory(settings.db_url)() as s, pytest.raises(reading.DataError):
+        datasets.save_dataset(s, settings, check, case)
     assert stored(settings) == 0
     assert not settings.datasets_dir.exists() or not any(settings.datasets_dir.iterdir())
 
@@ -96,7 +97,7 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(settings, tmp_p
 
 def test_a_million_rows_is_over_the_row_limit(settings, monkeypatch):
     monkeypatch.setenv("LORALAB_MAX_ROWS", "999999")
-    from core.settings import get_settings
+    from core.store.settings import get_settings
 
     body = b"0,1\n" + b"t,0\nu,1\n" * 500_000
     check = check_dataset(files_with(train=body), get_settings())

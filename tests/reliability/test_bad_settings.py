@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.cli import main
-from core.config import TrainConfig
+from core.training.config import TrainConfig
 from tests.conftest import make_rows, write_csv
 
 
@@ -33,7 +33,7 @@ def test_a_setting_that_cannot_be_used_is_named(settings, monkeypatch, capsys, n
 
 
 def test_zero_checkpoint_seconds_means_a_checkpoint_at_every_logged_step(settings, monkeypatch):
-    from core.settings import get_settings
+    from core.store.settings import get_settings
 
     monkeypatch.setenv("LORALAB_CHECKPOINT_SECONDS", "0")  # as the resume and disk-full tests use it
     assert get_settings(settings.db_url).checkpoint_every_s == 0

@@ -13,10 +13,11 @@ import shutil
 import pytest
 from sqlalchemy import text
 
-from core.artifacts import artifact_dir, run_dir
-from core.config import TrainConfig
-from core.db import get_engine, session_factory
-from core.runs import create_run
+from core.jobs.runs import create_run
+from core.store.db import get_engine, session_factory
+from core.store.storage import run_dir
+from core.training.artifacts import artifact_dir
+from core.training.config import TrainConfig
 from tests.helpers import get_run, metric_count, save_bert, start_worker, store, wait_for
 
 LIMIT = 8 * 2**20  # bytes a process may write to one file; the model below is about 19 MB

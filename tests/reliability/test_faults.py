@@ -7,10 +7,10 @@ import subprocess
 
 from sqlalchemy import func, select, text
 
-from core.config import TrainConfig
-from core.db import Metric, Run, get_engine, session_factory
-from core.runs import create_run
-from core.worker import ensure_worker, worker_alive
+from core.jobs.runs import create_run
+from core.jobs.worker import ensure_worker, worker_alive
+from core.store.db import Metric, Run, get_engine, session_factory
+from core.training.config import TrainConfig
 from tests.helpers import get_run, metric_count, start_worker, store, wait_for
 
 FAST = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}
@@ -65,7 +65,7 @@ def test_an_older_database_is_upgraded_in_place_with_its_history(settings, tmp_p
     from alembic.config import Config
     from sqlalchemy import create_engine
 
-    from core.db import MIGRATIONS
+    from core.store.db import MIGRATIONS
 
     path = tmp_path / "old.db"
     old = create_engine(f"sqlite:///{path}")

@@ -10,11 +10,11 @@ import pytest
 import torch
 from transformers import Trainer
 
-from core.config import TrainConfig
-from core.db import session_factory
-from core.failures import smaller_batch
-from core.runs import create_run
-from core.train import train_run
+from core.jobs.runs import create_run
+from core.store.db import session_factory
+from core.training.config import TrainConfig
+from core.training.failures import smaller_batch
+from core.training.train import train_run
 from tests.helpers import get_run, metric_rows, store
 
 CONFIG = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}  # 96 rows: 6 updates an epoch

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 @pytest.fixture
 def secrets_file(tmp_path, monkeypatch):
     """Point Streamlit at a secrets file of the test's own; put its settings back afterwards."""
-    monkeypatch.setattr("core.worker.ensure_worker", lambda settings: False)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda settings: False)
     path = tmp_path / ".streamlit" / "secrets.toml"
     path.parent.mkdir()
     before = config.get_option("secrets.files")

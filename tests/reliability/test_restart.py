@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from core import data
-from core.config import TrainConfig
-from core.db import Run, session_factory
-from core.runs import create_run
-from core.settings import get_settings
+from core.data import checking, datasets, reading
+from core.jobs.runs import create_run
+from core.store.db import Run, session_factory
+from core.store.settings import get_settings
+from core.training.config import TrainConfig
 from tests.e2e.test_browser import ARGS, CHROMIUM, ROOT, free_port, wait_until
 
 pytestmark = [
@@ -78,9 +78,9 @@ def test_restarting_the_dashboard_loses_nothing_and_starts_no_second_trainer(tmp
 
     db_url = f"sqlite:///{tmp_path / 'restart.db'}"
     settings = get_settings(db_url)
-    check = data.check_dataset(data.files_from_folder(csv_folder), settings)
+    check = checking.check_dataset(reading.files_from_folder(csv_folder), settings)
     with session_factory(db_url)() as s:
-        dataset = data.save_dataset(s, settings, check, "tiny")
+        dataset = datasets.save_dataset(s, settings, check, "tiny")
         run = create_run(s, dataset, tiny_model, TrainConfig(method="full", epochs=40, batch_size=8, max_length=32))
     port, log = free_port(), tmp_path / "streamlit.log"
     dashboard = start_dashboard(db_url, port, log)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from core.artifacts import checkpoints_dir, latest_checkpoint
-from core.config import TrainConfig
-from core.db import get_engine, session_factory
-from core.runs import create_run, resume_run, resume_step
+from core.jobs.runs import create_run, resume_run, resume_step
+from core.store.db import get_engine, session_factory
+from core.training.artifacts import checkpoints_dir, latest_checkpoint
+from core.training.config import TrainConfig
 from tests.helpers import get_run, metric_rows, start_worker, store, wait_for
 
 CONFIG = {"epochs": 8, "batch_size": 8, "evals_per_epoch": 1, "max_length": 32}  # 12 steps an epoch, 96 in all

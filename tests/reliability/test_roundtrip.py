@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from core import data
-from core.db import Dataset, session_factory
+from core.data import checking, datasets, reading
+from core.store.db import Dataset, session_factory
 from tests.conftest import make_rows, write_csv
 
 AWKWARD = [
@@ -29,23 +29,23 @@ def test_a_text_with_a_bare_carriage_return_reads_back_exactly(settings, tmp_pat
     write_csv(tmp_path / "train.csv", rows)
     write_csv(tmp_path / "dev.csv", make_rows(9, 2))
     write_csv(tmp_path / "test.csv", make_rows(9, 3))
-    check = data.check_dataset(data.files_from_folder(tmp_path), settings)
+    check = checking.check_dataset(reading.files_from_folder(tmp_path), settings)
     assert check.ok, check.errors
     with session_factory(settings.db_url)() as s:
-        dataset = data.save_dataset(s, settings, check, "awkward")
-        train = data.load_split(settings, dataset, "train")
+        dataset = datasets.save_dataset(s, settings, check, "awkward")
+        train = datasets.load_split(settings, dataset, "train")
     assert train["text"].tolist() == [text for text, _ in rows]
     assert train["label"].tolist() == [label for _, label in rows]
 
 
 def test_a_split_that_does_not_read_back_is_refused_and_nothing_is_saved(settings, csv_folder, monkeypatch):
-    check = data.check_dataset(data.files_from_folder(csv_folder), settings)
-    real = data._read_stored
+    check = checking.check_dataset(reading.files_from_folder(csv_folder), settings)
+    real = datasets._read_stored
     monkeypatch.setattr(
-        data, "_read_stored", lambda path: real(path).replace({"text": {check.splits["train"]["text"][3]: "x"}})
+        datasets, "_read_stored", lambda path: real(path).replace({"text": {check.splits["train"]["text"][3]: "x"}})
     )
     with session_factory(settings.db_url)() as s:
-        with pytest.raises(data.DataError, match=r"train.csv row 5: the text did not read back"):
-            data.save_dataset(s, settings, check, "broken")
+        with pytest.raises(reading.DataError, match=r"train.csv row 5: the text did not read back"):
+            datasets.save_dataset(s, settings, check, "broken")
         assert s.query(Dataset).count() == 0
     assert list(settings.datasets_dir.iterdir()) == []

@@ -1,8 +1,8 @@
 """A run whose training has finished loses nothing when scoring the test set fails, is cancelled or is killed: it
 resumes with scoring alone, and ends with the predictions of a run that was never broken.
 
-Faults are injected into real processes where that is how they come: a cancel (the worker's SIGTERM once its grace
-has passed) and a SIGKILL of the training process, held before scoring by LORALAB_TEST_HOLD_SCORING (core.train);
+Faults are injected into real processes where that is how they come: a cancel (the worker's SIGTERM once its grace has
+passed) and a SIGKILL of the training process, held before scoring by LORALAB_TEST_HOLD_SCORING (core.training.train);
 out of memory is raised where scoring computes, in this process, as tests/reliability/test_memory.py does.
 """
 
@@ -16,12 +16,13 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from core import evaluate, views
-from core.artifacts import artifact_dir, checkpoints_dir, latest_checkpoint
-from core.config import TrainConfig
-from core.db import Prediction, session_factory
-from core.runs import create_run, request_cancel, resume_run, resume_step
-from core.train import train_run
+from core.jobs.runs import create_run, request_cancel, resume_run, resume_step
+from core.results import tables
+from core.store.db import Prediction, session_factory
+from core.training import evaluate
+from core.training.artifacts import artifact_dir, checkpoints_dir, latest_checkpoint
+from core.training.config import TrainConfig
+from core.training.train import train_run
 from tests.helpers import core_command, get_run, metric_rows, start_worker, store, train_now, wait_for
 
 CONFIG = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32}  # 96 rows: 6 steps an epoch
@@ -104,7 +105,7 @@ def test_a_run_cancelled_or_killed_while_scoring_resumes_with_scoring(
         assert get_run(settings, doomed.id).status == "running", "the run was to wait before scoring"
         wait_for(lambda: get_run(settings, doomed.id).artifact_path, timeout=10, what="the saved model's record")
         scoring = get_run(settings, doomed.id)
-        assert views.progress(scoring) == (1.0, 0.0)  # no training left, nothing to estimate
+        assert tables.progress(scoring) == (1.0, 0.0)  # no training left, nothing to estimate
         assert latest_checkpoint(checkpoints_dir(settings, doomed), doomed.uid) is not None  # kept while it scores
         if fault == "cancel":  # the worker asks, then sends SIGTERM after its grace (the child does not check)
             with session_factory(settings.db_url)() as s:

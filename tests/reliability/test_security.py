@@ -7,9 +7,9 @@ import os
 import pandas as pd
 import pytest
 
-from core import models
-from core.downloads import safe_csv
-from core.settings import get_settings
+from core.results.downloads import safe_csv
+from core.store.settings import get_settings
+from core.training import models
 
 
 @pytest.fixture
@@ -74,10 +74,10 @@ def test_numbers_written_as_text_stay_as_they_are_and_headers_are_neutralised():
 
 @pytest.mark.parametrize("name", ["../../etc", "a/b", "back\\slash", "x" * 101, "tab\tname"])
 def test_dataset_names_that_look_like_paths_are_refused(settings, csv_folder, name):
-    from core import data
-    from core.db import session_factory
+    from core.data import checking, datasets, reading
+    from core.store.db import session_factory
 
-    check = data.check_dataset(data.files_from_folder(csv_folder), settings)
-    with session_factory(settings.db_url)() as s, pytest.raises(data.DataError, match="cannot be used"):
-        data.save_dataset(s, settings, check, name)
+    check = checking.check_dataset(reading.files_from_folder(csv_folder), settings)
+    with session_factory(settings.db_url)() as s, pytest.raises(reading.DataError, match="cannot be used"):
+        datasets.save_dataset(s, settings, check, name)
     assert not settings.datasets_dir.exists() or not any(settings.datasets_dir.iterdir())

@@ -9,11 +9,12 @@ import json
 
 from sqlalchemy import text
 
-from core.artifacts import CHECKPOINT_STATE, checkpoints_dir, latest_checkpoint, run_dir
-from core.config import TrainConfig
-from core.db import Run, RunStatus, get_engine, session_factory
-from core.runs import create_run, request_cancel, resume_step
-from core.train import train_run
+from core.jobs.runs import create_run, request_cancel, resume_step
+from core.store.db import Run, RunStatus, get_engine, session_factory
+from core.store.storage import run_dir
+from core.training.artifacts import CHECKPOINT_STATE, checkpoints_dir, latest_checkpoint
+from core.training.config import TrainConfig
+from core.training.train import train_run
 from tests.conftest import make_rows, write_csv
 from tests.helpers import get_run, store
 
@@ -90,7 +91,7 @@ def test_two_databases_in_one_folder_each_get_a_worker_that_trains_their_own_que
     queue waiting; b.db gets a worker of its own, and each trains only its own runs."""
     import subprocess
 
-    from core.worker import ensure_worker, worker_alive
+    from core.jobs.worker import ensure_worker, worker_alive
     from tests.helpers import start_worker, wait_for
 
     g = dataclasses.replace(settings, db_url=f"sqlite:///{tmp_path / 'g.db'}")

@@ -1,0 +1,145 @@
+"""How numbers, shares, sizes, durations and times read on screen and in messages. Imports nothing of core."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:  # pandas is imported by the caller that has a table: this module stays light
+    import pandas as pd
+
+
+def memory_text(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def duration_text(seconds: float | None) -> str:
+    """Plain and rounded: "about 2 min 10 s" is what a person plans with; a tenth under a second ("0.2 s", where
+    a round 0 would read as nothing at all). The one way the dashboard writes a duration, measured or estimated."""
+    if seconds is None:
+        return "unknown"
+    if 0 < seconds < 0.95:
+        return f"{seconds:.1f} s" if seconds >= 0.05 else "under 0.1 s"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3570:  # to 10 s under 10 minutes, to the minute above
+        minutes, secs = divmod(int(round(seconds / 10) * 10) if seconds < 600 else int(round(seconds / 60) * 60), 60)
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(int(round(seconds / 60)), 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+ENCODINGS = {  # how a file's text encoding is named on screen
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8",
+    "utf-16": "UTF-16",
+    "utf-16-le": "UTF-16",
+    "utf-16-be": "UTF-16",
+    "gbk": "Chinese (GBK)",
+    "gb2312": "Chinese (GBK)",
+    "gb18030": "Chinese (GBK)",
+    "big5": "Chinese (Big5)",
+    "cp1250": "Windows Central European",
+    "cp1251": "Windows Cyrillic",
+    "cp1252": "Windows Western European",
+    "latin_1": "Western European (Latin-1)",
+    "iso8859_1": "Western European (Latin-1)",
+    "shift_jis": "Japanese (Shift JIS)",
+    "cp932": "Japanese (Shift JIS)",
+}
+
+
+def encoding_text(encoding: str | None) -> str:
+    """A text encoding in words: 'utf-8-sig' -> 'UTF-8', 'cp1252' -> 'Windows Western European'."""
+    key = (encoding or "").lower().replace("-", "_").replace("utf_", "utf-")
+    return ENCODINGS.get(key, ENCODINGS.get((encoding or "").lower(), encoding or "unknown"))
+
+
+def percent(share: float | None) -> str:
+    """A share (0-1) as the dashboard writes it everywhere: one decimal, e.g. '73.7 %'."""
+    return "–" if share is None else f"{100 * share:.1f} %"
+
+
+def in_percent(share: float | None) -> float | None:
+    """A share as a number of percent, for tables whose column shows it with `ui.PERCENT_COLUMN` ('73.7 %')."""
+    return None if share is None else 100 * share
+
+
+def points(difference: float | None) -> str:
+    """A difference of two shares in percentage points, signed: '+1.2 points'."""
+    return "–" if difference is None else f"{100 * difference:+.1f} points"
+
+
+def count(n: int | None) -> str:
+    return "–" if n is None else f"{n:,}"
+
+
+def size_text(n_bytes: int | None) -> str:
+    """Disk space as the dashboard writes it: '0.4 MB', '87 MB', '1.2 GB' (1 MB = 2**20 bytes, as model sizes)."""
+    if n_bytes is None:
+        return "–"
+    mb = n_bytes / 2**20
+    if not n_bytes:
+        return "0 MB"
+    if mb >= 1024:
+        return f"{mb / 1024:.1f} GB"
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def plain_number(x: float) -> str:
+    """A small number without scientific notation: 5e-05 -> '0.00005', 1.0 -> '1'."""
+    return f"{x:.10f}".rstrip("0").rstrip(".") if x else "0"
+
+
+def epochs_text(epochs: float | None) -> str:
+    if epochs is None:
+        return "? epochs"
+    return f"{plain_number(float(epochs))} epoch{'' if epochs == 1 else 's'}"
+
+
+UTC_MARK = " (UTC)"  # ends the name of a table's column of stored times; in_time_zone renames it for the viewer
+
+
+def time_zone(name: str | None) -> ZoneInfo | None:
+    """The viewer's time zone from its name (the browser's, e.g. 'Asia/Shanghai'); None when it is not known, or
+    not known to this machine: times then stay in UTC, and say so."""
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def local_time(at: datetime | None, zone_name: str | None) -> datetime | None:
+    """A stored time (UTC, without a zone, as the database keeps it) on the viewer's clock; UTC itself when the
+    viewer's zone is not known."""
+    zone = time_zone(zone_name)
+    if at is None or zone is None:
+        return at
+    return at.replace(tzinfo=timezone.utc).astimezone(zone).replace(tzinfo=None)
+
+
+def clock_text(at: datetime, zone_name: str | None, fmt: str = "%H:%M") -> str:
+    """A stored time as the viewer reads it: '22:00' on their own clock, '14:00 UTC' when their zone is unknown."""
+    return f"{local_time(at, zone_name):{fmt}}" + ("" if time_zone(zone_name) else " UTC")
+
+
+def in_time_zone(frame: pd.DataFrame, zone_name: str | None) -> pd.DataFrame:
+    """A table's stored times (its '... (UTC)' columns) on the viewer's clock, named without '(UTC)'; the table as
+    it is when the viewer's zone is unknown."""
+    import pandas as pd
+
+    zone = time_zone(zone_name)
+    stored = [c for c in frame.columns if str(c).endswith(UTC_MARK)]
+    if zone is None or not stored:
+        return frame
+    frame = frame.copy()
+    for column in stored:
+        utc = pd.to_datetime(frame[column]).dt.tz_localize("UTC")
+        frame[column] = utc.dt.tz_convert(zone).dt.tz_localize(None)
+    return frame.rename(columns={c: c.removesuffix(UTC_MARK) for c in stored})
