@@ -19,6 +19,7 @@ from core.jobs.runs import create_run
 from core.jobs.scheduler import dashboard_gone
 from core.jobs.worker import run_worker
 from core.store.db import Dataset, Probe, RunStatus, session_factory
+from core.training import machine_load
 from core.training.config import TrainConfig
 from tests.helpers import get_run, store, wait_for
 
@@ -108,7 +109,7 @@ def test_a_probe_held_back_by_other_work_is_taken_again_and_its_time_not_used(
 
     results = {}
     for name, waited in (("alone", 0.0), ("held back", 3.0)):
-        monkeypatch.setattr(estimate, "scheduler_times", scheduler_times_with(waited), raising=False)
+        monkeypatch.setattr(machine_load, "scheduler_times", scheduler_times_with(waited))
         with session_factory(settings.db_url).begin() as s:  # the same steps, measured twice
             probe = Probe(key=name, dataset_id=dataset.id, model_source=tiny_model, config=QUICK.to_dict())
             s.add(probe)
