@@ -1,6 +1,6 @@
 """The seed article's code, as a user would otherwise run it: the reference pipeline of the benchmark.
 
-Kept as the article writes it (see README "Benchmark"): the whole set tokenized once with `padding=True` (every
+Kept as the article writes it (see docs/benchmarks.md): the whole set tokenized once with `padding=True` (every
 example padded to the longest), a Dataset that builds tensors per item, `Trainer` with evaluation and a checkpoint
 at every evaluation, `load_best_model_at_end`, `dataloader_drop_last`; then, as a separate script, the test loop:
 the model reloaded (LoRA: `PeftModel.from_pretrained`, not merged), each batch of 32 tokenized with `padding=True`,

@@ -8,7 +8,7 @@ Runs: both methods x three batch sizes x two max lengths over two datasets, one 
 demo set (news titles, about 11 tokens) and a variant built from it whose texts are two titles of the same class
 (about 22 tokens, so max length 16 cuts them and 64 does not). The database starts empty: the first runs are
 estimated by the cost model alone, later ones are calibrated by the runs finished before them. One JSON line per
-run goes to stdout and OUT/results.jsonl, the table to OUT/table.md.
+run goes to stdout and OUT/results.jsonl, the table to OUT/table.md; docs/estimates.md shows the latest table.
 
 --probe-load N: each run is estimated from a probe alone (its own empty database: no finished run calibrates it),
 the probe timed while N busy programs compete for the CPUs; then the load stops and the run trains. The table adds

@@ -37,7 +37,8 @@ from core.training.methods import wrap_model
 
 class FastDropout(torch.nn.Dropout):
     """The engine's former CPU dropout, measured here and dropped from the engine: it cost LoRA accuracy (9 of 10
-    seeds; README). nn.Dropout with a cheaper mask: 16 random bits per element, four from each 64-bit draw."""
+    seeds; docs/benchmarks.md). nn.Dropout with a cheaper mask: 16 random bits per element, four from each 64-bit
+    draw."""
 
     def forward(self, x):
         if not self.training or self.p == 0:

@@ -11,7 +11,8 @@ For each method (full, LoRA) it alternates the two pipelines, reference then our
   and its test scoring and single-sentence latency are timed in a child process through core.training.predict.load_run.
 Both get the same batch size, epochs, learning rate (the engine's per-method default unless given), warmup share,
 evaluations per epoch, max length and seed. One JSON line per measurement goes to stdout and to
-OUT/results.jsonl, then a table (OUT/table.md) and a chart (OUT/train_bench.png).
+OUT/results.jsonl, then a table (OUT/table.md) and a chart (OUT/train_bench.png). docs/benchmarks.md holds that
+table.md as written, unedited, and the chart as assets/bench/train_bench.png: replace both from a new run.
 """
 
 from __future__ import annotations
