@@ -39,6 +39,22 @@ def _dataset(settings, csv_folder):
         return datasets.save_dataset(s, settings, check, "tiny")
 
 
+def _claim_from_threads(claim, threads: int = 4) -> list[list[int]]:
+    """Each thread claims until nothing is left; what each one got, in the order it got them."""
+    by_claimer: list[list[int]] = [[] for _ in range(threads)]
+
+    def claim_all(mine: list[int]):
+        while (row_id := claim()) is not None:
+            mine.append(row_id)
+
+    running = [threading.Thread(target=claim_all, args=(mine,)) for mine in by_claimer]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return by_claimer
+
+
 def test_runs_queued_from_many_threads_are_each_claimed_exactly_once(settings, csv_folder):
     dataset = _dataset(settings, csv_folder)
 
@@ -48,17 +64,7 @@ def test_runs_queued_from_many_threads_are_each_claimed_exactly_once(settings, c
 
     with ThreadPoolExecutor(10) as pool:
         queued = sorted(pool.map(queue, range(30)))
-    by_claimer: list[list[int]] = [[] for _ in range(4)]
-
-    def claim_all(mine: list[int]):
-        while (run_id := claim_next_run(settings)) is not None:
-            mine.append(run_id)
-
-    threads = [threading.Thread(target=claim_all, args=(mine,)) for mine in by_claimer]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    by_claimer = _claim_from_threads(lambda: claim_next_run(settings))
     assert sorted(sum(by_claimer, [])) == queued  # none lost, none twice
     assert all(mine == sorted(mine) for mine in by_claimer)  # each claim takes the oldest run still queued
     with session_factory(settings.db_url, read_only=True)() as s:
@@ -145,3 +151,19 @@ def test_a_migration_that_copies_the_runs_table_keeps_every_runs_metrics(setting
         s.delete(s.get(Run, run.id))  # foreign keys are on again: deleting the run deletes its metrics
         s.commit()
         assert s.scalar(select(func.count()).select_from(Metric)) == 0
+
+
+def test_claim_oldest_gives_each_queued_row_to_one_claimer_oldest_first(settings):
+    """The one claim the worker's queues share (runs, label jobs, probes): two claimers never get the same row."""
+    from core.store.db import Probe, claim_oldest
+
+    with session_factory(settings.db_url)() as s:
+        s.add_all([Probe(key="k", model_source="m", config={}) for _ in range(20)])
+        s.commit()
+        queued = sorted(s.scalars(select(Probe.id)))
+    by_claimer = _claim_from_threads(lambda: claim_oldest(settings.db_url, Probe))
+    assert sorted(sum(by_claimer, [])) == queued  # none lost, none twice
+    assert all(mine == sorted(mine) for mine in by_claimer)  # each claim takes the oldest row still queued
+    with session_factory(settings.db_url, read_only=True)() as s:
+        assert set(s.scalars(select(Probe.status))) == {"running"}
+    assert claim_oldest(settings.db_url, Probe) is None

@@ -18,7 +18,7 @@ from core.jobs.probe import claim_next_probe, probe_result, request_probe, run_p
 from core.jobs.runs import create_run
 from core.jobs.scheduler import dashboard_gone
 from core.jobs.worker import run_worker
-from core.store.db import Dataset, Probe, RunStatus, session_factory
+from core.store.db import Dataset, LabelJob, Probe, RunStatus, session_factory
 from core.training import machine_load
 from core.training.config import TrainConfig
 from tests.helpers import get_run, store, wait_for
@@ -190,3 +190,42 @@ def test_nothing_starts_beside_a_run_without_a_memory_estimate(settings, csv_fol
     finally:
         release.set()
         trainers.wait()
+
+
+def test_every_child_process_gets_the_same_environment_as_a_ray_job(settings, monkeypatch):
+    """One builder of a child's environment: a probe's process, a label job's, the worker the dashboard starts and a
+    run's (local or on Ray) each get the settings a child needs; the local ones on top of this process's environment.
+    """
+    from core.jobs import probe, runners
+
+    monkeypatch.setenv("LORALAB_SOMETHING_ELSE", "kept")
+    ray = runners.child_env(settings, inherit=False)
+    assert ray["LORALAB_DATA_DIR"] == str(settings.data_dir)
+    assert ray["LORALAB_MODEL_ROOTS"] == os.pathsep.join(str(p) for p in settings.model_roots)
+    needed = {"LORALAB_DATA_DIR", "LORALAB_MODEL_ROOTS", "LORALAB_CHECKPOINT_SECONDS", "TOKENIZERS_PARALLELISM"}
+    assert set(ray) == needed
+    seen = []
+
+    def child(*args, env, **kwargs):
+        seen.append(env)
+        raise OSError("not started in this test")
+
+    monkeypatch.setattr(subprocess, "run", child)
+    monkeypatch.setattr(subprocess, "Popen", child)
+    monkeypatch.setattr(worker, "worker_alive", lambda _settings: False)
+    with pytest.raises(OSError):
+        probe.probe_in_child(settings, 1)
+    with pytest.raises(OSError):
+        worker.ensure_worker(settings)
+    with session_factory(settings.db_url)() as s:
+        job = LabelJob(run_ids=[], file_name="texts.csv", folder="labels/1", text_column="text")
+        s.add(job)
+        s.commit()
+    (settings.data_dir / "labels" / "1").mkdir(parents=True)
+    with pytest.raises(OSError):
+        worker.label_in_child(settings, job.id)
+    with pytest.raises(OSError):
+        runners.LocalRunner.start(settings, 1, settings.data_dir / "train.log")
+    assert len(seen) == 4
+    for env in seen:
+        assert env == {**os.environ, **ray} and env["LORALAB_SOMETHING_ELSE"] == "kept"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import fcntl
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +24,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, NoSuchModuleError, OperationalError
@@ -371,6 +374,35 @@ def get_engine(db_url: str) -> Engine:
     else:
         upgrade(engine)
     return engine
+
+
+def claim_oldest(
+    db_url: str, table: type[Run | LabelJob | Probe], fields: Callable[[datetime], dict] | None = None
+) -> int | None:
+    """Atomically move the oldest queued row of `table` (runs, label jobs, probes: the lowest id whose status is
+    queued) to running, also setting `fields(now)`; its id, or None when none is queued. Two claimers never get the
+    same row.
+
+    SQLite: the transaction holds the write lock from its start (BEGIN IMMEDIATE). PostgreSQL: the row is locked
+    (FOR UPDATE) and rows another claimer has locked are skipped (SKIP LOCKED), so workers never wait on each other;
+    the update checks the row is still queued, so a row claimed meanwhile is never claimed twice."""
+    queued = RunStatus.QUEUED.value
+    with session_factory(db_url).begin() as s:
+        row_id = s.scalar(
+            select(table.id)
+            .where(table.status == queued)
+            .order_by(table.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if row_id is None:
+            return None
+        claimed = s.execute(
+            update(table)
+            .where(table.id == row_id, table.status == queued)
+            .values(status=RunStatus.RUNNING.value, **(fields(utcnow()) if fields else {}))
+        ).rowcount
+    return row_id if claimed == 1 else None
 
 
 def session_factory(db_url: str, read_only: bool = False) -> sessionmaker:
