@@ -172,7 +172,7 @@ def test_nothing_starts_beside_a_run_without_a_memory_estimate(settings, csv_fol
     counts as unknown, not as 0 MB, so the second waits for it."""
     import threading
 
-    from core.jobs.scheduler import Trainers
+    from core.jobs.scheduler import RunSupervisors
     from core.jobs.worker import claim_next_run
     from core.store.db import Run
 
@@ -182,14 +182,14 @@ def test_nothing_starts_beside_a_run_without_a_memory_estimate(settings, csv_fol
         s.commit()
     release = threading.Event()
     device = dataclasses.replace(settings, runs_at_once=2, device_memory_mb=2000)
-    trainers = Trainers(device, lambda _settings, _run_id: release.wait(10) and RunStatus.COMPLETED)
+    supervisors = RunSupervisors(device, lambda _settings, _run_id: release.wait(10) and RunStatus.COMPLETED)
     try:
-        assert trainers.start_next(claim_next_run), "a run alone always starts"
-        assert not trainers.start_next(claim_next_run), "the second must not start beside a run of unknown size"
-        assert list(trainers.active) == [first] and get_run(settings, second).status == RunStatus.QUEUED.value
+        assert supervisors.start_next(claim_next_run), "a run alone always starts"
+        assert not supervisors.start_next(claim_next_run), "the second must not start beside a run of unknown size"
+        assert list(supervisors.active) == [first] and get_run(settings, second).status == RunStatus.QUEUED.value
     finally:
         release.set()
-        trainers.wait()
+        supervisors.wait()
 
 
 def test_every_child_process_gets_the_same_environment_as_a_ray_job(settings, monkeypatch):

@@ -274,7 +274,7 @@ def run_worker(
 
     Runs train side by side where they fit (core.jobs.scheduler). A worker the dashboard started (dashboard_pid) leaves
     after idle_exit_s with nothing to do once that dashboard has stopped; the next page view starts one again."""
-    from core.jobs.scheduler import IdleClock, Trainers, dashboard_gone
+    from core.jobs.scheduler import IdleClock, RunSupervisors, dashboard_gone
 
     with worker_lock(settings) as got:
         if not got:
@@ -282,7 +282,7 @@ def run_worker(
             return 3
         log.info("worker %s serving %s", os.getpid(), shown_url(settings.db_url))  # the log never shows a password
         last_reconcile = 0.0
-        trainers, idle = Trainers(settings, supervise), IdleClock()
+        supervisors, idle = RunSupervisors(settings, supervise), IdleClock()
         try:
             while True:
                 if time.monotonic() - last_reconcile > settings.stale_after_s / 2:
@@ -293,10 +293,10 @@ def run_worker(
                 if job_id is not None:
                     log.info("label job %s ended: %s", job_id, label_in_child(settings, job_id).value)
                     continue
-                if trainers.start_next(claim_next_run):
+                if supervisors.start_next(claim_next_run):
                     idle.busy()
                     continue
-                if trainers.busy:
+                if supervisors.busy:
                     idle.busy()
                 elif _probe_next(settings):
                     idle.busy()
@@ -309,9 +309,9 @@ def run_worker(
                 time.sleep(poll_s)
         except KeyboardInterrupt:  # Ctrl+C: the runs training here are cancelled; leave once each has ended
             with session_factory(settings.db_url)() as s:
-                for run_id in list(trainers.active):
+                for run_id in list(supervisors.active):
                     request_cancel(s, run_id)
-            trainers.wait()  # each supervisor sees the cancel, stops its child and records the end
+            supervisors.wait()  # each supervisor sees the cancel, stops its child and records the end
             raise
 
 
