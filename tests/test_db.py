@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
@@ -112,7 +113,7 @@ def test_a_database_at_the_newest_revision_opens_without_loading_alembic(setting
         [
             sys.executable,
             "-c",
-            "import sys; from core.store.db import get_engine; get_engine(sys.argv[1]); "
+            "import sys; from core.store.db import open_database; open_database(sys.argv[1]); "
             "print('alembic' in sys.modules)",
             settings.db_url,
         ],
@@ -167,3 +168,44 @@ def test_claim_oldest_gives_each_queued_row_to_one_claimer_oldest_first(settings
     with session_factory(settings.db_url, read_only=True)() as s:
         assert set(s.scalars(select(Probe.status))) == {"running"}
     assert claim_oldest(settings.db_url, Probe) is None
+
+
+def test_opening_a_database_is_the_one_step_that_migrates_it(tmp_path, monkeypatch):
+    """get_engine only connects; open_database brings the schema up to date, once a process."""
+    from core.store import db
+    from core.store.db import newest_revision, open_database, schema_revision
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert schema_revision(get_engine(url)) is None  # the cached getter has migrated nothing
+    upgrades = []
+    real_upgrade = db.upgrade
+    monkeypatch.setattr(db, "upgrade", lambda engine: upgrades.append(engine) or real_upgrade(engine))
+    engine = open_database(url)
+    assert engine is get_engine(url) and schema_revision(engine) == newest_revision()
+    assert open_database(url) is engine and len(upgrades) == 1  # opened again: not checked again
+
+
+def test_every_process_opens_its_database_before_its_first_use(settings, monkeypatch):
+    """The worker and the processes it starts (a run's training, a probe, a label job) open the database first; each
+    command of the command line does too (tests/reliability/test_cli_errors.py: an empty database)."""
+    from core.jobs import probe, worker
+    from core.results import labels
+    from core.training import train
+
+    class Opened(Exception):
+        pass
+
+    opened = []
+
+    def open_database(db_url):
+        opened.append(db_url)
+        raise Opened
+
+    for module in (probe, worker, labels, train):
+        monkeypatch.setattr(module, "open_database", open_database)
+    for main in (probe.main, labels.main, train.main):
+        with pytest.raises(Opened):
+            main(["1", "--db", settings.db_url])
+    with pytest.raises(Opened):
+        worker.run_worker(settings, exit_when_idle=True)
+    assert opened == [settings.db_url] * 4

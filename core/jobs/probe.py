@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.jobs.cost import Device
 from core.jobs.runners import child_env
-from core.store.db import Dataset, Probe, claim_oldest, session_factory
+from core.store.db import Dataset, Probe, claim_oldest, open_database, session_factory
 from core.store.settings import PROJECT_ROOT, Settings, get_settings
 from core.training.config import TrainConfig
 from core.training.machine_load import held_back
@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("probe_id", type=int)
     parser.add_argument("--db", help="database URL")
     args = parser.parse_args(argv)
-    return 0 if run_probe(get_settings(args.db), args.probe_id) == "done" else 1
+    settings = get_settings(args.db)
+    open_database(settings.db_url)
+    return 0 if run_probe(settings, args.probe_id) == "done" else 1
 
 
 if __name__ == "__main__":

@@ -31,7 +31,16 @@ from sqlalchemy.engine import make_url
 from core.jobs.runners import RunnerError, child_env, start_run
 from core.jobs.runs import request_cancel
 from core.store import storage
-from core.store.db import LabelJob, Run, RunStatus, claim_oldest, session_factory, shown_url, utcnow
+from core.store.db import (
+    LabelJob,
+    Run,
+    RunStatus,
+    claim_oldest,
+    open_database,
+    session_factory,
+    shown_url,
+    utcnow,
+)
 from core.store.settings import PROJECT_ROOT, Settings, sqlite_path
 from core.store.storage import run_dir
 
@@ -281,6 +290,7 @@ def run_worker(
             log.info("another worker is already running for %s", make_url(settings.db_url))  # password hidden
             return 3
         log.info("worker %s serving %s", os.getpid(), shown_url(settings.db_url))  # the log never shows a password
+        open_database(settings.db_url)
         last_reconcile = 0.0
         supervisors, idle = RunSupervisors(settings, supervise), IdleClock()
         try:

@@ -33,7 +33,7 @@ def python(code: str, *args: str, **kwargs) -> subprocess.Popen:
 
 def test_migrations_run_once_from_many_processes_and_build_the_models_schema(pg_url):
     # Four processes open a fresh database at once, as workers on four machines starting together would.
-    opener = "import sys; from core.store.db import get_engine; get_engine(sys.argv[1])"
+    opener = "import sys; from core.store.db import open_database; open_database(sys.argv[1])"
     starters = [python(opener, pg_url) for _ in range(4)]
     assert [p.wait(timeout=120) for p in starters] == [0, 0, 0, 0]
     with get_engine(pg_url).connect() as conn:
@@ -44,12 +44,12 @@ def test_migrations_run_once_from_many_processes_and_build_the_models_schema(pg_
 
 CLAIMER = """
 import json, os, sys, time
-from core.store.db import get_engine
+from core.store.db import open_database
 from core.store.settings import get_settings
 from core.jobs.worker import claim_next_run
 
 settings = get_settings(sys.argv[1])
-get_engine(settings.db_url)  # connected and migrated before the start signal
+open_database(settings.db_url)  # connected and migrated before the start signal
 print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.005)
