@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
-from core.jobs.runs import create_pair, create_run
+from core.jobs.runs import create_comparison, create_run
 from core.store.db import MIGRATIONS, Base, Prediction, Run, get_engine, session_factory
 from core.training.config import TrainConfig
 
@@ -94,7 +94,7 @@ def test_two_workers_on_one_database_train_a_pair_each_run_once(pg_lab, csv_fold
         (other_mount / name).symlink_to(settings.data_dir / name)
     with session_factory(settings.db_url)() as s:
         config = TrainConfig(method="full", learning_rate=3e-3, **pg_lab.FAST)
-        full, lora = create_pair(s, dataset, tiny_model, config)
+        _, (full, lora) = create_comparison(s, dataset, tiny_model, config)
         other = create_run(s, dataset, tiny_model, TrainConfig(method="lora", seed=1, **pg_lab.FAST))
     run_ids = [full.id, lora.id, other.id]
     workers, logs = [], []
