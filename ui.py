@@ -134,7 +134,8 @@ def sessions(write: bool = False) -> sessionmaker:
     away later, while a page runs).
     """
     try:
-        return session_factory(settings().db_url, read_only=not write)  # connects (and migrates) on first use
+        db.open_database(settings().db_url)  # connects, and migrates the first time this process opens it
+        return session_factory(settings().db_url, read_only=not write)
     except (OperationalError, InterfaceError) as e:
         st.error(database_problem(e))
         st.stop()

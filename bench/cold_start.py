@@ -40,9 +40,9 @@ def one_start(page, work: Path, existing: bool = False) -> dict:
     """One server on a new database (or, `existing`, one made before the server starts), one first visit; the
     trainer it starts is stopped with it."""
     if existing:
-        from core.store.db import get_engine
+        from core.store.db import open_database
 
-        get_engine(f"sqlite:///{work / 'runs.db'}")
+        open_database(f"sqlite:///{work / 'runs.db'}")
     env = {**os.environ, "LORALAB_DB_URL": f"sqlite:///{work / 'runs.db'}"}
     env.pop("LORALAB_DATA_DIR", None)
     port = free_port()

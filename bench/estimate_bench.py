@@ -161,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.jobs.runs import create_run
     from core.jobs.worker import supervise
-    from core.store.db import Run, session_factory
+    from core.store.db import Run, open_database, session_factory
     from core.store.settings import get_settings
 
     tmp = Path(tempfile.mkdtemp(prefix="estimate-bench-"))
     settings = get_settings(f"sqlite:///{tmp / 'runs.db'}")
+    open_database(settings.db_url)
     sessions = session_factory(settings.db_url)
     folders = build(tmp / "csv")
     with sessions() as s:
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(method=method, epochs=1, batch_size=batch, max_length=max_length, evals_per_epoch=2)
         if args.probe_load:  # a database of its own: nothing but the probe calibrates the estimate
             settings = get_settings(f"sqlite:///{tmp / f'probed-{i}' / 'runs.db'}")
+            open_database(settings.db_url)
             sessions = session_factory(settings.db_url)
             with sessions() as s:
                 dataset_ids = {dataset_name: store(s, settings, folders[dataset_name], dataset_name).id}

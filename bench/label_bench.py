@@ -29,7 +29,7 @@ def main() -> None:
 
     from core.data import reading
     from core.results import labels
-    from core.store.db import Run, session_factory
+    from core.store.db import Run, open_database, session_factory
     from core.store.settings import get_settings
     from core.training import predict
 
@@ -45,6 +45,7 @@ def main() -> None:
             out.writerows([i, t] for i, t in zip(range(args.rows), itertools.cycle(titles)))
         splits = ["--train", demo / "train.csv", "--dev", demo / "dev.csv", "--test", demo / "test.csv"]
         settings = get_settings(db)
+        open_database(db)
         print("| method | rows | labelling (s) | rows/s | command, with loading (s) |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for run_id, method in enumerate(("full", "lora"), start=1):

@@ -63,12 +63,13 @@ def main(argv=None) -> int:
     from preset_bench import store_dataset
 
     from core.jobs.runs import create_run
-    from core.store.db import Dataset, Run, RunStatus, session_factory
+    from core.store.db import Dataset, Run, RunStatus, open_database, session_factory
     from core.store.settings import get_settings
 
     work = Path(tempfile.mkdtemp(prefix="lora_share-"))
     try:
         settings = get_settings(f"sqlite:///{work / 'bench.db'}")
+        open_database(settings.db_url)
         dataset_id = store_dataset(settings, args.data)
         sessions = session_factory(settings.db_url)
         seconds: dict[tuple[str, str], list[float]] = {(v, m): [] for v in VARIANTS for m in ("full", "lora")}

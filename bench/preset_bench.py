@@ -92,12 +92,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = p.parse_args(argv)
 
+    from core.store.db import open_database
     from core.store.settings import get_settings
 
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="preset_bench-"))
     try:
         settings = get_settings(f"sqlite:///{work / 'bench.db'}")
+        open_database(settings.db_url)
         dataset_id = store_dataset(settings, args.data)
         rows, out = [], args.out / "presets.jsonl"
         out.write_text("")

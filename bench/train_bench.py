@@ -506,6 +506,7 @@ def store_dataset(settings, folder: Path, name: str) -> tuple[int, list[str]]:
 
 
 def bench(args, methods: list[str], work: Path) -> int:
+    from core.store.db import open_database
     from core.store.settings import get_settings
 
     names = [d.strip() for d in args.datasets.split(",") if d.strip()][: 1 if args.smoke else None]
@@ -521,6 +522,7 @@ def bench(args, methods: list[str], work: Path) -> int:
         os.environ["LORALAB_MODEL_ROOTS"] = os.pathsep.join([roots, str(Path(args.model).parent)])
     os.environ.pop("LORALAB_DATA_DIR", None)
     settings = get_settings(f"sqlite:///{work / 'bench.db'}")
+    open_database(settings.db_url)
     args.model_path = models.resolve(args.model, settings)
     stored = {name: store_dataset(settings, folder, name) for name, folder in folders.items()}
     header = {

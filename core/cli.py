@@ -19,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.data import checking, datasets, reading
 from core.jobs.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
-from core.store.db import Dataset, Run, RunStatus, database_problem, session_factory, utcnow
-from core.store.settings import SettingsError, get_settings
+from core.store.db import Dataset, Run, RunStatus, database_problem, open_database, session_factory, utcnow
+from core.store.settings import Settings, SettingsError, get_settings
 from core.training import models
 from core.training.artifacts import trained_model
 from core.training.config import TrainConfig, defaults_in_words
@@ -124,7 +124,7 @@ def _configs(args) -> dict[str, TrainConfig]:
 def _queue(args, status: RunStatus) -> tuple:
     """Record the run (or, with --pair, the comparison group's runs, queued). Returns (settings, run ids, group id,
     the share of the training texts' tokens the model does not know)."""
-    settings = get_settings(args.db)
+    settings = _open(args)
     sessions = session_factory(settings.db_url)
     with sessions() as session:
         configs = _configs(args)
@@ -252,6 +252,7 @@ def cmd_compare(args) -> int:
     ids = args.ids
     if not all(i.isdigit() for i in ids):
         raise Refused(f"Ids are whole numbers; got {' '.join(ids)}.")
+    open_database(settings.db_url)
     with session_factory(settings.db_url, read_only=True)() as s:
         if len(ids) == 1:
             runs = comparisons.group_runs(s, int(ids[0]))
@@ -284,12 +285,12 @@ def cmd_compare(args) -> int:
 
 
 def cmd_status(args) -> int:
-    settings = get_settings(args.db)
+    settings = _open(args)
     return _print_run(settings, args.run_id, args.json)
 
 
 def cmd_cancel(args) -> int:
-    settings = get_settings(args.db)
+    settings = _open(args)
     with session_factory(settings.db_url)() as s:
         run = request_cancel(s, args.run_id)
         if run is None:
@@ -299,7 +300,7 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    settings = get_settings(args.db)
+    settings = _open(args)
     with session_factory(settings.db_url)() as s:
         try:
             step = resume_run(s, settings, args.run_id)
@@ -329,7 +330,7 @@ def cmd_delete(args) -> int:
     from core.store.storage import deletion_text
     from core.words import size_text
 
-    settings = get_settings(args.db)
+    settings = _open(args)
     if args.leftovers:
         return _delete_leftovers(settings, args)
     with session_factory(settings.db_url, read_only=True)() as s:  # no lock is held while the question waits
@@ -386,7 +387,7 @@ def cmd_disk(args) -> int:
     from core.store import storage
     from core.store.storage import disk_text, leftovers_text
 
-    settings = get_settings(args.db)
+    settings = _open(args)
     with session_factory(settings.db_url, read_only=True)() as s:
         use = storage.disk_use(s, settings)
     if args.json:
@@ -412,7 +413,7 @@ def cmd_estimate(args) -> int:
     """Estimate without training: the run (or, with --pair, both runs) as the Train page would queue it."""
     from core.jobs.estimate import estimate_run
 
-    settings = get_settings(args.db)
+    settings = _open(args)
     with session_factory(settings.db_url)() as session:
         configs = _configs(args)
         dataset = _dataset_from_files(session, settings, args)
@@ -451,7 +452,7 @@ def cmd_worker(args) -> int:
 def cmd_predict(args) -> int:
     from core.training.predict import RunNotReady, load_run
 
-    settings = get_settings(args.db)
+    settings = _open(args)
     with session_factory(settings.db_url)() as s:
         run = s.get(Run, args.run)
         if run is None:
@@ -499,7 +500,7 @@ def cmd_export(args) -> int:
     from core.results.export import ExportError, export_run, export_zip
     from core.training.predict import RunNotReady
 
-    settings = get_settings(args.db)
+    settings = _open(args)
     out = Path(args.out)
     with session_factory(settings.db_url)() as s:
         run = s.get(Run, args.run_id)
@@ -649,6 +650,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: one line here; the traceback goes to a file, to send with a report
         print(f"error: unexpected {type(e).__name__}: {e}. {_traceback_file(e)}", file=sys.stderr)
         return 2
+
+
+def _open(args) -> Settings:
+    """The settings of a command that uses the database (--db), with the database opened (and migrated: a database
+    made by an older LoRA Lab is brought up to date here)."""
+    settings = get_settings(args.db)
+    open_database(settings.db_url)
+    return settings
 
 
 def _db_url(args) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core.store.db import open_database
 from core.store.settings import get_settings
 from tests.helpers import save_bert
 
@@ -55,7 +56,9 @@ def settings(tmp_path, monkeypatch):
     db = tmp_path / "test-runs.db"
     monkeypatch.setenv("LORALAB_DB_URL", f"sqlite:///{db}")
     monkeypatch.delenv("LORALAB_DATA_DIR", raising=False)
-    return get_settings()
+    settings = get_settings()
+    open_database(settings.db_url)  # as every process does before its first use of a database
+    return settings
 
 
 @pytest.fixture

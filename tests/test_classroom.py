@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import words
 from core.data import datasets
-from core.jobs.runs import create_pair, create_run
+from core.jobs.runs import create_comparison, create_run
 from core.results import describe
 from core.store.db import Dataset, Metric, Run, RunStatus, session_factory, utcnow
 from core.training import models
@@ -97,7 +97,7 @@ def pair(settings, csv_folder) -> dict[str, int]:
     dataset = store(settings, csv_folder)
     with session_factory(settings.db_url)() as s:
         rates = {m: preset_config("quick demo", m).learning_rate for m in ("full", "lora")}  # as the Train page
-        full, lora = create_pair(
+        _, (full, lora) = create_comparison(
             s, s.get(Dataset, dataset.id), models.BUNDLED, preset_config("quick demo", "lora"), learning_rates=rates
         )
         full.status, full.step, full.total_steps, full.train_seconds = "completed", 40, 40, 12.0

@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select, text
@@ -39,6 +40,22 @@ def _dataset(settings, csv_folder):
         return datasets.save_dataset(s, settings, check, "tiny")
 
 
+def _claim_from_threads(claim, threads: int = 4) -> list[list[int]]:
+    """Each thread claims until nothing is left; what each one got, in the order it got them."""
+    by_claimer: list[list[int]] = [[] for _ in range(threads)]
+
+    def claim_all(mine: list[int]):
+        while (row_id := claim()) is not None:
+            mine.append(row_id)
+
+    running = [threading.Thread(target=claim_all, args=(mine,)) for mine in by_claimer]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return by_claimer
+
+
 def test_runs_queued_from_many_threads_are_each_claimed_exactly_once(settings, csv_folder):
     dataset = _dataset(settings, csv_folder)
 
@@ -48,17 +65,7 @@ def test_runs_queued_from_many_threads_are_each_claimed_exactly_once(settings, c
 
     with ThreadPoolExecutor(10) as pool:
         queued = sorted(pool.map(queue, range(30)))
-    by_claimer: list[list[int]] = [[] for _ in range(4)]
-
-    def claim_all(mine: list[int]):
-        while (run_id := claim_next_run(settings)) is not None:
-            mine.append(run_id)
-
-    threads = [threading.Thread(target=claim_all, args=(mine,)) for mine in by_claimer]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    by_claimer = _claim_from_threads(lambda: claim_next_run(settings))
     assert sorted(sum(by_claimer, [])) == queued  # none lost, none twice
     assert all(mine == sorted(mine) for mine in by_claimer)  # each claim takes the oldest run still queued
     with session_factory(settings.db_url, read_only=True)() as s:
@@ -106,7 +113,7 @@ def test_a_database_at_the_newest_revision_opens_without_loading_alembic(setting
         [
             sys.executable,
             "-c",
-            "import sys; from core.store.db import get_engine; get_engine(sys.argv[1]); "
+            "import sys; from core.store.db import open_database; open_database(sys.argv[1]); "
             "print('alembic' in sys.modules)",
             settings.db_url,
         ],
@@ -145,3 +152,60 @@ def test_a_migration_that_copies_the_runs_table_keeps_every_runs_metrics(setting
         s.delete(s.get(Run, run.id))  # foreign keys are on again: deleting the run deletes its metrics
         s.commit()
         assert s.scalar(select(func.count()).select_from(Metric)) == 0
+
+
+def test_claim_oldest_gives_each_queued_row_to_one_claimer_oldest_first(settings):
+    """The one claim the worker's queues share (runs, label jobs, probes): two claimers never get the same row."""
+    from core.store.db import Probe, claim_oldest
+
+    with session_factory(settings.db_url)() as s:
+        s.add_all([Probe(key="k", model_source="m", config={}) for _ in range(20)])
+        s.commit()
+        queued = sorted(s.scalars(select(Probe.id)))
+    by_claimer = _claim_from_threads(lambda: claim_oldest(settings.db_url, Probe))
+    assert sorted(sum(by_claimer, [])) == queued  # none lost, none twice
+    assert all(mine == sorted(mine) for mine in by_claimer)  # each claim takes the oldest row still queued
+    with session_factory(settings.db_url, read_only=True)() as s:
+        assert set(s.scalars(select(Probe.status))) == {"running"}
+    assert claim_oldest(settings.db_url, Probe) is None
+
+
+def test_opening_a_database_is_the_one_step_that_migrates_it(tmp_path, monkeypatch):
+    """get_engine only connects; open_database brings the schema up to date, once a process."""
+    from core.store import db
+    from core.store.db import newest_revision, open_database, schema_revision
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert schema_revision(get_engine(url)) is None  # the cached getter has migrated nothing
+    upgrades = []
+    real_upgrade = db.upgrade
+    monkeypatch.setattr(db, "upgrade", lambda engine: upgrades.append(engine) or real_upgrade(engine))
+    engine = open_database(url)
+    assert engine is get_engine(url) and schema_revision(engine) == newest_revision()
+    assert open_database(url) is engine and len(upgrades) == 1  # opened again: not checked again
+
+
+def test_every_process_opens_its_database_before_its_first_use(settings, monkeypatch):
+    """The worker and the processes it starts (a run's training, a probe, a label job) open the database first; each
+    command of the command line does too (tests/reliability/test_cli_errors.py: an empty database)."""
+    from core.jobs import probe, worker
+    from core.results import labels
+    from core.training import train
+
+    class Opened(Exception):
+        pass
+
+    opened = []
+
+    def open_database(db_url):
+        opened.append(db_url)
+        raise Opened
+
+    for module in (probe, worker, labels, train):
+        monkeypatch.setattr(module, "open_database", open_database)
+    for main in (probe.main, labels.main, train.main):
+        with pytest.raises(Opened):
+            main(["1", "--db", settings.db_url])
+    with pytest.raises(Opened):
+        worker.run_worker(settings, exit_when_idle=True)
+    assert opened == [settings.db_url] * 4

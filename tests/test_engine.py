@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select, text
 
-from core.jobs.runs import ConfigError, create_pair, create_run, request_cancel
+from core.jobs.runs import ConfigError, create_comparison, create_run, request_cancel
 from core.jobs.worker import claim_next_run, reconcile_stale_runs, run_worker
 from core.store.db import Metric, Prediction, Run, RunStatus, get_engine, session_factory, utcnow
 from core.store.settings import get_settings
@@ -34,7 +34,9 @@ def test_sqlite_is_in_wal_mode(settings):
 def test_pair_trains_through_the_worker_and_reloads_in_a_fresh_process(settings, csv_folder, tiny_model):
     dataset = store(settings, csv_folder)
     with session_factory(settings.db_url)() as s:
-        full, lora = create_pair(s, dataset, tiny_model, TrainConfig(method="full", learning_rate=3e-3, **FAST))
+        _, (full, lora) = create_comparison(
+            s, dataset, tiny_model, TrainConfig(method="full", learning_rate=3e-3, **FAST)
+        )
     assert full.pair_id == lora.pair_id and lora.config["learning_rate"] == 1e-3  # LoRA keeps its own default
 
     assert run_worker(settings, poll_s=0.1, exit_when_idle=True) == 0

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from core.results import export
-from core.store.db import Run, session_factory
+from core.store.db import Run, open_database, session_factory
 from core.store.settings import get_settings
 from core.training import evaluate, predict
 from tests.conftest import make_rows, write_csv
@@ -41,6 +41,7 @@ def trained(tmp_path_factory, tiny_model):
         mp.delenv("LORALAB_DATA_DIR", raising=False)
         evaluate.cpu_has_bf16.cache_clear()
         settings = get_settings(f"sqlite:///{root / 'runs.db'}")
+        open_database(settings.db_url)
         dataset = store(settings, folder)
         ids = {m: train_now(settings, dataset, str(base), m, learning_rate=lr, **FAST) for m, lr in LR.items()}
         yield settings, ids, base

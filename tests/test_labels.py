@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from core.data import reading
 from core.jobs.worker import run_worker
 from core.results import labels
-from core.store.db import LabelJob, Run, session_factory
+from core.store.db import LabelJob, Run, open_database, session_factory
 from core.store.settings import get_settings
 from core.training import predict
 from core.training.config import TrainConfig
@@ -33,6 +33,7 @@ def lora_run(tmp_path_factory, tiny_model):
         mp.delenv("LORALAB_DATA_DIR", raising=False)
         mp.setenv("LORALAB_MODEL_ROOTS", str(tmp_path_factory.getbasetemp()))
         settings = get_settings(f"sqlite:///{root / 'runs.db'}")
+        open_database(settings.db_url)
         dataset = store(settings, folder)
         fast = {"epochs": 2, "batch_size": 16, "evals_per_epoch": 1, "max_length": 32, "learning_rate": 5e-3}
         yield settings, train_now(settings, dataset, tiny_model, "lora", **fast)

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.data import checking, datasets, reading
-from core.jobs.runs import create_pair, create_run
+from core.jobs.runs import create_comparison, create_run
 from core.results import tables
 from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.training import evaluate, models
@@ -85,7 +85,7 @@ def populated(settings, csv_folder):
     with session_factory(settings.db_url)() as s:
         dataset = s.get(Dataset, dataset.id)
         config = TrainConfig(epochs=2, batch_size=8)
-        full, lora = create_pair(s, dataset, models.BUNDLED, config)
+        _, (full, lora) = create_comparison(s, dataset, models.BUNDLED, config)
         for run, wrong_every in ((full, 4), (lora, 3)):
             preds = [(y + 1) % 3 if i % wrong_every == 0 else y for i, y in enumerate(test["label"])]
             probs = [[0.8 if c == p else 0.1 for c in range(3)] for p in preds]

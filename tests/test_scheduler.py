@@ -18,7 +18,7 @@ from core.jobs.probe import claim_next_probe, probe_result, request_probe, run_p
 from core.jobs.runs import create_run
 from core.jobs.scheduler import dashboard_gone
 from core.jobs.worker import run_worker
-from core.store.db import Dataset, Probe, RunStatus, session_factory
+from core.store.db import Dataset, LabelJob, Probe, RunStatus, session_factory
 from core.training import machine_load
 from core.training.config import TrainConfig
 from tests.helpers import get_run, store, wait_for
@@ -172,7 +172,7 @@ def test_nothing_starts_beside_a_run_without_a_memory_estimate(settings, csv_fol
     counts as unknown, not as 0 MB, so the second waits for it."""
     import threading
 
-    from core.jobs.scheduler import Trainers
+    from core.jobs.scheduler import RunSupervisors
     from core.jobs.worker import claim_next_run
     from core.store.db import Run
 
@@ -182,11 +182,50 @@ def test_nothing_starts_beside_a_run_without_a_memory_estimate(settings, csv_fol
         s.commit()
     release = threading.Event()
     device = dataclasses.replace(settings, runs_at_once=2, device_memory_mb=2000)
-    trainers = Trainers(device, lambda _settings, _run_id: release.wait(10) and RunStatus.COMPLETED)
+    supervisors = RunSupervisors(device, lambda _settings, _run_id: release.wait(10) and RunStatus.COMPLETED)
     try:
-        assert trainers.start_next(claim_next_run), "a run alone always starts"
-        assert not trainers.start_next(claim_next_run), "the second must not start beside a run of unknown size"
-        assert list(trainers.active) == [first] and get_run(settings, second).status == RunStatus.QUEUED.value
+        assert supervisors.start_next(claim_next_run), "a run alone always starts"
+        assert not supervisors.start_next(claim_next_run), "the second must not start beside a run of unknown size"
+        assert list(supervisors.active) == [first] and get_run(settings, second).status == RunStatus.QUEUED.value
     finally:
         release.set()
-        trainers.wait()
+        supervisors.wait()
+
+
+def test_every_child_process_gets_the_same_environment_as_a_ray_job(settings, monkeypatch):
+    """One builder of a child's environment: a probe's process, a label job's, the worker the dashboard starts and a
+    run's (local or on Ray) each get the settings a child needs; the local ones on top of this process's environment.
+    """
+    from core.jobs import probe, runners
+
+    monkeypatch.setenv("LORALAB_SOMETHING_ELSE", "kept")
+    ray = runners.child_env(settings, inherit=False)
+    assert ray["LORALAB_DATA_DIR"] == str(settings.data_dir)
+    assert ray["LORALAB_MODEL_ROOTS"] == os.pathsep.join(str(p) for p in settings.model_roots)
+    needed = {"LORALAB_DATA_DIR", "LORALAB_MODEL_ROOTS", "LORALAB_CHECKPOINT_SECONDS", "TOKENIZERS_PARALLELISM"}
+    assert set(ray) == needed
+    seen = []
+
+    def child(*args, env, **kwargs):
+        seen.append(env)
+        raise OSError("not started in this test")
+
+    monkeypatch.setattr(subprocess, "run", child)
+    monkeypatch.setattr(subprocess, "Popen", child)
+    monkeypatch.setattr(worker, "worker_alive", lambda _settings: False)
+    with pytest.raises(OSError):
+        probe.probe_in_child(settings, 1)
+    with pytest.raises(OSError):
+        worker.ensure_worker(settings)
+    with session_factory(settings.db_url)() as s:
+        job = LabelJob(run_ids=[], file_name="texts.csv", folder="labels/1", text_column="text")
+        s.add(job)
+        s.commit()
+    (settings.data_dir / "labels" / "1").mkdir(parents=True)
+    with pytest.raises(OSError):
+        worker.label_in_child(settings, job.id)
+    with pytest.raises(OSError):
+        runners.LocalRunner.start(settings, 1, settings.data_dir / "train.log")
+    assert len(seen) == 4
+    for env in seen:
+        assert env == {**os.environ, **ray} and env["LORALAB_SOMETHING_ELSE"] == "kept"

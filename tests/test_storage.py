@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from core.jobs.runs import create_comparison, create_run
 from core.store import storage
-from core.store.db import ComparisonGroup, LabelJob, Metric, Prediction, Run, RunStatus, session_factory
+from core.store.db import ComparisonGroup, LabelJob, Metric, Prediction, Run, RunStatus, open_database, session_factory
 from core.store.storage import run_dir
 from core.training.config import TrainConfig
 from tests.helpers import store
@@ -158,6 +158,7 @@ def test_files_no_row_points_to_are_removed_only_from_a_data_folder_this_databas
 
     # A second database on the same folder (b.db beside it): neither may take the other's files for leftovers.
     other = dataclasses.replace(settings, db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    open_database(other.db_url)
     theirs = store(other, csv_folder, "theirs")
     make_old(settings.data_dir / theirs.path)
     for each in (settings, other):

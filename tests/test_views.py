@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.data import checking, datasets, reading
-from core.jobs.runs import ConfigError, create_pair, create_run
+from core.jobs.runs import ConfigError, create_comparison, create_run
 from core.results import comparisons, describe, tables
 from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
 from core.store.settings import get_settings
@@ -49,12 +49,12 @@ def test_problems_of_a_pair_name_the_method_only_when_they_differ():
 
 def test_a_pair_keeps_each_methods_learning_rate_and_a_refused_pair_queues_nothing(settings, dataset):
     with session_factory(settings.db_url)() as s:
-        full, lora = create_pair(s, dataset, "m", TrainConfig(epochs=2), {"full": 2e-5, "lora": None})
+        _, (full, lora) = create_comparison(s, dataset, "m", TrainConfig(epochs=2), {"full": 2e-5, "lora": None})
         assert full.pair_id == lora.pair_id and full.config["seed"] == lora.config["seed"]
         assert full.config["learning_rate"] == 2e-5
         assert lora.config["learning_rate"] == TrainConfig(method="lora").learning_rate
         with pytest.raises(ConfigError):
-            create_pair(s, dataset, "m", TrainConfig(lora_r=0), {})
+            create_comparison(s, dataset, "m", TrainConfig(lora_r=0), {})
         assert len(tables.all_runs(s)) == 2
 
 

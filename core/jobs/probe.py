@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.jobs.cost import Device
-from core.store.db import Dataset, Probe, session_factory
+from core.jobs.runners import child_env
+from core.store.db import Dataset, Probe, claim_oldest, open_database, session_factory
 from core.store.settings import PROJECT_ROOT, Settings, get_settings
 from core.training.config import TrainConfig
 from core.training.machine_load import held_back
@@ -30,31 +31,17 @@ TIMEOUT_S = 600  # a probe taking longer than this is abandoned: estimates stay 
 
 
 def claim_next_probe(settings: Settings) -> int | None:
-    """Atomically move the oldest queued probe to running; None when there is none."""
-    with session_factory(settings.db_url).begin() as s:
-        probe_id = s.scalar(
-            select(Probe.id)
-            .where(Probe.status == "queued")
-            .order_by(Probe.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if probe_id is None:
-            return None
-        claimed = s.execute(
-            update(Probe).where(Probe.id == probe_id, Probe.status == "queued").values(status="running")
-        ).rowcount
-    return probe_id if claimed == 1 else None
+    """Atomically move the oldest queued probe to running (core.store.db.claim_oldest); None when there is none."""
+    return claim_oldest(settings.db_url, Probe)
 
 
 def probe_in_child(settings: Settings, probe_id: int) -> str:
     """The worker's side: measure in a child process; a child that ends without a result fails the probe."""
-    env = {**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir), "TOKENIZERS_PARALLELISM": "false"}
     try:
         code = subprocess.run(
             [sys.executable, "-m", "core.jobs.probe", str(probe_id), "--db", settings.db_url],
             cwd=PROJECT_ROOT,
-            env=env,
+            env=child_env(settings),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=TIMEOUT_S,
@@ -180,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("probe_id", type=int)
     parser.add_argument("--db", help="database URL")
     args = parser.parse_args(argv)
-    return 0 if run_probe(get_settings(args.db), args.probe_id) == "done" else 1
+    settings = get_settings(args.db)
+    open_database(settings.db_url)
+    return 0 if run_probe(settings, args.probe_id) == "done" else 1
 
 
 if __name__ == "__main__":

@@ -31,14 +31,24 @@ def train_command(python: str, settings: Settings, run_id: int) -> list[str]:
     return [python, "-m", "core.training.train", str(run_id), "--db", settings.db_url]
 
 
-def train_env(settings: Settings) -> dict[str, str]:
-    """What the training process needs to find the same files as the dashboard and the worker."""
-    return {
+def child_env(settings: Settings, inherit: bool = True) -> dict[str, str]:
+    """The environment of every process the worker starts (a run's training, a probe, a label job, the worker the
+    dashboard starts) and of a run's Ray job, so that a setting reaches it the same way wherever it runs:
+
+    - LORALAB_DATA_DIR: the data folder, so that it finds the same files (datasets, checkpoints) as its parent;
+    - LORALAB_MODEL_ROOTS: the folders models may be loaded from, so that it accepts the same models;
+    - LORALAB_CHECKPOINT_SECONDS: how often a run saves a checkpoint to resume from;
+    - TOKENIZERS_PARALLELISM=false: a tokenizer's threads would otherwise warn, or hang, once the data loader forks.
+
+    inherit: this process's environment with those on top (a local child); False: those alone (a Ray job, which runs
+    in the environment of the cluster's node)."""
+    ours = {
         "LORALAB_DATA_DIR": str(settings.data_dir),
         "LORALAB_MODEL_ROOTS": os.pathsep.join(str(p) for p in settings.model_roots),
         "LORALAB_CHECKPOINT_SECONDS": str(settings.checkpoint_every_s),
         "TOKENIZERS_PARALLELISM": "false",
     }
+    return {**os.environ, **ours} if inherit else ours
 
 
 def death_reason(returncode: int, log_path) -> str:
@@ -78,7 +88,7 @@ class LocalRunner:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=PROJECT_ROOT,
-                env={**os.environ, **train_env(settings)},
+                env=child_env(settings),
             )
         return cls(process, log_path)
 
@@ -151,7 +161,7 @@ class RayRunner:
             client.submit_job(
                 entrypoint=entrypoint,
                 submission_id=job_id,
-                runtime_env={"env_vars": train_env(settings)},
+                runtime_env={"env_vars": child_env(settings, inherit=False)},
                 entrypoint_num_gpus=gpus or None,
                 metadata={"loralab_run_id": str(run_id)},
             )

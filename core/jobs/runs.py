@@ -54,22 +54,6 @@ def create_run(
     return run
 
 
-def create_pair(
-    session: Session,
-    dataset: Dataset,
-    model_source: str,
-    config: TrainConfig,
-    learning_rates: dict[str, float | None] | None = None,
-    estimates: dict[str, dict] | None = None,
-    repeats: int = 1,
-    status: RunStatus = RunStatus.QUEUED,
-) -> tuple[Run, Run]:
-    """The same data, seed and epochs once with full fine-tuning and once with LoRA: the first pair of
-    create_comparison, for callers that want one pair."""
-    _, runs = create_comparison(session, dataset, model_source, config, learning_rates, estimates, repeats, status)
-    return runs[0], runs[1]
-
-
 MAX_REPEATS = 5
 
 

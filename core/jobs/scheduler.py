@@ -44,8 +44,9 @@ def _has_nvidia_gpu() -> bool:
     return out.returncode == 0 and "GPU" in out.stdout
 
 
-class Trainers:
-    """The runs this worker trains side by side: run id -> (thread supervising its child, estimated memory)."""
+class RunSupervisors:
+    """The runs this worker trains side by side, each watched by its supervisor, a thread of the worker: run id ->
+    (that thread, the run's estimated memory)."""
 
     def __init__(self, settings: Settings, supervise):
         self.settings, self.supervise = settings, supervise
@@ -86,12 +87,12 @@ class Trainers:
         if run_id != waiting.id:  # another worker took that one meanwhile: read this one's estimate
             with session_factory(self.settings.db_url, read_only=True)() as s:
                 needs = (s.get(Run, run_id).estimate or {}).get("peak_memory_mb")
-        thread = threading.Thread(target=self._train, args=(run_id,), name=f"run-{run_id}", daemon=True)
+        thread = threading.Thread(target=self._supervise, args=(run_id,), name=f"run-{run_id}", daemon=True)
         self.active[run_id] = (thread, needs)
         thread.start()
         return True
 
-    def _train(self, run_id: int) -> None:
+    def _supervise(self, run_id: int) -> None:
         log.info("run %s started (%d training)", run_id, len(self.active))
         try:
             log.info("run %s ended: %s", run_id, self.supervise(self.settings, run_id).value)

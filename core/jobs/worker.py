@@ -28,10 +28,19 @@ from pathlib import Path
 from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import make_url
 
-from core.jobs.runners import RunnerError, start_run
+from core.jobs.runners import RunnerError, child_env, start_run
 from core.jobs.runs import request_cancel
 from core.store import storage
-from core.store.db import LabelJob, Run, RunStatus, session_factory, shown_url, utcnow
+from core.store.db import (
+    LabelJob,
+    Run,
+    RunStatus,
+    claim_oldest,
+    open_database,
+    session_factory,
+    shown_url,
+    utcnow,
+)
 from core.store.settings import PROJECT_ROOT, Settings, sqlite_path
 from core.store.storage import run_dir
 
@@ -42,35 +51,16 @@ LOGS_EVERY_S = 5.0  # how often a Ray job's log is copied into the run's train.l
 
 
 def claim_next_run(settings: Settings) -> int | None:
-    """Atomically move the oldest queued run to running; None when the queue is empty.
+    """Atomically move the oldest queued run to running (core.store.db.claim_oldest); None when the queue is empty."""
 
-    SQLite: the transaction holds the write lock from its start (BEGIN IMMEDIATE). PostgreSQL: the row is locked
-    (FOR UPDATE) and rows another worker has locked are skipped (SKIP LOCKED), so workers never wait on each other.
-    """
-    sessions = session_factory(settings.db_url)
-    with sessions.begin() as s:
-        run_id = s.scalar(
-            select(Run.id)
-            .where(Run.status == RunStatus.QUEUED.value)
-            .order_by(Run.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if run_id is None:
-            return None
-        now = utcnow()
-        claimed = s.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status == RunStatus.QUEUED.value)
-            .values(
-                status=RunStatus.RUNNING.value,
-                # A resumed run keeps its first start time; the resume's time is kept beside it.
-                started_at=func.coalesce(Run.started_at, now),
-                resumed_at=case((Run.started_at.is_(None), None), else_=now),
-                heartbeat_at=now,
-            )
-        ).rowcount
-    return run_id if claimed == 1 else None
+    def fields(now):  # a resumed run keeps its first start time; the resume's time is kept beside it
+        return {
+            "started_at": func.coalesce(Run.started_at, now),
+            "resumed_at": case((Run.started_at.is_(None), None), else_=now),
+            "heartbeat_at": now,
+        }
+
+    return claim_oldest(settings.db_url, Run, fields)
 
 
 def supervise(settings: Settings, run_id: int) -> RunStatus:
@@ -147,22 +137,7 @@ def _record_end(sessions, run_id: int, status: RunStatus, error: str) -> RunStat
 
 def claim_next_label_job(settings: Settings) -> int | None:
     """Atomically move the oldest queued label job to running, as claim_next_run does for runs."""
-    with session_factory(settings.db_url).begin() as s:
-        job_id = s.scalar(
-            select(LabelJob.id)
-            .where(LabelJob.status == RunStatus.QUEUED.value)
-            .order_by(LabelJob.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if job_id is None:
-            return None
-        claimed = s.execute(
-            update(LabelJob)
-            .where(LabelJob.id == job_id, LabelJob.status == RunStatus.QUEUED.value)
-            .values(status=RunStatus.RUNNING.value, started_at=utcnow(), heartbeat_at=utcnow())
-        ).rowcount
-    return job_id if claimed == 1 else None
+    return claim_oldest(settings.db_url, LabelJob, lambda now: {"started_at": now, "heartbeat_at": now})
 
 
 def label_in_child(settings: Settings, job_id: int) -> RunStatus:
@@ -171,12 +146,11 @@ def label_in_child(settings: Settings, job_id: int) -> RunStatus:
     sessions = session_factory(settings.db_url)
     with session_factory(settings.db_url, read_only=True)() as s:
         folder = settings.data_dir / s.get(LabelJob, job_id).folder
-    env = {**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)}
     with open(folder / "label.log", "ab") as out:
         child = subprocess.Popen(
             [sys.executable, "-m", "core.results.labels", str(job_id), "--db", settings.db_url],
             cwd=PROJECT_ROOT,
-            env=env,
+            env=child_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -309,15 +283,16 @@ def run_worker(
 
     Runs train side by side where they fit (core.jobs.scheduler). A worker the dashboard started (dashboard_pid) leaves
     after idle_exit_s with nothing to do once that dashboard has stopped; the next page view starts one again."""
-    from core.jobs.scheduler import IdleClock, Trainers, dashboard_gone
+    from core.jobs.scheduler import IdleClock, RunSupervisors, dashboard_gone
 
     with worker_lock(settings) as got:
         if not got:
             log.info("another worker is already running for %s", make_url(settings.db_url))  # password hidden
             return 3
         log.info("worker %s serving %s", os.getpid(), shown_url(settings.db_url))  # the log never shows a password
+        open_database(settings.db_url)
         last_reconcile = 0.0
-        trainers, idle = Trainers(settings, supervise), IdleClock()
+        supervisors, idle = RunSupervisors(settings, supervise), IdleClock()
         try:
             while True:
                 if time.monotonic() - last_reconcile > settings.stale_after_s / 2:
@@ -328,10 +303,10 @@ def run_worker(
                 if job_id is not None:
                     log.info("label job %s ended: %s", job_id, label_in_child(settings, job_id).value)
                     continue
-                if trainers.start_next(claim_next_run):
+                if supervisors.start_next(claim_next_run):
                     idle.busy()
                     continue
-                if trainers.busy:
+                if supervisors.busy:
                     idle.busy()
                 elif _probe_next(settings):
                     idle.busy()
@@ -344,9 +319,9 @@ def run_worker(
                 time.sleep(poll_s)
         except KeyboardInterrupt:  # Ctrl+C: the runs training here are cancelled; leave once each has ended
             with session_factory(settings.db_url)() as s:
-                for run_id in list(trainers.active):
+                for run_id in list(supervisors.active):
                     request_cancel(s, run_id)
-            trainers.wait()  # each supervisor sees the cancel, stops its child and records the end
+            supervisors.wait()  # each supervisor sees the cancel, stops its child and records the end
             raise
 
 
@@ -369,7 +344,6 @@ def ensure_worker(settings: Settings) -> bool:
     if worker_alive(settings):
         return False
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LORALAB_DATA_DIR": str(settings.data_dir)}
     with open(settings.data_dir / "worker.log", "ab") as out:
         subprocess.Popen(  # it leaves when idle a while after this dashboard has stopped
             [sys.executable, "-m", "core", "worker", "--db", settings.db_url, "--dashboard-pid", str(os.getpid())],
@@ -377,7 +351,7 @@ def ensure_worker(settings: Settings) -> bool:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=PROJECT_ROOT,
-            env=env,
+            env=child_env(settings),
             start_new_session=True,
         )
     return True

@@ -24,7 +24,7 @@ from core.data import checking, reading
 from core.results import describe
 from core.results.downloads import write_safe_csv
 from core.store import storage
-from core.store.db import LabelJob, Run, RunStatus, session_factory, utcnow
+from core.store.db import LabelJob, Run, RunStatus, open_database, session_factory, utcnow
 from core.store.settings import Settings, get_settings
 from core.training import models, predict
 
@@ -216,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_id", type=int)
     parser.add_argument("--db")
     args = parser.parse_args(argv)
-    status = run_label_job(get_settings(args.db), args.job_id)
+    settings = get_settings(args.db)
+    open_database(settings.db_url)
+    status = run_label_job(settings, args.job_id)
     return 0 if status == RunStatus.COMPLETED else 1
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import fcntl
 import uuid
+import weakref
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +25,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, NoSuchModuleError, OperationalError
@@ -327,10 +331,51 @@ def database_problem(db_url: str, e: Exception) -> str:
 
 @lru_cache(maxsize=8)
 def get_engine(db_url: str) -> Engine:
-    """One engine per URL and process; brings the schema up to date on first use. A URL that cannot be used (a
-    database LoRA Lab has no driver for, an SQLite file that cannot be created) raises SettingsError."""
+    """One engine per URL and process. It migrates nothing: a process opens its database with open_database first.
+    A URL that cannot be used (a database LoRA Lab has no driver for) raises SettingsError."""
+    if sqlite_path(db_url) is not None:
+        engine = create_engine(db_url, connect_args={"timeout": 30, "isolation_level": None})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    url = make_url(db_url)
+    if url.drivername == "postgresql":  # a plain postgresql:// URL means psycopg 3, the driver we install
+        url = url.set(drivername="postgresql+psycopg")
+    # A server that does not answer (a dropped packet, not a refusal) is reported in seconds, not minutes.
+    wait = (
+        {"connect_timeout": 10}
+        if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query
+        else {}
+    )
+    try:
+        return create_engine(url, pool_pre_ping=True, connect_args=wait)
+    except ModuleNotFoundError as e:  # e.g. mysql:// without its driver, MySQLdb
+        raise SettingsError(
+            f"The database {shown_url(db_url)} needs the Python package {e.name}, which is not installed. " + _OPENABLE
+        ) from None
+    except NoSuchModuleError:  # a name SQLAlchemy knows no database by
+        raise SettingsError(
+            f"{shown_url(db_url)}: LoRA Lab knows no database called '{url.drivername}'. {_OPENABLE}"
+        ) from None
+
+
+_UP_TO_DATE: weakref.WeakSet[Engine] = weakref.WeakSet()  # the engines open_database has brought up to date
+
+
+def open_database(db_url: str) -> Engine:
+    """Open the database for this process: its engine, with the schema brought up to date (upgrade) the first time
+    this process opens it. Every process calls it before its first use of a database: the worker, each command of
+    the command line, the dashboard, and the processes that train a run, measure a probe or label a file.
+
+    A database that cannot be opened raises SettingsError (an SQLite file that cannot be created, a database LoRA
+    Lab has no driver for) or SQLAlchemy's error (a server that cannot be reached)."""
+    engine = get_engine(db_url)
+    if engine in _UP_TO_DATE:
+        return engine
     db_file = sqlite_path(db_url)
-    if db_file is not None:
+    if db_file is None:
+        upgrade(engine)  # PostgreSQL: one process migrates at a time (an advisory lock, core.store.db.migrate)
+    else:
         try:
             db_file.parent.mkdir(parents=True, exist_ok=True)
             lock = open(db_file.with_name(db_file.name + ".migrate-lock"), "a")  # noqa: SIM115 - closed below
@@ -339,42 +384,45 @@ def get_engine(db_url: str) -> Engine:
                 f"The database file {db_file} cannot be created ({e.strerror}). Give --db (or LORALAB_DB_URL) an "
                 "SQLite file in a folder you can write to, e.g. sqlite:///runs.db."
             ) from None
-        engine = create_engine(db_url, connect_args={"timeout": 30, "isolation_level": None})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
-    else:
-        url = make_url(db_url)
-        if url.drivername == "postgresql":  # a plain postgresql:// URL means psycopg 3, the driver we install
-            url = url.set(drivername="postgresql+psycopg")
-        # A server that does not answer (a dropped packet, not a refusal) is reported in seconds, not minutes.
-        wait = (
-            {"connect_timeout": 10}
-            if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query
-            else {}
-        )
-        try:
-            engine = create_engine(url, pool_pre_ping=True, connect_args=wait)
-        except ModuleNotFoundError as e:  # e.g. mysql:// without its driver, MySQLdb
-            raise SettingsError(
-                f"The database {shown_url(db_url)} needs the Python package {e.name}, which is not installed. "
-                + _OPENABLE
-            ) from None
-        except NoSuchModuleError:  # a name SQLAlchemy knows no database by
-            raise SettingsError(
-                f"{shown_url(db_url)}: LoRA Lab knows no database called '{url.drivername}'. {_OPENABLE}"
-            ) from None
-    if db_file is not None:
-        # One process migrates at a time (the dashboard and the worker may start together).
-        with lock:
+        with lock:  # one process migrates at a time (the dashboard and the worker may start together)
             fcntl.flock(lock, fcntl.LOCK_EX)
             upgrade(engine)
-    else:
-        upgrade(engine)
+    _UP_TO_DATE.add(engine)
     return engine
 
 
+def claim_oldest(
+    db_url: str, table: type[Run | LabelJob | Probe], fields: Callable[[datetime], dict] | None = None
+) -> int | None:
+    """Atomically move the oldest queued row of `table` (runs, label jobs, probes: the lowest id whose status is
+    queued) to running, also setting `fields(now)`; its id, or None when none is queued. Two claimers never get the
+    same row.
+
+    SQLite: the transaction holds the write lock from its start (BEGIN IMMEDIATE). PostgreSQL: the row is locked
+    (FOR UPDATE) and rows another claimer has locked are skipped (SKIP LOCKED), so workers never wait on each other;
+    the update checks the row is still queued, so a row claimed meanwhile is never claimed twice."""
+    queued = RunStatus.QUEUED.value
+    with session_factory(db_url).begin() as s:
+        row_id = s.scalar(
+            select(table.id)
+            .where(table.status == queued)
+            .order_by(table.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if row_id is None:
+            return None
+        claimed = s.execute(
+            update(table)
+            .where(table.id == row_id, table.status == queued)
+            .values(status=RunStatus.RUNNING.value, **(fields(utcnow()) if fields else {}))
+        ).rowcount
+    return row_id if claimed == 1 else None
+
+
 def session_factory(db_url: str, read_only: bool = False) -> sessionmaker:
-    """Sessions for one unit of work each. Pass read_only=True for queries that write nothing (the dashboard's
-    reads): they never wait for the training process's writes."""
+    """Sessions for one unit of work each, on a database this process has opened (open_database). Pass
+    read_only=True for queries that write nothing (the dashboard's reads): they never wait for the training
+    process's writes."""
     engine = get_engine(db_url).execution_options(lora_lab_write=not read_only)
     return sessionmaker(engine, expire_on_commit=False)

@@ -21,7 +21,7 @@ from sqlalchemy import delete, update
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from core.data.datasets import load_split
-from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, session_factory, utcnow
+from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, open_database, session_factory, utcnow
 from core.store.settings import Settings, get_settings
 from core.store.storage import run_dir
 from core.training import evaluate, models
@@ -300,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="database URL")
     parser.add_argument("--parent-pid", type=int, help="stop if this process (the supervisor) goes away")
     args = parser.parse_args(argv)
-    status = train_run(get_settings(args.db), args.run_id, args.parent_pid)
+    settings = get_settings(args.db)
+    open_database(settings.db_url)
+    status = train_run(settings, args.run_id, args.parent_pid)
     return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED) else 1
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from core.store.db import Run, get_engine
+from core.store.db import Run, get_engine, open_database
 from core.store.settings import get_settings
 from tests import helpers
 
@@ -50,7 +50,9 @@ def pg_url():
 def pg_settings(pg_url, tmp_path, monkeypatch):
     monkeypatch.setenv("LORALAB_DB_URL", pg_url)
     monkeypatch.setenv("LORALAB_DATA_DIR", str(tmp_path / "data"))
-    return get_settings()
+    settings = get_settings()
+    open_database(settings.db_url)
+    return settings
 
 
 @pytest.fixture
@@ -72,6 +74,7 @@ def ray_settings(request, tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", RAY_ADDRESS)
     settings = get_settings()
     assert settings.runner == "ray" and settings.ray_address == RAY_ADDRESS
+    open_database(settings.db_url)
     return settings
 
 

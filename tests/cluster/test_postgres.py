@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
-from core.jobs.runs import create_pair, create_run
+from core.jobs.runs import create_comparison, create_run
 from core.store.db import MIGRATIONS, Base, Prediction, Run, get_engine, session_factory
 from core.training.config import TrainConfig
 
@@ -33,7 +33,7 @@ def python(code: str, *args: str, **kwargs) -> subprocess.Popen:
 
 def test_migrations_run_once_from_many_processes_and_build_the_models_schema(pg_url):
     # Four processes open a fresh database at once, as workers on four machines starting together would.
-    opener = "import sys; from core.store.db import get_engine; get_engine(sys.argv[1])"
+    opener = "import sys; from core.store.db import open_database; open_database(sys.argv[1])"
     starters = [python(opener, pg_url) for _ in range(4)]
     assert [p.wait(timeout=120) for p in starters] == [0, 0, 0, 0]
     with get_engine(pg_url).connect() as conn:
@@ -44,12 +44,12 @@ def test_migrations_run_once_from_many_processes_and_build_the_models_schema(pg_
 
 CLAIMER = """
 import json, os, sys, time
-from core.store.db import get_engine
+from core.store.db import open_database
 from core.store.settings import get_settings
 from core.jobs.worker import claim_next_run
 
 settings = get_settings(sys.argv[1])
-get_engine(settings.db_url)  # connected and migrated before the start signal
+open_database(settings.db_url)  # connected and migrated before the start signal
 print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.005)
@@ -94,7 +94,7 @@ def test_two_workers_on_one_database_train_a_pair_each_run_once(pg_lab, csv_fold
         (other_mount / name).symlink_to(settings.data_dir / name)
     with session_factory(settings.db_url)() as s:
         config = TrainConfig(method="full", learning_rate=3e-3, **pg_lab.FAST)
-        full, lora = create_pair(s, dataset, tiny_model, config)
+        _, (full, lora) = create_comparison(s, dataset, tiny_model, config)
         other = create_run(s, dataset, tiny_model, TrainConfig(method="lora", seed=1, **pg_lab.FAST))
     run_ids = [full.id, lora.id, other.id]
     workers, logs = [], []

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from core.jobs.runners import RayRunner, RunnerError
-from core.jobs.runs import create_pair, create_run, request_cancel
+from core.jobs.runs import create_comparison, create_run, request_cancel
 from core.jobs.worker import run_worker
 from core.store.db import Run, session_factory
 from core.store.storage import run_dir
@@ -49,7 +49,7 @@ def test_a_pair_trains_as_ray_jobs_and_its_models_predict_here(ray_lab, ray_clie
     dataset = ray_lab.store(csv_folder)
     with session_factory(settings.db_url)() as s:
         config = TrainConfig(method="full", learning_rate=3e-3, **ray_lab.FAST)
-        full, lora = create_pair(s, dataset, tiny_model, config)
+        _, (full, lora) = create_comparison(s, dataset, tiny_model, config)
 
     assert run_worker(settings, poll_s=0.1, exit_when_idle=True) == 0
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 
 from core.jobs.runs import create_run
 from core.jobs.worker import ensure_worker, worker_alive
-from core.store.db import Metric, Run, get_engine, session_factory
+from core.store.db import Metric, Run, get_engine, open_database, session_factory
 from core.training.config import TrainConfig
 from tests.helpers import get_run, metric_count, start_worker, store, wait_for
 
@@ -93,7 +93,7 @@ def test_an_older_database_is_upgraded_in_place_with_its_history(settings, tmp_p
         )
     old.dispose()
 
-    engine = get_engine(f"sqlite:///{path}")  # what the dashboard and worker do on start
+    engine = open_database(f"sqlite:///{path}")  # what the dashboard and worker do on start
     with engine.connect() as conn:
         head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     from alembic.script import ScriptDirectory

@@ -15,7 +15,7 @@ import pytest
 
 from core.data import checking, datasets, reading
 from core.jobs.runs import create_run
-from core.store.db import Run, session_factory
+from core.store.db import Run, open_database, session_factory
 from core.store.settings import get_settings
 from core.training.config import TrainConfig
 from tests.e2e.test_browser import ARGS, CHROMIUM, ROOT, free_port, wait_until
@@ -78,6 +78,7 @@ def test_restarting_the_dashboard_loses_nothing_and_starts_no_second_trainer(tmp
 
     db_url = f"sqlite:///{tmp_path / 'restart.db'}"
     settings = get_settings(db_url)
+    open_database(db_url)
     check = checking.check_dataset(reading.files_from_folder(csv_folder), settings)
     with session_factory(db_url)() as s:
         dataset = datasets.save_dataset(s, settings, check, "tiny")

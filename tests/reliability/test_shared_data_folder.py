@@ -10,7 +10,7 @@ import json
 from sqlalchemy import text
 
 from core.jobs.runs import create_run, request_cancel, resume_step
-from core.store.db import Run, RunStatus, get_engine, session_factory
+from core.store.db import Run, RunStatus, get_engine, open_database, session_factory
 from core.store.storage import run_dir
 from core.training.artifacts import CHECKPOINT_STATE, checkpoints_dir, latest_checkpoint
 from core.training.config import TrainConfig
@@ -37,6 +37,7 @@ def test_a_new_database_on_an_old_data_folder_never_resumes_or_replaces_the_old_
 
     # runs.db moved aside: a new database on the same data folder, its ids starting at 1 again.
     new = dataclasses.replace(settings, db_url=f"sqlite:///{tmp_path / 'new-runs.db'}")
+    open_database(new.db_url)
     other = tmp_path / "other"
     other.mkdir()
     for split, seed in (("train", 11), ("dev", 12), ("test", 13)):
@@ -97,6 +98,7 @@ def test_two_databases_in_one_folder_each_get_a_worker_that_trains_their_own_que
     g = dataclasses.replace(settings, db_url=f"sqlite:///{tmp_path / 'g.db'}")
     b = dataclasses.replace(settings, db_url=f"sqlite:///{tmp_path / 'b.db'}")
     assert g.data_dir == b.data_dir
+    open_database(b.db_url)
     dataset = store(b, csv_folder)
     with session_factory(b.db_url)() as s:
         queued = create_run(s, dataset, tiny_model, TrainConfig(method="lora", **FAST))
