@@ -87,21 +87,28 @@ def group_of(session: Session, run: Run) -> tuple[int, int, int] | None:
     return group.id, group.repeats, len(completed_pairs(group_runs(session, group.id)))
 
 
-def pairs_of(runs: list[Run]) -> list[tuple[Run, Run]]:
-    """The runs as (A, B) pairs for a verdict: pairs launched together (full fine-tuning, LoRA), seed by seed;
-    or, for any two runs, the pair of them (A: full fine-tuning if one is, else the older). Empty if they do not
-    form pairs."""
+def launched_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The pairs launched together among the runs (one pair id: full fine-tuning, then LoRA), seed by seed. The one
+    place that decides which runs pair; a run outside such a pair is left out."""
     by_pair: dict[str, list[Run]] = {}
     for run in runs:
-        by_pair.setdefault(run.pair_id or f"run-{run.id}", []).append(run)
-    pairs = []
-    for members in by_pair.values():
-        methods = sorted(r.method for r in members)
-        if methods != ["full", "lora"]:
-            break
-        pairs.append(tuple(sorted(members, key=lambda r: r.method != "full")))
-    else:
-        return sorted(pairs, key=lambda p: p[0].config.get("seed", 0))
+        if run.pair_id:
+            by_pair.setdefault(run.pair_id, []).append(run)
+    pairs = [
+        tuple(sorted(members, key=lambda r: r.method != "full"))
+        for members in by_pair.values()
+        if sorted(r.method for r in members) == ["full", "lora"]
+    ]
+    return sorted(pairs, key=lambda p: p[0].config.get("seed", 0))
+
+
+def pairs_of(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The runs as (A, B) pairs for a verdict: pairs launched together (full fine-tuning, LoRA), seed by seed, when
+    every run is in one; or, for any two runs, the pair of them (A: full fine-tuning if one is, else the older). Empty
+    if they do not form pairs."""
+    pairs = launched_pairs(runs)
+    if pairs and 2 * len(pairs) == len(runs):
+        return pairs
     if len(runs) == 2:
         a, b = sorted(runs, key=lambda r: (r.method != "full", r.id))
         return [(a, b)]
@@ -110,14 +117,7 @@ def pairs_of(runs: list[Run]) -> list[tuple[Run, Run]]:
 
 def completed_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
     """The pairs of a group whose two runs both completed, seed by seed (a group may still be training)."""
-    by_pair: dict[str, list[Run]] = {}
-    for run in runs:
-        if run.pair_id and run.status == RunStatus.COMPLETED.value:
-            by_pair.setdefault(run.pair_id, []).append(run)
-    whole = [
-        r for members in by_pair.values() if sorted(m.method for m in members) == ["full", "lora"] for r in members
-    ]
-    return pairs_of(whole) if whole else []
+    return launched_pairs([r for r in runs if r.status == RunStatus.COMPLETED.value])
 
 
 def side_names(pairs: list[tuple[Run, Run]]) -> tuple[str, str]:
