@@ -195,10 +195,11 @@ if pairs:
         st.warning(note)
 
 st.subheader("Test scores and costs")
-st.dataframe(comparisons.scores_table(chosen_runs), hide_index=True, key="compare_scores")
+scores = comparisons.scores_table(chosen_runs)
+st.dataframe(scores, hide_index=True, key="compare_scores")
 st.download_button(
     "Download these scores (CSV)",
-    safe_csv(tables.compare_frame(chosen_runs)),
+    safe_csv(scores),
     "lora-lab-scores.csv",
     "text/csv",
     key="compare_download_scores",

@@ -196,12 +196,12 @@ def verdict_of(session: Session, pairs: list[tuple[Run, Run]], resamples: int = 
 
 def scores_table(runs: list[Run]) -> pd.DataFrame:
     """Test scores and costs, one column per run and one row per figure, written as the dashboard writes them:
-    narrow enough to read without scrolling sideways, however many figures there are."""
+    narrow enough to read without scrolling sideways, however many figures there are. Compare shows it and its
+    download is it."""
     rows = {}
     for run in runs:
         test = run.test_metrics or {}
         share = run.trainable_params / run.total_params if run.trainable_params and run.total_params else None
-        mb = lambda b: None if b is None else f"{b / 2**20:,.1f} MB"  # noqa: E731
         rows[describe.run_label(run, runs)] = {
             "test accuracy": words.percent(test.get("accuracy")),
             "macro-F1": words.percent(test.get("f1_macro")),
@@ -212,8 +212,8 @@ def scores_table(runs: list[Run]) -> pd.DataFrame:
             "trainable weights": None
             if run.trainable_params is None
             else f"{run.trainable_params:,}" + (f" ({words.percent(share)})" if share is not None else ""),
-            "peak memory": None if run.peak_memory_mb is None else f"{run.peak_memory_mb:,.0f} MB",
-            "model size on disk": mb(run.artifact_bytes),
+            "peak memory": None if run.peak_memory_mb is None else words.memory_text(run.peak_memory_mb),
+            "model size on disk": None if run.artifact_bytes is None else words.size_text(run.artifact_bytes),
         }
     return pd.DataFrame(rows).fillna("–").rename_axis("").reset_index()
 
