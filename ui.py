@@ -30,7 +30,7 @@ CURVES = {  # metric name -> (subplot column, line style, legend text)
     "eval_f1_macro": (2, "dot", "dev macro-F1"),
 }
 X_AXES = {"step": "Training step", "epoch": "Epoch", "examples": "Examples seen (steps × batch size)"}
-# Shares in tables, shown as everywhere else ('73.7 %'): give the column views.in_percent(share) values.
+# Shares in tables, shown as everywhere else ('73.7 %'): give the column words.in_percent(share) values.
 PERCENT_COLUMN = st.column_config.NumberColumn(format="%.1f %%")
 
 
@@ -213,7 +213,7 @@ def bundled_tokenizer():
 
 
 def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figure:
-    """Loss (left) and dev scores (right) of one or more runs: each run in its colour (views.run_colours),
+    """Loss (left) and dev scores (right) of one or more runs: each run in its colour (describe.run_colours),
     each metric in its own line style. `x_max` fixes the x-axis from 0 (a live view then does not rescale); else it
     ends a little after the last point."""
     fig = make_subplots(

@@ -133,7 +133,7 @@ def test_the_verdicts_macro_f1_is_each_runs_own_when_the_test_set_lacks_a_class(
     group, ids = comparison(settings, dataset, [(set(range(6)), set())])  # LoRA perfect; full wrong on six texts
     with session_factory(settings.db_url)() as s:
         full, lora = runs_by_id(s, ids)
-        result, _ = comparisons.verdict_of(s, [(full, lora)], resamples=200)
+        result, _ = comparisons.compute_verdict(s, [(full, lora)], resamples=200)
         recorded = [100 * r.test_metrics["f1_macro"] for r in (full, lora)]
     assert recorded[1] == 100.0
     assert (result.f1_macro.a, result.f1_macro.b) == ([pytest.approx(recorded[0])], [pytest.approx(recorded[1])])

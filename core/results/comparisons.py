@@ -164,14 +164,14 @@ def line_up(session: Session, runs: list[Run]) -> Lined:
 
 def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
     """Test texts on which the runs disagree: CSV row, text, true label, each run's prediction (✓ right), under
-    a short header (views.column_label)."""
+    a short header (describe.column_label)."""
     lined = line_up(session, runs)
     preds = np.stack([lined.preds[r.id] for r in runs])
     differ = np.flatnonzero((preds != preds[0]).any(axis=0))
     names = lined.classes
     out = pd.DataFrame(
         {
-            "test row": differ + 2,  # the CSV's line: a header, then row 0
+            "test row": differ + 2,  # as a spreadsheet numbers the test split's rows: a header, then row 0
             "text": [lined.texts[i] for i in differ],
             "true label": [names[lined.y_true[i]] for i in differ],
         }
@@ -183,7 +183,7 @@ def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
     return out
 
 
-def verdict_of(session: Session, pairs: list[tuple[Run, Run]], resamples: int = verdict.RESAMPLES):
+def compute_verdict(session: Session, pairs: list[tuple[Run, Run]], resamples: int = verdict.RESAMPLES):
     """The verdict for these pairs (B minus A), and the lined-up predictions it was computed from."""
     lined = line_up(session, [r for pair in pairs for r in pair])
     preds_a = np.stack([lined.preds[a.id] for a, _ in pairs])
@@ -298,7 +298,7 @@ def launched_with(session: Session, run: Run) -> str | None:
     if not pairs or len(pairs) * 2 != len(runs):
         return None
     try:
-        result, _ = verdict_of(session, pairs)
+        result, _ = compute_verdict(session, pairs)
     except NotComparable:
         return None
     seeds = f" over {result.seeds} seeds" if result.seeds > 1 else ""
@@ -317,7 +317,7 @@ def compare_summary(session: Session, runs: list[Run], resamples: int = verdict.
             "A verdict needs full fine-tuning and LoRA pairs (a comparison group) or exactly two runs; "
             f"these {len(runs)} runs are neither."
         )
-    result, _ = verdict_of(session, pairs, resamples)
+    result, _ = compute_verdict(session, pairs, resamples)
     named = result.names == ("full fine-tuning", "LoRA")
     outcome = result.outcome
     if not named and outcome in ("lora_better", "full_better"):  # two runs of one method: which of the two
