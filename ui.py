@@ -128,7 +128,7 @@ def database_problem(e: Exception) -> str:
 
 
 def sessions(write: bool = False) -> sessionmaker:
-    """Sessions for one unit of work. Reads (the default) never wait for the trainer's writes.
+    """Sessions for one unit of work. Reads (the default) never wait for the worker's writes.
 
     A database that cannot be reached stops the page with a plain message (app.py does the same for one that goes
     away later, while a page runs).
@@ -143,16 +143,16 @@ def sessions(write: bool = False) -> sessionmaker:
 
 
 @st.cache_resource(show_spinner=False)
-def _trainer_starts() -> dict[str, float]:
-    return {}  # database URL -> when this server last started a trainer for it
+def _worker_starts() -> dict[str, float]:
+    return {}  # database URL -> when this server last started a worker for it
 
 
-def keep_trainer_running(grace_s: float = 60.0) -> str:
-    """Start the background trainer if none serves this database: 'running', 'starting' or 'down'.
+def keep_worker_running(grace_s: float = 60.0) -> str:
+    """Start the background worker if none serves this database: 'running', 'starting' or 'down'.
 
-    A new trainer needs several seconds to start and take its lock; no second one is started meanwhile.
+    A new worker needs several seconds to start and take its lock; no second one is started meanwhile.
     """
-    current, starts = settings(), _trainer_starts()
+    current, starts = settings(), _worker_starts()
     if worker.worker_alive(current):
         return "running"
     last = starts.get(current.db_url)
@@ -381,8 +381,8 @@ def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig
     if planned["uncalibrated"]:
         st.caption(
             "A first estimate, from the model's size and your data's token lengths: this machine has not finished a "
-            "run like these yet. The trainer measures a few training steps meanwhile, and every finished run makes "
-            "the next estimate closer."
+            "run like these yet. The background worker measures a few training steps meanwhile, and every finished "
+            "run makes the next estimate closer."
         )
     for m, e in estimates.items():
         if e["advice"]:
