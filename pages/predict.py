@@ -180,7 +180,7 @@ with typed:
             )
             if unsure:
                 col.caption(
-                    f"Uncertain: {words.percent(probs[label])} is under {words.percent(sure)}, halfway from a blind "
+                    f"{words.percent(probs[label])} is under {words.percent(sure)}, halfway from a blind "
                     f"guess ({words.percent(chance)}) to certain. The model leans to '{label}' but does not know."
                 )
             fig = px.bar(x=list(probs.values()), y=list(probs), orientation="h", labels={"x": "probability", "y": ""})

@@ -442,3 +442,21 @@ def test_the_screen_calls_the_background_process_the_worker_as_the_command_line_
         ]
     assert not [(name, text) for name, text in shown if "trainer" in text.lower()]
     assert any("background worker" in text for _, text in shown)
+
+
+def test_the_runs_page_walks_the_data_folder_once_in_a_while_and_after_a_delete(settings, populated, monkeypatch):
+    from core.store import storage
+
+    walks = []
+    real = storage.disk_use
+    monkeypatch.setattr(storage, "disk_use", lambda s, settings: walks.append(1) or real(s, settings))
+    at = open_page("runs")
+    at.run()
+    assert not at.exception and len(walks) == 1, "a rerun within seconds reads the cached sizes"
+    with session_factory(settings.db_url)() as s:
+        crashed = s.get(Run, populated["crashed"])
+    at.selectbox(key="runs_delete_choice").set_value(f"run-{crashed.id}").run()
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_yes").click().run()
+    assert not at.exception and len(walks) == 2, "a delete frees disk: the sizes are read anew"
+    assert "6 runs" in texts(at.caption)
