@@ -70,7 +70,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError  # noqa: E402
 import ui  # noqa: E402 (after the navigation is drawn: its imports take a while on a cold start)
 
 ui.settings()  # settings that cannot be used stop here, with what to change
-trainer_notice = st.empty()  # above the page, filled once the page is drawn
+worker_notice = st.empty()  # above the page, filled once the page is drawn
 try:
     page.run()
 except (OperationalError, InterfaceError) as e:  # the database server is down or unreachable
@@ -78,8 +78,8 @@ except (OperationalError, InterfaceError) as e:  # the database server is down o
 finally:
     # Queued runs train in a background process, even with every tab closed; it is started after the page is
     # drawn (its imports would take the CPU from a cold start's first page). While it starts, queued runs wait.
-    if ui.keep_trainer_running() == "down":
+    if ui.keep_worker_running() == "down":
         log = ui.settings().data_dir / "worker.log"
-        trainer_notice.warning(
-            f"The trainer stopped or did not start, so queued runs wait; trying again. Its log: {log}"
+        worker_notice.warning(
+            f"The background worker stopped or did not start, so queued runs wait; trying again. Its log: {log}"
         )

@@ -30,7 +30,7 @@ CURVES = {  # metric name -> (subplot column, line style, legend text)
     "eval_f1_macro": (2, "dot", "dev macro-F1"),
 }
 X_AXES = {"step": "Training step", "epoch": "Epoch", "examples": "Examples seen (steps × batch size)"}
-# Shares in tables, shown as everywhere else ('73.7 %'): give the column views.in_percent(share) values.
+# Shares in tables, shown as everywhere else ('73.7 %'): give the column words.in_percent(share) values.
 PERCENT_COLUMN = st.column_config.NumberColumn(format="%.1f %%")
 
 
@@ -128,7 +128,7 @@ def database_problem(e: Exception) -> str:
 
 
 def sessions(write: bool = False) -> sessionmaker:
-    """Sessions for one unit of work. Reads (the default) never wait for the trainer's writes.
+    """Sessions for one unit of work. Reads (the default) never wait for the worker's writes.
 
     A database that cannot be reached stops the page with a plain message (app.py does the same for one that goes
     away later, while a page runs).
@@ -144,16 +144,16 @@ def sessions(write: bool = False) -> sessionmaker:
 
 
 @st.cache_resource(show_spinner=False)
-def _trainer_starts() -> dict[str, float]:
-    return {}  # database URL -> when this server last started a trainer for it
+def _worker_starts() -> dict[str, float]:
+    return {}  # database URL -> when this server last started a worker for it
 
 
-def keep_trainer_running(grace_s: float = 60.0) -> str:
-    """Start the background trainer if none serves this database: 'running', 'starting' or 'down'.
+def keep_worker_running(grace_s: float = 60.0) -> str:
+    """Start the background worker if none serves this database: 'running', 'starting' or 'down'.
 
-    A new trainer needs several seconds to start and take its lock; no second one is started meanwhile.
+    A new worker needs several seconds to start and take its lock; no second one is started meanwhile.
     """
-    current, starts = settings(), _trainer_starts()
+    current, starts = settings(), _worker_starts()
     if worker.worker_alive(current):
         return "running"
     last = starts.get(current.db_url)
@@ -214,7 +214,7 @@ def bundled_tokenizer():
 
 
 def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figure:
-    """Loss (left) and dev scores (right) of one or more runs: each run in its colour (views.run_colours),
+    """Loss (left) and dev scores (right) of one or more runs: each run in its colour (describe.run_colours),
     each metric in its own line style. `x_max` fixes the x-axis from 0 (a live view then does not rescale); else it
     ends a little after the last point."""
     fig = make_subplots(
@@ -382,8 +382,8 @@ def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig
     if planned["uncalibrated"]:
         st.caption(
             "A first estimate, from the model's size and your data's token lengths: this machine has not finished a "
-            "run like these yet. The trainer measures a few training steps meanwhile, and every finished run makes "
-            "the next estimate closer."
+            "run like these yet. The background worker measures a few training steps meanwhile, and every finished "
+            "run makes the next estimate closer."
         )
     for m, e in estimates.items():
         if e["advice"]:

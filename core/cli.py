@@ -1,5 +1,5 @@
-"""Command line: `python -m core COMMAND`. Refused input, a file or a database that cannot be used, and any other
-failure exit non-zero with one plain message, never a traceback."""
+"""Command line: `python -m core COMMAND`. Every failure (refused input, a file or a database that cannot be used,
+a bug) exits non-zero with one plain `error:` line on stderr; a bug's traceback goes to a file that line names."""
 
 from __future__ import annotations
 
@@ -506,13 +506,13 @@ def cmd_export(args) -> int:
         run = s.get(Run, args.run_id)
         if run is None:
             raise Refused(f"There is no run {args.run_id}.")
-        verdict = launched_with(s, run)
+        comparison_sentence = launched_with(s, run)
         try:
             if args.zip:
                 zipped = out.with_name(out.name.removesuffix(".zip") + ".zip")
-                done = export_zip(settings, run, zipped, args.merged, verdict)
+                done = export_zip(settings, run, zipped, args.merged, comparison_sentence)
             else:
-                done = export_run(settings, run, out, args.merged, verdict)
+                done = export_run(settings, run, out, args.merged, comparison_sentence)
         except (RunNotReady, ExportError) as e:
             raise Refused(str(e)) from None
     print(done)

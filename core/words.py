@@ -11,7 +11,8 @@ if TYPE_CHECKING:  # pandas is imported by the caller that has a table: this mod
 
 
 def memory_text(mb: float) -> str:
-    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+    """Memory, measured in MB, written as every size is (size_text): '900 MB', '1.1 GB'."""
+    return size_text(mb * 2**20)
 
 
 def duration_text(seconds: float | None) -> str:

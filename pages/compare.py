@@ -14,12 +14,12 @@ SHORT = {"no_difference": "no difference", "too_few": "too few test texts"}  # e
 
 
 @st.cache_data(max_entries=32, show_spinner="Working out the verdict…")
-def verdict_of(db_url: str, pair_ids: tuple, finished: tuple) -> tuple:
+def cached_verdict(db_url: str, pair_ids: tuple, finished: tuple) -> tuple:
     """The verdict and lined-up predictions of completed pairs: computed once per database, runs and the times
     they finished (a completed run's predictions never change)."""
     with ui.sessions()() as s:
         by_id = {r.id: r for r in tables.runs_by_id(s, [i for pair in pair_ids for i in pair])}
-        return comparisons.verdict_of(s, [(by_id[a], by_id[b]) for a, b in pair_ids])
+        return comparisons.compute_verdict(s, [(by_id[a], by_id[b]) for a, b in pair_ids])
 
 
 def remember_cell(run_id: int) -> None:
@@ -111,7 +111,7 @@ if not pairs:
 else:
     try:
         finished = tuple(str(r.finished_at) for pair in pairs for r in pair)
-        result, lined = verdict_of(ui.settings().db_url, tuple((a.id, b.id) for a, b in pairs), finished)
+        result, lined = cached_verdict(ui.settings().db_url, tuple((a.id, b.id) for a, b in pairs), finished)
     except comparisons.NotComparable as e:
         st.warning(str(e))
 if result is not None:
@@ -195,10 +195,11 @@ if pairs:
         st.warning(note)
 
 st.subheader("Test scores and costs")
-st.dataframe(comparisons.scores_table(chosen_runs), hide_index=True, key="compare_scores")
+scores = comparisons.scores_table(chosen_runs)
+st.dataframe(scores, hide_index=True, key="compare_scores")
 st.download_button(
     "Download these scores (CSV)",
-    safe_csv(tables.compare_frame(chosen_runs)),
+    safe_csv(scores),
     "lora-lab-scores.csv",
     "text/csv",
     key="compare_download_scores",

@@ -51,7 +51,7 @@ def label_job_view(job_id: int) -> None:
         if active and RunStatus(job.status).finished:
             st.rerun()  # it just ended: show the download, without polling
         if job.status == RunStatus.QUEUED.value:
-            st.info(f"{job.file_name}: waiting for the trainer (it finishes the run it is training first).")
+            st.info(f"{job.file_name}: waiting for the background worker (it finishes the run it is training first).")
         elif job.status == RunStatus.RUNNING.value:
             done = job.rows_done / max(job.rows_total, 1)
             st.progress(done, text=f"{job.file_name}: {job.rows_done:,} of {job.rows_total:,} rows labelled")
@@ -114,7 +114,7 @@ def label_file_tab(done: dict[int, Run], default: list[int]) -> None:
             try:
                 with ui.sessions(write=True)() as s:
                     st.session_state["label_job"] = labels.submit(s, ui.settings(), file, chosen, column, every).id
-                ui.keep_trainer_running()
+                ui.keep_worker_running()
             except reading.DataError as e:
                 ui.problems(f"{upload.name} cannot be labelled:", e.problems)
             except predict.RunNotReady as e:
@@ -180,7 +180,7 @@ with typed:
             )
             if unsure:
                 col.caption(
-                    f"Uncertain: {words.percent(probs[label])} is under {words.percent(sure)}, halfway from a blind "
+                    f"{words.percent(probs[label])} is under {words.percent(sure)}, halfway from a blind "
                     f"guess ({words.percent(chance)}) to certain. The model leans to '{label}' but does not know."
                 )
             fig = px.bar(x=list(probs.values()), y=list(probs), orientation="h", labels={"x": "probability", "y": ""})

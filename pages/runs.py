@@ -35,6 +35,14 @@ def cancel(run_id: int) -> None:
     ui.flash("info", f"Cancel requested: run #{run_id} stops at its next step.")
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def disk_use(db_url: str) -> storage.DiskUse:
+    """The disk the history's files take (a walk of the data folder), read at most every 10 s per database; a delete
+    clears it."""
+    with ui.sessions()() as s:
+        return storage.disk_use(s, ui.settings())
+
+
 def ask_delete(choice: str | None) -> None:
     st.session_state["runs_delete_asked"] = choice
 
@@ -46,6 +54,7 @@ def delete(run_ids: list[int]) -> None:
             done = storage.delete_runs(s, ui.settings(), run_ids)
         except storage.DeleteRefused as e:  # one was resumed, or a file queued with it, since the question
             return ui.flash("warning", f"Nothing was deleted. {e}")
+    disk_use.clear()
     st.session_state["runs_delete_choice"] = None  # it is gone from the list
     names = ", ".join(f"#{i}" for i in done.run_ids)
     what = f"run {names} with its files" if len(done.run_ids) == 1 else f"runs {names} with their files"
@@ -56,8 +65,8 @@ def delete_section() -> None:
     """The disk the history takes, and deleting a run or a whole comparison with its files, after one question."""
     st.subheader("Disk and deleting")
     ui.show_flash()
+    use = disk_use(ui.settings().db_url)
     with ui.sessions()() as s:
-        use = storage.disk_use(s, ui.settings())
         choices = comparisons.delete_choices(s, use.runs)
     st.caption(storage.disk_text(use))
     if leftovers := storage.leftovers_text(use, ui.settings()):

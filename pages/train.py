@@ -247,5 +247,5 @@ if pair or single:
         except (runs.ConfigError, reading.DataError) as e:
             ui.problems("Nothing was queued:", e.problems)
             st.stop()
-    ui.keep_trainer_running()
+    ui.keep_worker_running()
     st.switch_page("pages/runs.py", query_params={"run": str(queued[0].id)})

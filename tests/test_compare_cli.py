@@ -133,7 +133,7 @@ def test_the_verdicts_macro_f1_is_each_runs_own_when_the_test_set_lacks_a_class(
     group, ids = comparison(settings, dataset, [(set(range(6)), set())])  # LoRA perfect; full wrong on six texts
     with session_factory(settings.db_url)() as s:
         full, lora = runs_by_id(s, ids)
-        result, _ = comparisons.verdict_of(s, [(full, lora)], resamples=200)
+        result, _ = comparisons.compute_verdict(s, [(full, lora)], resamples=200)
         recorded = [100 * r.test_metrics["f1_macro"] for r in (full, lora)]
     assert recorded[1] == 100.0
     assert (result.f1_macro.a, result.f1_macro.b) == ([pytest.approx(recorded[0])], [pytest.approx(recorded[1])])
@@ -172,3 +172,26 @@ def test_a_pair_takes_each_methods_rate_and_refuses_a_bare_lr(settings, csv_fold
     out = cli("submit", *split_args(csv_folder), "--lr", "2e-3", "--model", tiny_model, settings=settings)
     assert out.returncode == 0, out.stderr
     assert json.loads(cli("status", "5", "--json", settings=settings).stdout)["config"]["learning_rate"] == 2e-3
+
+
+def test_the_page_the_cli_and_a_group_in_training_pair_runs_by_one_rule():
+    """launched_pairs decides which runs pair; pairs_of and completed_pairs only choose among its pairs."""
+    from core.results import comparisons
+    from core.store.db import Run, RunStatus
+
+    def run(i, pair, method, seed, status=RunStatus.COMPLETED):
+        return Run(id=i, pair_id=pair, method=method, config={"seed": seed}, status=status.value)
+
+    runs = [
+        run(1, "b", "lora", 43),
+        run(2, "a", "lora", 42),
+        run(3, "a", "full", 42),
+        run(4, "b", "full", 43, RunStatus.RUNNING),
+    ]
+    ids = lambda pairs: [(a.id, b.id) for a, b in pairs]  # noqa: E731
+    assert ids(comparisons.launched_pairs(runs)) == [(3, 2), (4, 1)]
+    assert ids(comparisons.pairs_of(runs)) == [(3, 2), (4, 1)]
+    assert ids(comparisons.completed_pairs(runs)) == [(3, 2)], "a pair counts once both its runs completed"
+    assert ids(comparisons.pairs_of(runs[:3])) == [], "a run outside a launched pair: no verdict for three runs"
+    assert ids(comparisons.pairs_of([runs[0], runs[1]])) == [(1, 2)], "any two runs pair, the older first"
+    assert ids(comparisons.pairs_of([runs[1], run(5, None, "full", 7)])) == [(5, 2)], "full fine-tuning first"

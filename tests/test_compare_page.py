@@ -14,7 +14,7 @@ from core.store.db import Dataset, Metric, session_factory
 from core.training import models
 from core.training.config import TrainConfig
 from tests.comparing import comparison, single, store_dataset
-from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
+from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no worker started)
 
 OUTCOMES = {  # outcome -> (test texts, full's wrong rows, LoRA's wrong rows, words of the verdict)
     "lora_better": (90, set(range(30)), set(range(5)), "LoRA is better by 27.8 points (95 % interval"),

@@ -12,7 +12,7 @@ from core.results import verdict
 from core.store.db import Dataset, session_factory
 from tests.conftest import make_rows, write_csv
 from tests.test_cli import cli
-from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
+from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture (no worker started)
 
 
 def test_a_stratified_split_keeps_each_class_share_and_is_seeded():

@@ -308,3 +308,57 @@ def test_model_sources(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(models.ModelSourceError, match="cannot reach Hugging Face"):
         models.load_tokenizer("some-org/not-a-cached-model", settings)
+
+
+def test_loading_a_classifier_quiets_only_its_own_notice_and_leaves_the_log_level_alone(tiny_model, monkeypatch):
+    """load_base runs on page threads: the library's log level, global, stays as it was during and after the load;
+    the expected "new head" report is dropped in the loading thread only, and another thread's warning shows."""
+    import logging
+    import threading
+
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    logger = logging.getLogger("transformers.modeling_utils")
+    during, records = [], []
+    real_load = models._load
+
+    def load_and_look(*args, **kwargs):
+        if kwargs.get("weights"):  # the model, not its config
+            during.append(hf_logging.get_verbosity())
+            other = threading.Thread(target=lambda: logger.warning("another thread's warning"))
+            other.start()
+            other.join()
+        return real_load(*args, **kwargs)
+
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger.addHandler(handler)
+    monkeypatch.setattr(models, "_load", load_and_look)
+    try:
+        _, new = models.load_base(tiny_model, ["a", "b", "c"], get_settings())
+        logger.warning("after the load")
+    finally:
+        logger.removeHandler(handler)
+    assert new, "the tiny model's head is new: transformers reports it"
+    assert during == [before] and hf_logging.get_verbosity() == before
+    assert [r.getMessage() for r in records] == ["another thread's warning", "after the load"]
+
+
+def test_scoring_leaves_the_callers_model_as_it_was_given(tiny_model, monkeypatch):
+    """predict_proba neither casts the model to bf16 nor leaves it in eval mode; ready_to_score does that, once, where
+    a model that only predicts is loaded."""
+    import torch
+
+    from core.training import evaluate
+
+    monkeypatch.setattr(evaluate, "bf16_supported", lambda device: True)  # as on a CPU or GPU that computes in bf16
+    model = models.load_classifier(tiny_model, ["a", "b", "c"], get_settings())
+    tokenizer = models.load_tokenizer(tiny_model, get_settings())
+    model.train()
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    probs = evaluate.predict_proba(model, tokenizer, ["markets stocks", "goal"], max_length=16)
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-3)
+    assert model.training and {name: p.dtype for name, p in model.named_parameters()} == dtypes
+    evaluate.ready_to_score(model)
+    assert not model.training and model.classifier.weight.dtype == torch.bfloat16

@@ -27,7 +27,7 @@ PAGES = ["home", "data", "train", "runs", "compare", "predict"]
 
 @pytest.fixture(autouse=True)
 def no_worker(monkeypatch):
-    """Pages queue runs, but no background trainer is started from a test."""
+    """Pages queue runs, but no background worker is started from a test."""
     monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda settings: False)
 
 
@@ -418,3 +418,45 @@ def test_a_classroom_password_guards_every_page(settings):
     assert not at.exception and "app_password" not in [t.key for t in at.text_input]
     at.switch_page("pages/data.py").run()  # every page is open now
     assert not at.exception and at.file_uploader
+
+
+def test_the_screen_calls_the_background_process_the_worker_as_the_command_line_does():
+    """One name per concept: `python -m core worker` is "the background worker" on screen too, never "the trainer"
+    (the Hugging Face Trainer is another thing). Every string the pages, ui.py and app.py can show is read."""
+    import ast
+
+    shown = []
+    for path in [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        shown += [
+            (path.name, node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+        ]
+    assert not [(name, text) for name, text in shown if "trainer" in text.lower()]
+    assert any("background worker" in text for _, text in shown)
+
+
+def test_the_runs_page_walks_the_data_folder_once_in_a_while_and_after_a_delete(settings, populated, monkeypatch):
+    from core.store import storage
+
+    walks = []
+    real = storage.disk_use
+    monkeypatch.setattr(storage, "disk_use", lambda s, settings: walks.append(1) or real(s, settings))
+    at = open_page("runs")
+    at.run()
+    assert not at.exception and len(walks) == 1, "a rerun within seconds reads the cached sizes"
+    with session_factory(settings.db_url)() as s:
+        crashed = s.get(Run, populated["crashed"])
+    at.selectbox(key="runs_delete_choice").set_value(f"run-{crashed.id}").run()
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_yes").click().run()
+    assert not at.exception and len(walks) == 2, "a delete frees disk: the sizes are read anew"
+    assert "6 runs" in texts(at.caption)

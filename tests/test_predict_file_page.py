@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def no_worker(monkeypatch):
-    """The page queues a label job; the test labels it itself, no background trainer is started."""
+    """The page queues a label job; the test labels it itself, no background worker is started."""
     monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda settings: False)
 
 
@@ -50,7 +50,7 @@ def test_predict_tabs_type_a_text_and_label_a_file(settings, run_id, tmp_path):
     assert at.selectbox(key="label_column").value == "title", "the text column is guessed by its name"
     assert at.multiselect(key="label_runs").value == [run_id]
     at.button(key="label_start").click().run()
-    assert "waiting for the trainer" in " ".join(str(i.value) for i in at.info)
+    assert "waiting for the background worker" in " ".join(str(i.value) for i in at.info)
 
     labels.run_label_job(settings, claim_next_label_job(settings))
     at.run()

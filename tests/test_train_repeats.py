@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from core.results import tables, verdict
 from core.store.db import session_factory
-from tests.test_pages import no_worker, open_page, store, texts  # noqa: F401 - no_worker: an autouse fixture (no trainer started)
+from tests.test_pages import no_worker, open_page, store, texts  # noqa: F401 - no_worker: an autouse fixture (no worker started)
 
 
 def test_a_pair_with_seeds_is_one_group_and_the_noise_floor_is_shown_before_launch(settings, csv_folder, tiny_model):

@@ -118,8 +118,8 @@ def test_curves_comparison_confusion_and_disagreements(settings, dataset):
         s.commit()
         curves = tables.curves_frame(s, runs)
         assert curves["examples"].tolist() == [24, 24] and curves["run"].str.startswith("#").all()
-        table = tables.compare_frame(runs)
-        assert list(table["run"]) == [describe.run_label(r) for r in runs]
+        table = comparisons.scores_table(runs)
+        assert list(table.columns[1:]) == [describe.run_label(r, runs) for r in runs]
         shares, names = tables.confusion(runs[0], normalised=True)
         assert names == classes and np.allclose(shares.sum(axis=1), 1)
         disagree = comparisons.disagreements(s, runs)
@@ -130,3 +130,16 @@ def test_curves_comparison_confusion_and_disagreements(settings, dataset):
         other = add_run(s, dataset, RunStatus.COMPLETED, test_metrics={"classes": classes})
         with pytest.raises(comparisons.NotComparable, match="no stored test predictions"):
             comparisons.disagreements(s, [runs[0], other])
+
+
+def test_the_scores_table_writes_sizes_as_every_size_is_written(settings, dataset):
+    """One way to write a size: peak memory (in MB) and the model on disk (in bytes) read as the Runs page's disk."""
+    from core import words
+
+    with session_factory(settings.db_url)() as s:
+        run = add_run(s, dataset, RunStatus.COMPLETED, peak_memory_mb=1536.0, artifact_bytes=91_586_023)
+        table = comparisons.scores_table([run]).set_index("")
+    column = table.columns[0]
+    assert table.loc["peak memory", column] == "1.5 GB" == words.size_text(1536 * 2**20)
+    assert table.loc["model size on disk", column] == "87 MB" == words.size_text(91_586_023)
+    assert words.memory_text(900) == "900 MB" and words.memory_text(4.5) == words.size_text(4.5 * 2**20) == "4.5 MB"

@@ -229,10 +229,6 @@ class TextFile:
     encoding: str
     plain: bool  # a plain text file (one text a line, no header), not a CSV
 
-    def row_name(self, i: int) -> str:
-        """Row i as the person sees it in their file: a CSV's header is row 1; a text file's first line is line 1."""
-        return f"line {i + 1}" if self.plain else f"row {i + 2}"
-
 
 def read_text_file(file: SplitFile, settings: Settings) -> TextFile:
     """A file of texts to label: a CSV with any columns (.csv and anything else), or a plain text file (.txt) with one

@@ -87,21 +87,28 @@ def group_of(session: Session, run: Run) -> tuple[int, int, int] | None:
     return group.id, group.repeats, len(completed_pairs(group_runs(session, group.id)))
 
 
-def pairs_of(runs: list[Run]) -> list[tuple[Run, Run]]:
-    """The runs as (A, B) pairs for a verdict: pairs launched together (full fine-tuning, LoRA), seed by seed;
-    or, for any two runs, the pair of them (A: full fine-tuning if one is, else the older). Empty if they do not
-    form pairs."""
+def launched_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The pairs launched together among the runs (one pair id: full fine-tuning, then LoRA), seed by seed. The one
+    place that decides which runs pair; a run outside such a pair is left out."""
     by_pair: dict[str, list[Run]] = {}
     for run in runs:
-        by_pair.setdefault(run.pair_id or f"run-{run.id}", []).append(run)
-    pairs = []
-    for members in by_pair.values():
-        methods = sorted(r.method for r in members)
-        if methods != ["full", "lora"]:
-            break
-        pairs.append(tuple(sorted(members, key=lambda r: r.method != "full")))
-    else:
-        return sorted(pairs, key=lambda p: p[0].config.get("seed", 0))
+        if run.pair_id:
+            by_pair.setdefault(run.pair_id, []).append(run)
+    pairs = [
+        tuple(sorted(members, key=lambda r: r.method != "full"))
+        for members in by_pair.values()
+        if sorted(r.method for r in members) == ["full", "lora"]
+    ]
+    return sorted(pairs, key=lambda p: p[0].config.get("seed", 0))
+
+
+def pairs_of(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The runs as (A, B) pairs for a verdict: pairs launched together (full fine-tuning, LoRA), seed by seed, when
+    every run is in one; or, for any two runs, the pair of them (A: full fine-tuning if one is, else the older). Empty
+    if they do not form pairs."""
+    pairs = launched_pairs(runs)
+    if pairs and 2 * len(pairs) == len(runs):
+        return pairs
     if len(runs) == 2:
         a, b = sorted(runs, key=lambda r: (r.method != "full", r.id))
         return [(a, b)]
@@ -110,14 +117,7 @@ def pairs_of(runs: list[Run]) -> list[tuple[Run, Run]]:
 
 def completed_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
     """The pairs of a group whose two runs both completed, seed by seed (a group may still be training)."""
-    by_pair: dict[str, list[Run]] = {}
-    for run in runs:
-        if run.pair_id and run.status == RunStatus.COMPLETED.value:
-            by_pair.setdefault(run.pair_id, []).append(run)
-    whole = [
-        r for members in by_pair.values() if sorted(m.method for m in members) == ["full", "lora"] for r in members
-    ]
-    return pairs_of(whole) if whole else []
+    return launched_pairs([r for r in runs if r.status == RunStatus.COMPLETED.value])
 
 
 def side_names(pairs: list[tuple[Run, Run]]) -> tuple[str, str]:
@@ -164,14 +164,14 @@ def line_up(session: Session, runs: list[Run]) -> Lined:
 
 def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
     """Test texts on which the runs disagree: CSV row, text, true label, each run's prediction (✓ right), under
-    a short header (views.column_label)."""
+    a short header (describe.column_label)."""
     lined = line_up(session, runs)
     preds = np.stack([lined.preds[r.id] for r in runs])
     differ = np.flatnonzero((preds != preds[0]).any(axis=0))
     names = lined.classes
     out = pd.DataFrame(
         {
-            "test row": differ + 2,  # the CSV's line: a header, then row 0
+            "test row": differ + 2,  # as a spreadsheet numbers the test split's rows: a header, then row 0
             "text": [lined.texts[i] for i in differ],
             "true label": [names[lined.y_true[i]] for i in differ],
         }
@@ -183,7 +183,7 @@ def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
     return out
 
 
-def verdict_of(session: Session, pairs: list[tuple[Run, Run]], resamples: int = verdict.RESAMPLES):
+def compute_verdict(session: Session, pairs: list[tuple[Run, Run]], resamples: int = verdict.RESAMPLES):
     """The verdict for these pairs (B minus A), and the lined-up predictions it was computed from."""
     lined = line_up(session, [r for pair in pairs for r in pair])
     preds_a = np.stack([lined.preds[a.id] for a, _ in pairs])
@@ -196,12 +196,12 @@ def verdict_of(session: Session, pairs: list[tuple[Run, Run]], resamples: int = 
 
 def scores_table(runs: list[Run]) -> pd.DataFrame:
     """Test scores and costs, one column per run and one row per figure, written as the dashboard writes them:
-    narrow enough to read without scrolling sideways, however many figures there are."""
+    narrow enough to read without scrolling sideways, however many figures there are. Compare shows it and its
+    download is it."""
     rows = {}
     for run in runs:
         test = run.test_metrics or {}
         share = run.trainable_params / run.total_params if run.trainable_params and run.total_params else None
-        mb = lambda b: None if b is None else f"{b / 2**20:,.1f} MB"  # noqa: E731
         rows[describe.run_label(run, runs)] = {
             "test accuracy": words.percent(test.get("accuracy")),
             "macro-F1": words.percent(test.get("f1_macro")),
@@ -212,8 +212,8 @@ def scores_table(runs: list[Run]) -> pd.DataFrame:
             "trainable weights": None
             if run.trainable_params is None
             else f"{run.trainable_params:,}" + (f" ({words.percent(share)})" if share is not None else ""),
-            "peak memory": None if run.peak_memory_mb is None else f"{run.peak_memory_mb:,.0f} MB",
-            "model size on disk": mb(run.artifact_bytes),
+            "peak memory": None if run.peak_memory_mb is None else words.memory_text(run.peak_memory_mb),
+            "model size on disk": None if run.artifact_bytes is None else words.size_text(run.artifact_bytes),
         }
     return pd.DataFrame(rows).fillna("–").rename_axis("").reset_index()
 
@@ -298,7 +298,7 @@ def launched_with(session: Session, run: Run) -> str | None:
     if not pairs or len(pairs) * 2 != len(runs):
         return None
     try:
-        result, _ = verdict_of(session, pairs)
+        result, _ = compute_verdict(session, pairs)
     except NotComparable:
         return None
     seeds = f" over {result.seeds} seeds" if result.seeds > 1 else ""
@@ -317,7 +317,7 @@ def compare_summary(session: Session, runs: list[Run], resamples: int = verdict.
             "A verdict needs full fine-tuning and LoRA pairs (a comparison group) or exactly two runs; "
             f"these {len(runs)} runs are neither."
         )
-    result, _ = verdict_of(session, pairs, resamples)
+    result, _ = compute_verdict(session, pairs, resamples)
     named = result.names == ("full fine-tuning", "LoRA")
     outcome = result.outcome
     if not named and outcome in ("lora_better", "full_better"):  # two runs of one method: which of the two

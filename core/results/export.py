@@ -40,8 +40,11 @@ def base_model_name(model_source: str) -> str:
     return BUNDLED_HUB_ID if model_source == models.BUNDLED else model_source
 
 
-def export_run(settings: Settings, run: Run, out: Path, merged: bool = False, verdict: str | None = None) -> Path:
-    """Write the run's model to the folder `out` (which must not exist or be empty); returns it.
+def export_run(
+    settings: Settings, run: Run, out: Path, merged: bool = False, comparison_sentence: str | None = None
+) -> Path:
+    """Write the run's model to the folder `out` (which must not exist or be empty); returns it. The model card
+    states `comparison_sentence` (comparisons.launched_with), the verdict of the comparison the run was launched in.
 
     Written to a temporary folder beside it first, so a failed export leaves nothing half-written."""
     folder = predict.artifact_folder(settings, run)
@@ -59,7 +62,7 @@ def export_run(settings: Settings, run: Run, out: Path, merged: bool = False, ve
             loaded.model.save_pretrained(tmp, safe_serialization=True)
             loaded.tokenizer.model_max_length = meta["max_length"]  # truncation=True cuts where the run cut
             loaded.tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(model_card(run, meta, adapter, verdict), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(run, meta, adapter, comparison_sentence), encoding="utf-8")
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             out.rmdir()
@@ -70,11 +73,13 @@ def export_run(settings: Settings, run: Run, out: Path, merged: bool = False, ve
     return out
 
 
-def export_zip(settings: Settings, run: Run, out_zip: Path, merged: bool = False, verdict: str | None = None) -> Path:
+def export_zip(
+    settings: Settings, run: Run, out_zip: Path, merged: bool = False, comparison_sentence: str | None = None
+) -> Path:
     """The export as one .zip file (one folder inside), for a download or an e-mail."""
     name = Path(out_zip).name.removesuffix(".zip")
     with tempfile.TemporaryDirectory() as work:
-        export_run(settings, run, Path(work) / name, merged, verdict)
+        export_run(settings, run, Path(work) / name, merged, comparison_sentence)
         archive = shutil.make_archive(str(Path(work) / name), "zip", root_dir=work, base_dir=name)
         Path(out_zip).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(archive, out_zip)
@@ -92,8 +97,10 @@ def export_bytes(settings: Settings, run_id: int, merged: bool = False) -> bytes
         run = s.get(Run, run_id)
         if run is None:
             raise ExportError(f"There is no run {run_id} (it may have been deleted).")
-        verdict = comparisons.launched_with(s, run)
-        return export_zip(settings, run, Path(work) / f"{export_name(run, merged)}.zip", merged, verdict).read_bytes()
+        comparison_sentence = comparisons.launched_with(s, run)
+        return export_zip(
+            settings, run, Path(work) / f"{export_name(run, merged)}.zip", merged, comparison_sentence
+        ).read_bytes()
 
 
 def _write_adapter(folder: Path, tmp: Path, meta: dict) -> None:
@@ -118,7 +125,7 @@ def _labels_code(classes: list[str]) -> str:
     return f"labels = {json.dumps(classes, ensure_ascii=False)}"
 
 
-def model_card(run: Run, meta: dict, adapter: bool, verdict: str | None = None) -> str:
+def model_card(run: Run, meta: dict, adapter: bool, comparison_sentence: str | None = None) -> str:
     """README.md: what the model is, what it was trained on, how well it did, and how to load it."""
     classes = meta["classes"]
     base = base_model_name(meta["model_source"])
@@ -145,8 +152,8 @@ def model_card(run: Run, meta: dict, adapter: bool, verdict: str | None = None) 
     if run.test_metrics:
         scores = ", ".join(f"{label} {run.test_metrics[k]:.4f}" for k, label in METRICS if k in run.test_metrics)
         lines.append(f"- **Test set scores**: {scores}")
-    if verdict:
-        lines.append(f"- **Full fine-tuning against LoRA on this data**: {verdict}")
+    if comparison_sentence:
+        lines.append(f"- **Full fine-tuning against LoRA on this data**: {comparison_sentence}")
     lines += ["", "## Load it", "", "```python"]
     if adapter:
         lines += [

@@ -206,34 +206,6 @@ def curves_frame(session: Session, runs: list[Run]) -> pd.DataFrame:
     return frame
 
 
-def compare_frame(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: test metrics and costs, the columns the Compare page shows."""
-    import pandas as pd
-
-    rows = []
-    for run in runs:
-        test = run.test_metrics or {}
-        share = run.trainable_params / run.total_params if run.trainable_params and run.total_params else None
-        rows.append(
-            {
-                "run": run_label(run),
-                "accuracy": test.get("accuracy"),
-                "precision (weighted)": test.get("precision_weighted"),
-                "recall (weighted)": test.get("recall_weighted"),
-                "macro-F1": test.get("f1_macro"),
-                "train time (s)": run.train_seconds,
-                "samples/s": run.samples_per_second,
-                "trainable params": run.trainable_params,
-                "total params": run.total_params,
-                "trainable share": share,
-                "peak memory (MB)": run.peak_memory_mb,
-                "model size (MB)": run.artifact_bytes / 2**20 if run.artifact_bytes else None,
-                "tokenizer (MB)": run.tokenizer_bytes / 2**20 if run.tokenizer_bytes else None,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 def confusion(run: Run, normalised: bool = False) -> tuple[np.ndarray, list[str]]:
     """The test confusion matrix (rows: true class, columns: predicted), counts or each row's shares."""
     import numpy as np

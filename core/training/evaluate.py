@@ -95,6 +95,16 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None =
     return [*batches, current] if current else batches
 
 
+def ready_to_score(model):
+    """Put a model that will only predict from now on in eval mode and, where its device computes in bf16, cast its
+    linear layers to bf16 in place, once: what autocast computes in predict_proba, without its per-batch copies.
+    Called where such a model is loaded (predict.load_run, the test scoring after training); returns the model."""
+    model.eval()
+    if bf16_supported(next(model.parameters()).device):
+        cast_linears(model, torch.bfloat16)
+    return model
+
+
 @torch.inference_mode()
 def predict_proba(
     model,
@@ -104,18 +114,21 @@ def predict_proba(
     batch_size: int = SCORING_BATCH,
     max_tokens: int = SCORING_TOKENS,
 ) -> np.ndarray:
-    """Class probabilities, one row per text, in the order given. Texts are tokenized once and batched by length."""
+    """Class probabilities, one row per text, in the order given. Texts are tokenized once and batched by length.
+    The model is left as it was given (its mode, dtypes and device); ready_to_score makes repeated scoring faster."""
+    was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    if bf16_supported(device):
-        cast_linears(model, torch.bfloat16)  # once per model: what autocast computes, without its per-batch copies
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    for idx in length_batches([len(ids) for ids in encoded["input_ids"]], batch_size, max_tokens):
-        batch = tokenizer.pad({k: [v[i] for i in idx] for k, v in encoded.items()}, return_tensors="pt").to(device)
-        with autocast(device):
-            logits = model(**batch).logits.float()
-        out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+    try:
+        device = next(model.parameters()).device
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
+        out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+        for idx in length_batches([len(ids) for ids in encoded["input_ids"]], batch_size, max_tokens):
+            batch = tokenizer.pad({k: [v[i] for i in idx] for k, v in encoded.items()}, return_tensors="pt")
+            with autocast(device):
+                logits = model(**batch.to(device)).logits.float()
+            out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+    finally:
+        model.train(was_training)
     return out
 
 

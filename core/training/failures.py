@@ -13,10 +13,6 @@ class TrainingError(Exception):
     """A run that cannot go on, in plain words."""
 
 
-class Cancelled(Exception):
-    pass
-
-
 def out_of_memory(e: BaseException) -> bool:
     """A GPU out of memory (torch.OutOfMemoryError), or a CPU allocation that failed."""
     text = str(e).lower()

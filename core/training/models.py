@@ -7,9 +7,12 @@ the data folder of that database, not the default one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import socket
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,6 +24,30 @@ HUB_TIMEOUT_S = 10.0  # a question to the hub about a model's files; a slow answ
 
 class ModelSourceError(Exception):
     """A model that cannot be found or loaded, in plain words."""
+
+
+_loading = threading.local()  # .quiet: this thread is loading a classifier whose new head is expected
+
+
+class _ExpectedLoadNotices(logging.Filter):
+    """Drops transformers' load report (the "newly initialised head" notice, expected in load_base) in the thread
+    that is loading, and nothing anywhere else. The library's log level is global: set from a page thread, it would
+    silence every other thread's warnings while a model loads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not getattr(_loading, "quiet", False)
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_ExpectedLoadNotices())  # once per process, at import
+
+
+@contextmanager
+def _expected_new_head():
+    _loading.quiet = True
+    try:
+        yield
+    finally:
+        _loading.quiet = False
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -227,13 +254,10 @@ def load_base(source: str, classes: list[str], settings: Settings) -> tuple[obje
     without its pooler or DeBERTa-v2/v3's pooler. These must be trained and saved with LoRA's adapters, or every
     reload would draw them anew."""
     from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging
 
     labels = {"id2label": dict(enumerate(classes)), "label2id": {c: i for i, c in enumerate(classes)}}
     config = load_config(source, settings, num_labels=len(classes), **labels)
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # the "newly initialised head" notice is expected here
-    try:
+    with _expected_new_head():
         model, info = _load(
             AutoModelForSequenceClassification.from_pretrained,
             source,
@@ -245,8 +269,6 @@ def load_base(source: str, classes: list[str], settings: Settings) -> tuple[obje
             trust_remote_code=False,
             output_loading_info=True,
         )
-    finally:
-        logging.set_verbosity(verbosity)
     keys = [
         *info.get("missing_keys", ()),
         *(k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", ())),

@@ -84,4 +84,7 @@ def artifact_folder(settings: Settings, run: Run) -> Path:
 
 
 def load_run(settings: Settings, run: Run) -> Predictor:
-    return load_artifact(artifact_folder(settings, run), settings)
+    """A finished run's model, ready to predict (evaluate.ready_to_score)."""
+    predictor = load_artifact(artifact_folder(settings, run), settings)
+    evaluate.ready_to_score(predictor.model)
+    return predictor

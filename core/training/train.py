@@ -203,7 +203,7 @@ def _score(settings: Settings, sessions, run_id: int, test) -> dict:
     device = _pick_device(settings)
     try:
         predictor = load_artifact(folder, settings)
-        predictor.model.to(device)
+        evaluate.ready_to_score(predictor.model.to(device))
         score_started = time.perf_counter()
         probs = predictor.predict_proba(test["text"].tolist())
     except RunNotReady as e:

@@ -80,7 +80,7 @@ def small_csvs(folder: Path) -> Path:
 
 @pytest.fixture
 def server(tmp_path):
-    """The dashboard on a free port with its own database; stopped afterwards, with the trainer it started."""
+    """The dashboard on a free port with its own database; stopped afterwards, with the worker it started."""
     db_url = f"sqlite:///{tmp_path / 'e2e.db'}"
     port = free_port()
     env = {**os.environ, "LORALAB_DB_URL": db_url}
@@ -110,11 +110,11 @@ def server(tmp_path):
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
-    stop_trainer(tmp_path)
+    stop_worker(tmp_path)
 
 
-def stop_trainer(tmp_path: Path) -> None:
-    """The trainer the dashboard started runs in its own session: stop it by the pid in its lock file, once that
+def stop_worker(tmp_path: Path) -> None:
+    """The worker the dashboard started runs in its own session: stop it by the pid in its lock file, once that
     pid is a `core worker` process for this test's database (the file briefly holds other pids)."""
     from core.store.settings import get_settings
 
@@ -122,7 +122,7 @@ def stop_trainer(tmp_path: Path) -> None:
     if not (settings.data_dir / "worker.log").exists():
         return  # never started
 
-    def trainer_pid() -> int | None:
+    def worker_pid() -> int | None:
         try:
             pid = int(lock_path(settings).read_text().strip())
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -131,7 +131,7 @@ def stop_trainer(tmp_path: Path) -> None:
         return pid if b"worker" in command and settings.db_url.encode() in command else None
 
     try:
-        os.kill(wait_until(trainer_pid, 60, "the trainer's pid", every=0.5), signal.SIGTERM)
+        os.kill(wait_until(worker_pid, 60, "the worker's pid", every=0.5), signal.SIGTERM)
     except (AssertionError, ProcessLookupError):
         pass
 

@@ -1,5 +1,5 @@
 """The dashboard's server restarted mid-run: training goes on, the new server shows the live run, and no second
-trainer is started. Real processes: `streamlit run app.py`, the trainer it starts, headless Chromium."""
+worker is started. Real processes: `streamlit run app.py`, the worker it starts, headless Chromium."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 
-def trainer_pids(db_url: str) -> list[int]:
+def worker_pids(db_url: str) -> list[int]:
     """Every `python -m core worker` process serving this database."""
     pids = []
     for proc in Path("/proc").iterdir():
@@ -73,7 +73,7 @@ def run_of(db_url, run_id) -> Run:
         return s.get(Run, run_id)
 
 
-def test_restarting_the_dashboard_loses_nothing_and_starts_no_second_trainer(tmp_path, csv_folder, tiny_model):
+def test_restarting_the_dashboard_loses_nothing_and_starts_no_second_worker(tmp_path, csv_folder, tiny_model):
     from playwright.sync_api import expect, sync_playwright
 
     db_url = f"sqlite:///{tmp_path / 'restart.db'}"
@@ -89,10 +89,10 @@ def test_restarting_the_dashboard_loses_nothing_and_starts_no_second_trainer(tmp
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")  # the first page load starts the trainer
+            page.goto(f"http://127.0.0.1:{port}/")  # the first page load starts the worker
             wait_until(lambda: run_of(db_url, run.id).step > 0, 120, "the run to train")
-            trainer = trainer_pids(db_url)
-            assert len(trainer) == 1
+            worker = worker_pids(db_url)
+            assert len(worker) == 1
 
             dashboard.send_signal(signal.SIGKILL)  # the server dies mid-run
             dashboard.wait()
@@ -103,12 +103,12 @@ def test_restarting_the_dashboard_loses_nothing_and_starts_no_second_trainer(tmp
             page.goto(f"http://127.0.0.1:{port}/runs?run={run.id}")
             expect(page.get_by_text("running").first).to_be_visible(timeout=60_000)
             expect(page.get_by_role("button", name="Cancel this run").first).to_be_visible()
-            time.sleep(3)  # a page load that found no trainer would have started one by now
-            assert trainer_pids(db_url) == trainer  # the same trainer, and only it
+            time.sleep(3)  # a page load that found no worker would have started one by now
+            assert worker_pids(db_url) == worker  # the same worker, and only it
             wait_until(lambda: run_of(db_url, run.id).status == "completed", 600, "the run to complete")
             browser.close()
     finally:
         dashboard.kill()
         dashboard.wait()
-        for pid in trainer_pids(db_url):
+        for pid in worker_pids(db_url):
             os.kill(pid, signal.SIGTERM)
