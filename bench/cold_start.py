@@ -38,7 +38,7 @@ def free_port() -> int:
 
 def one_start(page, work: Path, existing: bool = False) -> dict:
     """One server on a new database (or, `existing`, one made before the server starts), one first visit; the
-    trainer it starts is stopped with it."""
+    worker it starts is stopped with it."""
     if existing:
         from core.store.db import open_database
 
@@ -79,15 +79,15 @@ def one_start(page, work: Path, existing: bool = False) -> dict:
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
-        stop_trainer(work)
+        stop_worker(work)
 
 
-def stop_trainer(work: Path) -> None:
-    """The trainer the dashboard started (its own session, its pid in the lock file) is stopped too."""
+def stop_worker(work: Path) -> None:
+    """The worker the dashboard started (its own session, its pid in the lock file) is stopped too."""
     from core.jobs.worker import lock_path
     from core.store.settings import get_settings
 
-    for _ in range(100):  # the lock file briefly holds other pids while the trainer starts
+    for _ in range(100):  # the lock file briefly holds other pids while the worker starts
         try:
             pid = int(lock_path(get_settings(f"sqlite:///{work / 'runs.db'}")).read_text().strip())
             if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes():

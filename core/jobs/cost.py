@@ -2,7 +2,7 @@
 
 - Work: operations per token for the forward and backward passes (LoRA's backward skips the frozen weights'
   gradients), counted from the model's layers built on the meta device (no weights are read), over the data's real
-  token lengths after truncation, batched as the trainer batches them, for every epoch and evaluation.
+  token lengths after truncation, batched as the Trainer batches them, for every epoch and evaluation.
 - Memory: weights, gradients, AdamW states and the kept best weights (trainable only), activations of the largest
   batch, and the process's baseline.
 """
@@ -112,7 +112,7 @@ def train_flops_per_token(shape: ModelShape, seq: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The data: real token lengths, batched as the trainer batches them
+# The data: real token lengths, batched as the Trainer batches them
 
 
 def token_lengths(settings: Settings, dataset: Dataset, source: str) -> dict[str, list[int]]:

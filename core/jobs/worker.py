@@ -172,7 +172,7 @@ def label_in_child(settings: Settings, job_id: int) -> RunStatus:
         if job.status == RunStatus.RUNNING.value:
             job.status, job.finished_at = RunStatus.FAILED.value, utcnow()
             job.error = (
-                "The trainer was stopped from the keyboard (Ctrl+C) while it labelled the file. Label it again."
+                "The worker was stopped from the keyboard (Ctrl+C) while it labelled the file. Label it again."
                 if code is None
                 else f"The labelling process ended without finishing (exit status {code}). Label the file again."
             )
@@ -197,7 +197,7 @@ def reconcile_stale_runs(settings: Settings) -> list[int]:
             .values(
                 status=RunStatus.FAILED.value,
                 finished_at=utcnow(),
-                error="The labelling stopped (the machine restarted or the trainer was killed). Label the file again.",
+                error="The labelling stopped (the machine restarted or the worker was killed). Label the file again.",
             )
         )
         stale = s.scalars(

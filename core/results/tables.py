@@ -144,12 +144,12 @@ def queue_text(session: Session, run: Run) -> str:
         )
     )
     if not ahead:
-        return "Waiting for the trainer to start it (a few seconds)."
+        return "Waiting for the background worker to start it (a few seconds)."
     if len(ahead) == 1:
         return f"Waiting its turn: it starts when run #{ahead[0]} has finished."
     names = ", ".join(f"#{i}" for i in ahead[:-1]) + f" and #{ahead[-1]}"
     # Where several runs train side by side (LORALAB_RUNS_AT_ONCE), it may start before all of them have finished.
-    return f"Waiting its turn behind runs {names}: it starts as soon as the trainer has room for it."
+    return f"Waiting its turn behind runs {names}: it starts as soon as the worker has room for it."
 
 
 def completed_runs(session: Session) -> list[Run]:

@@ -1,4 +1,5 @@
-"""Database models and engine. The database is the only channel between the dashboard and training."""
+"""Database models and engine. The database is how the dashboard, the worker and the training processes talk: a run
+is a row, its progress rows beside it; the data folder holds only the files those rows point to."""
 
 from __future__ import annotations
 
