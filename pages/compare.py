@@ -195,11 +195,10 @@ if pairs:
         st.warning(note)
 
 st.subheader("Test scores and costs")
-scores = comparisons.scores_table(chosen_runs)
-st.dataframe(scores, hide_index=True, key="compare_scores")
+st.dataframe(comparisons.scores_table(chosen_runs), hide_index=True, key="compare_scores")
 st.download_button(
     "Download these scores (CSV)",
-    safe_csv(scores),
+    safe_csv(comparisons.scores(chosen_runs)),
     "lora-lab-scores.csv",
     "text/csv",
     key="compare_download_scores",

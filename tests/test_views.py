@@ -132,6 +132,40 @@ def test_curves_comparison_confusion_and_disagreements(settings, dataset):
             comparisons.disagreements(s, [runs[0], other])
 
 
+def test_the_download_holds_the_numbers_of_the_figures_compare_shows(settings, dataset):
+    """One home for the scores: Compare's table writes scores() as the dashboard writes numbers, and the download is
+    scores() itself, so a spreadsheet gets numbers, not '73.7 %'; a figure a run lacks is empty in both."""
+    from core import words
+
+    with session_factory(settings.db_url)() as s:
+        test = {"accuracy": 0.7374, "f1_macro": 0.5, "precision_weighted": 0.75, "recall_weighted": 0.7374}
+        run = add_run(
+            s,
+            dataset,
+            RunStatus.COMPLETED,
+            test_metrics=test,
+            train_seconds=130.0,
+            samples_per_second=1234.4,
+            trainable_params=1000,
+            total_params=4000,
+            peak_memory_mb=1536.0,
+            artifact_bytes=91_586_023,
+        )
+        bare = add_run(s, dataset, RunStatus.COMPLETED)
+        numbers = comparisons.scores([run, bare]).set_index("run")
+        table = comparisons.scores_table([run, bare]).set_index("")
+    one, other = describe.run_label(run, [run, bare]), describe.run_label(bare, [run, bare])
+    assert list(numbers.index) == [one, other] and list(table.columns) == [one, other]
+    got = numbers.loc[one]
+    assert got["test accuracy"] == 0.7374 and table.loc["test accuracy", one] == words.percent(0.7374) == "73.7 %"
+    assert got["training time (s)"] == 130.0 and table.loc["training time", one] == words.duration_text(130.0)
+    assert got["texts trained per second"] == 1234.4 and table.loc["texts trained per second", one] == "1,234"
+    assert got["trainable weights"] == 1000 and got["trainable share"] == 0.25
+    assert table.loc["trainable weights", one] == "1,000 (25.0 %)"
+    assert got["model size on disk (bytes)"] == 91_586_023 and table.loc["model size on disk", one] == "87 MB"
+    assert numbers.loc[other].isna().all() and (table[other] == "–").all()
+
+
 def test_the_scores_table_writes_sizes_as_every_size_is_written(settings, dataset):
     """One way to write a size: peak memory (in MB) and the model on disk (in bytes) read as the Runs page's disk."""
     from core import words

@@ -194,28 +194,58 @@ def compute_verdict(session: Session, pairs: list[tuple[Run, Run]], resamples: i
     return result, lined
 
 
-def scores_table(runs: list[Run]) -> pd.DataFrame:
-    """Test scores and costs, one column per run and one row per figure, written as the dashboard writes them:
-    narrow enough to read without scrolling sideways, however many figures there are. Compare shows it and its
-    download is it."""
-    rows = {}
+def scores(runs: list[Run]) -> pd.DataFrame:
+    """Test scores and costs as numbers, one row per run: the figures Compare shows (scores_table writes them as the
+    dashboard writes numbers) and what its download holds, so a spreadsheet gets the numbers themselves."""
+    rows = []
     for run in runs:
         test = run.test_metrics or {}
         share = run.trainable_params / run.total_params if run.trainable_params and run.total_params else None
-        rows[describe.run_label(run, runs)] = {
-            "test accuracy": words.percent(test.get("accuracy")),
-            "macro-F1": words.percent(test.get("f1_macro")),
-            "precision (weighted)": words.percent(test.get("precision_weighted")),
-            "recall (weighted)": words.percent(test.get("recall_weighted")),
-            "training time": None if run.train_seconds is None else duration_text(run.train_seconds),
-            "texts trained per second": None if run.samples_per_second is None else f"{run.samples_per_second:,.0f}",
-            "trainable weights": None
-            if run.trainable_params is None
-            else f"{run.trainable_params:,}" + (f" ({words.percent(share)})" if share is not None else ""),
-            "peak memory": None if run.peak_memory_mb is None else words.memory_text(run.peak_memory_mb),
-            "model size on disk": None if run.artifact_bytes is None else words.size_text(run.artifact_bytes),
+        rows.append(
+            {
+                "run": describe.run_label(run, runs),
+                "test accuracy": test.get("accuracy"),
+                "macro-F1": test.get("f1_macro"),
+                "precision (weighted)": test.get("precision_weighted"),
+                "recall (weighted)": test.get("recall_weighted"),
+                "training time (s)": run.train_seconds,
+                "texts trained per second": run.samples_per_second,
+                "trainable weights": run.trainable_params,
+                "trainable share": share,
+                "peak memory (bytes)": None if run.peak_memory_mb is None else run.peak_memory_mb * 2**20,
+                "model size on disk (bytes)": run.artifact_bytes,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def scores_table(runs: list[Run]) -> pd.DataFrame:
+    """scores() as the dashboard writes its numbers, one column per run and one row per figure: narrow enough to
+    read without scrolling sideways, however many figures there are."""
+
+    def written(row) -> dict[str, str | None]:
+        def unless_none(value, text):
+            return None if value is None else text(value)
+
+        weights = unless_none(row["trainable weights"], lambda n: f"{int(n):,}")
+        if weights is not None and row["trainable share"] is not None:
+            weights += f" ({words.percent(row['trainable share'])})"
+        return {
+            "test accuracy": words.percent(row["test accuracy"]),
+            "macro-F1": words.percent(row["macro-F1"]),
+            "precision (weighted)": words.percent(row["precision (weighted)"]),
+            "recall (weighted)": words.percent(row["recall (weighted)"]),
+            "training time": unless_none(row["training time (s)"], duration_text),
+            "texts trained per second": unless_none(row["texts trained per second"], lambda x: f"{x:,.0f}"),
+            "trainable weights": weights,
+            "peak memory": unless_none(row["peak memory (bytes)"], words.size_text),
+            "model size on disk": unless_none(row["model size on disk (bytes)"], words.size_text),
         }
-    return pd.DataFrame(rows).fillna("–").rename_axis("").reset_index()
+
+    figures = scores(runs)
+    rows = figures.astype(object).where(figures.notna(), None).to_dict("records")  # a missing figure is None
+    table = {row["run"]: written(row) for row in rows}
+    return pd.DataFrame(table).fillna("–").rename_axis("").reset_index()
 
 
 def costs(run: Run) -> dict:
