@@ -134,7 +134,7 @@ def probed_estimate(settings, sessions, dataset_id: int, source: str, config: Tr
     by_share = est["raw"]["train_seconds"] * result["time_ratio"]
     est["probe"] = {
         "cpu_share": result.get("cpu_share"),
-        "used": est["probed"],  # its time trusted (not held back: estimate.held_back)
+        "used": est["probed"],  # its time trusted (not held back: machine_load.held_back)
         "train_s_est_by_share": by_share,
         "train_s_est_by_load": by_share * result["slowdown"] / result["load_slowdown"],
     }

@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core.jobs.cost import Device
+from core.jobs import cost
 from core.jobs.runners import child_env
 from core.store.db import Dataset, Probe, claim_oldest, open_database, session_factory
 from core.store.settings import PROJECT_ROOT, Settings, get_settings
@@ -61,9 +61,7 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     import torch
 
     from core.data.datasets import load_split
-    from core.jobs import cost
     from core.training import evaluate, machine_load, models
-    from core.training.config import TrainConfig
     from core.training.device import device_name, peak_memory_mb, pick_device, precision
     from core.training.methods import wrap_model
 
@@ -117,7 +115,7 @@ def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     # Other work on the machine meanwhile (another job starting) would pass for this device's speed: taken again
     # while it held the steps back, the least held-back timing kept and taken back to a quiet machine by the share of
     # the CPU its threads got (the load average trails such a change by a minute). Still held back, its time is not
-    # used (estimate.probe_result).
+    # used (probe_result, below).
     rounds = [timed()]
     while device != "cuda" and machine_load.held_back(rounds[-1][1]) and len(rounds) < ROUNDS:
         rounds.append(timed())
@@ -180,7 +178,7 @@ if __name__ == "__main__":
 # Probes: a few real training steps where this device has no similar run yet
 
 
-def probe_key(device: Device, method: str, model_source: str) -> str:
+def probe_key(device: cost.Device, method: str, model_source: str) -> str:
     return f"{device.name}|{method}|{model_source}"
 
 
