@@ -13,7 +13,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from core import words
-from core.data import datasets, reading
 from core.jobs import cost, estimate, queue, worker
 from core.results import describe, tables
 from core.store import db
@@ -194,6 +193,7 @@ def show_flash() -> None:
 
 def demo_button(key: str) -> None:
     """The one-click way to a first dataset: store the bundled demo set."""
+    from core.data import datasets, reading  # here: the CSV reader is the slowest import of a cold start
 
     if st.button("Use the demo set", key=key, type="primary", help="Stores about 2,100 BBC News titles in 5 classes."):
         try:
@@ -320,7 +320,7 @@ def _device(current: Settings) -> cost.Device:
 def _plan(
     dataset_id: int, source: str, configs_json: str, version: tuple, here: cost.Device, repeats: int
 ) -> dict | str:
-    from core.jobs import queue
+    from core.data import reading
 
     configs = {m: TrainConfig.from_dict(c) for m, c in json.loads(configs_json).items()}
     try:

@@ -88,6 +88,17 @@ def test_the_first_page_imports_no_torch_or_transformers():
     assert app.index("st.navigation(") < app.index("import ui")  # the real navigation is drawn before any heavy import
 
 
+def test_the_start_page_imports_no_data_libraries():
+    """The Start page (app.py's ui and pages/home.py's imports) needs no CSV reader and no array library: the pages
+    that read or tabulate data import them where they use them."""
+    code = (
+        "import sys, ui, core.results.tables; "
+        "print(sorted({'numpy', 'pandas', 'pyarrow', 'sklearn', 'charset_normalizer'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 # --- The Runs page: a pair as a class follows it -------------------------------------------------------------------
 
 

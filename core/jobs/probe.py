@@ -14,7 +14,6 @@ import sys
 import time
 import traceback
 
-import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -58,6 +57,7 @@ def probe_in_child(settings: Settings, probe_id: int) -> str:
 def measure(settings: Settings, probe: Probe, dataset: Dataset) -> dict:
     """Time STEPS training steps on real batches of the dataset (the longest batch of a mega-batch first, as the
     trainer orders them) and read the peak memory; compare with the cost model's prior for the same work."""
+    import numpy as np
     import torch
 
     from core.data.datasets import load_split
