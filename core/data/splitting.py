@@ -27,3 +27,18 @@ def split_stratified(labels: np.ndarray, shares=SHARES, seed: int = 0) -> dict[s
         for split, part in zip(SPLITS, np.split(rows, np.cumsum(counts)[:-1])):
             parts[split].append(part)
     return {split: np.sort(np.concatenate(p)) for split, p in parts.items()}
+
+
+def nested_rows(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Row indices of a stratified subset of n rows, nested: the subset of n rows holds every smaller one (for the same
+    labels and seed). Each class's rows are shuffled (seeded); the rows are then ordered by their place in their
+    class's order as a share of the class (the first row of every class first, so any n of at least the number of
+    classes has every class), and the first n taken: each class's share of any prefix is its share of the whole, to
+    within a row."""
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(labels))
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        keys[rows] = np.arange(len(rows)) / len(rows)
+    order = np.lexsort((labels, keys))  # by share, then by class, so the order is the same on every machine
+    return np.sort(order[: max(0, n)])

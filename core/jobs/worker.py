@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from core.jobs.runners import RunnerError, child_env, start_run
 from core.jobs.runs import request_cancel
+from core.jobs.studies import advance_all
 from core.store import storage
 from core.store.db import (
     LabelJob,
@@ -48,6 +49,7 @@ log = logging.getLogger("lora_lab.worker")
 HEARTBEAT_S = 5.0  # how often the worker renews a label job's heartbeat while its child labels
 POLL_S = 0.5  # how often the supervisor checks the process, renews the heartbeat and reads the cancel flag
 LOGS_EVERY_S = 5.0  # how often a Ray job's log is copied into the run's train.log while it trains
+ADVANCE_EVERY_S = 5.0  # how often the worker looks for a learning-rate study whose rates have all ended
 
 
 def claim_next_run(settings: Settings) -> int | None:
@@ -291,7 +293,7 @@ def run_worker(
             return 3
         log.info("worker %s serving %s", os.getpid(), shown_url(settings.db_url))  # the log never shows a password
         open_database(settings.db_url)
-        last_reconcile = 0.0
+        last_reconcile = last_advance = 0.0
         supervisors, idle = RunSupervisors(settings, supervise), IdleClock()
         try:
             while True:
@@ -299,6 +301,10 @@ def run_worker(
                     for run_id in reconcile_stale_runs(settings):
                         log.warning("run %s had crashed; marked so", run_id)
                     last_reconcile = time.monotonic()
+                if time.monotonic() - last_advance > ADVANCE_EVERY_S:  # a study's next runs, once its rates have ended
+                    for study_id, queued in advance_all(settings).items():
+                        log.info("study %s: queued %d runs on the rates chosen on the dev set", study_id, queued)
+                    last_advance = time.monotonic()
                 job_id = claim_next_label_job(settings)  # first: someone waits on the Predict page for it
                 if job_id is not None:
                     log.info("label job %s ended: %s", job_id, label_in_child(settings, job_id).value)

@@ -98,6 +98,28 @@ class ComparisonGroup(Base):
     runs: Mapped[list[Run]] = relationship(back_populates="group", order_by="Run.id")
 
 
+class Study(Base):
+    """A comparison with one setting varied (core.jobs.studies): each point a full-vs-LoRA comparison, its runs
+    ordinary runs. `vary` is "lr", "train_size" or "lora_rank"; `grid` holds what is varied: for "lr" each method's
+    rates ({"full": [...], "lora": [...]}), else {"values": [...]}; `seeds` is the seeds per point (for "lr", the
+    fresh seeds each method's chosen rate is trained on)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    vary: Mapped[str] = mapped_column(String(20))
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    dataset_name: Mapped[str] = mapped_column(String(200))
+    model_source: Mapped[str] = mapped_column(String(500))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # TrainConfig's fields the points share
+    grid: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seeds: Mapped[int] = mapped_column(Integer)
+    first_seed: Mapped[int] = mapped_column(Integer)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="study", order_by="Run.id")
+
+
 class Run(Base):
     __tablename__ = "runs"
 
@@ -112,6 +134,12 @@ class Run(Base):
     group_id: Mapped[int | None] = mapped_column(  # the comparison the pair belongs to
         ForeignKey("comparison_groups.id", ondelete="SET NULL"), index=True
     )
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"), index=True)
+    # In a learning-rate study: "default" (a default rate, trained to the end), "grid" (another rate tried; the pruner,
+    # core.training.pruning, may stop it early) or "final" (the rate chosen on dev, on a fresh seed); "point" in the
+    # other studies.
+    study_role: Mapped[str | None] = mapped_column(String(10))
+    stopped_early: Mapped[bool] = mapped_column(Boolean, default=False)
     method: Mapped[str] = mapped_column(String(10))
     model_source: Mapped[str] = mapped_column(String(500))
     base_revision: Mapped[str | None] = mapped_column(String(100))  # the base's commit, or its weights' SHA-256
@@ -152,9 +180,13 @@ class Run(Base):
     cpu_share: Mapped[float | None] = mapped_column(Float)  # of its threads' ready time, on a CPU (core.jobs.estimate)
     score_seconds: Mapped[float | None] = mapped_column(Float)  # scoring the test set, model in memory
     estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # core.jobs.estimate's, taken when it was queued
+    # What the training process spent outside training, in seconds: "start" (process start and imports), "load"
+    # (tokenizer, data, tokenizing, model), "save", "score" (loading the saved model, scoring, storing predictions).
+    stage_seconds: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     dataset: Mapped[Dataset | None] = relationship(back_populates="runs")
     group: Mapped[ComparisonGroup | None] = relationship(back_populates="runs")
+    study: Mapped[Study | None] = relationship(back_populates="runs")
 
     @property
     def run_status(self) -> RunStatus:

@@ -24,6 +24,9 @@ class TrainConfig:
     lora_alpha: int = 32  # adapter scale numerator: updates are scaled by alpha / r (seed article)
     lora_dropout: float = 0.1  # dropout on the adapter input (seed article)
     lora_targets: str = "query,key,value"  # attention projections that get adapters (BERT names)
+    # Train on this many rows of the training set: a stratified subset, each smaller one inside the larger
+    # (core.data.splitting.nested_rows), the same rows for both methods and every seed. None: all of them.
+    train_rows: int | None = None
 
     def __post_init__(self):
         if self.learning_rate is None:
@@ -48,6 +51,8 @@ class TrainConfig:
             out.append("Max length must be between 8 and 512 tokens.")
         if not 1 <= self.evals_per_epoch <= 100:
             out.append("Evaluations per epoch must be between 1 and 100.")
+        if self.train_rows is not None and self.train_rows < 1:
+            out.append("Training rows must be at least 1 (leave it empty for all of them).")
         if not 0 <= self.seed < 2**32:  # what numpy, torch and Python's random all accept
             out.append(f"Seed must be a whole number from 0 to {2**32 - 1:,}.")
         if self.method == "lora":

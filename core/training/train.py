@@ -16,11 +16,13 @@ import traceback
 from functools import partial
 
 import numpy as np
+import psutil
 import torch
 from sqlalchemy import delete, update
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from core.data.datasets import load_split
+from core.data.splitting import nested_rows
 from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, open_database, session_factory, utcnow
 from core.store.settings import Settings, get_settings
 from core.store.storage import run_dir
@@ -31,6 +33,7 @@ from core.training.device import device_name, peak_memory_mb, pick_device, preci
 from core.training.failures import TrainingError, out_of_memory, plain_error, smaller_batch
 from core.training.methods import count_params, wrap_model
 from core.training.predict import RunNotReady, load_artifact
+from core.training.pruning import StudyPruner, quiet_optuna
 from core.training.recorder import RunRecorder
 from core.training.trainer import EncodedTexts, LabTrainer, dev_metrics
 
@@ -46,11 +49,17 @@ def _add_note(sessions, run_id: int, note: str) -> None:
         run.notes = [*(run.notes or []), note]
 
 
-def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) -> RunStatus:
+def train_run(
+    settings: Settings, run_id: int, parent_pid: int | None = None, start_seconds: float | None = None
+) -> RunStatus:
     """Train, save and score one run, writing everything to the database. Returns how it ended.
 
     A run whose training has finished records its saved model before the test set is scored: if scoring fails, is
-    cancelled or killed, a resume goes straight to scoring. Its checkpoints are deleted only once it has completed."""
+    cancelled or killed, a resume goes straight to scoring. Its checkpoints are deleted only once it has completed.
+
+    What the process spends outside training is recorded in `stage_seconds` (a study has many short runs: their
+    fixed cost is what a study pays again and again); `start_seconds` is the process's start and imports."""
+    stages = {} if start_seconds is None else {"start": round(start_seconds, 2)}
     sessions = session_factory(settings.db_url)
     with sessions() as s:
         run = s.get(Run, run_id)
@@ -71,16 +80,20 @@ def train_run(settings: Settings, run_id: int, parent_pid: int | None = None) ->
             raise TrainingError("The run's dataset was deleted before it could train. Choose another dataset.")
         test = load_split(settings, dataset, "test")
         if trained_model(settings, run) is None:
-            stopped = _train(settings, sessions, run, dataset, parent_pid)
+            stopped = _train(settings, sessions, run, dataset, parent_pid, stages)
         else:
             stopped = None
             _add_note(sessions, run_id, "Resumed with test scoring: training had finished and its model was saved.")
+        started = time.perf_counter()
         status, values = stopped or (RunStatus.COMPLETED, _score(settings, sessions, run_id, test))
+        if not stopped:
+            stages["score"] = round(time.perf_counter() - started, 2)
     except KeyboardInterrupt:  # Ctrl+C reaches every process of the terminal: a stop asked for, not a crash
         status, values = RunStatus.CANCELLED, {"error": None}
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the run in plain words
         status, values = RunStatus.FAILED, {"error": plain_error(e, run, run_dir(settings, run))}
         traceback.print_exc()
+    values["stage_seconds"] = stages
     _set_run(sessions, run_id, status=status.value, finished_at=utcnow(), heartbeat_at=utcnow(), **values)
     if status == RunStatus.COMPLETED:  # deleted only now that the record says the run needs them no more
         shutil.rmtree(checkpoints_dir(settings, run), ignore_errors=True)
@@ -94,12 +107,17 @@ def _pick_device(settings: Settings) -> str:
         raise TrainingError(str(e)) from None
 
 
-def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid) -> tuple[RunStatus, dict] | None:
+def _train(
+    settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid, stages: dict
+) -> tuple[RunStatus, dict] | None:
     """Train the run (from its last checkpoint if it has one), save its model and record that, with what training
     measured. Returns None once that is recorded; how the run ended and what to record if it stopped before."""
+    loading = time.perf_counter()
     config = TrainConfig.from_dict(run.config)
     classes = list(dataset.classes)
     splits = {s: load_split(settings, dataset, s) for s in ("train", "dev")}
+    if config.train_rows is not None:  # a training-set-size study's point: the same rows for both methods
+        splits["train"] = splits["train"].iloc[nested_rows(splits["train"]["label"].to_numpy(), config.train_rows)]
     tokenizer = models.load_tokenizer(run.model_source, settings)
     run.base_revision = models.revision(
         run.model_source, settings
@@ -125,7 +143,7 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     )
     while True:
         try:
-            model, trainer, recorder = fit(batch, accumulation)
+            model, trainer, recorder, pruner = fit(batch, accumulation, loading=loading, stages=stages)
             break
         except Exception as e:
             if not out_of_memory(e):
@@ -156,9 +174,19 @@ def _train(settings: Settings, sessions, run: Run, dataset: Dataset, parent_pid)
     trainable, total = count_params(model)
     recorder.restore_best(model)
     model.eval()
+    if pruner.stopped_at is not None:
+        _set_run(sessions, run.id, stopped_early=True)
+        _add_note(
+            sessions,
+            run.id,
+            f"Stopped early at step {pruner.stopped_at} of {trainer.state.max_steps}: its dev accuracy was clearly "
+            "behind the study's other learning rates at the same point.",
+        )
 
+    saving = time.perf_counter()
     folder = artifact_dir(settings, run)
     artifact_bytes, tokenizer_bytes = save_artifact(model, tokenizer, run, config, classes, folder)
+    stages["save"] = round(time.perf_counter() - saving, 2)
     seen = trainer.state.global_step and len(train_set) * config.epochs
     # Training has finished: recorded with its model before the test set is scored, so that a failure, cancel or
     # kill while scoring leaves a run that resumes with scoring alone.
@@ -241,9 +269,24 @@ def _score(settings: Settings, sessions, run_id: int, test) -> dict:
 
 
 def _fit(
-    settings, sessions, run, config, tokenizer, classes, train_set, dev_set, device, batch, accumulation, parent_pid
+    settings,
+    sessions,
+    run,
+    config,
+    tokenizer,
+    classes,
+    train_set,
+    dev_set,
+    device,
+    batch,
+    accumulation,
+    parent_pid,
+    loading,
+    stages,
 ):
-    """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder."""
+    """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder and
+    the study's pruner (which stops nothing outside a learning-rate study). `stages["load"]` gets the time from
+    `loading` until training begins."""
     set_seed(config.seed)
     base, new_modules = models.load_base(run.model_source, classes, settings)
     model = wrap_model(base, config, new_modules)
@@ -285,13 +328,14 @@ def _fit(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=dev_metrics,
-        callbacks=[recorder],
+        callbacks=[recorder, pruner := StudyPruner(sessions, run.id)],  # after the recorder: it reads what that wrote
     )
     # LoRA's frozen weights never change: cast them to bf16 once rather than at every step (autocast would).
     full_precision = evaluate.cast_linears(model, torch.bfloat16, frozen_only=True) if mixed == "bf16" else {}
+    stages["load"] = round(time.perf_counter() - loading, 2)
     trainer.train(resume_from_checkpoint=str(checkpoint[0]) if checkpoint else None)
     evaluate.restore_linears(model, full_precision)
-    return model, trainer, recorder
+    return model, trainer, recorder, pruner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="database URL")
     parser.add_argument("--parent-pid", type=int, help="stop if this process (the supervisor) goes away")
     args = parser.parse_args(argv)
+    start_seconds = time.time() - psutil.Process().create_time()  # process start and imports, until here
     settings = get_settings(args.db)
     open_database(settings.db_url)
-    status = train_run(settings, args.run_id, args.parent_pid)
+    quiet_optuna()
+    status = train_run(settings, args.run_id, args.parent_pid, start_seconds)
     return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED) else 1
 
 

@@ -1,0 +1,303 @@
+"""Studies as the dashboard and the command line read them: each point's scores, each method's best learning rate
+(chosen on the dev set), the verdicts, and the study in a sentence. Creating and advancing a study is
+core/jobs/studies.py's; the verdicts are comparisons.compare_summary's, on the pairs comparisons.completed_pairs finds.
+
+A run's dev score is the dev accuracy of the weights it kept (the evaluation with the lowest dev loss, as the run keeps
+them): what the model it saved scores on the dev set.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.results.comparisons import NotComparable, compare_summary, completed_pairs
+from core.store.db import Metric, Run, RunStatus, Study
+from core.training.config import METHOD_NAMES
+from core.words import percent
+
+VARIES = ("lr", "train_size", "lora_rank")
+VARY_NAMES = {"lr": "learning rate", "train_size": "training rows", "lora_rank": "LoRA rank"}
+# The point roles of a learning-rate study's runs: the rates tried (the default rate among them, never stopped early)
+TRIED = ("default", "grid")
+
+
+def study_runs(session: Session, study_id: int) -> list[Run]:
+    return list(session.scalars(select(Run).where(Run.study_id == study_id).order_by(Run.id)))
+
+
+def studies(session: Session) -> list[Study]:
+    """Studies that have at least one run, newest first."""
+    return list(session.scalars(select(Study).where(Study.runs.any()).order_by(Study.id.desc())))
+
+
+def value_of(study: Study, run: Run) -> float | int | None:
+    """The run's point: its learning rate, training rows or LoRA rank (None: a rank study's full fine-tuning)."""
+    if study.vary == "lr":
+        return run.config.get("learning_rate")
+    if study.vary == "train_size":
+        return run.config.get("train_rows")
+    return run.config.get("lora_r") if run.method == "lora" else None
+
+
+def value_text(vary: str, value) -> str:
+    if value is None:
+        return "—"
+    if vary == "lr":
+        return f"{value:g}"
+    return f"{int(value):,}" if vary == "train_size" else f"r = {int(value)}"
+
+
+def study_label(study: Study) -> str:
+    """E.g. 'Study #2 · learning rate · BBC News titles (demo) · 2 epochs'."""
+    epochs = study.config.get("epochs")
+    parts = [f"Study #{study.id}", VARY_NAMES[study.vary], study.dataset_name, f"{epochs:g} epochs" if epochs else ""]
+    return " · ".join(p for p in parts if p)
+
+
+def dev_scores(session: Session, run_ids: list[int]) -> dict[int, dict[str, float]]:
+    """Run id -> {"accuracy", "f1_macro"} on the dev set, of the weights each run kept (lowest dev loss)."""
+    rows = session.execute(
+        select(Metric.run_id, Metric.step, Metric.name, Metric.value).where(
+            Metric.run_id.in_(run_ids), Metric.name.in_(("eval_loss", "eval_accuracy", "eval_f1_macro"))
+        )
+    ).all()
+    by_run: dict[int, dict[int, dict[str, float]]] = {}
+    for run_id, step, name, value in rows:
+        by_run.setdefault(run_id, {}).setdefault(step, {})[name] = value
+    out = {}
+    for run_id, steps in by_run.items():
+        evaluated = [(m["eval_loss"], step, m) for step, m in steps.items() if "eval_loss" in m]
+        if evaluated:
+            _, _, kept = min(evaluated, key=lambda e: (e[0], e[1]))  # the first lowest, as the run keeps it
+            out[run_id] = {"accuracy": kept.get("eval_accuracy"), "f1_macro": kept.get("eval_f1_macro")}
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def points(session: Session, study: Study, runs: list[Run]) -> list[dict]:
+    """One entry per (value, method), in the order of the values: the runs (learning rate: the rates tried, not the
+    final seeds), the mean dev and test scores of those that completed, the lowest and highest dev and test accuracy
+    over seeds (the band), and whether the pruner stopped it."""
+    tried = [r for r in runs if study.vary != "lr" or r.study_role in TRIED]
+    dev = dev_scores(session, [r.id for r in tried])
+    grouped: dict[tuple, list[Run]] = {}
+    for run in tried:
+        grouped.setdefault((value_of(study, run), run.method), []).append(run)
+    out = []
+    for (value, method), members in sorted(grouped.items(), key=lambda kv: (kv[0][0] is not None, kv[0][0] or 0)):
+        done = [r for r in members if r.status == RunStatus.COMPLETED.value]
+        devs = [dev.get(r.id, {}) for r in done]
+        tests = [r.test_metrics or {} for r in done]
+        dev_acc = [d.get("accuracy") for d in devs if d.get("accuracy") is not None]
+        test_acc = [t.get("accuracy") for t in tests if t.get("accuracy") is not None]
+        out.append(
+            {
+                "value": value,
+                "method": method,
+                "runs": [r.id for r in members],
+                "completed": len(done),
+                "dev": {"accuracy": _mean(dev_acc), "f1_macro": _mean([d.get("f1_macro") for d in devs])},
+                "test": {"accuracy": _mean(test_acc), "f1_macro": _mean([t.get("f1_macro") for t in tests])},
+                "dev_band": [min(dev_acc), max(dev_acc)] if dev_acc else None,
+                "test_band": [min(test_acc), max(test_acc)] if test_acc else None,
+                "trainable_params": _mean([r.trainable_params for r in done]),
+                "stopped_early": any(r.stopped_early for r in members),
+                "default": any(r.study_role == "default" for r in members),
+                "finished": all(r.run_status.finished for r in members),
+            }
+        )
+    return out
+
+
+def best_rates(study: Study, pts: list[dict]) -> dict[str, dict]:
+    """For a learning-rate study: per method whose rates have all ended, the rate with the best dev accuracy among
+    those trained to the end, {"value", "dev", "edge", "next"}: `edge` is "lowest" or "highest" when the best is at
+    that end of the method's grid (the best may lie beyond), and `next` the rate one grid step beyond it."""
+    out = {}
+    for method in ("full", "lora"):
+        mine = [p for p in pts if p["method"] == method]
+        if not mine or not all(p["finished"] for p in mine):
+            continue
+        candidates = [p for p in mine if p["dev"]["accuracy"] is not None and not p["stopped_early"]]
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda p: (p["dev"]["accuracy"], p["default"]))  # a tie: the default rate
+        grid = sorted(p["value"] for p in mine)
+        edge = next_rate = None
+        if len(grid) > 1 and best["value"] in (grid[0], grid[-1]):
+            low = best["value"] == grid[0]
+            edge = "lowest" if low else "highest"
+            step = grid[1] / grid[0] if low else grid[-1] / grid[-2]
+            next_rate = float(f"{best['value'] / step if low else best['value'] * step:.2g}")
+        out[method] = {"value": best["value"], "dev": best["dev"]["accuracy"], "edge": edge, "next": next_rate}
+    return out
+
+
+def verdict_of(session: Session, runs: list[Run]) -> dict | None:
+    """compare --json's object for the completed pairs among the runs; None while there is none."""
+    pairs = completed_pairs(runs)
+    if not pairs:
+        return None
+    try:
+        return compare_summary(session, [r for pair in pairs for r in pair])
+    except NotComparable:
+        return None
+
+
+def verdicts(session: Session, study: Study, runs: list[Run], best: dict | None = None) -> dict:
+    """The study's verdicts. Learning rate: "tuned" (each method's chosen rate, on the fresh seeds alone) and
+    "default" (the default rates, on the study's first seed); otherwise one per point, keyed by its value."""
+    if study.vary == "lr":
+        best = best if best is not None else best_rates(study, points(session, study, runs))
+        finals = [
+            r
+            for r in runs
+            if r.study_role == "final" and r.config.get("learning_rate") == best.get(r.method, {}).get("value")
+        ]
+        return {
+            "tuned": verdict_of(session, finals) if len(best) == 2 else None,
+            "default": verdict_of(session, [r for r in runs if r.study_role == "default"]),
+        }
+    full = [r for r in runs if r.method == "full"]
+    out = {}
+    for value in sorted({value_of(study, r) for r in runs} - {None}):
+        at = [r for r in runs if value_of(study, r) == value]
+        out[value] = verdict_of(session, at if study.vary == "train_size" else full + at)
+    return out
+
+
+def _said(verdict: dict) -> str:
+    """'full fine-tuning wins by 9.0 points', 'LoRA wins by 1.2 points', 'no difference', 'too close to call'."""
+    points_ = abs(verdict["difference_points"])
+    return {
+        "full_better": f"full fine-tuning wins by {points_:.1f} points",
+        "lora_better": f"LoRA wins by {points_:.1f} points",
+        "no_difference": "no difference",
+    }.get(verdict["verdict"], f"the test set is too small to tell ({verdict['difference_points']:+.1f} points)")
+
+
+def lr_sentence(best: dict, tuned: dict | None, default: dict | None) -> str | None:
+    """The learning-rate study in words: both verdicts, and plainly when they disagree."""
+    if tuned is None or default is None:
+        return None
+    rates = ", ".join(f"{METHOD_NAMES[m].lower() if m == 'full' else 'LoRA'} {best[m]['value']:g}" for m in best)
+    if tuned["verdict"] != default["verdict"]:
+        return (
+            f"The two verdicts disagree: at the default rates {_said(default)}; each at its best rate on the dev set "
+            f"({rates}), {_said(tuned)}."
+        )
+    return (
+        f"The two verdicts agree: at the default rates {_said(default)}; each at its best rate on the dev set "
+        f"({rates}), {_said(tuned)}."
+    )
+
+
+def edge_notes(best: dict) -> list[str]:
+    """'Full fine-tuning's best rate, 0.0005, is the highest it tried: the best may lie beyond (next: 0.0013).'"""
+    return [
+        f"{METHOD_NAMES[m]}'s best learning rate, {b['value']:g}, is the {b['edge']} it tried: the best may lie "
+        f"beyond it. Next rate to try: {b['next']:g}."
+        for m, b in best.items()
+        if b["edge"]
+    ]
+
+
+def size_sentence(per_value: dict) -> str | None:
+    """Where each method wins by training rows: 'LoRA ahead below 500 rows, full fine-tuning from 500 rows.'"""
+    said = [(v, d["verdict"]) for v, d in sorted(per_value.items()) if d is not None]
+    if not said:
+        return None
+    names = {"full_better": "full fine-tuning ahead", "lora_better": "LoRA ahead"}
+    runs_of = []  # (first value, last value, outcome) of each stretch of one outcome
+    for value, outcome in said:
+        if runs_of and runs_of[-1][2] == outcome:
+            runs_of[-1][1] = value
+        else:
+            runs_of.append([value, value, outcome])
+    parts = []
+    for first, last, outcome in runs_of:
+        span = f"at {first:,} rows" if first == last else f"from {first:,} to {last:,} rows"
+        parts.append(f"{names.get(outcome, 'no clear winner')} {span}")
+    changes = [f"{stretch[0]:,}" for stretch in runs_of[1:]]
+    tail = (
+        f"The verdict changes at {', '.join(changes)} rows." if changes else "The verdict is the same at every size."
+    )
+    said_all = "; ".join(parts)
+    return f"{said_all[0].upper()}{said_all[1:]}. {tail}"
+
+
+def rank_sentence(pts: list[dict]) -> str | None:
+    """What the adapters' size buys: LoRA's best rank against full fine-tuning, with its share of the weights."""
+    full = next((p for p in pts if p["method"] == "full" and p["test"]["accuracy"] is not None), None)
+    lora = [p for p in pts if p["method"] == "lora" and p["test"]["accuracy"] is not None]
+    if full is None or not lora:
+        return None
+    best = max(lora, key=lambda p: p["test"]["accuracy"])
+    gap = 100 * (best["test"]["accuracy"] - full["test"]["accuracy"])
+    share = (
+        f", with {percent(best['trainable_params'] / full['trainable_params'])} of its trainable weights"
+        if best["trainable_params"] and full["trainable_params"]
+        else ""
+    )
+    where = "ahead of" if gap > 0 else "behind"
+    return (
+        f"LoRA's best rank, r = {int(best['value'])}, is {abs(gap):.1f} points {where} full fine-tuning on the test "
+        f"set{share}."
+    )
+
+
+def summary(session: Session, study: Study) -> dict:
+    """What `python -m core study --json` prints (keys fixed; see docs/command-line.md)."""
+    runs = study_runs(session, study.id)
+    pts = points(session, study, runs)
+    best = best_rates(study, pts) if study.vary == "lr" else None
+    found = verdicts(session, study, runs, best)
+    out = {
+        "study": study.id,
+        "vary": study.vary,
+        "points": [
+            {
+                "value": p["value"],
+                "method": p["method"],
+                "runs": p["runs"],
+                "dev": p["dev"],
+                "test": p["test"],
+                "stopped_early": p["stopped_early"],
+            }
+            for p in pts
+        ],
+        "status": status_counts(runs),
+    }
+    if study.vary == "lr":
+        out["best"] = {m: {"value": b["value"], "dev": b["dev"]} for m, b in best.items()}
+        out["verdict"], out["default_verdict"] = found["tuned"], found["default"]
+        out["sentence"] = lr_sentence(best, found["tuned"], found["default"])
+        out["notes"] = edge_notes(best)
+    else:
+        out["verdict"] = [{"value": v, **({"verdict": None} if d is None else d)} for v, d in found.items()]
+        out["sentence"] = size_sentence(found) if study.vary == "train_size" else rank_sentence(pts)
+    return out
+
+
+def status_counts(runs: list[Run]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    return counts
+
+
+def finished(runs: list[Run]) -> bool:
+    return bool(runs) and all(r.run_status.finished for r in runs)
+
+
+def log_ticks(values: list[float]) -> list[float]:
+    """Axis ticks for a log axis over these values: the values themselves."""
+    return sorted({v for v in values if v and v > 0 and math.isfinite(v)})

@@ -1,0 +1,95 @@
+"""Stopping a learning-rate study's hopeless rates early: successive halving, by Optuna's pruner.
+
+Each rate a study tries (a run of role "grid") reports its dev accuracy at every evaluation, as every run does (the
+metrics table). At each evaluation the run asks whether it is clearly behind the study's other rates of its method at
+the same point: the reports of those runs, in the order the database received them, are replayed through Optuna's
+`SuccessiveHalvingPruner` (asynchronous successive halving: a rate goes on past a rung if it is in the best
+1 / REDUCTION of the rates that reached that rung so far, the best one while fewer than REDUCTION have). The database
+stays the one record; Optuna decides. The default rates (role "default") report too but are never stopped: the verdict
+at the defaults needs them trained to the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import optuna
+from sqlalchemy import select
+from transformers import TrainerCallback
+
+from core.store.db import Metric, Run
+
+# The rung: the first evaluation at or after half the training. Earlier, dev accuracy mostly says which rate learns
+# fastest at the start (a large one), not which ends best.
+PRUNE_AT = 0.5
+REDUCTION = 3  # successive halving's eta: the best third go on (the best one while fewer than 3 reached the rung)
+
+
+def rung_step(max_steps: int, eval_steps: int) -> int:
+    """The step of the first evaluation at or after PRUNE_AT of the training."""
+    return max(eval_steps, math.ceil(PRUNE_AT * max_steps / eval_steps) * eval_steps)
+
+
+def stopped_by_pruner(
+    reports: list[tuple[int, int, float]], run_id: int, first_rung: int, never_stop: set[int] = frozenset()
+) -> bool:
+    """Whether `run_id` is stopped at its latest report. `reports` are (run id, step, dev accuracy) of one method's
+    rates in one study, in the order they were made; runs in `never_stop` are judged but go on whatever the answer."""
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=REDUCTION),
+    )
+    trials, stopped = {}, set()
+    for rid, step, value in reports:
+        if rid in stopped:
+            continue
+        trial = trials.get(rid) or trials.setdefault(rid, study.ask())
+        trial.report(value, step)
+        if trial.should_prune() and rid not in never_stop:
+            stopped.add(rid)
+    return run_id in stopped
+
+
+def study_reports(session, run: Run) -> tuple[list[tuple[int, int, float]], set[int]]:
+    """The dev accuracies reported by the rates of the run's method in its study, oldest first, and the runs never
+    stopped (the default rates)."""
+    rows = session.execute(
+        select(Metric.run_id, Metric.step, Metric.value, Run.study_role)
+        .join(Run, Run.id == Metric.run_id)
+        .where(
+            Run.study_id == run.study_id,
+            Run.method == run.method,
+            Run.study_role.in_(("grid", "default")),
+            Metric.name == "eval_accuracy",
+        )
+        .order_by(Metric.id)
+    ).all()
+    return [(r, s, v) for r, s, v, _ in rows], {r for r, _, _, role in rows if role == "default"}
+
+
+class StudyPruner(TrainerCallback):
+    """Stops a study's rate at an evaluation where the pruner finds it clearly behind (runs of role "grid" only).
+    Runs after RunRecorder, which has written this evaluation's dev accuracy by then."""
+
+    def __init__(self, sessions, run_id: int):
+        self.sessions, self.run_id = sessions, run_id
+        self.stopped_at: int | None = None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        first_rung = rung_step(state.max_steps, args.eval_steps)
+        if state.global_step < first_rung or state.global_step >= state.max_steps:
+            return
+        with self.sessions() as s:
+            run = s.get(Run, self.run_id)
+            if run.study_role != "grid":
+                return
+            reports, never_stop = study_reports(s, run)
+        if stopped_by_pruner(reports, self.run_id, first_rung, never_stop):
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every study it creates; the training child creates one per evaluation (called at its start)."""
+    optuna.logging.set_verbosity(logging.WARNING)

@@ -1,0 +1,251 @@
+"""Studies (core.jobs.studies, core.results.studies, core.training.pruning): the pruner, the choice on dev, nested
+subsets, fresh seeds for the tuned verdict, and each kind of study trained end to end on the tiny BERT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.data.splitting import nested_rows
+from core.jobs import studies
+from core.jobs.runs import ConfigError
+from core.results import studies as found
+from core.store.db import Metric, Run, RunStatus, Study, session_factory
+from core.training.config import TrainConfig
+from core.training.pruning import rung_step, stopped_by_pruner
+from core.training.train import train_run
+from tests.helpers import store
+
+
+def test_nested_rows_hold_every_class_and_each_smaller_set():
+    rng = np.random.default_rng(3)
+    labels = rng.choice(5, size=997, p=[0.5, 0.2, 0.15, 0.1, 0.05])
+    sizes = [5, 20, 100, 250, 500, 997]
+    subsets = [set(nested_rows(labels, n)) for n in sizes]
+    for n, rows in zip(sizes, subsets):
+        assert len(rows) == n
+        assert set(labels[list(rows)]) == set(range(5))  # every class, from the smallest size on
+    for small, large in zip(subsets, subsets[1:]):
+        assert small <= large
+    shares = np.bincount(labels[list(subsets[3])], minlength=5) / 250
+    assert np.allclose(shares, np.bincount(labels, minlength=5) / len(labels), atol=1 / 250 + 1e-9)
+    assert subsets[-1] == set(range(997))
+    assert list(nested_rows(labels, 100)) == list(nested_rows(labels, 100))  # the same rows every time
+
+
+def test_the_pruner_stops_the_worst_rates_and_never_the_best():
+    # Five rates reporting at steps 2 and 4 (the rung: step 2); run 1 is the default rate, never stopped.
+    at_rung = {1: 0.60, 2: 0.30, 3: 0.75, 4: 0.20, 5: 0.90}
+    reports = []
+    for run_id, value in at_rung.items():
+        reports.append((run_id, 2, value))
+        if not stopped_by_pruner(reports, run_id, first_rung=2, never_stop={1}):
+            reports.append((run_id, 4, value + 0.05))
+    stopped = {r for r in at_rung if stopped_by_pruner(reports, r, first_rung=2, never_stop={1})}
+    assert stopped == {2, 4}  # behind the best so far at the rung
+    assert 5 not in stopped and 3 not in stopped
+    # The default rate is judged (it counts as a competitor) but never stopped, even when it is the worst.
+    assert not stopped_by_pruner([(9, 2, 0.9), (1, 2, 0.1)], 1, first_rung=2, never_stop={1})
+    assert stopped_by_pruner([(9, 2, 0.9), (1, 2, 0.1)], 1, first_rung=2)
+    assert not stopped_by_pruner([(9, 2, 0.9), (1, 1, 0.1)], 1, first_rung=2)  # before the rung: nothing is judged
+
+
+def test_the_rung_is_the_first_evaluation_at_half_the_training():
+    assert rung_step(max_steps=100, eval_steps=25) == 50
+    assert rung_step(max_steps=100, eval_steps=30) == 60
+    assert rung_step(max_steps=10, eval_steps=20) == 20  # one evaluation: at its end, nothing is stopped
+
+
+def _record(session, study, dataset, role, method, lr, seed, dev_acc, test_acc, status="completed"):
+    """A run of the study as if trained: its dev evaluations and test scores written as a finished run writes them."""
+    config = TrainConfig(method=method, learning_rate=lr, seed=seed)
+    run = Run(
+        dataset_id=dataset.id,
+        dataset_name=dataset.name,
+        method=method,
+        model_source="m",
+        config=config.to_dict(),
+        status=status,
+        study_id=study.id,
+        study_role=role,
+        test_metrics={"accuracy": test_acc, "f1_macro": test_acc},
+    )
+    session.add(run)
+    session.flush()
+    # Two evaluations: the kept one (lowest loss) has dev_acc; the other a higher accuracy at a higher loss.
+    session.add_all(
+        [
+            Metric(run_id=run.id, step=5, epoch=1, name="eval_loss", value=0.4),
+            Metric(run_id=run.id, step=5, epoch=1, name="eval_accuracy", value=dev_acc),
+            Metric(run_id=run.id, step=10, epoch=2, name="eval_loss", value=0.9),
+            Metric(run_id=run.id, step=10, epoch=2, name="eval_accuracy", value=0.99),
+        ]
+    )
+    session.commit()
+    return run
+
+
+def test_the_rate_is_chosen_on_dev_and_the_tuned_verdict_uses_fresh_seeds_only(settings, csv_folder):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        study = Study(
+            vary="lr",
+            dataset_id=dataset.id,
+            dataset_name=dataset.name,
+            model_source="m",
+            config=TrainConfig(seed=7).to_dict(),
+            grid={"full": [1e-5, 5e-5, 1e-4], "lora": [1e-3, 3e-3], "default": {"full": 5e-5, "lora": 1e-3}},
+            seeds=2,
+            first_seed=7,
+        )
+        s.add(study)
+        s.flush()
+        # Dev and test disagree: dev prefers 1e-4 (full) and 3e-3 (LoRA), test the others.
+        _record(s, study, dataset, "default", "full", 5e-5, 7, dev_acc=0.70, test_acc=0.90)
+        _record(s, study, dataset, "grid", "full", 1e-5, 7, dev_acc=0.60, test_acc=0.95)
+        _record(s, study, dataset, "grid", "full", 1e-4, 7, dev_acc=0.80, test_acc=0.50)
+        _record(s, study, dataset, "default", "lora", 1e-3, 7, dev_acc=0.65, test_acc=0.92)
+        lora_best = _record(s, study, dataset, "grid", "lora", 3e-3, 7, dev_acc=0.75, test_acc=0.40)
+        best = found.best_rates(study, found.points(s, study, found.study_runs(s, study.id)))
+        assert {m: b["value"] for m, b in best.items()} == {"full": 1e-4, "lora": 3e-3}
+        assert best["full"]["dev"] == pytest.approx(0.80)  # the kept weights' dev accuracy, not the highest one
+        assert best["lora"]["edge"] == "highest" and best["lora"]["next"] > 3e-3
+        assert best["full"]["edge"] == "highest"
+
+        finals = studies.advance(s, study)
+        assert sorted((r.method, r.config["seed"], r.config["learning_rate"]) for r in finals) == [
+            ("full", 8, 1e-4),
+            ("full", 9, 1e-4),
+            ("lora", 8, 3e-3),
+            ("lora", 9, 3e-3),
+        ]
+        assert all(r.study_role == "final" for r in finals)
+        assert studies.advance(s, study) == []  # nothing twice
+
+        # A pruned rate is never the choice, however its dev accuracy reads.
+        lora_best.stopped_early = True
+        s.commit()
+        best = found.best_rates(study, found.points(s, study, found.study_runs(s, study.id)))
+        assert best["lora"]["value"] == 1e-3
+
+        # The tuned verdict pairs the final runs alone (seeds 8 and 9), never the seed the rates were chosen on.
+        for run in finals:
+            run.status = RunStatus.COMPLETED.value
+        s.commit()
+        runs = found.study_runs(s, study.id)
+        chosen = {"full": {"value": 1e-4}, "lora": {"value": 3e-3}}
+        tuned_runs = [
+            r for r in runs if r.study_role == "final" and r.config["learning_rate"] == chosen[r.method]["value"]
+        ]
+        assert {r.config["seed"] for r in tuned_runs} == {8, 9}
+
+
+def test_a_refused_study_records_nothing(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        with pytest.raises(ConfigError, match="between 3"):
+            studies.create_study(s, dataset, tiny_model, TrainConfig(), "train_size", values=[2, 50])
+        with pytest.raises(ConfigError, match="ranks"):
+            studies.create_study(s, dataset, tiny_model, TrainConfig(), "lora_rank", values=[0, 4])
+        with pytest.raises(ConfigError, match="Seeds"):
+            studies.create_study(s, dataset, tiny_model, TrainConfig(), "lr", seeds=9)
+        assert s.query(Study).count() == 0 and s.query(Run).count() == 0
+
+
+def _train_queued(settings, study_id):
+    """Train every queued run of the study in this process, oldest first, advancing the study as the worker does."""
+    while True:
+        with session_factory(settings.db_url)() as s:
+            studies.advance(s, s.get(Study, study_id))
+            queued = [r.id for r in found.study_runs(s, study_id) if r.status == RunStatus.QUEUED.value]
+        if not queued:
+            return
+        assert train_run(settings, queued[0]) == RunStatus.COMPLETED
+
+
+FAST = {"epochs": 2, "batch_size": 8, "evals_per_epoch": 4, "max_length": 16}
+LEARNS = {"epochs": 8, "batch_size": 16, "evals_per_epoch": 1, "max_length": 16}  # the tiny BERT learns the rows
+
+
+def test_a_learning_rate_study_end_to_end(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        study, runs = studies.create_study(
+            s,
+            dataset,
+            tiny_model,
+            TrainConfig(**LEARNS, seed=3),
+            "lr",
+            seeds=1,
+            grids={"full": [1e-6], "lora": [1e-6]},
+            default_rates={"full": 3e-3, "lora": 3e-2},
+        )
+        assert [(r.study_role, r.method) for r in runs] == [
+            ("default", "full"),
+            ("default", "lora"),
+            ("grid", "full"),
+            ("grid", "lora"),
+        ]
+        assert study.grid["full"] == [1e-6, 3e-3]
+        study_id = study.id
+    _train_queued(settings, study_id)
+    with session_factory(settings.db_url)() as s:
+        study = s.get(Study, study_id)
+        runs = found.study_runs(s, study_id)
+        tiny = [r for r in runs if r.config["learning_rate"] == 1e-6]
+        # A rate too small to learn anything falls behind at the rung and is stopped there, its model kept.
+        assert all(r.stopped_early for r in tiny), [(r.id, r.notes) for r in tiny]
+        assert all(r.step < r.total_steps for r in tiny)
+        assert not any(r.stopped_early for r in runs if r.study_role == "default")
+        out = found.summary(s, study)
+    assert set(out) >= {"study", "vary", "points", "best", "verdict", "default_verdict"}
+    assert {p["method"] for p in out["points"]} == {"full", "lora"}
+    assert set(out["points"][0]) == {"value", "method", "runs", "dev", "test", "stopped_early"}
+    for method in ("full", "lora"):
+        assert out["best"][method]["value"] != 1e-6
+    finals = [r for r in runs if r.study_role == "final"]
+    assert {r.config["seed"] for r in finals} == {4}
+    assert sorted(sum(out["verdict"]["runs"], [])) == sorted(r.id for r in finals)
+    assert sorted(sum(out["default_verdict"]["runs"], [])) == sorted(r.id for r in runs if r.study_role == "default")
+
+
+def _trained_study(settings, csv_folder, tiny_model, vary: str, values: list) -> tuple[int, list[Run]]:
+    """A study of one seed on the tiny BERT, created and trained: its id and the runs it queued at first."""
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        study, runs = studies.create_study(s, dataset, tiny_model, TrainConfig(**FAST), vary, seeds=1, values=values)
+        study_id = study.id
+    _train_queued(settings, study_id)
+    return study_id, runs
+
+
+def test_a_size_study_trains_both_methods_on_the_same_nested_rows(settings, csv_folder, tiny_model):
+    study_id, runs = _trained_study(settings, csv_folder, tiny_model, "train_size", [12, 96])
+    assert [r.config["train_rows"] for r in runs] == [12, 12, 96, 96]
+    with session_factory(settings.db_url)() as s:
+        runs = found.study_runs(s, study_id)
+        # 12 rows in batches of 8: 2 steps an epoch; 96 rows: 12.
+        assert sorted((r.config["train_rows"], r.method, r.total_steps) for r in runs) == [
+            (12, "full", 4),
+            (12, "lora", 4),
+            (96, "full", 24),
+            (96, "lora", 24),
+        ]
+        out = found.summary(s, s.get(Study, study_id))
+    assert [v["value"] for v in out["verdict"]] == [12, 96]
+    assert all(v["runs"] for v in out["verdict"])
+    assert out["sentence"]
+
+
+def test_a_rank_study_holds_each_rank_against_the_same_full_runs(settings, csv_folder, tiny_model):
+    study_id, runs = _trained_study(settings, csv_folder, tiny_model, "lora_rank", [1, 4])
+    assert [(r.method, r.config["lora_r"]) for r in runs] == [("full", 8), ("lora", 1), ("lora", 4)]
+    with session_factory(settings.db_url)() as s:
+        runs = found.study_runs(s, study_id)
+        full = next(r for r in runs if r.method == "full")
+        out = found.summary(s, s.get(Study, study_id))
+        trainable = {r.config["lora_r"]: r.trainable_params for r in runs if r.method == "lora"}
+    assert trainable[1] < trainable[4]
+    assert [v["value"] for v in out["verdict"]] == [1, 4]
+    assert all(v["runs"][0][0] == full.id for v in out["verdict"])
+    assert "r = " in out["sentence"]
