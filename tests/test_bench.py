@@ -72,3 +72,26 @@ def test_estimate_bench_times_each_probe_beside_a_competing_load_and_compares_wi
         assert r["probe_time_used"] == (r["probe_cpu_share"] >= 0.9) and r["time_ratio_by_share"] > 0
     table = (out / "table.md").read_text()
     assert "| # | method | probe CPU share |" in table and "Time: " in table and " of 2 within 0.67-1.5x." in table
+
+
+def test_study_bench_times_a_comparison_a_study_and_the_full_grid(tmp_path):
+    out = tmp_path / "bench-out"
+    done, lines = run_bench(["bench/study_bench.py", "--smoke", "--out", str(out)])
+    runs = [r for r in lines if r["kind"] == "run"]
+    assert {r["phase"] for r in runs} == {"quick demo", "smoke: comparison", "smoke: study"}
+    study = [r for r in runs if r["phase"] == "smoke: study"]
+    assert sorted((r["role"], r["method"], r["seed"]) for r in study) == [
+        ("default", "full", 42),
+        ("default", "lora", 42),
+        ("final", "full", 43),
+        ("final", "lora", 43),
+        ("grid", "full", 42),
+        ("grid", "lora", 42),
+    ]
+    for r in runs:
+        assert r["wall_seconds"] > r["train_seconds"] > 0 and r["fixed_seconds"] > 0
+        assert set(r["stages"]) == {"start", "load", "save", "score"}
+    (result,) = [r for r in lines if r["kind"] == "dataset"]
+    assert result["ratio"] > 0 and result["deterministic"] is True
+    assert {r["lr"] for r in study if r["role"] == "final"} == {p["chosen"] for p in result["picks"].values()}
+    assert "| smoke |" in (out / "study_bench.md").read_text() and "fixed cost" in done.stdout

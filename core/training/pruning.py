@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 
-import optuna
 from sqlalchemy import select
 from transformers import TrainerCallback
 
@@ -36,10 +35,15 @@ def stopped_by_pruner(
 ) -> bool:
     """Whether `run_id` is stopped at its latest report. `reports` are (run id, step, dev accuracy) of one method's
     rates in one study, in the order they were made; runs in `never_stop` are judged but go on whatever the answer."""
-    study = optuna.create_study(
-        direction="maximize",
-        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=REDUCTION),
-    )
+    import optuna  # here: a run outside a study never needs it
+
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=REDUCTION)
+    store = logging.getLogger("optuna.storages._in_memory")
+    store.addFilter(_no_new_study)  # one study per evaluation: not a log line each
+    try:
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+    finally:
+        store.removeFilter(_no_new_study)
     trials, stopped = {}, set()
     for rid, step, value in reports:
         if rid in stopped:
@@ -90,6 +94,5 @@ class StudyPruner(TrainerCallback):
             control.should_training_stop = True
 
 
-def quiet_optuna() -> None:
-    """Optuna logs every study it creates; the training child creates one per evaluation (called at its start)."""
-    optuna.logging.set_verbosity(logging.WARNING)
+def _no_new_study(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("A new study created")

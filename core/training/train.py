@@ -33,7 +33,7 @@ from core.training.device import device_name, peak_memory_mb, pick_device, preci
 from core.training.failures import TrainingError, out_of_memory, plain_error, smaller_batch
 from core.training.methods import count_params, wrap_model
 from core.training.predict import RunNotReady, load_artifact
-from core.training.pruning import StudyPruner, quiet_optuna
+from core.training.pruning import StudyPruner
 from core.training.recorder import RunRecorder
 from core.training.trainer import EncodedTexts, LabTrainer, dev_metrics
 
@@ -347,7 +347,6 @@ def main(argv: list[str] | None = None) -> int:
     start_seconds = time.time() - psutil.Process().create_time()  # process start and imports, until here
     settings = get_settings(args.db)
     open_database(settings.db_url)
-    quiet_optuna()
     status = train_run(settings, args.run_id, args.parent_pid, start_seconds)
     return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED) else 1
 
