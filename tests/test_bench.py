@@ -91,6 +91,8 @@ def test_study_bench_times_a_comparison_a_study_and_the_full_grid(tmp_path):
     for r in runs:
         assert r["wall_seconds"] > r["train_seconds"] > 0 and r["fixed_seconds"] > 0
         assert set(r["stages"]) == {"start", "load", "save", "score"}
+    assert not any(r["warm"] for r in runs if r["phase"] == "quick demo")  # launched alone: its own process
+    assert any(r["warm"] for r in study)  # queued one after another: the worker's process started ahead
     (result,) = [r for r in lines if r["kind"] == "dataset"]
     assert result["ratio"] > 0 and result["deterministic"] is True
     assert {r["lr"] for r in study if r["role"] == "final"} == {p["chosen"] for p in result["picks"].values()}

@@ -14,7 +14,7 @@ from core.store.db import Metric, Run, RunStatus, Study, session_factory
 from core.training.config import TrainConfig
 from core.training.pruning import rung_step, stopped_by_pruner
 from core.training.train import train_run
-from tests.helpers import store
+from tests.helpers import get_run, start_worker, store, wait_for
 
 
 def test_nested_rows_hold_every_class_and_each_smaller_set():
@@ -249,3 +249,31 @@ def test_a_rank_study_holds_each_rank_against_the_same_full_runs(settings, csv_f
     assert [v["value"] for v in out["verdict"]] == [1, 4]
     assert all(v["runs"][0][0] == full.id for v in out["verdict"])
     assert "r = " in out["sentence"]
+
+
+def test_the_worker_starts_the_next_training_process_ahead_and_leaves_none_behind(settings, csv_folder, tiny_model):
+    """A study's runs are short: the worker's second and third runs take a process whose imports were done while the
+    first trained (its recorded start is near 0 s, a process started for its run takes seconds), and when the worker
+    is stopped, no waiting process is left."""
+    import psutil
+
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        _, runs = studies.create_study(
+            s, dataset, tiny_model, TrainConfig(**FAST), "lora_rank", seeds=1, values=[2, 4]
+        )
+    worker = start_worker(settings)
+    try:
+        wait_for(
+            lambda: all(get_run(settings, r.id).run_status.finished for r in runs), timeout=240, what="the runs to end"
+        )
+        children = psutil.Process(worker.pid).children(recursive=True)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    starts = [get_run(settings, r.id).stage_seconds["start"] for r in runs]
+    assert [get_run(settings, r.id).status for r in runs] == ["completed"] * 3
+    assert starts[0] > 1.0 and max(starts[1:]) < 0.5, starts
+    # The worker was stopped by a signal (no clean-up ran): the waiting process sees its input close and leaves.
+    _, alive = psutil.wait_procs(children, timeout=60)
+    assert not alive

@@ -14,6 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -69,6 +70,57 @@ def death_reason(returncode: int, log_path) -> str:
     )
 
 
+class WarmStart:
+    """A training process started ahead of its run: its imports (torch, transformers, peft: about 4 s on 2 cores)
+    done, it waits for a run id on its standard input (`python -m core.training.train --standby`). A study is many
+    short runs, each paying that start; the worker keeps one such process ready while runs are queued, and the next
+    local run takes it. Thread-safe: the worker's supervisors start runs from their threads."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen | None = None
+
+    def prepare(self) -> None:
+        """Start a process to wait for the next run, unless one waits already."""
+        with self.lock:
+            if self.process is None or self.process.poll() is not None:
+                command = [sys.executable, "-m", "core.training.train", "--standby", "--db", self.settings.db_url]
+                self.process = subprocess.Popen(
+                    [*command, "--parent-pid", str(os.getpid())],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,  # until it has a run: then its run's train.log
+                    cwd=PROJECT_ROOT,
+                    env=child_env(self.settings),
+                )
+
+    def take(self, run_id: int, log_path: Path) -> subprocess.Popen | None:
+        """The waiting process, now training this run (its output in log_path); None if none waits."""
+        with self.lock:
+            process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return None
+        try:
+            process.stdin.write(f"{run_id} {log_path}\n".encode())
+            process.stdin.close()
+        except OSError:  # it died meanwhile
+            process.kill()
+            return None
+        return process
+
+    def close(self) -> None:
+        """Stop the waiting process (it also leaves by itself when the worker goes: its standard input closes)."""
+        with self.lock:
+            process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.stdin.close()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 class LocalRunner:
     """The training process as a child of the worker, on this machine."""
 
@@ -79,17 +131,19 @@ class LocalRunner:
         self.process, self.log_path = process, log_path
 
     @classmethod
-    def start(cls, settings: Settings, run_id: int, log_path: Path) -> LocalRunner:
-        # --parent-pid: the child stops by itself if the worker dies, rather than train on unsupervised.
-        command = [*train_command(sys.executable, settings, run_id), "--parent-pid", str(os.getpid())]
-        with open(log_path, "ab") as out:
-            process = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=PROJECT_ROOT,
-                env=child_env(settings),
-            )
+    def start(cls, settings: Settings, run_id: int, log_path: Path, warm: WarmStart | None = None) -> LocalRunner:
+        process = warm.take(run_id, log_path) if warm else None
+        if process is None:
+            # --parent-pid: the child stops by itself if the worker dies, rather than train on unsupervised.
+            command = [*train_command(sys.executable, settings, run_id), "--parent-pid", str(os.getpid())]
+            with open(log_path, "ab") as out:
+                process = subprocess.Popen(
+                    command,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=PROJECT_ROOT,
+                    env=child_env(settings),
+                )
         return cls(process, log_path)
 
     def poll(self) -> str | None:
@@ -151,7 +205,7 @@ class RayRunner:
         return 1.0 if any(n.state == "ALIVE" and n.resources_total.get("GPU", 0) > 0 for n in nodes) else 0.0
 
     @classmethod
-    def start(cls, settings: Settings, run_id: int, log_path: Path) -> RayRunner:
+    def start(cls, settings: Settings, run_id: int, log_path: Path, warm: WarmStart | None = None) -> RayRunner:
         client = cls.client(settings)
         job_id = f"loralab-run-{run_id}-{uuid.uuid4().hex[:8]}"  # unique even if a database is started afresh
         # No --parent-pid: the job has no parent here. If the worker dies, the job trains on and records its end.
@@ -229,9 +283,12 @@ class RayRunner:
 RUNNERS = {"local": LocalRunner, "ray": RayRunner}
 
 
-def start_run(settings: Settings, run_id: int, log_path: Path) -> LocalRunner | RayRunner:
-    """Start the training process of a claimed run where LORALAB_RUNNER says."""
+def start_run(
+    settings: Settings, run_id: int, log_path: Path, warm: WarmStart | None = None
+) -> LocalRunner | RayRunner:
+    """Start the training process of a claimed run where LORALAB_RUNNER says (a local run takes `warm`'s waiting
+    process if there is one)."""
     runner = RUNNERS.get(settings.runner)
     if runner is None:
         raise RunnerError(f"LORALAB_RUNNER is '{settings.runner}': use 'local' or 'ray'.")
-    return runner.start(settings, run_id, log_path)
+    return runner.start(settings, run_id, log_path, warm)

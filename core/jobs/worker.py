@@ -23,12 +23,13 @@ import sys
 import time
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import make_url
 
-from core.jobs.runners import RunnerError, child_env, start_run
+from core.jobs.runners import RunnerError, WarmStart, child_env, start_run
 from core.jobs.runs import request_cancel
 from core.jobs.studies import advance_all
 from core.store import storage
@@ -65,15 +66,16 @@ def claim_next_run(settings: Settings) -> int | None:
     return claim_oldest(settings.db_url, Run, fields)
 
 
-def supervise(settings: Settings, run_id: int) -> RunStatus:
-    """Train one claimed run where the runner setting says, until it ends; record how it ended if it could not."""
+def supervise(settings: Settings, run_id: int, warm: WarmStart | None = None) -> RunStatus:
+    """Train one claimed run where the runner setting says, until it ends; record how it ended if it could not.
+    With `warm`, a local run takes its waiting process, and another is prepared while more runs are queued."""
     sessions = session_factory(settings.db_url)
     with sessions() as s:
         folder = run_dir(settings, s.get(Run, run_id))
     try:
         storage.use_data_folder(settings)  # the data folder records this database before it holds its files
         folder.mkdir(parents=True, exist_ok=True)
-        job = start_run(settings, run_id, folder / "train.log")
+        job = start_run(settings, run_id, folder / "train.log", warm)
     except RunnerError as e:
         return _record_end(sessions, run_id, RunStatus.FAILED, str(e))
     except OSError as e:  # the data folder is full, read-only, or in the way: this run fails, the worker goes on
@@ -88,6 +90,8 @@ def supervise(settings: Settings, run_id: int) -> RunStatus:
     if job.job_id:
         with sessions.begin() as s:
             s.get(Run, run_id).job_id = job.job_id
+    elif warm is not None and _more_queued(sessions):
+        warm.prepare()
     cancel_seen, stop_level, logs_saved, interrupted = None, 0, time.monotonic(), False
     while True:
         try:
@@ -121,6 +125,11 @@ def supervise(settings: Settings, run_id: int) -> RunStatus:
     if interrupted:
         raise KeyboardInterrupt
     return status
+
+
+def _more_queued(sessions) -> bool:
+    with sessions() as s:
+        return s.scalar(select(Run.id).where(Run.status == RunStatus.QUEUED.value).limit(1)) is not None
 
 
 def _record_end(sessions, run_id: int, status: RunStatus, error: str) -> RunStatus:
@@ -294,7 +303,8 @@ def run_worker(
         log.info("worker %s serving %s", os.getpid(), shown_url(settings.db_url))  # the log never shows a password
         open_database(settings.db_url)
         last_reconcile = last_advance = 0.0
-        supervisors, idle = RunSupervisors(settings, supervise), IdleClock()
+        warm = WarmStart(settings)  # a training process started ahead while runs are queued: a study's runs are short
+        supervisors, idle = RunSupervisors(settings, partial(supervise, warm=warm)), IdleClock()
         try:
             while True:
                 if time.monotonic() - last_reconcile > settings.stale_after_s / 2:
@@ -329,6 +339,8 @@ def run_worker(
                     request_cancel(s, run_id)
             supervisors.wait()  # each supervisor sees the cancel, stops its child and records the end
             raise
+        finally:
+            warm.close()
 
 
 def _probe_next(settings: Settings) -> bool:

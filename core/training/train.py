@@ -340,13 +340,29 @@ def _fit(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train one queued run (started by the worker).")
-    parser.add_argument("run_id", type=int)
+    parser.add_argument("run_id", type=int, nargs="?")
     parser.add_argument("--db", help="database URL")
     parser.add_argument("--parent-pid", type=int, help="stop if this process (the supervisor) goes away")
+    parser.add_argument(
+        "--standby", action="store_true", help="import, then wait for 'RUN_ID LOG_PATH' on stdin (core.jobs.runners)"
+    )
     args = parser.parse_args(argv)
-    start_seconds = time.time() - psutil.Process().create_time()  # process start and imports, until here
     settings = get_settings(args.db)
     open_database(settings.db_url)
+    if args.standby:
+        given = sys.stdin.readline().split(maxsplit=1)
+        if not given:  # the worker has gone, or needs it no more
+            return 0
+        waited = time.perf_counter()
+        args.run_id = int(given[0])
+        log = os.open(given[1].strip(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)  # the run's train.log, as a process started for it writes
+        os.dup2(log, 2)
+        start_seconds = time.perf_counter() - waited  # its start and imports were paid before the run was given
+    else:
+        start_seconds = time.time() - psutil.Process().create_time()  # process start and imports, until here
+    if args.run_id is None:
+        parser.error("give a RUN_ID (or --standby)")
     status = train_run(settings, args.run_id, args.parent_pid, start_seconds)
     return 0 if status in (RunStatus.COMPLETED, RunStatus.CANCELLED) else 1
 
