@@ -277,3 +277,19 @@ def test_the_worker_starts_the_next_training_process_ahead_and_leaves_none_behin
     # The worker was stopped by a signal (no clean-up ran): the waiting process sees its input close and leaves.
     _, alive = psutil.wait_procs(children, timeout=60)
     assert not alive
+
+
+def test_a_studys_time_counts_its_runs_and_what_the_pruner_saves():
+    per_run = {
+        "full": {"total_seconds": 60.0, "train_seconds": 50.0},
+        "lora": {"total_seconds": 40.0, "train_seconds": 30.0},
+    }
+    grid = {"full": [1e-5, 5e-5, 1e-4], "lora": [1e-4, 1e-3]}
+    lr = studies.study_seconds("lr", 2, grid, per_run, train_rows=1000)
+    assert lr["runs"] == 3 + 2 + 2 * 2
+    assert lr["most"] == pytest.approx(60 * (3 + 2) + 40 * (2 + 2))
+    assert lr["most"] - 50 * 2 * 0.25 - 30 * 1 * 0.25 == pytest.approx(lr["likely"])  # half the others stop at half
+    size = studies.study_seconds("train_size", 1, {"values": [100, 1000]}, per_run, train_rows=1000)
+    assert size["runs"] == 4 and size["most"] == pytest.approx((60 - 45) + 60 + (40 - 27) + 40)
+    rank = studies.study_seconds("lora_rank", 3, {"values": [1, 8]}, per_run, train_rows=1000)
+    assert rank["runs"] == 9 and rank["most"] == pytest.approx(3 * (60 + 2 * 40))
