@@ -374,6 +374,16 @@ def _train_study(settings, study_id: int) -> bool:
     """Train the study's runs here, oldest first, as the worker would (a run the worker took first is left to it and
     waited for), advancing a learning-rate study to its chosen rates; until none is queued or running. Returns
     whether every run completed (one the pruner stopped early completes too)."""
+    from core.jobs.runners import WarmStart
+
+    warm = WarmStart(settings)  # the next run's process started ahead, as the worker does: a study's runs are short
+    try:
+        return _train_runs(settings, study_id, warm)
+    finally:
+        warm.close()
+
+
+def _train_runs(settings, study_id: int, warm) -> bool:
     from core.jobs import studies
     from core.jobs.worker import supervise
     from core.results.studies import study_runs
@@ -399,7 +409,7 @@ def _train_study(settings, study_id: int) -> bool:
             what = _study_run_text(study, s.get(Run, run_id))
         if queued and _claim(settings, run_id):
             print(f"run {run_id}: training ({what}) ...", file=sys.stderr)
-            supervise(settings, run_id)  # Ctrl+C: it cancels the run and waits for its end
+            supervise(settings, run_id, warm)  # Ctrl+C: it cancels the run and waits for its end
         elif queued:
             continue  # the worker took it first: on to the next
         else:

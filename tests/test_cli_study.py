@@ -10,6 +10,7 @@ import json
 import re
 import statistics
 
+import psutil
 import pytest
 
 from core import cli
@@ -138,6 +139,10 @@ def test_a_rank_study_in_words_then_its_status(settings, csv_folder, tiny_model,
     assert [row[:2] for row in table[1:]] == [["—", "full"], ["r = 1", "lora"], ["r = 4", "lora"]]
     assert [line.split(":")[0] for line in lines[6:]] == ["verdict at r = 1", "verdict at r = 4"]
     assert "run 2: training (lora, r = 1, lr 0.001, seed 42) ..." in stderr
+    # As in the worker, each run after the first takes a process started ahead; none is left waiting afterwards
+    _, runs = _study(settings, 1)
+    assert max(r.stage_seconds["start"] for r in runs[1:]) < 0.5, [r.stage_seconds for r in runs]
+    assert not [p for p in psutil.Process().children(recursive=True) if "--standby" in p.cmdline()]
 
     code, stdout, _ = _main(settings, capsys, "status", "--study", "1")
     assert code == 0
@@ -242,7 +247,7 @@ def test_the_foreground_loop_advances_the_study_says_what_stopped_and_cancels_on
 
     trained = []
 
-    def supervise(settings_, run_id):
+    def supervise(settings_, run_id, warm=None):
         trained.append(run_id)
         _finish(settings_, run_id)
 
@@ -261,7 +266,7 @@ def test_the_foreground_loop_advances_the_study_says_what_stopped_and_cancels_on
     assert "run 3: stopped early at step 1 of 4: its dev accuracy was clearly behind the other rates" in err
     assert "study 1: full's best rate on the dev set is 5e-05; training it on 2 fresh seeds" in err
 
-    def interrupted(settings_, run_id):  # Ctrl+C on the second run: it ends cancelled (as supervise records it)
+    def interrupted(settings_, run_id, warm=None):  # Ctrl+C on the second run: it ends cancelled, as supervise has it
         if run_id == first + 1:
             _finish(settings_, run_id, RunStatus.CANCELLED)
             raise KeyboardInterrupt
@@ -274,7 +279,7 @@ def test_the_foreground_loop_advances_the_study_says_what_stopped_and_cancels_on
     _, runs = _study(settings, 2)
     assert [r.status for r in runs] == ["completed", "cancelled", "cancelled", "cancelled"]
 
-    def failing(settings_, run_id):
+    def failing(settings_, run_id, warm=None):
         _finish(settings_, run_id, RunStatus.FAILED if run_id == first else RunStatus.COMPLETED)
 
     monkeypatch.setattr(worker, "supervise", failing)
