@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.data import checking, datasets, reading
 from core.jobs.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
-from core.store.db import Dataset, Run, RunStatus, database_problem, open_database, session_factory, utcnow
+from core.store.db import Dataset, Run, RunStatus, Study, database_problem, open_database, session_factory, utcnow
 from core.store.settings import Settings, SettingsError, get_settings
 from core.training import models
 from core.training.artifacts import trained_model
@@ -104,6 +105,12 @@ def _configs(args) -> dict[str, TrainConfig]:
     if not args.pair and any(r is not None for r in rates.values()):
         flag = "--lr-full" if rates["full"] is not None else "--lr-lora"
         raise Refused(f"{flag} is for --pair (full fine-tuning and LoRA); a single run takes --lr.")
+    if any(r is not None and len(r) > 1 for r in rates.values()):
+        raise Refused(
+            "With --pair, --lr-full and --lr-lora take one rate each; rates to try make a study: "
+            "python -m core study --vary lr."
+        )
+    rates = {m: r[0] if r else None for m, r in rates.items()}
     if args.pair and args.lr is not None:
         raise Refused("With --pair, --lr does not say which method it is for: give --lr-full and/or --lr-lora.")
     if args.pair and args.method is not None:
@@ -238,9 +245,262 @@ def _print_run(settings, run_id: int, as_json: bool, ok: bool = True, **extra) -
 
 
 def cmd_submit(args) -> int:
+    if args.study:
+        settings, study_id, run_ids, _ = _queue_study(args)
+        print(json.dumps({"study": study_id, "runs": run_ids}) if args.json else study_id)
+        _say_worker(settings)
+        return 0
+    given = [f"--{name}" for name in ("vary", "seeds", "values") if getattr(args, name) is not None]
+    if given:
+        raise Refused(f"{given[0]} is for a study: add --study (python -m core submit --study --vary ...).")
+    if args.json:
+        raise Refused(
+            "submit prints the id of the run (or, with --pair, of the comparison group); --json is for --study."
+        )
     _, run_ids, group_id, _ = _queue(args, RunStatus.QUEUED)
     print(run_ids[0] if group_id is None else group_id)
     return 0
+
+
+def _say_worker(settings) -> None:
+    """Queued runs train in the worker: say how to start one if none serves this database."""
+    from core.jobs.worker import worker_alive
+
+    if not worker_alive(settings):
+        print(
+            "No worker is running for this database: start one with `python -m core worker` (with the same --db), "
+            "or open the dashboard, which starts one.",
+            file=sys.stderr,
+        )
+
+
+def _study_request(args) -> tuple[str, list | None, dict | None]:
+    """The study the options ask for, (vary, values, grids), checked before any data is read. Refused: options of a
+    single run or a pair, and options of another kind of study."""
+    from core.results.studies import VARIES
+
+    vary = args.vary
+    if vary not in VARIES:
+        said = f", not '{vary}'" if vary else ""
+        raise Refused(f"A study needs --vary: one of {', '.join(VARIES)}{said}.")
+    if args.method is not None:
+        raise Refused("A study trains both methods, full fine-tuning and LoRA: leave out --method.")
+    if args.pair:
+        raise Refused("A study is made of full fine-tuning and LoRA pairs already: leave out --pair.")
+    if args.repeats != 1:
+        raise Refused("--repeats is for --pair; a study takes --seeds N.")
+    if args.lr is not None:
+        raise Refused(
+            "A study sets each method's own learning rate, and --lr names no method: with --vary lr, give the rates "
+            "to try with --lr-full and --lr-lora."
+        )
+    grids = {m: getattr(args, f"lr_{m}") for m in ("full", "lora")}
+    if vary != "lr":
+        flag = next((f"--lr-{m}" for m, rates in grids.items() if rates is not None), None)
+        if flag:
+            raise Refused(
+                f"{flag} gives the rates a learning-rate study tries (--vary lr); a {vary} study trains each method "
+                "at its default rate."
+            )
+        values = args.values
+        if values is not None and any(v != int(v) for v in values):
+            raise Refused(f"--values takes whole numbers with --vary {vary} (e.g. {_EXAMPLES[vary]}).")
+        return vary, None if values is None else [int(v) for v in values], None
+    if args.values is not None:
+        raise Refused(
+            "--values is for --vary train_size or lora_rank; a learning-rate study takes each method's rates with "
+            "--lr-full and --lr-lora."
+        )
+    return vary, None, grids
+
+
+_EXAMPLES = {"train_size": "100,250,500,1000", "lora_rank": "1,4,16"}
+
+
+def _queue_study(args) -> tuple[Settings, int, list[int], dict | None]:
+    """Record the study and queue its runs, as the Train page would. Returns (settings, study id, the ids of the runs
+    queued, its time from each method's estimate: core.jobs.studies.study_seconds, or None)."""
+    from core.jobs import studies
+    from core.jobs.estimate import estimate_or_none
+
+    vary, values, grids = _study_request(args)
+    settings = _open(args)
+    with session_factory(settings.db_url)() as session:
+        # Both methods at the rates `train --pair` uses: the settings are refused here in the same words
+        pair_args = argparse.Namespace(**{**vars(args), "pair": True, "lr_full": None, "lr_lora": None})
+        configs = _configs(pair_args)
+        dataset = _dataset_from_files(session, settings, args)
+        _coverage(settings, dataset, args.model)
+        estimates = {m: estimate_or_none(settings, session, dataset, args.model, c) for m, c in configs.items()}
+        seeds = 3 if args.seeds is None else args.seeds
+        try:
+            study, runs = studies.create_study(
+                session, dataset, args.model, _config(args), vary, seeds, values, grids, estimates=estimates
+            )
+        except ConfigError as e:
+            raise Refused(" ".join(e.problems)) from None
+        seconds = None
+        if all(estimates.values()):
+            seconds = studies.study_seconds(vary, seeds, study.grid, estimates, dataset.sizes["train"])
+        return settings, study.id, [r.id for r in runs], seconds
+
+
+def cmd_study(args) -> int:
+    from core.words import duration_text
+
+    settings, study_id, _, seconds = _queue_study(args)
+    if seconds is not None:
+        print(
+            f"study {study_id}: about {seconds['runs']} runs, at most {duration_text(seconds['most'])} "
+            f"(likely {duration_text(seconds['likely'])})",
+            file=sys.stderr,
+        )
+    try:
+        ok = _train_study(settings, study_id)
+    except KeyboardInterrupt:
+        from core.results.studies import study_runs
+
+        with session_factory(settings.db_url)() as s:
+            for run in study_runs(s, study_id):
+                if run.status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value):
+                    request_cancel(s, run.id)
+        print(f"study {study_id}: cancel requested", file=sys.stderr)
+        return 130
+    _print_study(settings, study_id, args.json, table=True)
+    return 0 if ok else 1
+
+
+def _train_study(settings, study_id: int) -> bool:
+    """Train the study's runs here, oldest first, as the worker would (a run the worker took first is left to it and
+    waited for), advancing a learning-rate study to its chosen rates; until none is queued or running. Returns
+    whether every run completed (one the pruner stopped early completes too)."""
+    from core.jobs.runners import WarmStart
+
+    warm = WarmStart(settings)  # the next run's process started ahead, as the worker does: a study's runs are short
+    try:
+        return _train_runs(settings, study_id, warm)
+    finally:
+        warm.close()
+
+
+def _train_runs(settings, study_id: int, warm) -> bool:
+    from core.jobs import studies
+    from core.jobs.worker import supervise
+    from core.results.studies import study_runs
+
+    sessions = session_factory(settings.db_url)
+    while True:
+        with sessions() as s:
+            study = s.get(Study, study_id)
+            added = studies.advance(s, study)
+            for method in dict.fromkeys(r.method for r in added):
+                rate = next(r.config["learning_rate"] for r in added if r.method == method)
+                print(
+                    f"study {study_id}: {method}'s best rate on the dev set is {rate:g}; training it on "
+                    f"{study.seeds} fresh seed{'s' if study.seeds != 1 else ''}",
+                    file=sys.stderr,
+                )
+            runs = study_runs(s, study_id)
+            queued = [r.id for r in runs if r.status == RunStatus.QUEUED.value]
+            running = [r.id for r in runs if r.status == RunStatus.RUNNING.value]
+            if not queued and not running:
+                return all(r.status == RunStatus.COMPLETED.value for r in runs)
+            run_id = queued[0] if queued else running[0]
+            what = _study_run_text(study, s.get(Run, run_id))
+        if queued and _claim(settings, run_id):
+            print(f"run {run_id}: training ({what}) ...", file=sys.stderr)
+            supervise(settings, run_id, warm)  # Ctrl+C: it cancels the run and waits for its end
+        elif queued:
+            continue  # the worker took it first: on to the next
+        else:
+            print(f"run {run_id}: the worker is training it ({what}); waiting ...", file=sys.stderr)
+            _wait_until_finished(settings, run_id)
+        with sessions() as s:
+            run = s.get(Run, run_id)
+            if run.stopped_early:
+                print(
+                    f"run {run_id}: stopped early at step {run.step} of {run.total_steps}: its dev accuracy was "
+                    "clearly behind the other rates",
+                    file=sys.stderr,
+                )
+            elif run.status != RunStatus.COMPLETED.value:
+                print(f"run {run_id}: {run.status}" + (f": {run.error}" if run.error else ""), file=sys.stderr)
+
+
+def _study_run_text(study: Study, run: Run) -> str:
+    """'full, lr 5e-05, seed 42'; '100 training rows' or 'r = 4' where that is what the study varies."""
+    config = run.config
+    parts = [run.method]
+    if study.vary == "train_size":
+        parts.append(f"{config['train_rows']:,} training rows")
+    elif study.vary == "lora_rank" and run.method == "lora":
+        parts.append(f"r = {config['lora_r']}")
+    parts += [f"lr {config['learning_rate']:g}", f"seed {config['seed']}"]
+    if run.study_role == "final":
+        parts.append("the best rate on dev, on a fresh seed")
+    return ", ".join(parts)
+
+
+def _study_of(session, study_id: int) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
+        raise Refused(f"There is no study {study_id}.")
+    return study
+
+
+def _print_study(settings, study_id: int, as_json: bool, table: bool = False, runs: bool = False) -> None:
+    """The study's summary: with as_json the one object (core.results.studies.summary), else its label, its
+    sentence, the table of its points (table), its runs (runs), its verdicts and notes."""
+    from core.jobs.studies import planned_runs
+    from core.results import studies as found
+    from core.words import percent
+
+    with session_factory(settings.db_url, read_only=True)() as s:
+        study = _study_of(s, study_id)
+        info = found.summary(s, study)
+        label = found.study_label(study)
+        listed = [(r, _study_run_text(study, r)) for r in found.study_runs(s, study_id)] if runs else []
+        planned = planned_runs(study.vary, study.seeds, study.grid)
+    if as_json:
+        print(json.dumps(info, ensure_ascii=False))
+        return
+    print(label)
+    if runs:
+        counts = ", ".join(f"{n} {status}" for status, n in info["status"].items())
+        print(f"{sum(info['status'].values())} of about {planned} runs recorded: {counts}")
+        for run, what in listed:
+            early = ", stopped early" if run.stopped_early else ""
+            tested = f", test accuracy {percent(run.test_metrics['accuracy'])}" if run.test_metrics else ""
+            print(f"  run {run.id}: {run.status}{early} ({what}){tested}")
+    if info["sentence"]:
+        print(info["sentence"])
+    if table:
+        rows = [
+            (
+                found.value_text(study.vary, p["value"]),
+                p["method"],
+                percent(p["dev"]["accuracy"]),
+                percent(p["test"]["accuracy"]),
+                "yes" if p["stopped_early"] else "",
+            )
+            for p in info["points"]
+        ]
+        header = (found.VARY_NAMES[study.vary], "method", "dev acc", "test acc", "stopped early")
+        widths = [max(len(row[k]) for row in [header, *rows]) for k in range(len(header))]
+        for row in [header, *rows]:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if study.vary == "lr":
+        named = {"verdict": "each at its best rate on dev", "default_verdict": "at the default rates"}
+        for key, name in named.items():
+            verdict = info[key]
+            print(f"verdict {name}: {verdict['lines'][1] if verdict else 'none yet (no pair has completed)'}")
+    else:
+        for verdict in info["verdict"]:
+            said = verdict["lines"][1] if verdict["verdict"] else "none yet (no pair has completed)"
+            unit = " training rows" if study.vary == "train_size" else ""
+            print(f"verdict at {found.value_text(study.vary, verdict['value'])}{unit}: {said}")
+    for note in info["notes"]:
+        print(f"note: {note}")
 
 
 def cmd_compare(args) -> int:
@@ -250,6 +510,14 @@ def cmd_compare(args) -> int:
 
     settings = get_settings(args.db)
     ids = args.ids
+    if args.study is not None:
+        if ids:
+            raise Refused("Give --study ID alone: a study's verdicts come from its own runs.")
+        open_database(settings.db_url)
+        _print_study(settings, args.study, args.json)
+        return 0
+    if not ids:
+        raise Refused("Give one comparison group id, two or more run ids, or --study ID.")
     if not all(i.isdigit() for i in ids):
         raise Refused(f"Ids are whole numbers; got {' '.join(ids)}.")
     open_database(settings.db_url)
@@ -286,6 +554,13 @@ def cmd_compare(args) -> int:
 
 def cmd_status(args) -> int:
     settings = _open(args)
+    if args.study is not None:
+        if args.run_id is not None:
+            raise Refused("Give a run id or --study ID, not both.")
+        _print_study(settings, args.study, args.json, runs=True)
+        return 0
+    if args.run_id is None:
+        raise Refused("Give a run id, or --study ID for a study.")
     return _print_run(settings, args.run_id, args.json)
 
 
@@ -540,13 +815,47 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help=f"learning rate of a single run (default: {defaults_in_words()})")
-    p.add_argument("--lr-full", type=float, help="with --pair: full fine-tuning's learning rate (default as --lr)")
-    p.add_argument("--lr-lora", type=float, help="with --pair: LoRA's learning rate (default as --lr)")
+    for method, name in (("full", "full fine-tuning"), ("lora", "LoRA")):
+        p.add_argument(
+            f"--lr-{method}",
+            type=numbers,
+            metavar="LR",
+            help=f"with --pair: {name}'s learning rate (default as --lr); in a study with --vary lr: the rates it "
+            "tries, LR,... (default: five on a log scale, the method's default among them)",
+        )
     p.add_argument("--max-length", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--text-column", help="default: '0' if present, else guessed")
     p.add_argument("--label-column", help="default: '1' if present, else guessed")
     p.add_argument("--classes", help="a text file naming integer label i on line i")
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vary", help="the setting the study varies: lr, train_size or lora_rank")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="lr: the fresh seeds each method's best rate is trained on; otherwise each point's seeds (default 3)",
+    )
+    p.add_argument(
+        "--values",
+        type=numbers,
+        metavar="V,...",
+        help="train_size: the training-set sizes (default: a few from 100 up, and every row); lora_rank: the ranks "
+        "(default: 1 to 64)",
+    )
+
+
+def numbers(text: str) -> list[float]:
+    """Numbers as typed, separated by commas: 1e-4,5e-4 or 100,250,500."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of numbers separated by commas, such as 1e-4,5e-4")
+    return values
 
 
 def run_id(text: str) -> int:
@@ -566,15 +875,30 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("submit", parents=[db], help="queue a run for the worker; prints its id")
+    p = sub.add_parser(
+        "submit", parents=[db], help="queue a run (or, with --study, a study) for the worker; prints its id"
+    )
     _run_args(p)
+    p.add_argument("--study", action="store_true", help="queue a study: the options of `study`")
+    _study_args(p)
+    p.add_argument("--json", action="store_true", help='with --study: print {"study": ID, "runs": [the runs queued]}')
     p.set_defaults(func=cmd_submit)
+    p = sub.add_parser(
+        "study",
+        parents=[db],
+        help="a comparison with one setting varied: record it, train it now, print what it found",
+    )
+    _run_args(p)
+    _study_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_study)
     p = sub.add_parser("estimate", parents=[db], help="how long a run would take and how much memory it would need")
     _run_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object keyed by method")
     p.set_defaults(func=cmd_estimate)
-    p = sub.add_parser("status", parents=[db], help="a run's status and results")
-    p.add_argument("run_id", type=run_id)
+    p = sub.add_parser("status", parents=[db], help="a run's (or a study's) status and results")
+    p.add_argument("run_id", type=run_id, nargs="?")
+    p.add_argument("--study", type=run_id, metavar="ID", help="a study's runs, progress and results")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("cancel", parents=[db], help="stop a queued or running run")
@@ -595,7 +919,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object, sizes in bytes")
     p.set_defaults(func=cmd_disk)
     p = sub.add_parser("compare", parents=[db], help="the verdict: which method wins, by how much, at what cost")
-    p.add_argument("ids", nargs="+", metavar="RUN_OR_GROUP", help="one comparison group id, or two or more run ids")
+    p.add_argument("ids", nargs="*", metavar="RUN_OR_GROUP", help="one comparison group id, or two or more run ids")
+    p.add_argument("--study", type=run_id, metavar="ID", help="a study's verdicts")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("worker", parents=[db], help="train queued runs (side by side where they fit), until stopped")

@@ -152,6 +152,19 @@ def test_a_refused_study_records_nothing(settings, csv_folder, tiny_model):
         assert s.query(Study).count() == 0 and s.query(Run).count() == 0
 
 
+@pytest.mark.parametrize("vary, values", [("train_size", [12, 96]), ("lora_rank", [1, 4])])
+def test_each_method_trains_at_its_own_rate_at_every_point(settings, csv_folder, tiny_model, vary, values):
+    # The shared config is LoRA's (its rate 1e-3): full fine-tuning must not inherit that rate.
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        _, runs = studies.create_study(s, dataset, tiny_model, TrainConfig(), vary, seeds=1, values=values)
+        assert {(r.method, r.config["learning_rate"]) for r in runs} == {("full", 5e-5), ("lora", 1e-3)}
+        _, runs = studies.create_study(
+            s, dataset, tiny_model, TrainConfig(), vary, seeds=1, values=values, default_rates={"full": 2e-5}
+        )
+        assert {(r.method, r.config["learning_rate"]) for r in runs} == {("full", 2e-5), ("lora", 1e-3)}
+
+
 def _train_queued(settings, study_id):
     """Train every queued run of the study in this process, oldest first, advancing the study as the worker does."""
     while True:

@@ -144,7 +144,10 @@ def _plan(vary: str, config: TrainConfig, grid: dict, rates: dict, seeds: int) -
     for seed in range(first, first + seeds):
         if vary == "train_size":
             for n in grid["values"]:
-                plan += [("point", with_(m, seed=seed, train_rows=n), f"n{n}-s{seed}") for m in ("full", "lora")]
+                plan += [
+                    ("point", with_(m, seed=seed, train_rows=n, learning_rate=rates[m]), f"n{n}-s{seed}")
+                    for m in ("full", "lora")
+                ]
         else:
             plan.append(("point", with_("full", seed=seed, learning_rate=rates["full"]), f"s{seed}"))
             plan += [

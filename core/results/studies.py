@@ -284,6 +284,7 @@ def summary(session: Session, study: Study) -> dict:
     else:
         out["verdict"] = [{"value": v, **({"verdict": None} if d is None else d)} for v, d in found.items()]
         out["sentence"] = size_sentence(found) if study.vary == "train_size" else rank_sentence(pts)
+        out["notes"] = []
     return out
 
 
