@@ -152,6 +152,29 @@ def test_a_refused_study_records_nothing(settings, csv_folder, tiny_model):
         assert s.query(Study).count() == 0 and s.query(Run).count() == 0
 
 
+def test_a_size_study_trains_each_method_at_its_own_rate(settings, csv_folder, tiny_model):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        rates = {"full": 2e-5, "lora": 2e-3}
+        _, runs = studies.create_study(s, dataset, tiny_model, TrainConfig(), "train_size", seeds=1, values=[12])
+        _, chosen = studies.create_study(
+            s, dataset, tiny_model, TrainConfig(), "train_size", seeds=1, values=[12], default_rates=rates
+        )
+    assert {r.method: r.config["learning_rate"] for r in runs} == {"full": 5e-5, "lora": 1e-3}, "each its default"
+    assert {r.method: r.config["learning_rate"] for r in chosen} == rates
+
+
+def test_values_typed_in_a_box_are_read_or_refused_in_plain_words():
+    assert studies.values_from_text("100, 250;500  1e3") == [100, 250, 500, 1000]
+    assert studies.values_from_text("1e-4,5e-4") == [1e-4, 5e-4]
+    with pytest.raises(ConfigError, match="'fast' is not a number"):
+        studies.values_from_text("1e-4, fast")
+    with pytest.raises(ConfigError, match="'nan', 'x' are not numbers"):
+        studies.values_from_text("nan x 3")
+    with pytest.raises(ConfigError, match="No value was given"):
+        studies.values_from_text(" , ")
+
+
 def _train_queued(settings, study_id):
     """Train every queued run of the study in this process, oldest first, advancing the study as the worker does."""
     while True:

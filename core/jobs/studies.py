@@ -18,6 +18,7 @@ the one at that rank (core.results.studies.verdicts).
 from __future__ import annotations
 
 import logging
+import math
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -57,7 +58,7 @@ def _check_values(vary: str, values: list, dataset: Dataset) -> list[str]:
     if vary == "lr":
         return [] if all(0 < v < 1 for v in values) else ["Learning rates must be more than 0 and less than 1."]
     if any(int(v) != v for v in values):
-        return [f"Each {found.VARY_NAMES[vary]} must be a whole number."]
+        return [f"{'Training-set sizes' if vary == 'train_size' else 'LoRA ranks'} must be whole numbers."]
     if vary == "lora_rank":
         return [] if all(1 <= v <= 1024 for v in values) else ["LoRA ranks must be between 1 and 1024."]
     rows, classes = dataset.sizes["train"], len(dataset.classes)
@@ -67,6 +68,36 @@ def _check_values(vary: str, values: list, dataset: Dataset) -> list[str]:
             f"of {dataset.name})."
         ]
     return []
+
+
+def values_from_text(text: str) -> list[float]:
+    """Values typed in a box, separated by commas or spaces ('100, 250, 500', '1e-4 5e-4'), in the order given;
+    ConfigError in plain words for anything that is not a number, or for an empty box."""
+
+    def number(part: str) -> float | None:
+        try:
+            value = float(part)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+
+    parts = text.replace(",", " ").replace(";", " ").split()
+    bad = [f"'{p}'" for p in parts if number(p) is None]
+    if bad or not parts:
+        what = (
+            "No value was given"
+            if not parts
+            else f"{bad[0]} is not a number"
+            if len(bad) == 1
+            else f"{', '.join(bad)} are not numbers"
+        )
+        raise ConfigError(
+            [
+                f"{what}: give numbers separated by commas, e.g. 100, 250, 500 (no thousands separators), or "
+                "1e-4, 5e-4 for learning rates."
+            ]
+        )
+    return [number(p) for p in parts]
 
 
 def create_study(
@@ -144,7 +175,10 @@ def _plan(vary: str, config: TrainConfig, grid: dict, rates: dict, seeds: int) -
     for seed in range(first, first + seeds):
         if vary == "train_size":
             for n in grid["values"]:
-                plan += [("point", with_(m, seed=seed, train_rows=n), f"n{n}-s{seed}") for m in ("full", "lora")]
+                plan += [
+                    ("point", with_(m, seed=seed, train_rows=n, learning_rate=rates[m]), f"n{n}-s{seed}")
+                    for m in ("full", "lora")
+                ]
         else:
             plan.append(("point", with_("full", seed=seed, learning_rate=rates["full"]), f"s{seed}"))
             plan += [
