@@ -321,11 +321,11 @@ def rank_sentence(pts: list[dict]) -> str | None:
         if best["trainable_params"] and full["trainable_params"]
         else ""
     )
+    rank = f"LoRA's best rank, r = {int(best['value'])},"
+    if round(gap, 1) == 0:
+        return f"{rank} is level with full fine-tuning on the test set{share}."
     where = "ahead of" if gap > 0 else "behind"
-    return (
-        f"LoRA's best rank, r = {int(best['value'])}, is {abs(gap):.1f} points {where} full fine-tuning on the test "
-        f"set{share}."
-    )
+    return f"{rank} is {abs(gap):.1f} points {where} full fine-tuning on the test set{share}."
 
 
 def summary(session: Session, study: Study) -> dict:
