@@ -509,7 +509,7 @@ def _trace(method: str, x: list, y: list, hover: list[str], marker: dict | None 
         y=y,
         **{"mode": "lines+markers", "name": METHOD_NAMES[method], "line": {"color": colour}, **more},
         legendgroup=method,
-        marker={"color": colour, "size": 9, **(marker or {})},
+        marker={"color": colour, "size": 9, "opacity": 1, **(marker or {})},  # sizes vary: plotly would fade them
         hovertext=hover,
         hovertemplate="%{hovertext}<extra></extra>",
         cliponaxis=False,  # a point at the edge whole
@@ -553,11 +553,24 @@ def _rate_text(rate: float) -> str:
     return f"{rate:g}".replace("e-0", "e-")  # 5e-5, not 5e-05
 
 
+def _accuracy_range(fig: go.Figure) -> list[float] | None:
+    """The y-axis around the accuracies shown, a little room each side, never below 0 % or much above 100 % (plotly
+    spreads a flat line from -50 % to 100 %)."""
+    ys = [y for trace in fig.data for y in (trace.y or ()) if y is not None]
+    if not ys:
+        return None
+    low, high = min(ys), max(ys)
+    room = max(0.03, 0.15 * (high - low))
+    return [max(0.0, low - room), min(1.02, high + room)]
+
+
 def _study_layout(fig: go.Figure, title: str, x_title: str, y_title: str, ticks: list | None = None) -> go.Figure:
+    """The look every study chart shares: a log x-axis (its ticks at the values tried, else at powers of ten), the
+    accuracies in percent, the legend below."""
     fig.update_layout(
         title={"text": title},
-        xaxis={"type": "log", "title": x_title},
-        yaxis={"title": y_title, "tickformat": ".0%"},
+        xaxis={"type": "log", "title": x_title, "dtick": 1},
+        yaxis={"title": y_title, "tickformat": ".0%", "range": _accuracy_range(fig)},
         height=430,
         margin={"t": 60, "b": 10},
         legend={"orientation": "h", "y": -0.2},
@@ -648,6 +661,7 @@ def study_size_figure(points: list[dict], changes: list[tuple]) -> go.Figure:
         ]
         fig.add_trace(_trace(method, xs, ys, hover))
     for value, ahead in changes:
+        last = value == max(sizes)  # its words to the left of the line, inside the chart
         fig.add_shape(  # a shape takes the data value on a log axis; an annotation takes its log (plotly.js)
             type="line", x0=value, x1=value, y0=0, y1=1, yref="paper", line={"color": "#737373", "dash": "dot"}
         )
@@ -657,7 +671,7 @@ def study_size_figure(points: list[dict], changes: list[tuple]) -> go.Figure:
             yref="paper",
             text=f"{ahead} from {value:,} rows",
             showarrow=False,
-            xanchor="left",
+            xanchor="right" if last else "left",
             yanchor="bottom",
             font={"size": 12, "color": "#525252"},
         )

@@ -230,7 +230,7 @@ def study_chart(study: Study, view: dict) -> None:
     if view["sentence"]:
         st.info(view["sentence"], icon=":material/balance:")
     if view["verdicts"]:
-        st.caption(f"The verdict at each {found.VARY_NAMES[study.vary]}:")
+        st.caption(f"The verdict at each {'size' if study.vary == 'train_size' else 'rank'}:")
         st.dataframe(found.verdicts_frame(study.vary, view["verdicts"]), hide_index=True, key="compare_study_table")
 
 
@@ -257,8 +257,8 @@ def show_study(study_id: int) -> None:
         study, members, progress, active = study_state(study_id)
         if study is None:
             return st.error(f"Study {study_id} was deleted.")
-        if was_active and not active:
-            st.rerun()  # the study just ended: redraw the whole page, without polling
+        if was_active != active:
+            st.rerun()  # the study just ended, or a rate was added: redraw the whole page, polling or not
         st.subheader(found.study_label(study))
         ui.show_flash()
         if progress["completed"] == progress["planned"]:

@@ -145,6 +145,7 @@ def show_run(run_id: int) -> None:
         shown = s.get(Run, run_id)
         pair = [shown, *tables.partners(s, shown)]
         group = comparisons.group_of(s, shown)
+        study = shown.study and (shown.study.id, study_results.point_text(shown.study.vary, shown))
     if group:
         group_id, seeds, done = group
         st.page_link(
@@ -155,6 +156,13 @@ def show_run(run_id: int) -> None:
             query_params={"group": str(group_id)},
             icon="⚖️",
             disabled=not done,
+        )
+    if study:
+        st.page_link(
+            "pages/compare.py",
+            label=f"Study #{study[0]}: this run is one of its points ({study[1]}). See its chart",
+            query_params={"study": str(study[0])},
+            icon=":material/monitoring:",
         )
     was_active = any(not r.run_status.finished for r in pair)
     if not shown.run_status.finished:  # a live view follows the pair to the run that trains next

@@ -180,6 +180,16 @@ def test_a_rank_study_shows_lora_by_its_weights_against_full_fine_tunings_line(s
     band = next(t for t in chart["data"] if t.get("fill") == "toself" and "Full" in t["name"])
     assert min(band["y"]) == pytest.approx(1 - 11 / 90) and max(band["y"]) == pytest.approx(1 - 10 / 90)
     assert "LoRA's best rank, r = 8, is 1.7 points behind full fine-tuning" in texts(at.info)
+    low, high = chart["layout"]["yaxis"]["range"]
+    assert 0 <= low < 1 - 20 / 90 and 1 - 10 / 90 < high <= 1.02, "the accuracies, with room, never below 0 %"
+
+
+def test_a_rank_level_with_full_fine_tuning_is_said_so():
+    def point(method, value, accuracy):
+        return {"method": method, "value": value, "test": {"accuracy": accuracy}, "trainable_params": None}
+
+    pts = [point("full", None, 0.30), point("lora", 2, 0.30), point("lora", 8, 0.25)]
+    assert found.rank_sentence(pts) == "LoRA's best rank, r = 2, is level with full fine-tuning on the test set."
 
 
 def test_a_study_is_one_row_on_runs_its_runs_say_their_study_and_it_is_deleted_whole(settings, tmp_path):
@@ -194,6 +204,11 @@ def test_a_study_is_one_row_on_runs_its_runs_say_their_study_and_it_is_deleted_w
     assert row["runs completed"][0] == "8 of 8" and row["varies"][0] == "training rows"
     history = at.dataframe[0].value
     assert set(history["study"]) == {f"#{study_id} · 12 rows", f"#{study_id} · 30 rows", ""}
+
+    with session_factory(settings.db_url)() as s:
+        first = found.study_runs(s, study_id)[0].id
+    links = [link.proto.label for link in open_page("runs", run=str(first)).get("page_link")]
+    assert f"Study #{study_id}: this run is one of its points (12 rows). See its chart" in links
 
     at.selectbox(key="runs_delete_choice").set_value(f"study-{study_id}").run()
     at.button(key="runs_delete").click().run()
