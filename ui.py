@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 
@@ -492,3 +493,230 @@ def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
+
+
+def _shade(colour: str, alpha: float) -> str:
+    """'#08519C' at this opacity, for a band under its line."""
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def _trace(method: str, x: list, y: list, hover: list[str], marker: dict | None = None, **more) -> go.Scatter:
+    """A study's line or marks of one method, in its colour, saying `hover` over each point; `more` as plotly's."""
+    colour = describe.METHOD_SHADES[method][0]
+    return go.Scatter(
+        x=x,
+        y=y,
+        **{"mode": "lines+markers", "name": METHOD_NAMES[method], "line": {"color": colour}, **more},
+        legendgroup=method,
+        marker={"color": colour, "size": 9, "opacity": 1, **(marker or {})},  # sizes vary: plotly would fade them
+        hovertext=hover,
+        hovertemplate="%{hovertext}<extra></extra>",
+        cliponaxis=False,  # a point at the edge whole
+    )
+
+
+def _band(xs: list, bands: list, method: str, what: str) -> go.Scatter | None:
+    """The lowest and highest score over the seeds at each point, as a shaded area in the method's colour; None where
+    no point has two seeds that differ."""
+    spans = [(x, band) for x, band in zip(xs, bands) if band is not None]
+    if not any(high > low for _, (low, high) in spans):
+        return None
+    return go.Scatter(
+        x=[x for x, _ in spans] + [x for x, _ in reversed(spans)],
+        y=[high for _, (_, high) in spans] + [low for _, (low, _) in reversed(spans)],
+        fill="toself",
+        fillcolor=_shade(describe.METHOD_SHADES[method][0], 0.15),
+        line={"width": 0},
+        mode="lines",
+        name=f"{METHOD_NAMES[method]}: {what}, lowest to highest seed",
+        legendgroup=method,
+        showlegend=False,
+        hoverinfo="skip",
+    )
+
+
+def _each_method(fig: go.Figure, points: list[dict], score: str):
+    """Each method's points that have a `score` ("dev" or "test") accuracy, after drawing its seeds' band on the
+    figure: (method, its points, their values, their accuracies)."""
+    for method in ("full", "lora"):
+        mine = [p for p in points if p["method"] == method and p[score]["accuracy"] is not None]
+        if not mine:
+            continue
+        xs = [p["value"] for p in mine]
+        if band := _band(xs, [p[f"{score}_band"] for p in mine], method, f"{score} accuracy"):
+            fig.add_trace(band)
+        yield method, mine, xs, [p[score]["accuracy"] for p in mine]
+
+
+def _rate_text(rate: float) -> str:
+    return f"{rate:g}".replace("e-0", "e-")  # 5e-5, not 5e-05
+
+
+def _accuracy_range(fig: go.Figure) -> list[float] | None:
+    """The y-axis around the accuracies shown, a little room each side, never below 0 % or much above 100 % (plotly
+    spreads a flat line from -50 % to 100 %)."""
+    ys = [y for trace in fig.data for y in (trace.y or ()) if y is not None]
+    if not ys:
+        return None
+    low, high = min(ys), max(ys)
+    room = max(0.03, 0.15 * (high - low))
+    return [max(0.0, low - room), min(1.02, high + room)]
+
+
+def _study_layout(fig: go.Figure, title: str, x_title: str, y_title: str, ticks: list | None = None) -> go.Figure:
+    """The look every study chart shares: a log x-axis (its ticks at the values tried, else at powers of ten), the
+    accuracies in percent, the legend below."""
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"type": "log", "title": x_title, "dtick": 1},
+        yaxis={"title": y_title, "tickformat": ".0%", "range": _accuracy_range(fig)},
+        height=430,
+        margin={"t": 60, "b": 10},
+        legend={"orientation": "h", "y": -0.2},
+        hovermode="closest",
+    )
+    if ticks:
+        fig.update_xaxes(tickvals=[v for v, _ in ticks], ticktext=[t for _, t in ticks])
+    return fig
+
+
+def study_lr_figure(points: list[dict], best: dict, chosen: dict) -> go.Figure:
+    """A learning-rate study: each rate's dev accuracy (log axis), one line per method in its colour, its seeds as a
+    band where a rate has several; the default rate a diamond, a rate the pruner stopped a hollow circle, the rate
+    chosen on dev a star, and beside it the chosen rate's mean on the fresh seeds with their range as a whisker
+    (core.results.studies.points, best_rates, chosen_points)."""
+    fig, rates = go.Figure(), set()
+    for method, mine, xs, ys in _each_method(fig, points, "dev"):
+        name, colour = METHOD_NAMES[method], describe.METHOD_SHADES[method][0]
+        rates |= set(xs)
+        notes = [
+            " · default rate"
+            if p["default"]
+            else " · stopped early (clearly behind at half the training)"
+            if p["stopped_early"]
+            else ""
+            for p in mine
+        ]
+        hover = [f"{name}, rate {_rate_text(x)}: dev accuracy {y:.1%}{note}" for x, y, note in zip(xs, ys, notes)]
+        marker = {
+            "size": [13 if p["default"] else 10 for p in mine],
+            "symbol": ["diamond" if p["default"] else "circle-open" if p["stopped_early"] else "circle" for p in mine],
+            "line": {"color": colour, "width": 2},
+        }
+        fig.add_trace(_trace(method, xs, ys, hover, marker))
+        if method in best:
+            rate = best[method]["value"]
+            fig.add_trace(
+                _trace(
+                    method,
+                    [rate],
+                    [ys[xs.index(rate)]],
+                    [f"{name}: rate {_rate_text(rate)}, the best on dev, chosen"],
+                    {"symbol": "star", "size": 18, "line": {"color": "white", "width": 1}},
+                    mode="markers",
+                    name=f"{name}: chosen rate",
+                    showlegend=False,
+                )
+            )
+        fresh = chosen.get(method) or {}
+        if fresh.get("dev_band"):  # the chosen rate on the fresh seeds: their mean and range, beside the star
+            (low, high), mean = fresh["dev_band"], fresh["dev"]["accuracy"]
+            said = f"on {fresh['completed']} fresh seeds: dev accuracy {low:.1%} to {high:.1%}, mean {mean:.1%}"
+            fig.add_trace(
+                _trace(
+                    method,
+                    [fresh["value"]],
+                    [mean],
+                    [f"{name} at {_rate_text(fresh['value'])} {said}"],
+                    {"symbol": "line-ew-open", "size": 14, "line": {"width": 2}},
+                    mode="markers",
+                    name=f"{name}: chosen rate on the fresh seeds",
+                    showlegend=False,
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [high - mean],
+                        "arrayminus": [mean - low],
+                        "color": colour,
+                        "thickness": 2,
+                        "width": 6,
+                    },
+                )
+            )
+    ticks = [(r, _rate_text(r)) for r in sorted(rates)]
+    return _study_layout(fig, "Dev accuracy at each learning rate", "Learning rate (log scale)", "Dev accuracy", ticks)
+
+
+def study_size_figure(points: list[dict], changes: list[tuple]) -> go.Figure:
+    """A training-set size study: each method's test accuracy against the training rows (log axis), its seeds as a
+    band, and a dotted line where the verdict changes (core.results.studies.verdict_changes), saying to what."""
+    fig, sizes = go.Figure(), set()
+    for method, mine, xs, ys in _each_method(fig, points, "test"):
+        sizes |= set(xs)
+        hover = [
+            f"{METHOD_NAMES[method]}, {x:,} rows: test accuracy {y:.1%}"
+            + (f" (mean of {p['completed']} seeds)" if p["completed"] > 1 else "")
+            for p, x, y in zip(mine, xs, ys)
+        ]
+        fig.add_trace(_trace(method, xs, ys, hover))
+    for value, ahead in changes:
+        last = value == max(sizes)  # its words to the left of the line, inside the chart
+        fig.add_shape(  # a shape takes the data value on a log axis; an annotation takes its log (plotly.js)
+            type="line", x0=value, x1=value, y0=0, y1=1, yref="paper", line={"color": "#737373", "dash": "dot"}
+        )
+        fig.add_annotation(
+            x=math.log10(value),
+            y=1,
+            yref="paper",
+            text=f"{ahead} from {value:,} rows",
+            showarrow=False,
+            xanchor="right" if last else "left",
+            yanchor="bottom",
+            font={"size": 12, "color": "#525252"},
+        )
+    ticks = [(n, f"{n:,}") for n in sorted(sizes)]
+    return _study_layout(fig, "Test accuracy by training rows", "Training rows (log scale)", "Test accuracy", ticks)
+
+
+def study_rank_figure(points: list[dict]) -> go.Figure:
+    """A LoRA rank study: LoRA's test accuracy against the weights it trains (log axis), each point labelled with its
+    rank, its seeds as a band; full fine-tuning as a horizontal line with its band, reaching to the weights it
+    trains."""
+    fig = go.Figure()
+    lora = [p for p in points if p["method"] == "lora" and p["test"]["accuracy"] is not None and p["trainable_params"]]
+    full = next(
+        (p for p in points if p["method"] == "full" and p["test"]["accuracy"] is not None and p["trainable_params"]),
+        None,
+    )
+    if full is not None:
+        accuracy, weights = full["test"]["accuracy"], full["trainable_params"]
+        xs = [min([p["trainable_params"] for p in lora] or [weights / 1000]), weights]
+        if band := _band(xs, [full["test_band"]] * 2, "full", "test accuracy"):
+            fig.add_trace(band)
+        said = f"Full fine-tuning trains {int(weights):,} weights: test accuracy {accuracy:.1%}"
+        fig.add_trace(
+            _trace(
+                "full",
+                xs,
+                [accuracy, accuracy],
+                [said, said],
+                {"size": [0, 10]},
+                mode="lines+markers+text",
+                line={"color": describe.METHOD_SHADES["full"][0], "dash": "dash"},
+                text=["", "full fine-tuning"],
+                textposition="top left",
+            )
+        )
+    if lora:
+        xs, ys = [p["trainable_params"] for p in lora], [p["test"]["accuracy"] for p in lora]
+        if band := _band(xs, [p["test_band"] for p in lora], "lora", "test accuracy"):
+            fig.add_trace(band)
+        ranks = [f"r = {int(p['value'])}" for p in lora]
+        hover = [f"LoRA {r} trains {int(x):,} weights: test accuracy {y:.1%}" for r, x, y in zip(ranks, xs, ys)]
+        fig.add_trace(
+            _trace("lora", xs, ys, hover, mode="lines+markers+text", text=ranks, textposition="bottom center")
+        )
+    return _study_layout(
+        fig, "Test accuracy by the weights LoRA trains", "Trainable weights (log scale)", "Test accuracy"
+    )

@@ -1,12 +1,18 @@
 """Compare: the verdict first (which method wins, by how much, how sure we can be), the costs as ratios, then where
 the runs differ: the difference matrix, per-class F1, curves, confusion matrices (click a cell for its texts)."""
 
+import json
+
 import streamlit as st
 
 import ui
+from core.jobs import studies
+from core.jobs.runs import ConfigError
 from core.results import comparisons, describe, tables, verdict
+from core.results import studies as found
 from core.results.downloads import safe_csv
-from core.store.db import RunStatus
+from core.store.db import RunStatus, Study
+from core.training.config import METHOD_NAMES
 
 PICK = 0  # "What to compare": the runs picked by hand, not a comparison group
 BADGE = {"lora_better": "green", "full_better": "green", "no_difference": "blue", "too_few": "orange"}
@@ -27,7 +33,287 @@ def remember_cell(run_id: int) -> None:
     st.session_state.compare_cell = (run_id, *points[0]["customdata"]) if points else None
 
 
+def verdict_card(result: verdict.Verdict, pairs: list, key: str = "compare_verdict", compact: bool = False) -> None:
+    """The verdict in a card: who wins, both accuracies, by how much and how sure; its numbers (unless `compact`); and
+    how to read it, with each seed's result. A study shows two side by side (keys: `key`, and its seeds table's)."""
+    a_name, b_name = result.names
+    acc = result.accuracy
+    first, *rest = result.lines()  # both accuracies, the difference for the winner, how sure; then macro-F1
+    badge = f"{result.winner()} wins" if result.winner() else SHORT[acc.outcome]
+    with st.container(border=True, key=key):
+        st.markdown(f":{BADGE[acc.outcome]}-badge[{badge}] **{first}**")
+        st.markdown("  \n".join(rest[:2]))
+        st.markdown(rest[2])
+        if not compact:  # beside another card: the lines alone, the numbers are in them
+            c1, c2, c3, c4 = st.columns(4)
+            for col, name, scores, f1_scores in (
+                (c1, a_name, acc.a, result.f1_macro.a),
+                (c2, b_name, acc.b, result.f1_macro.b),
+            ):
+                col.metric(
+                    f"{name[0].upper() + name[1:]}, test accuracy",
+                    f"{sum(scores) / len(scores):.1f} %",
+                    help=f"Macro-F1 {sum(f1_scores) / len(f1_scores):.1f} %"
+                    + (f"; means over {result.seeds} seeds. " if result.seeds > 1 else ". ")
+                    + ui.glossary("accuracy", "macro-F1"),
+                )
+            if result.mcnemar_p is not None:
+                c3.metric(
+                    "McNemar's p",
+                    f"{result.mcnemar_p:.3f}" if result.mcnemar_p >= 0.001 else "< 0.001",
+                    help=f"Of the texts only one of them got right, {result.only_b} went to {b_name} and "
+                    f"{result.only_a} to {a_name}. p is how often a split at least this uneven happens by chance "
+                    "when both are equally good; under 0.05 is rarely chance.",
+                )
+            else:
+                c3.metric(
+                    "Seeds", result.seeds, help="Pairs trained with seeds s, s+1, ...: each seed's result is below."
+                )
+            c4.metric("Test texts", f"{result.test_size:,}", help=f"One text is {100 / result.test_size:.2f} points.")
+        floor = verdict.noise_floor(result.test_size)
+        spread = "texts and seeds" if result.seeds > 1 else "the test texts"
+        # folded: the card, its four lines and its numbers, fits a 1024 x 768 screen under the page's title
+        with st.expander("How to read it" + (", and each seed's result" if result.seeds > 1 else "")):
+            st.caption(
+                "Differences are in points (88.0 % against 86.5 % is 1.5 points). The 95 % interval "
+                "is the range the difference would likely fall in on other test "
+                f"texts{' and seeds' if result.seeds > 1 else ''} (a bootstrap: {spread} resampled "
+                f"{verdict.RESAMPLES:,} times). It must lie wholly on one side of 0 for a winner. With "
+                f"{result.test_size:,} test texts, differences under about {floor:.1f} points cannot be told from "
+                f"chance; an interval wider than ±{verdict.RESOLUTION_POINTS:g} points is too wide to call the "
+                "methods equal."
+            )
+            if result.seeds > 1:
+                st.caption(f"Each seed's test accuracy, and {b_name} minus {a_name} in points:")
+                seeds = comparisons.seeds_frame(result, pairs)
+                points_col = st.column_config.NumberColumn(format="%+.1f")
+                st.dataframe(
+                    seeds,
+                    hide_index=True,
+                    column_config={
+                        c: points_col if "difference" in c else ui.PERCENT_COLUMN for c in seeds.columns[2:]
+                    },
+                    key=key.replace("verdict", "seeds"),
+                )
+
+
+# --- Studies: a comparison with one setting varied (core.jobs.studies), opened with ?study=ID ---------------------
+STUDY_POLL_S = 3.0  # how often a study still training reads the database
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the study…")
+def study_found(db_url: str, study_id: int, state: tuple) -> dict:
+    """What the study's view shows, computed once per database, study and state of its runs (`state`: each run's
+    id, status and end, and the grid): the points, each method's chosen rate, the verdicts and the sentences."""
+    with ui.sessions()() as s:
+        study = s.get(Study, study_id)
+        runs = found.study_runs(s, study_id)
+        pts = found.points(s, study, runs)
+        best = found.best_rates(study, pts) if study.vary == "lr" else {}
+        out = {"points": pts, "best": best, "verdicts": found.verdicts(s, study, runs, best)}
+        if study.vary == "lr":
+            compared = found.verdict_runs(study, runs, best)
+            out["chosen"] = found.chosen_points(s, study, runs, best)
+            out["pairs"] = {
+                name: [(a.id, b.id) for a, b in comparisons.completed_pairs(members)]
+                for name, members in compared.items()
+            }
+            out["sentence"] = found.lr_sentence(best, out["verdicts"]["tuned"], out["verdicts"]["default"])
+        elif study.vary == "train_size":
+            out["changes"] = found.verdict_changes(out["verdicts"])
+            out["sentence"] = found.size_sentence(out["verdicts"])
+        else:
+            out["sentence"] = found.rank_sentence(pts)
+    return out
+
+
+def open_study() -> None:
+    for name in ("group", "runs"):
+        st.query_params.pop(name, None)
+    st.query_params["study"] = str(st.session_state.pop("compare_study"))
+
+
+def close_study() -> None:
+    st.query_params.pop("study", None)
+
+
+def add_rate(study_id: int, method: str, rate: float) -> None:
+    try:
+        with ui.sessions(write=True)() as s:
+            run = studies.add_rate(s, s.get(Study, study_id), method, rate)
+    except ConfigError as e:
+        return ui.flash("error", " ".join(e.problems))
+    ui.keep_worker_running()
+    ui.flash(
+        "success",
+        f"Queued run #{run.id}: {METHOD_NAMES[method]} at rate {rate:g}. Once it has trained, the best rate is chosen "
+        "again, and trained on the fresh seeds if it changed.",
+    )
+
+
+def study_verdicts(study: Study, view: dict) -> None:
+    """A learning-rate study's two verdicts side by side, each as a comparison's card: at the default rates, and
+    each method at its best rate on the dev set, on the fresh seeds."""
+    rates, best = study.grid.get("default", {}), view["best"]
+    first = study.first_seed + 1
+    fresh = f"fresh seeds {first}-{first + study.seeds - 1}" if study.seeds > 1 else f"fresh seed {first}"
+    sides = {
+        "default": (
+            "At the default rates",
+            f"Full fine-tuning {rates.get('full', 0):g}, LoRA {rates.get('lora', 0):g}; seed {study.first_seed}.",
+            "Comes once both default rates have trained.",
+        ),
+        "tuned": (
+            "Each at its best rate on the dev set",
+            f"Full fine-tuning {best['full']['value']:g}, LoRA {best['lora']['value']:g}; {fresh}."
+            if len(best) == 2
+            else f"Chosen once every rate of both methods has trained; then trained on {fresh}.",
+            "Comes once the chosen rates have trained on the fresh seeds.",
+        ),
+    }
+    for col, (name, (title, which, waiting)) in zip(st.columns(2), sides.items()):
+        with col:
+            st.markdown(f"**{title}**")
+            st.caption(which)
+            pair_ids = tuple(view["pairs"][name])
+            if not pair_ids:
+                st.info(waiting)
+                continue
+            with ui.sessions()() as s:
+                by_id = {r.id: r for r in tables.runs_by_id(s, [i for pair in pair_ids for i in pair])}
+            pairs = [(by_id[a], by_id[b]) for a, b in pair_ids]
+            try:
+                result, _ = cached_verdict(
+                    ui.settings().db_url, pair_ids, tuple(str(r.finished_at) for pair in pairs for r in pair)
+                )
+            except comparisons.NotComparable as e:
+                st.warning(str(e))
+                continue
+            verdict_card(result, pairs, key=f"compare_study_{name}_verdict", compact=True)
+
+
+def study_chart(study: Study, view: dict) -> None:
+    """The study's chart and what it says, by what it varies."""
+    pts = view["points"]
+    if study.vary == "lr":
+        st.plotly_chart(ui.study_lr_figure(pts, view["best"], view["chosen"]), key="compare_study_chart")
+        st.caption(
+            "Dev accuracy of the weights each run kept. ◆ the default rate (always trained to the end) · ★ the rate "
+            "chosen on the dev set · ⊢ beside it, its mean and range on the fresh seeds · ○ a rate stopped early, "
+            "clearly behind the others at half its training. The test set is kept for the verdicts."
+        )
+        if view["sentence"]:
+            disagree = view["verdicts"]["tuned"]["verdict"] != view["verdicts"]["default"]["verdict"]
+            (st.warning if disagree else st.info)(view["sentence"], icon=":material/balance:")
+        study_verdicts(study, view)
+        for method, chosen in view["best"].items():
+            if chosen["edge"]:
+                (note,) = found.edge_notes({method: chosen})
+                st.info(note)
+                if chosen["next"]:
+                    st.button(
+                        f"Try {chosen['next']:g} for {METHOD_NAMES[method].lower() if method == 'full' else 'LoRA'}",
+                        key=f"compare_study_add_{method}",
+                        on_click=add_rate,
+                        args=(study.id, method, chosen["next"]),
+                        help="Trains one more rate on the first seed; the best rate is then chosen again.",
+                    )
+        return
+    if study.vary == "train_size":
+        st.plotly_chart(ui.study_size_figure(pts, view["changes"]), key="compare_study_chart")
+        st.caption("Test accuracy, the mean over the seeds; the shaded band spans the lowest to the highest seed.")
+    else:
+        st.plotly_chart(ui.study_rank_figure(pts), key="compare_study_chart")
+        st.caption(
+            "LoRA's test accuracy at each rank against the weights it trains; full fine-tuning's as the dashed line. "
+            "The shaded bands span the lowest to the highest seed."
+        )
+    if view["sentence"]:
+        st.info(view["sentence"], icon=":material/balance:")
+    if view["verdicts"]:
+        st.caption(f"The verdict at each {'size' if study.vary == 'train_size' else 'rank'}:")
+        st.dataframe(found.verdicts_frame(study.vary, view["verdicts"]), hide_index=True, key="compare_study_table")
+
+
+def study_state(study_id: int) -> tuple[Study | None, list, dict, bool]:
+    """The study, its runs, how far it is (core.results.studies.study_progress) and whether runs are still to end
+    (a learning-rate study queues its fresh seeds once its rates have ended: planned, not yet queued)."""
+    with ui.sessions()() as s:
+        study = s.get(Study, study_id)
+        if study is None:
+            return None, [], {}, False
+        members = found.study_runs(s, study_id)
+    progress = found.study_progress(members, studies.planned_runs(study.vary, study.seeds, study.grid))
+    return study, members, progress, not found.finished(members) or progress["ended"] < progress["planned"]
+
+
+def show_study(study_id: int) -> None:
+    st.button(
+        "← Comparisons", key="compare_study_back", on_click=close_study, help="Back to comparing runs and pairs."
+    )
+    was_active = study_state(study_id)[3]
+
+    @st.fragment(run_every=STUDY_POLL_S if was_active else None)
+    def live() -> None:
+        study, members, progress, active = study_state(study_id)
+        if study is None:
+            return st.error(f"Study {study_id} was deleted.")
+        if was_active != active:
+            st.rerun()  # the study just ended, or a rate was added: redraw the whole page, polling or not
+        st.subheader(found.study_label(study))
+        ui.show_flash()
+        if progress["completed"] == progress["planned"]:
+            st.caption(f"All {progress['planned']} runs completed.")
+        else:
+            failed = progress["ended"] - progress["completed"]
+            st.progress(
+                progress["completed"] / progress["planned"],
+                text=f"{progress['completed']} of {progress['planned']} runs completed"
+                + (f", {failed} failed or cancelled (resume them on Runs)" if failed else "")
+                + ("; the chart fills in as they do" if active else ""),
+            )
+            if training := next((r for r in members if r.status == RunStatus.RUNNING.value), None):
+                st.page_link(
+                    "pages/runs.py",
+                    label=f"Watch run #{training.id} train",
+                    query_params={"run": str(training.id)},
+                    icon=":material/monitoring:",
+                )
+        state = (tuple((r.id, r.status, str(r.finished_at)) for r in members), json.dumps(study.grid))
+        view = study_found(ui.settings().db_url, study_id, state)
+        if not any(p["completed"] for p in view["points"]):
+            return st.info("The chart appears once the first runs have completed.")
+        study_chart(study, view)
+
+    live()
+
+
+def study_section() -> None:
+    """A study named in the address opens alone (the page stops after it); else a box to open one."""
+    with ui.sessions()() as s:
+        every = {study.id: found.study_label(study) for study in found.studies(s)}
+    wanted = ui.query_ids("study")
+    if wanted and wanted[0] in every:
+        show_study(wanted[0])
+        st.stop()
+    if wanted is not None:
+        st.error(f"There is no study {st.query_params['study']} (it may have been deleted). Choose one below.")
+    if every:
+        st.selectbox(
+            "Open a study",
+            list(every),
+            None,
+            every.get,
+            key="compare_study",
+            on_change=open_study,
+            placeholder="Choose a study",
+            help="A comparison with one setting varied (learning rate, training rows or LoRA rank), launched on the "
+            "Train page: its chart and its verdicts.",
+        )
+
+
 st.title("Compare")
+study_section()
 with ui.sessions()() as s:
     done = {r.id: r for r in tables.completed_runs(s)}
     latest = tables.latest_pair(s)
@@ -115,62 +401,7 @@ else:
     except comparisons.NotComparable as e:
         st.warning(str(e))
 if result is not None:
-    a_name, b_name = result.names
-    acc = result.accuracy
-    first, *rest = result.lines()  # both accuracies, the difference for the winner, how sure; then macro-F1
-    badge = f"{result.winner()} wins" if result.winner() else SHORT[acc.outcome]
-    with st.container(border=True, key="compare_verdict"):
-        st.markdown(f":{BADGE[acc.outcome]}-badge[{badge}] **{first}**")
-        st.markdown("  \n".join(rest[:2]))
-        st.markdown(rest[2])
-        c1, c2, c3, c4 = st.columns(4)
-        for col, name, scores, f1_scores in (
-            (c1, a_name, acc.a, result.f1_macro.a),
-            (c2, b_name, acc.b, result.f1_macro.b),
-        ):
-            col.metric(
-                f"{name[0].upper() + name[1:]}, test accuracy",
-                f"{sum(scores) / len(scores):.1f} %",
-                help=f"Macro-F1 {sum(f1_scores) / len(f1_scores):.1f} %"
-                + (f"; means over {result.seeds} seeds. " if result.seeds > 1 else ". ")
-                + ui.glossary("accuracy", "macro-F1"),
-            )
-        if result.mcnemar_p is not None:
-            c3.metric(
-                "McNemar's p",
-                f"{result.mcnemar_p:.3f}" if result.mcnemar_p >= 0.001 else "< 0.001",
-                help=f"Of the texts only one of them got right, {result.only_b} went to {b_name} and "
-                f"{result.only_a} to {a_name}. p is how often a split at least this uneven happens by chance "
-                "when both are equally good; under 0.05 is rarely chance.",
-            )
-        else:
-            c3.metric("Seeds", result.seeds, help="Pairs trained with seeds s, s+1, ...: each seed's result is below.")
-        c4.metric("Test texts", f"{result.test_size:,}", help=f"One text is {100 / result.test_size:.2f} points.")
-        floor = verdict.noise_floor(result.test_size)
-        spread = "texts and seeds" if result.seeds > 1 else "the test texts"
-        # folded: the card, its four lines and its numbers, fits a 1024 x 768 screen under the page's title
-        with st.expander("How to read it" + (", and each seed's result" if result.seeds > 1 else "")):
-            st.caption(
-                "Differences are in points (88.0 % against 86.5 % is 1.5 points). The 95 % interval "
-                "is the range the difference would likely fall in on other test "
-                f"texts{' and seeds' if result.seeds > 1 else ''} (a bootstrap: {spread} resampled "
-                f"{verdict.RESAMPLES:,} times). It must lie wholly on one side of 0 for a winner. With "
-                f"{result.test_size:,} test texts, differences under about {floor:.1f} points cannot be told from "
-                f"chance; an interval wider than ±{verdict.RESOLUTION_POINTS:g} points is too wide to call the "
-                "methods equal."
-            )
-            if result.seeds > 1:
-                st.caption(f"Each seed's test accuracy, and {b_name} minus {a_name} in points:")
-                seeds = comparisons.seeds_frame(result, pairs)
-                points_col = st.column_config.NumberColumn(format="%+.1f")
-                st.dataframe(
-                    seeds,
-                    hide_index=True,
-                    column_config={
-                        c: points_col if "difference" in c else ui.PERCENT_COLUMN for c in seeds.columns[2:]
-                    },
-                    key="compare_seeds",
-                )
+    verdict_card(result, pairs)
 
 if pairs:
     a_name, b_name = comparisons.side_names(pairs)

@@ -4,8 +4,9 @@ import streamlit as st
 
 import ui
 from core import words
-from core.jobs import queue, runs
+from core.jobs import queue, runs, studies
 from core.results import comparisons, describe, export, tables
+from core.results import studies as study_results
 from core.store import storage
 from core.store.db import Run, RunStatus
 from core.training import artifacts, models
@@ -67,12 +68,12 @@ def delete_section() -> None:
     ui.show_flash()
     use = disk_use(ui.settings().db_url)
     with ui.sessions()() as s:
-        choices = comparisons.delete_choices(s, use.runs)
+        choices = {**study_results.delete_choices(s, use.runs), **comparisons.delete_choices(s, use.runs)}
     st.caption(storage.disk_text(use))
     if leftovers := storage.leftovers_text(use, ui.settings()):
         st.caption(leftovers)
     chosen = st.selectbox(
-        "Delete a run or a whole comparison",
+        "Delete a run, a whole comparison or a whole study",
         list(choices),
         None,
         lambda key: choices[key][0],
@@ -144,6 +145,7 @@ def show_run(run_id: int) -> None:
         shown = s.get(Run, run_id)
         pair = [shown, *tables.partners(s, shown)]
         group = comparisons.group_of(s, shown)
+        study = shown.study and (shown.study.id, study_results.point_text(shown.study.vary, shown))
     if group:
         group_id, seeds, done = group
         st.page_link(
@@ -154,6 +156,13 @@ def show_run(run_id: int) -> None:
             query_params={"group": str(group_id)},
             icon="⚖️",
             disabled=not done,
+        )
+    if study:
+        st.page_link(
+            "pages/compare.py",
+            label=f"Study #{study[0]}: this run is one of its points ({study[1]}). See its chart",
+            query_params={"study": str(study[0])},
+            icon=":material/monitoring:",
         )
     was_active = any(not r.run_status.finished for r in pair)
     if not shown.run_status.finished:  # a live view follows the pair to the run that trains next
@@ -317,6 +326,7 @@ def history() -> None:
     with ui.sessions()() as s:
         table = tables.history_frame(s, statuses, methods, datasets)
         table = queue.with_estimates(table, tables.all_runs(s), ui.queue_times())
+        table = study_results.with_studies(s, table)
         if tables.any_active(s) != active:
             st.rerun()  # something started or ended: poll, or stop polling
     times = {"created": "YYYY-MM-DD HH:mm", "expected start": "HH:mm", "expected end": "HH:mm"}
@@ -340,5 +350,17 @@ if not compared.empty:
     verdict_link = st.column_config.LinkColumn(display_text="see the verdict", help="Opens it on Compare.")
     config = ui.fit_headers(compared, {"verdict": verdict_link})
     st.dataframe(compared, hide_index=True, column_config=config, key="runs_comparisons")
+
+with ui.sessions()() as s:
+    studied = study_results.studies_frame(s, studies.planned_runs)
+if not studied.empty:
+    st.subheader("Studies")
+    st.caption(
+        "A comparison with one setting varied (learning rate, training rows or LoRA rank): each study is one row; its "
+        "runs are in the list above."
+    )
+    study_link = st.column_config.LinkColumn(display_text="open its chart", help="Opens it on Compare.")
+    config = ui.fit_headers(studied, {"open": study_link})
+    st.dataframe(studied, hide_index=True, column_config=config, key="runs_studies")
 
 delete_section()

@@ -1,12 +1,14 @@
-"""Train: pick data, model, method and settings; queue a full-vs-LoRA pair or one run. The worker trains it."""
+"""Train: pick data, model, method and settings; queue a full-vs-LoRA pair, one run, or a study (one setting varied).
+The worker trains them."""
 
 import streamlit as st
 
 import ui
 from core import words
 from core.data import reading
-from core.jobs import cost, runs
+from core.jobs import cost, runs, studies
 from core.results import describe, tables, verdict
+from core.results import studies as found
 from core.store.db import Dataset
 from core.training import coverage, device, failures, models
 from core.training.config import METHOD_NAMES, OLD_PRESET_NAMES, PRESETS, TrainConfig, preset_config, problems_of
@@ -69,6 +71,152 @@ def coverage_of(source: str, content_hash: str, _dataset: Dataset) -> coverage.C
         return coverage.dataset_coverage(ui.settings(), _dataset, source)
     except (models.ModelSourceError, reading.DataError):
         return None
+
+
+STUDIES = {  # what a study varies -> (its name, what it answers)
+    "lr": ("Learning rate", "A fair verdict: each method at its own best rate, chosen on the dev set."),
+    "train_size": ("Training-set size", "Where each method wins: both trained on the same nested subsets."),
+    "lora_rank": ("LoRA rank", "What the adapters' size buys: LoRA at each rank against full fine-tuning."),
+}
+
+
+def listed(values) -> str:
+    """Values as a box shows them: '1e-05, 5e-05, 0.0001' or '100, 250, 500' (no thousands separators)."""
+    return ", ".join(str(int(v)) if v >= 1 else f"{v:g}" for v in values)
+
+
+def study_time(vary: str, seeds: int, grid: dict, estimates: dict, train_rows: int) -> str:
+    """The study's time in words, from each method's run estimate, and what a smaller one would cost."""
+
+    def said(seeds_: int, grid_: dict) -> tuple[int, str]:
+        t = studies.study_seconds(vary, seeds_, grid_, estimates, train_rows)
+        if vary == "lr":
+            return t["runs"], (
+                f"at most {words.duration_text(t['most'])}; likely about {words.duration_text(t['likely'])} with the "
+                "hopeless rates stopped early"
+            )
+        return t["runs"], f"about {words.duration_text(t['most'])}"
+
+    n, time = said(seeds, grid)
+    smaller = []
+    if seeds > 1:
+        smaller.append(("1 seed", said(1, grid)))
+    lists = [k for k in grid if k in ("full", "lora", "values")]
+    if any(len(grid[k]) > 3 for k in lists):
+        fewer = {**grid, **{k: grid[k][:3] for k in lists}}
+        smaller.append(("3 rates a method" if vary == "lr" else "3 values", said(seeds, fewer)))
+    text = f"The study trains {words.plural(n, 'run')}, one after another: {time}."
+    if smaller:
+        text += " Smaller: " + "; ".join(f"{what}, {words.plural(m, 'run')}, {t}" for what, (m, t) in smaller) + "."
+    return text
+
+
+def study_form(dataset: Dataset, source: str, configs: dict, rates: dict, estimates: dict, ready: bool) -> None:
+    """A study: one setting varied, each point a full-vs-LoRA comparison (core.jobs.studies); its values, seeds and
+    time, then queue it."""
+    vary = st.radio(
+        "Vary",
+        list(STUDIES),
+        format_func=lambda v: STUDIES[v][0],
+        captions=[about for _, about in STUDIES.values()],
+        key="train_study_vary",
+        persist_state="session",
+        horizontal=True,
+        help="The one setting the study changes; everything else is as set above. Each value is a full fine-tuning "
+        "against LoRA comparison.",
+    )
+    boxes = {}
+    if vary == "lr":
+        for col, m in zip(st.columns(2), ("full", "lora")):
+            boxes[m] = col.text_input(
+                f"Learning rates, {METHOD_NAMES[m].lower() if m == 'full' else 'LoRA'}",
+                listed(sorted(set(studies.DEFAULT_GRIDS[m]) | {rates[m]})),
+                key=f"train_study_lr_{m}",
+                help=f"Each tried on the first seed; {rates[m]:g}, this page's rate, is always among them and always "
+                "trained to the end (the verdict at the default rates). The others may be stopped early when clearly "
+                "behind. Separate them with commas.",
+            )
+    elif vary == "train_size":
+        rows, classes = dataset.sizes["train"], len(dataset.classes)
+        boxes["values"] = st.text_input(
+            "Training rows",
+            listed(studies.default_values("train_size", rows)),
+            key=f"train_study_sizes_{dataset.id}",
+            help=f"Between {classes} and {rows} (every training row). Each smaller set lies inside the larger, holds "
+            "every class in its share, and is the same for both methods; the dev and test sets stay whole.",
+        )
+    else:
+        boxes["values"] = st.text_input(
+            "LoRA ranks",
+            listed(studies.DEFAULT_RANKS),
+            key="train_study_ranks",
+            help="LoRA is trained at each rank; full fine-tuning once a seed, the line each rank is held against. "
+            + describe.GLOSSARY["LoRA rank"],
+        )
+    seeds = st.number_input(
+        "Fresh seeds for each method's chosen rate" if vary == "lr" else "Seeds per value",
+        min_value=1,
+        max_value=runs.MAX_REPEATS,
+        value=3,
+        key=f"train_study_seeds_{vary}",
+        persist_state="session",
+        help="Each method's best rate on the dev set is trained again on new seeds (never the one it was chosen on) "
+        "for the verdict on the test set."
+        if vary == "lr"
+        else "Each value's pair is trained once per seed: the chart shows the range over the seeds as a band.",
+    )
+    try:
+        typed = {k: studies.values_from_text(text) for k, text in boxes.items()}
+    except runs.ConfigError as e:
+        ui.problems("These values cannot be read:", e.problems)
+        typed = None
+    if typed is not None:
+        if vary == "lr":
+            grid = {m: sorted(set(typed[m]) | {rates[m]}) for m in typed}
+        else:
+            grid = {"values": sorted(set(typed["values"]))}
+        if estimates:
+            st.caption(study_time(vary, int(seeds), grid, estimates, dataset.sizes["train"]))
+        else:
+            st.caption("No estimate of the study's time: each method's run has none (see above).")
+    queue = st.button(
+        "Queue the study",
+        key="train_study",
+        type="primary",
+        disabled=not ready or typed is None,
+        help="Its runs are queued now (a learning-rate study's fresh seeds once its rates have trained); the "
+        "background worker trains them one after another. The study opens on Compare.",
+    )
+    if not queue:
+        return
+    with ui.sessions(write=True)() as s:
+        try:
+            target = s.get(Dataset, dataset.id)
+            if target is None:
+                raise reading.DataError("This dataset was just deleted. Pick another one.")
+            study, queued = studies.create_study(
+                s,
+                target,
+                source,
+                configs["lora"],
+                vary,
+                seeds=int(seeds),
+                values=None if vary == "lr" else typed["values"],
+                grids={m: typed[m] for m in ("full", "lora")} if vary == "lr" else None,
+                default_rates=rates,
+                estimates=estimates,
+            )
+        except (runs.ConfigError, reading.DataError) as e:
+            return ui.problems("Nothing was queued:", e.problems)
+        study_id, label = study.id, found.study_label(study)
+    ui.keep_worker_running()
+    st.success(f"Queued {label}: {words.plural(len(queued), 'run')} for now. The background worker trains them.")
+    st.page_link(
+        "pages/compare.py",
+        label=f"Open study #{study_id} on Compare",
+        query_params={"study": str(study_id)},
+        icon=":material/compare:",
+    )
 
 
 st.title("Train")
@@ -192,6 +340,19 @@ if model_ok and source:  # the settings play no part: said even while they are r
 if not problems and (few := cost.few_updates_text(configs[method], dataset.sizes["train"])):
     st.warning(few)
 st.caption(device.training_device_text(ui.settings().device, ui.settings().runner))
+what = st.radio(
+    "What to queue",
+    ["comparison", "study"],
+    format_func={"comparison": "A pair or one run", "study": "A study: one setting varied"}.get,
+    key="train_what",
+    persist_state="session",
+    horizontal=True,
+    help="A study is a comparison with one setting varied (learning rate, training rows or LoRA rank): each value "
+    "a full fine-tuning against LoRA comparison, shown on Compare as one chart.",
+)
+if what == "study":
+    study_form(dataset, source, configs, lr, estimates, ready=model_ok and bool(source) and not problems)
+    st.stop()
 repeats = st.number_input(
     "Seeds per pair",
     min_value=1,

@@ -165,6 +165,17 @@ def test_each_method_trains_at_its_own_rate_at_every_point(settings, csv_folder,
         assert {(r.method, r.config["learning_rate"]) for r in runs} == {("full", 2e-5), ("lora", 1e-3)}
 
 
+def test_values_typed_in_a_box_are_read_or_refused_in_plain_words():
+    assert studies.values_from_text("100, 250;500  1e3") == [100, 250, 500, 1000]
+    assert studies.values_from_text("1e-4,5e-4") == [1e-4, 5e-4]
+    with pytest.raises(ConfigError, match="'fast' is not a number"):
+        studies.values_from_text("1e-4, fast")
+    with pytest.raises(ConfigError, match="'nan', 'x' are not numbers"):
+        studies.values_from_text("nan x 3")
+    with pytest.raises(ConfigError, match="No value was given"):
+        studies.values_from_text(" , ")
+
+
 def _train_queued(settings, study_id):
     """Train every queued run of the study in this process, oldest first, advancing the study as the worker does."""
     while True:
@@ -306,3 +317,33 @@ def test_a_studys_time_counts_its_runs_and_what_the_pruner_saves():
     assert size["runs"] == 4 and size["most"] == pytest.approx((60 - 45) + 60 + (40 - 27) + 40)
     rank = studies.study_seconds("lora_rank", 3, {"values": [1, 8]}, per_run, train_rows=1000)
     assert rank["runs"] == 9 and rank["most"] == pytest.approx(3 * (60 + 2 * 40))
+
+
+def test_a_cancelled_rate_holds_the_choice_back_until_it_is_resumed(settings, csv_folder):
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        study = Study(
+            vary="lr",
+            dataset_id=dataset.id,
+            dataset_name=dataset.name,
+            model_source="m",
+            config=TrainConfig().to_dict(),
+            grid={"full": [5e-5, 0.5], "lora": [1e-3], "default": {"full": 5e-5, "lora": 1e-3}},
+            seeds=1,
+            first_seed=42,
+        )
+        s.add(study)
+        s.flush()
+        _record(s, study, dataset, "default", "full", 5e-5, 42, dev_acc=0.5, test_acc=0.5)
+        best = _record(s, study, dataset, "grid", "full", 0.5, 42, dev_acc=0.9, test_acc=0.5, status="cancelled")
+        _record(s, study, dataset, "default", "lora", 1e-3, 42, dev_acc=0.5, test_acc=0.5)
+        # A study stopped (Ctrl+C, or a rate cancelled on Runs) queues no final seeds for that method.
+        assert [r.method for r in studies.advance(s, study)] == ["lora"]
+        best.status = "completed"  # resumed and finished
+        s.commit()
+        chosen = found.best_rates(study, found.points(s, study, found.study_runs(s, study.id)))
+        assert chosen["full"]["value"] == 0.5 and chosen["full"]["edge"] == "highest"
+        assert chosen["full"]["next"] is None  # a rate of 1 or more is no rate to offer
+        assert found.edge_notes(chosen) == [
+            "Full fine-tuning's best learning rate, 0.5, is the highest it tried: the best may lie beyond it."
+        ]

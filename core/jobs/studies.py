@@ -18,6 +18,7 @@ the one at that rank (core.results.studies.verdicts).
 from __future__ import annotations
 
 import logging
+import math
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -57,7 +58,7 @@ def _check_values(vary: str, values: list, dataset: Dataset) -> list[str]:
     if vary == "lr":
         return [] if all(0 < v < 1 for v in values) else ["Learning rates must be more than 0 and less than 1."]
     if any(int(v) != v for v in values):
-        return [f"Each {found.VARY_NAMES[vary]} must be a whole number."]
+        return [f"{'Training-set sizes' if vary == 'train_size' else 'LoRA ranks'} must be whole numbers."]
     if vary == "lora_rank":
         return [] if all(1 <= v <= 1024 for v in values) else ["LoRA ranks must be between 1 and 1024."]
     rows, classes = dataset.sizes["train"], len(dataset.classes)
@@ -67,6 +68,36 @@ def _check_values(vary: str, values: list, dataset: Dataset) -> list[str]:
             f"of {dataset.name})."
         ]
     return []
+
+
+def values_from_text(text: str) -> list[float]:
+    """Values typed in a box, separated by commas or spaces ('100, 250, 500', '1e-4 5e-4'), in the order given;
+    ConfigError in plain words for anything that is not a number, or for an empty box."""
+
+    def number(part: str) -> float | None:
+        try:
+            value = float(part)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+
+    parts = text.replace(",", " ").replace(";", " ").split()
+    bad = [f"'{p}'" for p in parts if number(p) is None]
+    if bad or not parts:
+        what = (
+            "No value was given"
+            if not parts
+            else f"{bad[0]} is not a number"
+            if len(bad) == 1
+            else f"{', '.join(bad)} are not numbers"
+        )
+        raise ConfigError(
+            [
+                f"{what}: give numbers separated by commas, e.g. 100, 250, 500 (no thousands separators), or "
+                "1e-4, 5e-4 for learning rates."
+            ]
+        )
+    return [number(p) for p in parts]
 
 
 def create_study(
@@ -99,9 +130,9 @@ def create_study(
         }
         problems = [p for m in grid for p in _check_values("lr", grid[m], dataset)]
     else:
-        chosen = sorted({int(v) for v in (values or default_values(vary, dataset.sizes["train"]))})
-        grid = {"values": chosen}
-        problems = _check_values(vary, chosen, dataset)
+        given = list(values or default_values(vary, dataset.sizes["train"]))
+        problems = _check_values(vary, given, dataset)  # before int(): 2.5 is refused, not read as 2
+        grid = {"values": sorted({int(v) for v in given})}
     plan = _plan(vary, config, grid, rates, seeds)
     problems += problems_of([c for _, c, _ in plan]) if plan else []
     if problems:

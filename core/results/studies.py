@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import words
 from core.results.comparisons import NotComparable, compare_summary, completed_pairs
 from core.store.db import Metric, Run, RunStatus, Study
 from core.training.config import METHOD_NAMES
 from core.words import percent
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 VARIES = ("lr", "train_size", "lora_rank")
 VARY_NAMES = {"lr": "learning rate", "train_size": "training rows", "lora_rank": "LoRA rank"}
 # The point roles of a learning-rate study's runs: the rates tried (the default rate among them, never stopped early)
 TRIED = ("default", "grid")
+INTERRUPTED = (RunStatus.CANCELLED.value, RunStatus.CRASHED.value)
 
 
 def study_runs(session: Session, study_id: int) -> list[Run]:
@@ -82,6 +89,28 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _scored(members: list[Run], dev: dict[int, dict[str, float]]) -> dict:
+    """The runs of one point: how many completed, their mean dev and test scores, and the lowest and highest dev and
+    test accuracy over seeds (the band)."""
+    done = [r for r in members if r.status == RunStatus.COMPLETED.value]
+    devs = [dev.get(r.id, {}) for r in done]
+    tests = [r.test_metrics or {} for r in done]
+    dev_acc = [d.get("accuracy") for d in devs if d.get("accuracy") is not None]
+    test_acc = [t.get("accuracy") for t in tests if t.get("accuracy") is not None]
+    return {
+        "runs": [r.id for r in members],
+        "completed": len(done),
+        "dev": {"accuracy": _mean(dev_acc), "f1_macro": _mean([d.get("f1_macro") for d in devs])},
+        "test": {"accuracy": _mean(test_acc), "f1_macro": _mean([t.get("f1_macro") for t in tests])},
+        "dev_band": [min(dev_acc), max(dev_acc)] if dev_acc else None,
+        "test_band": [min(test_acc), max(test_acc)] if test_acc else None,
+        "trainable_params": _mean([r.trainable_params for r in done]),
+        "finished": all(r.run_status.finished for r in members),
+        # cancelled or crashed: the choice waits until it is resumed (a study Ctrl+C stopped goes no further)
+        "interrupted": any(r.status in INTERRUPTED for r in members),
+    }
+
+
 def points(session: Session, study: Study, runs: list[Run]) -> list[dict]:
     """One entry per (value, method), in the order of the values: the runs (learning rate: the rates tried, not the
     final seeds), the mean dev and test scores of those that completed, the lowest and highest dev and test accuracy
@@ -93,38 +122,40 @@ def points(session: Session, study: Study, runs: list[Run]) -> list[dict]:
         grouped.setdefault((value_of(study, run), run.method), []).append(run)
     out = []
     for (value, method), members in sorted(grouped.items(), key=lambda kv: (kv[0][0] is not None, kv[0][0] or 0)):
-        done = [r for r in members if r.status == RunStatus.COMPLETED.value]
-        devs = [dev.get(r.id, {}) for r in done]
-        tests = [r.test_metrics or {} for r in done]
-        dev_acc = [d.get("accuracy") for d in devs if d.get("accuracy") is not None]
-        test_acc = [t.get("accuracy") for t in tests if t.get("accuracy") is not None]
         out.append(
             {
                 "value": value,
                 "method": method,
-                "runs": [r.id for r in members],
-                "completed": len(done),
-                "dev": {"accuracy": _mean(dev_acc), "f1_macro": _mean([d.get("f1_macro") for d in devs])},
-                "test": {"accuracy": _mean(test_acc), "f1_macro": _mean([t.get("f1_macro") for t in tests])},
-                "dev_band": [min(dev_acc), max(dev_acc)] if dev_acc else None,
-                "test_band": [min(test_acc), max(test_acc)] if test_acc else None,
-                "trainable_params": _mean([r.trainable_params for r in done]),
+                **_scored(members, dev),
                 "stopped_early": any(r.stopped_early for r in members),
                 "default": any(r.study_role == "default" for r in members),
-                "finished": all(r.run_status.finished for r in members),
             }
         )
     return out
 
 
+def chosen_points(session: Session, study: Study, runs: list[Run], best: dict) -> dict[str, dict]:
+    """For a learning-rate study: per method with a chosen rate, that rate's runs on the fresh seeds, scored as a
+    point is ({"value", "runs", "completed", "dev", "test", "dev_band", "test_band", ...}); none while not queued."""
+    finals = verdict_runs(study, runs, best)["tuned"]
+    dev = dev_scores(session, [r.id for r in finals])
+    out = {}
+    for method, chosen in best.items():
+        mine = [r for r in finals if r.method == method]
+        if mine:
+            out[method] = {"value": chosen["value"], **_scored(mine, dev)}
+    return out
+
+
 def best_rates(study: Study, pts: list[dict]) -> dict[str, dict]:
-    """For a learning-rate study: per method whose rates have all ended, the rate with the best dev accuracy among
-    those trained to the end, {"value", "dev", "edge", "next"}: `edge` is "lowest" or "highest" when the best is at
-    that end of the method's grid (the best may lie beyond), and `next` the rate one grid step beyond it."""
+    """For a learning-rate study: per method whose rates have all ended (none cancelled or crashed: the choice
+    waits for them to be resumed), the rate with the best dev accuracy among those trained to the end, {"value", "dev",
+    "edge", "next"}: `edge` is "lowest" or "highest" when the best is at that end of the method's grid (the best may
+    lie beyond), and `next` the rate one grid step beyond it (None past 1)."""
     out = {}
     for method in ("full", "lora"):
         mine = [p for p in pts if p["method"] == method]
-        if not mine or not all(p["finished"] for p in mine):
+        if not mine or not all(p["finished"] for p in mine) or any(p["interrupted"] for p in mine):
             continue
         candidates = [p for p in mine if p["dev"]["accuracy"] is not None and not p["stopped_early"]]
         if not candidates:
@@ -136,7 +167,8 @@ def best_rates(study: Study, pts: list[dict]) -> dict[str, dict]:
             low = best["value"] == grid[0]
             edge = "lowest" if low else "highest"
             step = grid[1] / grid[0] if low else grid[-1] / grid[-2]
-            next_rate = float(f"{best['value'] / step if low else best['value'] * step:.2g}")
+            beyond = float(f"{best['value'] / step if low else best['value'] * step:.2g}")
+            next_rate = beyond if 0 < beyond < 1 else None  # a rate of 1 or more is no rate
         out[method] = {"value": best["value"], "dev": best["dev"]["accuracy"], "edge": edge, "next": next_rate}
     return out
 
@@ -152,19 +184,27 @@ def verdict_of(session: Session, runs: list[Run]) -> dict | None:
         return None
 
 
+def verdict_runs(study: Study, runs: list[Run], best: dict) -> dict[str, list[Run]]:
+    """For a learning-rate study, the runs each verdict compares: "tuned", each method's chosen rate on the fresh
+    seeds alone; "default", the default rates on the study's first seed."""
+    chosen = {m: b["value"] for m, b in best.items()}
+    return {
+        "tuned": [
+            r for r in runs if r.study_role == "final" and r.config.get("learning_rate") == chosen.get(r.method)
+        ],
+        "default": [r for r in runs if r.study_role == "default"],
+    }
+
+
 def verdicts(session: Session, study: Study, runs: list[Run], best: dict | None = None) -> dict:
     """The study's verdicts. Learning rate: "tuned" (each method's chosen rate, on the fresh seeds alone) and
     "default" (the default rates, on the study's first seed); otherwise one per point, keyed by its value."""
     if study.vary == "lr":
         best = best if best is not None else best_rates(study, points(session, study, runs))
-        finals = [
-            r
-            for r in runs
-            if r.study_role == "final" and r.config.get("learning_rate") == best.get(r.method, {}).get("value")
-        ]
+        compared = verdict_runs(study, runs, best)
         return {
-            "tuned": verdict_of(session, finals) if len(best) == 2 else None,
-            "default": verdict_of(session, [r for r in runs if r.study_role == "default"]),
+            "tuned": verdict_of(session, compared["tuned"]) if len(best) == 2 else None,
+            "default": verdict_of(session, compared["default"]),
         }
     full = [r for r in runs if r.method == "full"]
     out = {}
@@ -204,34 +244,73 @@ def edge_notes(best: dict) -> list[str]:
     """'Full fine-tuning's best rate, 0.0005, is the highest it tried: the best may lie beyond (next: 0.0013).'"""
     return [
         f"{METHOD_NAMES[m]}'s best learning rate, {b['value']:g}, is the {b['edge']} it tried: the best may lie "
-        f"beyond it. Next rate to try: {b['next']:g}."
+        f"beyond it." + (f" Next rate to try: {b['next']:g}." if b["next"] else "")
         for m, b in best.items()
         if b["edge"]
     ]
 
 
+AHEAD = {"full_better": "full fine-tuning ahead", "lora_better": "LoRA ahead"}  # else: no clear winner
+
+
+def stretches(per_value: dict) -> list[list]:
+    """The values in order, grouped where the verdict stays the same: [first value, last value, outcome] each (values
+    without a verdict yet left out)."""
+    out: list[list] = []
+    for value, verdict in sorted(per_value.items()):
+        if verdict is None:
+            continue
+        if out and out[-1][2] == verdict["verdict"]:
+            out[-1][1] = value
+        else:
+            out.append([value, value, verdict["verdict"]])
+    return out
+
+
+def verdict_changes(per_value: dict) -> list[tuple]:
+    """Where the verdict changes: (the first value of the new verdict, 'LoRA ahead' / 'full fine-tuning ahead' / 'no
+    clear winner') for each change, in order of the values."""
+    return [(first, AHEAD.get(outcome, "no clear winner")) for first, _, outcome in stretches(per_value)[1:]]
+
+
 def size_sentence(per_value: dict) -> str | None:
     """Where each method wins by training rows: 'LoRA ahead below 500 rows, full fine-tuning from 500 rows.'"""
-    said = [(v, d["verdict"]) for v, d in sorted(per_value.items()) if d is not None]
-    if not said:
+    runs_of = stretches(per_value)  # (first value, last value, outcome) of each stretch of one outcome
+    if not runs_of:
         return None
-    names = {"full_better": "full fine-tuning ahead", "lora_better": "LoRA ahead"}
-    runs_of = []  # (first value, last value, outcome) of each stretch of one outcome
-    for value, outcome in said:
-        if runs_of and runs_of[-1][2] == outcome:
-            runs_of[-1][1] = value
-        else:
-            runs_of.append([value, value, outcome])
     parts = []
     for first, last, outcome in runs_of:
         span = f"at {first:,} rows" if first == last else f"from {first:,} to {last:,} rows"
-        parts.append(f"{names.get(outcome, 'no clear winner')} {span}")
+        parts.append(f"{AHEAD.get(outcome, 'no clear winner')} {span}")
     changes = [f"{stretch[0]:,}" for stretch in runs_of[1:]]
     tail = (
         f"The verdict changes at {', '.join(changes)} rows." if changes else "The verdict is the same at every size."
     )
     said_all = "; ".join(parts)
     return f"{said_all[0].upper()}{said_all[1:]}. {tail}"
+
+
+def verdicts_frame(vary: str, per_value: dict) -> pd.DataFrame:
+    """The verdict at each size or rank, one row each: the value, who wins by how much, the 95 % interval of the
+    difference (LoRA minus full fine-tuning, in points) and the seeds; a value still training says so."""
+    import pandas as pd
+
+    rows = []
+    for value, verdict in sorted(per_value.items()):
+        done = verdict is not None
+        low, high = verdict["ci95_points"] if done else (None, None)
+        rows.append(
+            {
+                VARY_NAMES[vary]: value_text(vary, value),
+                "verdict": _said(verdict) if done else "still training",
+                "LoRA minus full (points)": f"{verdict['difference_points']:+.1f}" if done else "",
+                "95 % interval": f"{low:+.1f} to {high:+.1f}" if done else "",
+                "seeds": verdict["seeds"] if done else None,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=[VARY_NAMES[vary], "verdict", "LoRA minus full (points)", "95 % interval", "seeds"]
+    )
 
 
 def rank_sentence(pts: list[dict]) -> str | None:
@@ -247,11 +326,11 @@ def rank_sentence(pts: list[dict]) -> str | None:
         if best["trainable_params"] and full["trainable_params"]
         else ""
     )
+    rank = f"LoRA's best rank, r = {int(best['value'])},"
+    if round(gap, 1) == 0:
+        return f"{rank} is level with full fine-tuning on the test set{share}."
     where = "ahead of" if gap > 0 else "behind"
-    return (
-        f"LoRA's best rank, r = {int(best['value'])}, is {abs(gap):.1f} points {where} full fine-tuning on the test "
-        f"set{share}."
-    )
+    return f"{rank} is {abs(gap):.1f} points {where} full fine-tuning on the test set{share}."
 
 
 def summary(session: Session, study: Study) -> dict:
@@ -302,3 +381,76 @@ def finished(runs: list[Run]) -> bool:
 def log_ticks(values: list[float]) -> list[float]:
     """Axis ticks for a log axis over these values: the values themselves."""
     return sorted({v for v in values if v and v > 0 and math.isfinite(v)})
+
+
+def point_text(vary: str, run: Run) -> str:
+    """A study's run by its point, for the run list: 'rate 0.001', 'rate 0.01 · stopped early', 'rate 0.001 · fresh
+    seed' (a chosen rate), '250 rows', 'r = 4', or 'full fine-tuning, against every rank'."""
+    config = run.config or {}
+    if vary == "lr":
+        role = {"final": " · fresh seed", "default": " · default"}.get(run.study_role, "")
+        return f"rate {config.get('learning_rate', 0):g}{role}{' · stopped early' if run.stopped_early else ''}"
+    if vary == "train_size":
+        return f"{config.get('train_rows') or 0:,} rows"
+    return f"r = {config.get('lora_r')}" if run.method == "lora" else "full fine-tuning, against every rank"
+
+
+def with_studies(session: Session, table: pd.DataFrame) -> pd.DataFrame:
+    """The Runs history table (core.results.tables.history_frame) with each run's study and its point in it, after
+    the pair it was trained with ('' for a run outside a study)."""
+    varies = dict(session.execute(select(Study.id, Study.vary)).all())
+    studied = {r.id: r for r in session.scalars(select(Run).where(Run.study_id.is_not(None)))}
+    table = table.copy()
+    at = table.columns.get_loc("pair") + 1 if "pair" in table.columns else len(table.columns)
+    table.insert(
+        at,
+        "study",
+        [
+            f"#{studied[i].study_id} · {point_text(varies[studied[i].study_id], studied[i])}" if i in studied else ""
+            for i in table["run"].tolist()
+        ],
+    )
+    return table
+
+
+def study_progress(runs: list[Run], planned: int) -> dict[str, int]:
+    """{"completed", "ended" (completed, failed, cancelled or crashed), "planned"}: a learning-rate study may queue
+    more than it planned (a rate added, a choice changed), so "planned" is never below the runs it has."""
+    return {
+        "completed": sum(r.status == RunStatus.COMPLETED.value for r in runs),
+        "ended": sum(r.run_status.finished for r in runs),
+        "planned": max(planned, len(runs)),
+    }
+
+
+def studies_frame(session: Session, planned_runs: Callable[[str, int, dict], int]) -> pd.DataFrame:
+    """One row per study, newest first: what it varies, how far it is, and a link to it on Compare. `planned_runs` is
+    core.jobs.studies.planned_runs (how many runs a study trains; the jobs layer's, above this one)."""
+    import pandas as pd
+
+    rows = []
+    for study in studies(session):
+        progress = study_progress(study_runs(session, study.id), planned_runs(study.vary, study.seeds, study.grid))
+        rows.append(
+            {
+                "study": study_label(study),
+                "varies": VARY_NAMES[study.vary],
+                "runs completed": f"{progress['completed']} of {progress['planned']}",
+                "open": f"/compare?study={study.id}",
+            }
+        )
+    return pd.DataFrame(rows, columns=["study", "varies", "runs completed", "open"])
+
+
+def delete_choices(session: Session, run_bytes: dict[int, int]) -> dict[str, tuple[str, list[int]]]:
+    """Every study whole, newest first, for the Runs page's delete box (beside comparisons.delete_choices), with the
+    disk it takes (run_bytes: core.store.storage.DiskUse.runs). Key -> (label, run ids)."""
+    out = {}
+    for study in studies(session):
+        runs = study_runs(session, study.id)
+        size = words.size_text(sum(run_bytes.get(r.id, 0) for r in runs))
+        out[f"study-{study.id}"] = (
+            f"{study_label(study)} · {words.plural(len(runs), 'run')} · {size}",
+            [r.id for r in runs],
+        )
+    return out
