@@ -219,14 +219,15 @@ def study_chart(study: Study, view: dict) -> None:
                         help="Trains one more rate on the first seed; the best rate is then chosen again.",
                     )
         return
+    bands = " The shaded bands span the lowest to the highest seed." if study.seeds > 1 else ""
     if study.vary == "train_size":
         st.plotly_chart(ui.study_size_figure(pts, view["changes"]), key="compare_study_chart")
-        st.caption("Test accuracy, the mean over the seeds; the shaded band spans the lowest to the highest seed.")
+        st.caption(f"Test accuracy at each size{', the mean over the seeds' if study.seeds > 1 else ''}.{bands}")
     else:
         st.plotly_chart(ui.study_rank_figure(pts), key="compare_study_chart")
         st.caption(
-            "LoRA's test accuracy at each rank against the weights it trains; full fine-tuning's as the dashed line. "
-            "The shaded bands span the lowest to the highest seed."
+            "LoRA's test accuracy at each rank against the weights it trains; full fine-tuning's as the dashed line."
+            + bands
         )
     if view["sentence"]:
         st.info(view["sentence"], icon=":material/balance:")

@@ -1,11 +1,12 @@
 """The whole path in a real browser: `streamlit run app.py` on a temporary database, driven by headless Chromium.
 
 Upload three small CSVs, queue a full-vs-LoRA pair on the bundled model, watch a live curve move, wait for both
-runs, compare them, predict a sentence, download the LoRA model and a labelled file, then launch a small study (LoRA
-at two ranks against full fine-tuning) and open its chart on Compare. A screenshot of each page is
+runs, compare them, predict a sentence, download the LoRA model and a labelled file. A screenshot of each page is
 saved under screenshots/: the whole page at the width of a classroom projector (1024 pixels), and its first screen
 as a class sees it (1024 x 768, `-screen`). A second, short test uploads Chinese titles and sees, on Data and on
-Train, that the bundled English model does not know most of the text, before anything is queued.
+Train, that the bundled English model does not know most of the text, before anything is queued. A third launches a
+small study from Train (LoRA at two ranks against full fine-tuning, one seed), follows it on Compare and screenshots
+its chart.
 """
 
 from __future__ import annotations
@@ -310,40 +311,6 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             answers = [r[c] for r in rows for c in r if c.endswith(" label")]
             assert len(answers) == 6 and set(answers) <= set(classes), rows  # the pair of the last seed: 2 runs
             shot("9-label-file.png")
-
-            # A study: LoRA at two ranks against full fine-tuning, on one seed (three runs), opened on Compare
-            page.goto(f"{base}/train")
-            expect(page.get_by_text("LoRA trains")).to_be_visible(timeout=120_000)
-            page.locator(".st-key-train_what").get_by_text("A study: one setting varied").click()
-            settle()
-            page.locator(".st-key-train_study_vary").get_by_text("LoRA rank", exact=True).click()
-            settle()
-            page.get_by_label("LoRA ranks", exact=True).fill("2, 8")
-            page.get_by_label("LoRA ranks", exact=True).press("Enter")
-            settle()
-            page.get_by_label("Seeds per value", exact=True).fill("1")
-            page.get_by_label("Seeds per value", exact=True).press("Enter")
-            expect(page.get_by_text("The study trains 3 runs, one after another")).to_be_visible()
-            shot("11-train-study.png")
-            page.get_by_role("button", name="Queue the study").click()
-            expect(page.get_by_text("Queued Study #1")).to_be_visible()
-            page.get_by_role("link", name="Open study #1 on Compare").click()
-            expect(page).to_have_url(f"{base}/compare?study=1")
-            expect(page.get_by_text("runs completed").first).to_be_visible()  # its progress while it trains
-
-            def study_done():
-                runs = [r for r in runs_in(db_url) if r.study_id == 1]
-                assert not [r.error for r in runs if r.status in ("failed", "crashed")], "a study's run failed"
-                return len(runs) == 3 and all(r.status == RunStatus.COMPLETED.value for r in runs)
-
-            wait_until(study_done, 600, "the study's three runs to complete", every=2)
-            page.goto(f"{base}/compare?study=1")
-            chart = page.locator(".st-key-compare_study_chart")
-            expect(chart.locator(".js-plotly-plot")).to_be_visible()
-            expect(page.get_by_text("All 3 runs completed.")).to_be_visible()
-            settle()
-            chart.screenshot(path=SHOTS / "12-study-chart.png")
-            shot("12-study.png")
         except BaseException:
             page.screenshot(path=SHOTS / "failure.png")
             print(json.dumps([r.status for r in runs_in(db_url)]), (tmp / "streamlit.log").read_text()[-3000:])
@@ -387,4 +354,68 @@ def test_chinese_titles_on_the_bundled_model_are_said_to_read_poorly_before_queu
         except BaseException:
             page.screenshot(path=SHOTS / "failure.png")
             print((tmp / "streamlit.log").read_text()[-3000:])
+            raise
+
+
+def test_a_small_study_from_train_to_its_chart_on_compare(server):
+    """A rank study of three runs (full fine-tuning, LoRA at r = 2 and 8, one seed) on the small news set, stored as
+    the Data page stores it: launched from Train after its estimate, followed on Compare, its chart screenshot."""
+    from playwright.sync_api import expect
+
+    from core.store.db import open_database
+    from core.store.settings import get_settings
+    from tests.helpers import store
+
+    base, db_url, tmp = server
+    expect.set_options(timeout=60_000)
+    SHOTS.mkdir(exist_ok=True)
+    settings = get_settings(db_url)
+    open_database(db_url)
+    store(settings, small_csvs(tmp / "csvs"), "news e2e")
+    with browser_page() as page:
+
+        def shot(name: str) -> None:  # the whole page (Streamlit scrolls inside its main area)
+            wait_for_script(page)
+            height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+            page.set_viewport_size({"width": WIDTH, "height": min(max(height, HEIGHT), 8000)})
+            page.wait_for_timeout(500)
+            page.screenshot(path=SHOTS / name)
+            page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+
+        try:
+            page.goto(f"{base}/train")
+            expect(page.get_by_text("LoRA trains")).to_be_visible(timeout=120_000)
+            page.locator(".st-key-train_what").get_by_text("A study: one setting varied").click()
+            wait_for_script(page)
+            page.locator(".st-key-train_study_vary").get_by_text("LoRA rank", exact=True).click()
+            wait_for_script(page)
+            page.get_by_label("LoRA ranks", exact=True).fill("2, 8")
+            page.get_by_label("LoRA ranks", exact=True).press("Enter")
+            wait_for_script(page)
+            page.get_by_label("Seeds per value", exact=True).fill("1")
+            page.get_by_label("Seeds per value", exact=True).press("Enter")
+            expect(page.get_by_text("The study trains 3 runs, one after another")).to_be_visible()
+            shot("11-train-study.png")
+            page.get_by_role("button", name="Queue the study").click()
+            expect(page.get_by_text("Queued Study #1")).to_be_visible()
+            page.get_by_role("link", name="Open study #1 on Compare").click()
+            expect(page).to_have_url(f"{base}/compare?study=1")
+            expect(page.get_by_text("runs completed").first).to_be_visible()  # its progress while it trains
+
+            def study_done():
+                runs = runs_in(db_url)
+                assert not [r.error for r in runs if r.status in ("failed", "crashed")], "a study's run failed"
+                return len(runs) == 3 and all(r.status == RunStatus.COMPLETED.value for r in runs)
+
+            wait_until(study_done, 900, "the study's three runs to complete", every=2)
+            chart = page.locator(".st-key-compare_study_chart")  # the page follows the study: no reload
+            expect(chart.locator(".js-plotly-plot")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("All 3 runs completed.")).to_be_visible()
+            expect(page.get_by_text("LoRA's best rank, r = ")).to_be_visible()
+            wait_for_script(page)
+            chart.screenshot(path=SHOTS / "12-study-chart.png")
+            shot("12-study.png")
+        except BaseException:
+            page.screenshot(path=SHOTS / "failure.png")
+            print(json.dumps([r.status for r in runs_in(db_url)]), (tmp / "streamlit.log").read_text()[-3000:])
             raise
