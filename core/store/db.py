@@ -254,6 +254,15 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _sqlite_end_transaction(dbapi_connection, _record) -> None:
+    # SQLAlchemy closes a connection that an exception (Ctrl+C: KeyboardInterrupt) cut short mid-statement. Closed
+    # while that statement's cursor lives on (the traceback holds it), SQLite keeps the connection, its transaction
+    # and write lock until the cursor is freed: this process's next write (the cancel Ctrl+C asks for) would wait
+    # for its own lock, then fail with "database is locked". Rolled back first, nothing stays held.
+    if dbapi_connection.in_transaction:
+        dbapi_connection.rollback()
+
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x4C6F5241  # a PostgreSQL advisory lock key ("LoRA"): one process migrates at a time
 
@@ -338,6 +347,7 @@ def get_engine(db_url: str) -> Engine:
         engine = create_engine(db_url, connect_args={"timeout": 30, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "close", _sqlite_end_transaction)
         return engine
     url = make_url(db_url)
     if url.drivername == "postgresql":  # a plain postgresql:// URL means psycopg 3, the driver we install
