@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import signal
+import threading
 import uuid
 import weakref
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -413,7 +416,7 @@ def claim_oldest(
     (FOR UPDATE) and rows another claimer has locked are skipped (SKIP LOCKED), so workers never wait on each other;
     the update checks the row is still queued, so a row claimed meanwhile is never claimed twice."""
     queued = RunStatus.QUEUED.value
-    with session_factory(db_url).begin() as s:
+    with interrupts_deferred(), session_factory(db_url).begin() as s:  # the worker polls: Ctrl+C comes in between
         row_id = s.scalar(
             select(table.id)
             .where(table.status == queued)
@@ -429,6 +432,27 @@ def claim_oldest(
             .values(status=RunStatus.RUNNING.value, **(fields(utcnow()) if fields else {}))
         ).rowcount
     return row_id if claimed == 1 else None
+
+
+@contextmanager
+def interrupts_deferred():
+    """Ctrl+C (SIGINT) that arrives in the block raises its KeyboardInterrupt once the block has ended. For the writes
+    a process repeats while Ctrl+C may come (a heartbeat, a logged step) and the cancel Ctrl+C asks for: SQLAlchemy is
+    not safe against an exception raised at any point of its bookkeeping, and one there can leave a transaction open
+    and the write lock held until garbage collection, or turn Ctrl+C into an IllegalStateChangeError. Main thread only
+    (Python runs signal handlers there), and only where Ctrl+C raises KeyboardInterrupt (not where it is ignored)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    arrived = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if arrived:
+            raise KeyboardInterrupt
 
 
 def session_factory(db_url: str, read_only: bool = False) -> sessionmaker:
