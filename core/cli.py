@@ -20,7 +20,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.data import checking, datasets, reading
 from core.jobs.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
-from core.store.db import Dataset, Run, RunStatus, Study, database_problem, open_database, session_factory, utcnow
+from core.store.db import (
+    Dataset,
+    Run,
+    RunStatus,
+    Study,
+    database_problem,
+    interrupts_deferred,
+    open_database,
+    session_factory,
+    utcnow,
+)
 from core.store.settings import Settings, SettingsError, get_settings
 from core.training import models
 from core.training.artifacts import trained_model
@@ -198,7 +208,7 @@ def cmd_train(args) -> int:
                 print(f"run {run_id}: the worker is training it; waiting ...", file=sys.stderr)
                 statuses.append(_wait_until_finished(settings, run_id))
         except KeyboardInterrupt:
-            with session_factory(settings.db_url)() as s:
+            with interrupts_deferred(), session_factory(settings.db_url)() as s:
                 for rest in run_ids[run_ids.index(run_id) :]:
                     request_cancel(s, rest)
             print(f"run {run_id}: cancel requested", file=sys.stderr)
@@ -360,7 +370,7 @@ def cmd_study(args) -> int:
     except KeyboardInterrupt:
         from core.results.studies import study_runs
 
-        with session_factory(settings.db_url)() as s:
+        with interrupts_deferred(), session_factory(settings.db_url)() as s:
             for run in study_runs(s, study_id):
                 if run.status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value):
                     request_cancel(s, run.id)

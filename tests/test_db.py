@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -9,12 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from core.data import checking, datasets, reading
 from core.jobs.runs import create_run
 from core.jobs.worker import claim_next_run
-from core.store.db import Base, Metric, Run, get_engine, session_factory
+from core.store.db import Base, Metric, Run, get_engine, session_factory, utcnow
+from core.store.settings import sqlite_path
 from core.training.config import TrainConfig
 
 
@@ -90,6 +92,40 @@ def test_reads_do_not_fail_while_a_writer_holds_the_lock(settings, csv_folder):
         writer.close()
     with get_engine(settings.db_url).connect() as conn:
         assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+def test_a_write_that_ctrl_c_cuts_short_leaves_no_lock_behind(settings):
+    """A KeyboardInterrupt raised while SQLAlchemy reads a statement's result: it closes the connection with the
+    statement's cursor still alive in the traceback, and SQLite would keep that transaction's write lock until the
+    cursor is freed. The write that handles Ctrl+C (recording the cancel) would then wait for its own lock."""
+    with session_factory(settings.db_url).begin() as s:
+        s.add(Run(dataset_name="d", method="lora", model_source="m", config={}, status="running"))
+
+    armed = True
+
+    def ctrl_c(conn, cursor, statement, *_):
+        nonlocal armed
+        if armed and statement.startswith("SELECT"):
+            armed = False
+            raise KeyboardInterrupt
+
+    engine = get_engine(settings.db_url)
+    event.listen(engine, "after_cursor_execute", ctrl_c)
+    try:
+        with session_factory(settings.db_url).begin() as s:
+            s.get(Run, 1).heartbeat_at = utcnow()
+        pytest.fail("the write was not interrupted")
+    except KeyboardInterrupt:  # the cancel is recorded while Ctrl+C is handled, its traceback held
+        other = sqlite3.connect(sqlite_path(settings.db_url), timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" at once if the interrupted write still held it
+            other.rollback()
+        finally:
+            other.close()
+        with session_factory(settings.db_url).begin() as s:
+            s.get(Run, 1).cancel_requested = True
+    finally:
+        event.remove(engine, "after_cursor_execute", ctrl_c)
 
 
 def test_a_database_at_the_newest_revision_opens_without_loading_alembic(settings):

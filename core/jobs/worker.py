@@ -38,6 +38,7 @@ from core.store.db import (
     Run,
     RunStatus,
     claim_oldest,
+    interrupts_deferred,
     open_database,
     session_factory,
     shown_url,
@@ -98,7 +99,7 @@ def supervise(settings: Settings, run_id: int, warm: WarmStart | None = None) ->
             if (ended := job.poll()) is not None:
                 break
             time.sleep(POLL_S)
-            with sessions.begin() as s:
+            with interrupts_deferred(), sessions.begin() as s:  # Ctrl+C raises after the write, not inside it
                 run = s.get(Run, run_id)
                 if run.status == RunStatus.RUNNING.value:
                     run.heartbeat_at = utcnow()  # the supervisor vouches for a live process
@@ -118,7 +119,7 @@ def supervise(settings: Settings, run_id: int, warm: WarmStart | None = None) ->
             if interrupted:
                 raise  # a second Ctrl+C: leave at once
             interrupted = True
-            with sessions() as s:
+            with interrupts_deferred(), sessions() as s:
                 request_cancel(s, run_id)
     job.save_logs()
     status = _record_end(sessions, run_id, RunStatus.CRASHED, ended)
@@ -334,7 +335,7 @@ def run_worker(
                     return 0
                 time.sleep(poll_s)
         except KeyboardInterrupt:  # Ctrl+C: the runs training here are cancelled; leave once each has ended
-            with session_factory(settings.db_url)() as s:
+            with interrupts_deferred(), session_factory(settings.db_url)() as s:
                 for run_id in list(supervisors.active):
                     request_cancel(s, run_id)
             supervisors.wait()  # each supervisor sees the cancel, stops its child and records the end

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import signal
+import threading
 import uuid
 import weakref
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -286,6 +289,15 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _sqlite_end_transaction(dbapi_connection, _record) -> None:
+    # SQLAlchemy closes a connection that an exception (Ctrl+C: KeyboardInterrupt) cut short mid-statement. Closed
+    # while that statement's cursor lives on (the traceback holds it), SQLite keeps the connection, its transaction
+    # and write lock until the cursor is freed: this process's next write (the cancel Ctrl+C asks for) would wait
+    # for its own lock, then fail with "database is locked". Rolled back first, nothing stays held.
+    if dbapi_connection.in_transaction:
+        dbapi_connection.rollback()
+
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x4C6F5241  # a PostgreSQL advisory lock key ("LoRA"): one process migrates at a time
 
@@ -370,6 +382,7 @@ def get_engine(db_url: str) -> Engine:
         engine = create_engine(db_url, connect_args={"timeout": 30, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "close", _sqlite_end_transaction)
         return engine
     url = make_url(db_url)
     if url.drivername == "postgresql":  # a plain postgresql:// URL means psycopg 3, the driver we install
@@ -435,7 +448,7 @@ def claim_oldest(
     (FOR UPDATE) and rows another claimer has locked are skipped (SKIP LOCKED), so workers never wait on each other;
     the update checks the row is still queued, so a row claimed meanwhile is never claimed twice."""
     queued = RunStatus.QUEUED.value
-    with session_factory(db_url).begin() as s:
+    with interrupts_deferred(), session_factory(db_url).begin() as s:  # the worker polls: Ctrl+C comes in between
         row_id = s.scalar(
             select(table.id)
             .where(table.status == queued)
@@ -451,6 +464,27 @@ def claim_oldest(
             .values(status=RunStatus.RUNNING.value, **(fields(utcnow()) if fields else {}))
         ).rowcount
     return row_id if claimed == 1 else None
+
+
+@contextmanager
+def interrupts_deferred():
+    """Ctrl+C (SIGINT) that arrives in the block raises its KeyboardInterrupt once the block has ended. For the writes
+    a process repeats while Ctrl+C may come (a heartbeat, a logged step) and the cancel Ctrl+C asks for: SQLAlchemy is
+    not safe against an exception raised at any point of its bookkeeping, and one there can leave a transaction open
+    and the write lock held until garbage collection, or turn Ctrl+C into an IllegalStateChangeError. Main thread only
+    (Python runs signal handlers there), and only where Ctrl+C raises KeyboardInterrupt (not where it is ignored)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    arrived = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if arrived:
+            raise KeyboardInterrupt
 
 
 def session_factory(db_url: str, read_only: bool = False) -> sessionmaker:

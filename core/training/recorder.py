@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from sqlalchemy import update
 from transformers import TrainerCallback
 
-from core.store.db import Metric, Run, utcnow
+from core.store.db import Metric, Run, interrupts_deferred, utcnow
 from core.training.artifacts import CHECKPOINT_STATE
 from core.training.machine_load import cpu_share, scheduler_times
 
@@ -72,7 +72,7 @@ class RunRecorder(TrainerCallback):
         self.started = self.last_save = time.perf_counter()
         self.cpu_started, self.load_samples = time.process_time(), [os.getloadavg()[0]]
         self.threads_started = scheduler_times()
-        with self.sessions.begin() as s:
+        with interrupts_deferred(), self.sessions.begin() as s:
             s.execute(
                 update(Run).where(Run.id == self.run_id).values(total_steps=state.max_steps, step=state.global_step)
             )
@@ -92,7 +92,7 @@ class RunRecorder(TrainerCallback):
         values = {"step": state.global_step, "heartbeat_at": utcnow()}
         if first:  # step times are measured from the end of this process's first step: start-up is not a step
             values.update(timing_step=state.global_step, timing_at=values["heartbeat_at"])
-        with self.sessions.begin() as s:
+        with interrupts_deferred(), self.sessions.begin() as s:
             s.execute(update(Run).where(Run.id == self.run_id).values(**values))
             self.cancelled = bool(s.get(Run, self.run_id).cancel_requested)
         self.orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
@@ -134,7 +134,7 @@ class RunRecorder(TrainerCallback):
                     )
                 )
         if rows:
-            with self.sessions.begin() as s:
+            with interrupts_deferred(), self.sessions.begin() as s:
                 s.add_all(rows)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
