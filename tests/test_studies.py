@@ -50,9 +50,10 @@ def test_the_pruner_stops_the_worst_rates_and_never_the_best():
     assert not stopped_by_pruner([(9, 2, 0.9), (1, 1, 0.1)], 1, first_rung=2)  # before the rung: nothing is judged
 
 
-def test_the_rung_is_the_first_evaluation_at_half_the_training():
+def test_the_rung_is_the_evaluation_nearest_half_the_training():
     assert rung_step(max_steps=100, eval_steps=25) == 50
     assert rung_step(max_steps=100, eval_steps=30) == 60
+    assert rung_step(max_steps=94, eval_steps=23) == 46  # 2 epochs of 47 steps, 2 evaluations an epoch
     assert rung_step(max_steps=10, eval_steps=20) == 20  # one evaluation: at its end, nothing is stopped
 
 

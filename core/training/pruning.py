@@ -12,22 +12,22 @@ at the defaults needs them trained to the end.
 from __future__ import annotations
 
 import logging
-import math
 
 from sqlalchemy import select
 from transformers import TrainerCallback
 
 from core.store.db import Metric, Run
 
-# The rung: the first evaluation at or after half the training. Earlier, dev accuracy mostly says which rate learns
+# The rung: the evaluation nearest half the training. Earlier, dev accuracy mostly says which rate learns
 # fastest at the start (a large one), not which ends best.
 PRUNE_AT = 0.5
 REDUCTION = 3  # successive halving's eta: the best third go on (the best one while fewer than 3 reached the rung)
 
 
 def rung_step(max_steps: int, eval_steps: int) -> int:
-    """The step of the first evaluation at or after PRUNE_AT of the training."""
-    return max(eval_steps, math.ceil(PRUNE_AT * max_steps / eval_steps) * eval_steps)
+    """The step of the evaluation nearest PRUNE_AT of the training (the first one at the least). The first at or after
+    it judged a 94-step run at step 69 (evaluations every 23 steps): 73 % of the training, where 46 is 49 %."""
+    return max(eval_steps, round(PRUNE_AT * max_steps / eval_steps) * eval_steps)
 
 
 def stopped_by_pruner(
