@@ -333,8 +333,8 @@ def _queue_study(args) -> tuple[Settings, int, list[int], dict | None]:
     from core.jobs import studies
     from core.jobs.estimate import estimate_or_none
 
+    settings = _open(args)  # first, as every command: a database it cannot use is the first thing it says
     vary, values, grids = _study_request(args)
-    settings = _open(args)
     with session_factory(settings.db_url)() as session:
         # Both methods at the rates `train --pair` uses: the settings are refused here in the same words
         pair_args = argparse.Namespace(**{**vars(args), "pair": True, "lr_full": None, "lr_lora": None})
