@@ -29,7 +29,6 @@ from core.store.db import Dataset, Run, RunStatus, Study, session_factory
 from core.store.settings import Settings
 from core.training import models
 from core.training.config import DEFAULT_LEARNING_RATES, TrainConfig, problems_of
-from core.training.pruning import PRUNE_AT
 
 log = logging.getLogger("lora_lab.studies")
 
@@ -284,6 +283,8 @@ def study_seconds(vary: str, seeds: int, grid: dict, per_method: dict[str, dict]
     claim to result; train_seconds, training alone): {"runs", "most", "likely"}. For a learning-rate study "most" has
     no rate stopped early and "likely" half of the prunable ones stopped at the pruner's rung; a size's run trains
     for its share of the rows (its fixed costs stay)."""
+    from core.training.pruning import PRUNE_AT  # here: the pruner imports transformers
+
     total = {m: e["total_seconds"] for m, e in per_method.items()}
     train = {m: e["train_seconds"] for m, e in per_method.items()}
     if vary == "lr":

@@ -31,7 +31,6 @@ from sqlalchemy.engine import make_url
 
 from core.jobs.runners import RunnerError, WarmStart, child_env, start_run
 from core.jobs.runs import request_cancel
-from core.jobs.studies import advance_all
 from core.store import storage
 from core.store.db import (
     LabelJob,
@@ -296,6 +295,7 @@ def run_worker(
     Runs train side by side where they fit (core.jobs.scheduler). A worker the dashboard started (dashboard_pid) leaves
     after idle_exit_s with nothing to do once that dashboard has stopped; the next page view starts one again."""
     from core.jobs.scheduler import IdleClock, RunSupervisors, dashboard_gone
+    from core.jobs.studies import advance_all  # here: the pages import this module, and studies import torch
 
     with worker_lock(settings) as got:
         if not got:
