@@ -78,7 +78,21 @@ def test_study_bench_times_a_comparison_a_study_and_the_full_grid(tmp_path):
     out = tmp_path / "bench-out"
     done, lines = run_bench(["bench/study_bench.py", "--smoke", "--out", str(out)])
     runs = [r for r in lines if r["kind"] == "run"]
-    assert {r["phase"] for r in runs} == {"quick demo", "smoke: comparison", "smoke: study"}
+    phases = {r["phase"] for r in runs}  # "smoke: grid" too where the study stopped a rate early
+    assert (
+        {"quick demo", "smoke: comparison", "smoke: study"}
+        <= phases
+        <= {
+            "quick demo",
+            "smoke: comparison",
+            "smoke: study",
+            "smoke: grid",
+        }
+    )
+    grid = [r for r in runs if r["phase"] == "smoke: grid"]
+    assert sorted((r["method"], r["lr"]) for r in grid) == sorted(
+        (r["method"], r["lr"]) for r in runs if r["phase"] == "smoke: study" and r["stopped_early"]
+    )
     study = [r for r in runs if r["phase"] == "smoke: study"]
     assert sorted((r["role"], r["method"], r["seed"]) for r in study) == [
         ("default", "full", 42),
