@@ -7,6 +7,7 @@ import math
 import re
 import time
 
+import plotly.colors
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
@@ -497,7 +498,7 @@ def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
 
 def _shade(colour: str, alpha: float) -> str:
     """'#08519C' at this opacity, for a band under its line."""
-    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    red, green, blue = plotly.colors.hex_to_rgb(colour)
     return f"rgba({red}, {green}, {blue}, {alpha})"
 
 

@@ -42,18 +42,15 @@ from core.training.config import DEFAULT_LEARNING_RATES, TrainConfig, preset_con
 TIME_RATIO, PICK_POINTS, FIXED_SHARE = 2.5, 0.5, 0.20
 
 
-def run_queued(settings, phase: str, out: list[dict], advance: bool = False) -> float:
+def run_queued(settings, phase: str, out: list[dict]) -> float:
     """Train every queued run, oldest first, as the worker does (a training process started ahead while runs are
-    queued: core.jobs.runners.WarmStart; studies advanced between runs); seconds taken."""
+    queued: core.jobs.runners.WarmStart; a study advanced as each of its runs ends); seconds taken."""
     from core.jobs.runners import WarmStart
-    from core.jobs.studies import advance_all
     from core.jobs.worker import claim_next_run
 
     started, warm = time.perf_counter(), WarmStart(settings)
     try:
         while True:
-            if advance:
-                advance_all(settings)
             run_id = claim_next_run(settings)
             if run_id is None:
                 return time.perf_counter() - started
@@ -113,14 +110,13 @@ def bench_dataset(args, settings, name: str, dataset_id: int, rows: list[dict]) 
     with sessions() as s:
         study, _ = create_study(s, s.get(Dataset, dataset_id), args.model, base, "lr", seeds=args.seeds, grids=grids)
         study_id = study.id
-    study_s = run_queued(settings, f"{name}: study", rows, advance=True)
+    study_s = run_queued(settings, f"{name}: study", rows)
     with sessions() as s:
         study = s.get(Study, study_id)
         runs = found.study_runs(s, study_id)
         stopped = [r for r in runs if r.stopped_early]
         for run in stopped:  # the grid trained to the end: the stopped rates on the same seed, outside the study
-            config = TrainConfig.from_dict({**run.config})
-            create_run(s, s.get(Dataset, dataset_id), args.model, config)
+            create_run(s, s.get(Dataset, dataset_id), args.model, TrainConfig.from_dict(run.config))
         summary = found.summary(s, study)
     grid_s = run_queued(settings, f"{name}: grid", rows)
     with sessions() as s:

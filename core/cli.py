@@ -399,18 +399,21 @@ def _train_runs(settings, study_id: int, warm) -> bool:
     from core.results.studies import study_runs
 
     sessions = session_factory(settings.db_url)
+    said = set()  # the chosen rates announced (a run's supervisor queues them as the study's last rate ends)
     while True:
         with sessions() as s:
             study = s.get(Study, study_id)
-            added = studies.advance(s, study)
-            for method in dict.fromkeys(r.method for r in added):
-                rate = next(r.config["learning_rate"] for r in added if r.method == method)
-                print(
-                    f"study {study_id}: {method}'s best rate on the dev set is {rate:g}; training it on "
-                    f"{study.seeds} fresh seed{'s' if study.seeds != 1 else ''}",
-                    file=sys.stderr,
-                )
+            studies.advance(s, study)  # a study whose last rate ended before this command started
             runs = study_runs(s, study_id)
+            for run in runs:
+                chosen = (run.method, run.config["learning_rate"])
+                if run.study_role == "final" and chosen not in said:
+                    said.add(chosen)
+                    print(
+                        f"study {study_id}: {run.method}'s best rate on the dev set is {chosen[1]:g}; training it "
+                        f"on {study.seeds} fresh seed{'s' if study.seeds != 1 else ''}",
+                        file=sys.stderr,
+                    )
             queued = [r.id for r in runs if r.status == RunStatus.QUEUED.value]
             running = [r.id for r in runs if r.status == RunStatus.RUNNING.value]
             if not queued and not running:
@@ -461,7 +464,6 @@ def _study_of(session, study_id: int) -> Study:
 def _print_study(settings, study_id: int, as_json: bool, table: bool = False, runs: bool = False) -> None:
     """The study's summary: with as_json the one object (core.results.studies.summary), else its label, its
     sentence, the table of its points (table), its runs (runs), its verdicts and notes."""
-    from core.jobs.studies import planned_runs
     from core.results import studies as found
     from core.words import percent
 
@@ -470,7 +472,7 @@ def _print_study(settings, study_id: int, as_json: bool, table: bool = False, ru
         info = found.summary(s, study)
         label = found.study_label(study)
         listed = [(r, _study_run_text(study, r)) for r in found.study_runs(s, study_id)] if runs else []
-        planned = planned_runs(study.vary, study.seeds, study.grid)
+        planned = found.study_progress(study, found.study_runs(s, study_id))["planned"]
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
         return

@@ -103,28 +103,10 @@ STUDY_POLL_S = 3.0  # how often a study still training reads the database
 
 @st.cache_data(max_entries=16, show_spinner="Reading the study…")
 def study_found(db_url: str, study_id: int, state: tuple) -> dict:
-    """What the study's view shows, computed once per database, study and state of its runs (`state`: each run's
-    id, status and end, and the grid): the points, each method's chosen rate, the verdicts and the sentences."""
+    """core.results.studies.view, computed once per database, study and state of its runs (`state`: each run's id,
+    status and end, and the grid), without the runs themselves."""
     with ui.sessions()() as s:
-        study = s.get(Study, study_id)
-        runs = found.study_runs(s, study_id)
-        pts = found.points(s, study, runs)
-        best = found.best_rates(study, pts) if study.vary == "lr" else {}
-        out = {"points": pts, "best": best, "verdicts": found.verdicts(s, study, runs, best)}
-        if study.vary == "lr":
-            compared = found.verdict_runs(study, runs, best)
-            out["chosen"] = found.chosen_points(s, study, runs, best)
-            out["pairs"] = {
-                name: [(a.id, b.id) for a, b in comparisons.completed_pairs(members)]
-                for name, members in compared.items()
-            }
-            out["sentence"] = found.lr_sentence(best, out["verdicts"]["tuned"], out["verdicts"]["default"])
-        elif study.vary == "train_size":
-            out["changes"] = found.verdict_changes(out["verdicts"])
-            out["sentence"] = found.size_sentence(out["verdicts"])
-        else:
-            out["sentence"] = found.rank_sentence(pts)
-    return out
+        return {k: v for k, v in found.view(s, s.get(Study, study_id)).items() if k != "runs"}
 
 
 def open_study() -> None:
@@ -203,8 +185,7 @@ def study_chart(study: Study, view: dict) -> None:
             "clearly behind the others at half its training. The test set is kept for the verdicts."
         )
         if view["sentence"]:
-            disagree = view["verdicts"]["tuned"]["verdict"] != view["verdicts"]["default"]["verdict"]
-            (st.warning if disagree else st.info)(view["sentence"], icon=":material/balance:")
+            (st.warning if view["disagree"] else st.info)(view["sentence"], icon=":material/balance:")
         study_verdicts(study, view)
         for method, chosen in view["best"].items():
             if chosen["edge"]:
@@ -244,8 +225,8 @@ def study_state(study_id: int) -> tuple[Study | None, list, dict, bool]:
         if study is None:
             return None, [], {}, False
         members = found.study_runs(s, study_id)
-    progress = found.study_progress(members, studies.planned_runs(study.vary, study.seeds, study.grid))
-    return study, members, progress, not found.finished(members) or progress["ended"] < progress["planned"]
+    progress = found.study_progress(study, members)
+    return study, members, progress, progress["active"]
 
 
 def show_study(study_id: int) -> None:

@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from core import words
-from core.jobs import queue, runs, studies
+from core.jobs import queue, runs
 from core.results import comparisons, describe, export, tables
 from core.results import studies as study_results
 from core.store import storage
@@ -352,7 +352,7 @@ if not compared.empty:
     st.dataframe(compared, hide_index=True, column_config=config, key="runs_comparisons")
 
 with ui.sessions()() as s:
-    studied = study_results.studies_frame(s, studies.planned_runs)
+    studied = study_results.studies_frame(s)
 if not studied.empty:
     st.subheader("Studies")
     st.caption(

@@ -86,21 +86,27 @@ def _record(session, study, dataset, role, method, lr, seed, dev_acc, test_acc, 
     return run
 
 
+def _lr_study(session, dataset, grid: dict, seeds: int, first_seed: int) -> Study:
+    """A learning-rate study recorded as create_study records one (default rates 5e-5 and 1e-3), without its runs."""
+    study = Study(
+        vary="lr",
+        dataset_id=dataset.id,
+        dataset_name=dataset.name,
+        model_source="m",
+        config=TrainConfig(seed=first_seed).to_dict(),
+        grid={**grid, "default": {"full": 5e-5, "lora": 1e-3}},
+        seeds=seeds,
+        first_seed=first_seed,
+    )
+    session.add(study)
+    session.flush()
+    return study
+
+
 def test_the_rate_is_chosen_on_dev_and_the_tuned_verdict_uses_fresh_seeds_only(settings, csv_folder):
     dataset = store(settings, csv_folder)
     with session_factory(settings.db_url)() as s:
-        study = Study(
-            vary="lr",
-            dataset_id=dataset.id,
-            dataset_name=dataset.name,
-            model_source="m",
-            config=TrainConfig(seed=7).to_dict(),
-            grid={"full": [1e-5, 5e-5, 1e-4], "lora": [1e-3, 3e-3], "default": {"full": 5e-5, "lora": 1e-3}},
-            seeds=2,
-            first_seed=7,
-        )
-        s.add(study)
-        s.flush()
+        study = _lr_study(s, dataset, {"full": [1e-5, 5e-5, 1e-4], "lora": [1e-3, 3e-3]}, seeds=2, first_seed=7)
         # Dev and test disagree: dev prefers 1e-4 (full) and 3e-3 (LoRA), test the others.
         _record(s, study, dataset, "default", "full", 5e-5, 7, dev_acc=0.70, test_acc=0.90)
         _record(s, study, dataset, "grid", "full", 1e-5, 7, dev_acc=0.60, test_acc=0.95)
@@ -135,10 +141,9 @@ def test_the_rate_is_chosen_on_dev_and_the_tuned_verdict_uses_fresh_seeds_only(s
         s.commit()
         runs = found.study_runs(s, study.id)
         chosen = {"full": {"value": 1e-4}, "lora": {"value": 3e-3}}
-        tuned_runs = [
-            r for r in runs if r.study_role == "final" and r.config["learning_rate"] == chosen[r.method]["value"]
-        ]
+        tuned_runs = found.verdict_runs(study, runs, chosen)["tuned"]  # what the tuned verdict pairs
         assert {r.config["seed"] for r in tuned_runs} == {8, 9}
+        assert sorted(r.id for r in tuned_runs) == sorted(r.id for r in finals)
 
 
 def test_a_refused_study_records_nothing(settings, csv_folder, tiny_model):
@@ -323,18 +328,7 @@ def test_a_studys_time_counts_its_runs_and_what_the_pruner_saves():
 def test_a_cancelled_rate_holds_the_choice_back_until_it_is_resumed(settings, csv_folder):
     dataset = store(settings, csv_folder)
     with session_factory(settings.db_url)() as s:
-        study = Study(
-            vary="lr",
-            dataset_id=dataset.id,
-            dataset_name=dataset.name,
-            model_source="m",
-            config=TrainConfig().to_dict(),
-            grid={"full": [5e-5, 0.5], "lora": [1e-3], "default": {"full": 5e-5, "lora": 1e-3}},
-            seeds=1,
-            first_seed=42,
-        )
-        s.add(study)
-        s.flush()
+        study = _lr_study(s, dataset, {"full": [5e-5, 0.5], "lora": [1e-3]}, seeds=1, first_seed=42)
         _record(s, study, dataset, "default", "full", 5e-5, 42, dev_acc=0.5, test_acc=0.5)
         best = _record(s, study, dataset, "grid", "full", 0.5, 42, dev_acc=0.9, test_acc=0.5, status="cancelled")
         _record(s, study, dataset, "default", "lora", 1e-3, 42, dev_acc=0.5, test_acc=0.5)

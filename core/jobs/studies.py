@@ -5,7 +5,7 @@
   page launches) go first and always train to the end; the other rates may be stopped early by the pruner
   (core.training.pruning). Once all of a method's rates have ended, the rate with the best dev accuracy is trained on
   `seeds` fresh seeds (first_seed + 1, ...), never the seed it was chosen on: the tuned verdict compares those, the
-  default verdict the two default rates. `advance` queues them; the worker calls it as runs end.
+  default verdict the two default rates. `advance` queues them, called as each of the study's runs ends.
 - "train_size": at each size, `seeds` pairs trained on the same nested, stratified subset of the training rows
   (core.data.splitting.nested_rows), scored on the same dev and test sets.
 - "lora_rank": LoRA at each rank on `seeds` seeds; full fine-tuning once a seed, the line the ranks are held against.
@@ -236,7 +236,8 @@ def advance(session: Session, study: Study) -> list[Run]:
 
 def advance_all(settings: Settings) -> dict[int, int]:
     """`advance` every learning-rate study whose rates have all ended (it adds only what is missing). Returns study
-    id -> runs queued, for those it queued runs in. The worker calls it every few seconds."""
+    id -> runs queued, for those it queued runs in. The worker calls it when it starts (a study whose last rate ended
+    while no worker ran); then each run of a study advances its study as it ends (core.jobs.worker.supervise)."""
     queued = {}
     with session_factory(settings.db_url)() as s:
         for study in s.scalars(select(Study).where(Study.vary == "lr")):
@@ -268,16 +269,6 @@ def add_rate(session: Session, study: Study, method: str, rate: float) -> Run:
     return _queue(session, study, dataset, config, "grid", "", tried.estimate)
 
 
-def planned_runs(vary: str, seeds: int, grid: dict) -> int:
-    """How many runs a study trains: for a learning-rate study, every rate tried and each method's chosen rate on the
-    fresh seeds; otherwise both methods at each point on every seed (a rank study's full fine-tuning once a seed)."""
-    if vary == "lr":
-        return len(grid["full"]) + len(grid["lora"]) + 2 * seeds
-    if vary == "train_size":
-        return 2 * len(grid["values"]) * seeds
-    return (1 + len(grid["values"])) * seeds
-
-
 def study_seconds(vary: str, seeds: int, grid: dict, per_method: dict[str, dict], train_rows: int) -> dict:
     """A study's time, its runs one after another, from each method's run estimate (core.jobs.estimate: total_seconds,
     claim to result; train_seconds, training alone): {"runs", "most", "likely"}. For a learning-rate study "most" has
@@ -290,9 +281,9 @@ def study_seconds(vary: str, seeds: int, grid: dict, per_method: dict[str, dict]
     if vary == "lr":
         most = sum(total[m] * (len(grid[m]) + seeds) for m in total)
         saved = sum(0.5 * (1 - PRUNE_AT) * train[m] * (len(grid[m]) - 1) for m in train)
-        return {"runs": planned_runs(vary, seeds, grid), "most": most, "likely": most - saved}
+        return {"runs": found.planned_runs(vary, seeds, grid), "most": most, "likely": most - saved}
     if vary == "train_size":
         most = seeds * sum(total[m] - train[m] * (1 - n / train_rows) for m in total for n in grid["values"])
     else:
         most = seeds * (total["full"] + len(grid["values"]) * total["lora"])
-    return {"runs": planned_runs(vary, seeds, grid), "most": most, "likely": most}
+    return {"runs": found.planned_runs(vary, seeds, grid), "most": most, "likely": most}

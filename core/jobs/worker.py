@@ -36,6 +36,7 @@ from core.store.db import (
     LabelJob,
     Run,
     RunStatus,
+    Study,
     claim_oldest,
     interrupts_deferred,
     open_database,
@@ -50,7 +51,6 @@ log = logging.getLogger("lora_lab.worker")
 HEARTBEAT_S = 5.0  # how often the worker renews a label job's heartbeat while its child labels
 POLL_S = 0.5  # how often the supervisor checks the process, renews the heartbeat and reads the cancel flag
 LOGS_EVERY_S = 5.0  # how often a Ray job's log is copied into the run's train.log while it trains
-ADVANCE_EVERY_S = 5.0  # how often the worker looks for a learning-rate study whose rates have all ended
 
 
 def claim_next_run(settings: Settings) -> int | None:
@@ -68,7 +68,17 @@ def claim_next_run(settings: Settings) -> int | None:
 
 def supervise(settings: Settings, run_id: int, warm: WarmStart | None = None) -> RunStatus:
     """Train one claimed run where the runner setting says, until it ends; record how it ended if it could not.
-    With `warm`, a local run takes its waiting process, and another is prepared while more runs are queued."""
+    With `warm`, a local run takes its waiting process, and another is prepared while more runs are queued. A study's
+    run, once ended, advances its study (its next runs queued)."""
+    with session_factory(settings.db_url)() as s:
+        study_id = s.get(Run, run_id).study_id
+    status = _supervise_run(settings, run_id, warm)
+    if study_id is not None and _advance_study(settings, study_id) and warm is not None:
+        warm.prepare()  # the study's next runs were just queued
+    return status
+
+
+def _supervise_run(settings: Settings, run_id: int, warm: WarmStart | None) -> RunStatus:
     sessions = session_factory(settings.db_url)
     with sessions() as s:
         folder = run_dir(settings, s.get(Run, run_id))
@@ -125,6 +135,18 @@ def supervise(settings: Settings, run_id: int, warm: WarmStart | None = None) ->
     if interrupted:
         raise KeyboardInterrupt
     return status
+
+
+def _advance_study(settings: Settings, study_id: int) -> int:
+    """Queue what the study needs now that one of its runs has ended (a learning-rate study's chosen rates on their
+    fresh seeds, once its rates have all ended: core.jobs.studies.advance). Returns how many runs it queued."""
+    from core.jobs import studies  # here: the pages import this module, and studies import torch
+
+    with session_factory(settings.db_url)() as s:
+        queued = len(studies.advance(s, s.get(Study, study_id)))
+    if queued:
+        log.info("study %s: queued %d runs on the rates chosen on the dev set", study_id, queued)
+    return queued
 
 
 def _more_queued(sessions) -> bool:
@@ -303,7 +325,9 @@ def run_worker(
             return 3
         log.info("worker %s serving %s", os.getpid(), shown_url(settings.db_url))  # the log never shows a password
         open_database(settings.db_url)
-        last_reconcile = last_advance = 0.0
+        last_reconcile = 0.0
+        for study_id, queued in advance_all(settings).items():  # a study whose last rate ended while no worker ran
+            log.info("study %s: queued %d runs on the rates chosen on the dev set", study_id, queued)
         warm = WarmStart(settings)  # a training process started ahead while runs are queued: a study's runs are short
         supervisors, idle = RunSupervisors(settings, partial(supervise, warm=warm)), IdleClock()
         try:
@@ -312,10 +336,6 @@ def run_worker(
                     for run_id in reconcile_stale_runs(settings):
                         log.warning("run %s had crashed; marked so", run_id)
                     last_reconcile = time.monotonic()
-                if time.monotonic() - last_advance > ADVANCE_EVERY_S:  # a study's next runs, once its rates have ended
-                    for study_id, queued in advance_all(settings).items():
-                        log.info("study %s: queued %d runs on the rates chosen on the dev set", study_id, queued)
-                    last_advance = time.monotonic()
                 job_id = claim_next_label_job(settings)  # first: someone waits on the Predict page for it
                 if job_id is not None:
                     log.info("label job %s ended: %s", job_id, label_in_child(settings, job_id).value)

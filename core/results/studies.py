@@ -8,9 +8,8 @@ them): what the model it saved scores on the dev set.
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections.abc import Callable
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -333,54 +332,58 @@ def rank_sentence(pts: list[dict]) -> str | None:
     return f"{rank} is {abs(gap):.1f} points {where} full fine-tuning on the test set{share}."
 
 
-def summary(session: Session, study: Study) -> dict:
-    """What `python -m core study --json` prints (keys fixed; see docs/command-line.md)."""
+def view(session: Session, study: Study) -> dict:
+    """Everything the study's page and `core study --json` read, computed once: "runs", "points", "verdicts",
+    "sentence", "notes"; for a learning-rate study also "best" (best_rates), "chosen" (chosen_points), "pairs" (the
+    run ids each verdict pairs) and "disagree" (whether the two verdicts differ); for a size study "changes"
+    (verdict_changes)."""
     runs = study_runs(session, study.id)
     pts = points(session, study, runs)
-    best = best_rates(study, pts) if study.vary == "lr" else None
-    found = verdicts(session, study, runs, best)
+    out = {"runs": runs, "points": pts, "notes": []}
+    if study.vary == "lr":
+        best = out["best"] = best_rates(study, pts)
+        found = out["verdicts"] = verdicts(session, study, runs, best)
+        out["chosen"] = chosen_points(session, study, runs, best)
+        out["pairs"] = {
+            name: [(a.id, b.id) for a, b in completed_pairs(members)]
+            for name, members in verdict_runs(study, runs, best).items()
+        }
+        out["sentence"] = lr_sentence(best, found["tuned"], found["default"])
+        out["disagree"] = bool(out["sentence"]) and found["tuned"]["verdict"] != found["default"]["verdict"]
+        out["notes"] = edge_notes(best)
+    elif study.vary == "train_size":
+        found = out["verdicts"] = verdicts(session, study, runs)
+        out["changes"] = verdict_changes(found)
+        out["sentence"] = size_sentence(found)
+    else:
+        out["verdicts"] = verdicts(session, study, runs)
+        out["sentence"] = rank_sentence(pts)
+    return out
+
+
+def summary(session: Session, study: Study) -> dict:
+    """What `python -m core study --json` prints (keys fixed; see docs/command-line.md): `view` as plain data."""
+    seen = view(session, study)
     out = {
         "study": study.id,
         "vary": study.vary,
         "points": [
-            {
-                "value": p["value"],
-                "method": p["method"],
-                "runs": p["runs"],
-                "dev": p["dev"],
-                "test": p["test"],
-                "stopped_early": p["stopped_early"],
-            }
-            for p in pts
+            {k: p[k] for k in ("value", "method", "runs", "dev", "test", "stopped_early")} for p in seen["points"]
         ],
-        "status": status_counts(runs),
+        "status": status_counts(seen["runs"]),
     }
+    found = seen["verdicts"]
     if study.vary == "lr":
-        out["best"] = {m: {"value": b["value"], "dev": b["dev"]} for m, b in best.items()}
+        out["best"] = {m: {"value": b["value"], "dev": b["dev"]} for m, b in seen["best"].items()}
         out["verdict"], out["default_verdict"] = found["tuned"], found["default"]
-        out["sentence"] = lr_sentence(best, found["tuned"], found["default"])
-        out["notes"] = edge_notes(best)
     else:
         out["verdict"] = [{"value": v, **({"verdict": None} if d is None else d)} for v, d in found.items()]
-        out["sentence"] = size_sentence(found) if study.vary == "train_size" else rank_sentence(pts)
-        out["notes"] = []
+    out["sentence"], out["notes"] = seen["sentence"], seen["notes"]
     return out
 
 
 def status_counts(runs: list[Run]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for run in runs:
-        counts[run.status] = counts.get(run.status, 0) + 1
-    return counts
-
-
-def finished(runs: list[Run]) -> bool:
-    return bool(runs) and all(r.run_status.finished for r in runs)
-
-
-def log_ticks(values: list[float]) -> list[float]:
-    """Axis ticks for a log axis over these values: the values themselves."""
-    return sorted({v for v in values if v and v > 0 and math.isfinite(v)})
+    return dict(Counter(run.status for run in runs))
 
 
 def point_text(vary: str, run: Run) -> str:
@@ -413,24 +416,39 @@ def with_studies(session: Session, table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def study_progress(runs: list[Run], planned: int) -> dict[str, int]:
-    """{"completed", "ended" (completed, failed, cancelled or crashed), "planned"}: a learning-rate study may queue
-    more than it planned (a rate added, a choice changed), so "planned" is never below the runs it has."""
+def planned_runs(vary: str, seeds: int, grid: dict) -> int:
+    """How many runs a study trains: for a learning-rate study, every rate tried and each method's chosen rate on the
+    fresh seeds; otherwise both methods at each point on every seed (a rank study's full fine-tuning once a seed)."""
+    if vary == "lr":
+        return len(grid["full"]) + len(grid["lora"]) + 2 * seeds
+    if vary == "train_size":
+        return 2 * len(grid["values"]) * seeds
+    return (1 + len(grid["values"])) * seeds
+
+
+def study_progress(study: Study, runs: list[Run]) -> dict:
+    """{"completed", "ended" (completed, failed, cancelled or crashed), "planned", "active"}: a learning-rate study
+    may queue more than it planned (a rate added, a choice changed), so "planned" is never below the runs it has; it is
+    "active" while a run is to end, or planned runs can still come (its fresh seeds, once its rates have ended)."""
+    planned = max(planned_runs(study.vary, study.seeds, study.grid), len(runs))
+    ended = sum(r.run_status.finished for r in runs)
+    # Fresh seeds still to come: not for a study whose dataset is gone, nor while a rate waits to be resumed
+    to_queue = ended < planned and study.dataset_id is not None and not any(r.status in INTERRUPTED for r in runs)
     return {
         "completed": sum(r.status == RunStatus.COMPLETED.value for r in runs),
-        "ended": sum(r.run_status.finished for r in runs),
-        "planned": max(planned, len(runs)),
+        "ended": ended,
+        "planned": planned,
+        "active": ended < len(runs) or to_queue,
     }
 
 
-def studies_frame(session: Session, planned_runs: Callable[[str, int, dict], int]) -> pd.DataFrame:
-    """One row per study, newest first: what it varies, how far it is, and a link to it on Compare. `planned_runs` is
-    core.jobs.studies.planned_runs (how many runs a study trains; the jobs layer's, above this one)."""
+def studies_frame(session: Session) -> pd.DataFrame:
+    """One row per study, newest first: what it varies, how far it is, and a link to it on Compare."""
     import pandas as pd
 
     rows = []
     for study in studies(session):
-        progress = study_progress(study_runs(session, study.id), planned_runs(study.vary, study.seeds, study.grid))
+        progress = study_progress(study, study_runs(session, study.id))
         rows.append(
             {
                 "study": study_label(study),

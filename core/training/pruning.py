@@ -16,7 +16,7 @@ import logging
 from sqlalchemy import select
 from transformers import TrainerCallback
 
-from core.store.db import Metric, Run
+from core.store.db import Metric, Run, interrupts_deferred
 
 # The rung: the evaluation nearest half the training. Earlier, dev accuracy mostly says which rate learns
 # fastest at the start (a large one), not which ends best.
@@ -73,25 +73,29 @@ def study_reports(session, run: Run) -> tuple[list[tuple[int, int, float]], set[
 
 
 class StudyPruner(TrainerCallback):
-    """Stops a study's rate at an evaluation where the pruner finds it clearly behind (runs of role "grid" only).
-    Runs after RunRecorder, which has written this evaluation's dev accuracy by then."""
+    """Stops a study's rate (a run of role "grid": the trainer adds it to those alone) at an evaluation where the
+    pruner finds it clearly behind, and records that on the run. Runs after RunRecorder, which has written this
+    evaluation's dev accuracy by then."""
 
     def __init__(self, sessions, run_id: int):
         self.sessions, self.run_id = sessions, run_id
-        self.stopped_at: int | None = None
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         first_rung = rung_step(state.max_steps, args.eval_steps)
         if state.global_step < first_rung or state.global_step >= state.max_steps:
             return
         with self.sessions() as s:
+            reports, never_stop = study_reports(s, s.get(Run, self.run_id))
+        if not stopped_by_pruner(reports, self.run_id, first_rung, never_stop):
+            return
+        control.should_training_stop = True
+        note = (
+            f"Stopped early at step {state.global_step} of {state.max_steps}: its dev accuracy was clearly behind the "
+            "study's other learning rates at the same point."
+        )
+        with interrupts_deferred(), self.sessions.begin() as s:
             run = s.get(Run, self.run_id)
-            if run.study_role != "grid":
-                return
-            reports, never_stop = study_reports(s, run)
-        if stopped_by_pruner(reports, self.run_id, first_rung, never_stop):
-            self.stopped_at = state.global_step
-            control.should_training_stop = True
+            run.stopped_early, run.notes = True, [*(run.notes or []), note]
 
 
 def _no_new_study(record: logging.LogRecord) -> bool:

@@ -143,7 +143,7 @@ def _train(
     )
     while True:
         try:
-            model, trainer, recorder, pruner = fit(batch, accumulation, loading=loading, stages=stages)
+            model, trainer, recorder = fit(batch, accumulation)
             break
         except Exception as e:
             if not out_of_memory(e):
@@ -164,6 +164,7 @@ def _train(
             f"Out of memory: went on at batch size {batch}, accumulating gradients over {accumulation} steps "
             f"({batch * accumulation} examples per update).",
         )
+    stages["load"] = round(recorder.started - loading, 2)  # until training began (RunRecorder.on_train_begin)
     if recorder.orphaned:
         return RunStatus.CRASHED, {"error": "The worker that supervised this run stopped, so the run was abandoned."}
     if recorder.cancelled:
@@ -174,14 +175,6 @@ def _train(
     trainable, total = count_params(model)
     recorder.restore_best(model)
     model.eval()
-    if pruner.stopped_at is not None:
-        _set_run(sessions, run.id, stopped_early=True)
-        _add_note(
-            sessions,
-            run.id,
-            f"Stopped early at step {pruner.stopped_at} of {trainer.state.max_steps}: its dev accuracy was clearly "
-            "behind the study's other learning rates at the same point.",
-        )
 
     saving = time.perf_counter()
     folder = artifact_dir(settings, run)
@@ -269,24 +262,10 @@ def _score(settings: Settings, sessions, run_id: int, test) -> dict:
 
 
 def _fit(
-    settings,
-    sessions,
-    run,
-    config,
-    tokenizer,
-    classes,
-    train_set,
-    dev_set,
-    device,
-    batch,
-    accumulation,
-    parent_pid,
-    loading,
-    stages,
+    settings, sessions, run, config, tokenizer, classes, train_set, dev_set, device, batch, accumulation, parent_pid
 ):
-    """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder and
-    the study's pruner (which stops nothing outside a learning-rate study). `stages["load"]` gets the time from
-    `loading` until training begins."""
+    """Train from the run's last checkpoint if it has one, else from the start. Returns model, trainer, recorder. A
+    rate a learning-rate study tries (role "grid") may be stopped early by the study's pruner."""
     set_seed(config.seed)
     base, new_modules = models.load_base(run.model_source, classes, settings)
     model = wrap_model(base, config, new_modules)
@@ -328,14 +307,14 @@ def _fit(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=dev_metrics,
-        callbacks=[recorder, pruner := StudyPruner(sessions, run.id)],  # after the recorder: it reads what that wrote
+        # The pruner after the recorder: it reads the dev accuracy the recorder has written
+        callbacks=[recorder, *([StudyPruner(sessions, run.id)] if run.study_role == "grid" else [])],
     )
     # LoRA's frozen weights never change: cast them to bf16 once rather than at every step (autocast would).
     full_precision = evaluate.cast_linears(model, torch.bfloat16, frozen_only=True) if mixed == "bf16" else {}
-    stages["load"] = round(time.perf_counter() - loading, 2)
     trainer.train(resume_from_checkpoint=str(checkpoint[0]) if checkpoint else None)
     evaluate.restore_linears(model, full_precision)
-    return model, trainer, recorder, pruner
+    return model, trainer, recorder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -358,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         log = os.open(given[1].strip(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)  # the run's train.log, as a process started for it writes
         os.dup2(log, 2)
+        os.close(log)
         start_seconds = time.perf_counter() - waited  # its start and imports were paid before the run was given
     else:
         start_seconds = time.time() - psutil.Process().create_time()  # process start and imports, until here
