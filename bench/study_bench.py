@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="study_bench-"))
     try:
-        names = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        names = [d.strip() for d in args.datasets.split(",") if d.strip()][: 1 if args.smoke else None]
         folders = {name: dataset_folder(name) for name in names}
         if args.smoke:
             folder, args.model = smoke_setup(work, folders[names[0]])
