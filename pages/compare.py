@@ -256,6 +256,7 @@ def explain_a_listed_text(listed, runs: list, key: str) -> None:
         format_func=lambda i: f"row {rows['test row'][i]}: {rows['text'][i]}",
         placeholder="Pick a text of the table to see which words led each run to its answer",
         key=key,
+        help="Each run's answer for the text, its words shaded: blue pushed the model toward it, orange away.",
     )
     if pick is not None:
         ui.explain_side_by_side(runs, rows["text"][pick], chosen_runs)
