@@ -244,18 +244,18 @@ def explanation(db_url: str, run_id: int, text: str, target: str | None) -> Expl
 
 def explained(runs: list[int], text: str, targets: dict[int, str | None] | None = None) -> dict:
     """Run id -> its Explanation of the text, or the plain message of why there is none."""
-    from core.training import explain, predict
+    from core.training import predict
 
     found = {}
     for run_id in runs:
         try:
             found[run_id] = explanation(settings().db_url, run_id, text, (targets or {}).get(run_id))
-        except (predict.RunNotReady, models.ModelSourceError, explain.CannotExplain, OSError) as e:
+        except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:  # explain.CannotExplain too
             found[run_id] = f"This run's explanation could not be worked out: {e}"
     return found
 
 
-TOWARD, AGAINST = (31, 119, 180), (255, 127, 14)  # blue and orange: told apart with every kind of colour blindness
+TOWARD, AGAINST = (31, 119, 180), (255, 127, 14)  # blue and orange: told apart in the common colour blindnesses
 # The dashboard's font, then CJK fonts: a Chinese text is drawn in a font that has its characters on every system.
 TEXT_FONTS = (
     '"Source Sans Pro", "Source Sans 3", "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Hiragino Sans GB", '
