@@ -27,6 +27,7 @@ from core.training.config import METHOD_NAMES, PRESETS, TrainConfig, preset_conf
 from core.training.failures import TrainingError
 
 if TYPE_CHECKING:  # both bring torch: imported where a model is loaded, not on every page
+    from core.jobs.explainer import Explainer
     from core.training.explain import Explanation
     from core.training.predict import Predictor
 
@@ -233,26 +234,30 @@ def predictor(db_url: str, run_id: int) -> Predictor:
     return predict.load_run(settings(), run)
 
 
-# Explanations are computed in the page, on click, and kept: bench/explain_bench.py measured 0.32 s for a 64-token
-# text with the bundled model on 2 CPU cores (24 steps), so two runs side by side stay within a second
-# (docs/using.md#why-this-label).
+@st.cache_resource(show_spinner=False)
+def explainer(db_url: str) -> Explainer:
+    """The server's one explaining process (core.jobs.explainer), started when a page that explains first opens."""
+    from core.jobs.explainer import Explainer
+
+    process = Explainer(settings())
+    process.start()
+    return process
+
+
 @st.cache_data(max_entries=256, show_spinner="Working out which words mattered…")
 def explanation(db_url: str, run_id: int, text: str, target: str | None) -> Explanation:
-    """Each word's part in a run's probability of `target` (None: the class it predicts), kept per run, text, class."""
-    from core.training import explain
-
-    return explain.explain(predictor(db_url, run_id), text, target)
+    """Each word's part in a run's probability of `target` (None: the class it predicts), kept per run, text, class.
+    Worked out in the explaining process, not in this page's thread: with a larger model it takes seconds."""
+    return explainer(db_url).explain(run_id, text, target)
 
 
 def explained(runs: list[int], text: str, targets: dict[int, str | None] | None = None) -> dict:
     """Run id -> its Explanation of the text, or the plain message of why there is none."""
-    from core.training import predict
-
     found = {}
     for run_id in runs:
         try:
             found[run_id] = explanation(settings().db_url, run_id, text, (targets or {}).get(run_id))
-        except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:  # explain.CannotExplain too
+        except ValueError as e:  # the process answers every refusal as one (core.jobs.explainer)
             found[run_id] = f"This run's explanation could not be worked out: {e}"
     return found
 

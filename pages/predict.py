@@ -123,6 +123,7 @@ if not done:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
+ui.explainer(ui.settings().db_url)  # its process starts now (imports take seconds), ready when a text is typed
 typed, whole_file = st.tabs(["Type a text", "Label a file"])
 with whole_file:
     label_file_tab(done, latest or list(done)[:1])

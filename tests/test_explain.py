@@ -10,10 +10,13 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import random
 import re
 import shutil
+import signal
 import statistics
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import cli
 from core.data import checking, datasets, reading
+from core.jobs.explainer import Explainer
 from core.store.db import Prediction, open_database, session_factory
 from core.store.settings import get_settings
 from core.training import models
@@ -295,6 +299,40 @@ def test_explain_command_says_when_the_runs_model_is_gone(settings, csv_folder, 
     assert err.startswith(f"error: Run {run_id}'s model files are missing from ") and err.count("\n") == 1
 
 
+# --- the explaining process --------------------------------------------------------------------------------------
+
+
+def test_explanations_are_worked_out_in_a_process_of_their_own(lab):
+    """The dashboard's explanations come from one process beside it (core.jobs.explainer): the same answer as
+    explaining in this process, plain refusals, and a process that died started again at the next question."""
+    text = "足球新闻：球队 比赛 goal"
+    process = Explainer(lab.settings)
+    try:
+        found = process.explain(lab.runs["full"], text)
+        first = process.pid()
+        assert first is not None and first != os.getpid()
+        here = explain(lab.full, text)
+        assert (found.label, found.target, [w.text for w in found.words]) == (
+            here.label,
+            here.target,
+            [w.text for w in here.words],
+        )
+        assert [w.score for w in found.words] == pytest.approx([w.score for w in here.words], abs=1e-4)
+        with pytest.raises(CannotExplain, match="empty"):
+            process.explain(lab.runs["lora"], " ")
+        with pytest.raises(CannotExplain, match="Run 99999 no longer exists"):
+            process.explain(99999, text)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while process.pid() == first and time.monotonic() < deadline:  # until it is seen gone
+            time.sleep(0.05)
+        again = process.explain(lab.runs["lora"], text, target=KEYWORD_CLASSES[1])
+        assert again.target == KEYWORD_CLASSES[1] and process.pid() not in (None, first)
+    finally:
+        process.close()
+    assert process.pid() is None
+
+
 # --- the pages ----------------------------------------------------------------------------------------------------
 
 SPAN = re.compile(r'<span style="background:rgba\(\d+, \d+, \d+, ([\d.]+)\);[^"]*" title="[^"]*" data-score="([^"]+)"')
@@ -317,8 +355,10 @@ def no_worker(monkeypatch):
     monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda settings: False)
 
 
-def test_predict_shades_each_runs_words_side_by_side_on_one_scale(lab_env, no_worker):
+def test_predict_shades_each_runs_words_side_by_side_on_one_scale(lab_env, no_worker, monkeypatch):
     full, lora = lab_env.runs["full"], lab_env.runs["lora"]
+    # Not in the page's thread: here, an explanation fails; the explaining process has its own, untouched.
+    monkeypatch.setattr("core.training.explain.explain", lambda *a, **k: pytest.fail("explained in the page"))
     at = open_page("predict")
     at.multiselect(key="predict_runs").set_value([full, lora]).run()
     text = "足球新闻：球队 <b>goal</b> match"
