@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
 import time
+from typing import TYPE_CHECKING
 
 import plotly.colors
 import plotly.graph_objects as go
@@ -23,6 +25,11 @@ from core.store.settings import Settings, SettingsError, get_settings
 from core.training import models
 from core.training.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.training.failures import TrainingError
+
+if TYPE_CHECKING:  # both bring torch: imported where a model is loaded, not on every page
+    from core.jobs.explainer import Explainer
+    from core.training.explain import Explanation
+    from core.training.predict import Predictor
 
 CURVES = {  # metric name -> (subplot column, line style, legend text)
     "train_loss": (1, "solid", "train loss"),
@@ -213,6 +220,121 @@ def bundled_tokenizer():
         return models.load_tokenizer(models.BUNDLED, settings())
     except (models.ModelSourceError, ImportError):
         return None
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model (only the first time)…")
+def predictor(db_url: str, run_id: int) -> Predictor:
+    """One loaded model per run, kept between predictions and shared by every browser tab (Predict, Compare)."""
+    from core.training import predict
+
+    with sessions()() as s:
+        run = s.get(Run, run_id)
+    if run is None:
+        raise predict.RunNotReady(f"Run {run_id} no longer exists.")
+    return predict.load_run(settings(), run)
+
+
+@st.cache_resource(show_spinner=False)
+def explainer(db_url: str) -> Explainer:
+    """The server's one explaining process (core.jobs.explainer), started when a page that explains first opens."""
+    from core.jobs.explainer import Explainer
+
+    process = Explainer(settings())
+    process.start()
+    return process
+
+
+@st.cache_data(max_entries=256, show_spinner="Working out which words mattered…")
+def explanation(db_url: str, run_id: int, text: str, target: str | None) -> Explanation:
+    """Each word's part in a run's probability of `target` (None: the class it predicts), kept per run, text, class.
+    Worked out in the explaining process, not in this page's thread: with a larger model it takes seconds."""
+    return explainer(db_url).explain(run_id, text, target)
+
+
+def explained(runs: list[int], text: str, targets: dict[int, str | None] | None = None) -> dict:
+    """Run id -> its Explanation of the text, or the plain message of why there is none."""
+    found = {}
+    for run_id in runs:
+        try:
+            found[run_id] = explanation(settings().db_url, run_id, text, (targets or {}).get(run_id))
+        except ValueError as e:  # the process answers every refusal as one (core.jobs.explainer)
+            found[run_id] = f"This run's explanation could not be worked out: {e}"
+    return found
+
+
+TOWARD, AGAINST = (31, 119, 180), (255, 127, 14)  # blue and orange: told apart in the common colour blindnesses
+# The dashboard's font, then CJK fonts: a Chinese text is drawn in a font that has its characters on every system.
+TEXT_FONTS = (
+    '"Source Sans Pro", "Source Sans 3", "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Hiragino Sans GB", '
+    '"Microsoft YaHei", "WenQuanYi Micro Hei", sans-serif'
+)
+
+
+def shared_scale(found: dict) -> float:
+    """The largest score of all these explanations: the deepest shade, the same in every column."""
+    return max((e.largest for e in found.values() if not isinstance(e, str)), default=0.0) or 1.0
+
+
+def _swatch(colour: tuple[int, int, int], meaning: str) -> str:
+    box = f"display:inline-block;width:0.9em;height:0.9em;background:rgba{(*colour, 0.7)};vertical-align:middle"
+    return f'<span style="{box}"></span> {html.escape(meaning)}'
+
+
+def explanation_html(found: Explanation, scale: float) -> str:
+    """The text with each word shaded: blue toward the class, orange away from it, darker for a larger push (out of
+    `scale`); its points on hover; then the legend. Every piece of the user's text and of class names is escaped."""
+    parts, at = [], 0
+    for word in found.words:
+        parts.append(html.escape(found.text[at : word.start]))  # the gap as typed: spaces, line breaks
+        if word.score is None:
+            tip, style = "not read: past the run's max length", "opacity:0.45;text-decoration:line-through"
+        else:
+            colour = TOWARD if word.score >= 0 else AGAINST
+            tip = f"{words.points(word.score)} for '{found.target}'"
+            style = f"background:rgba{(*colour, round(0.85 * min(abs(word.score) / scale, 1.0), 3))}"
+        parts.append(
+            f'<span style="{style};border-radius:3px;padding:0 1px" title="{html.escape(tip)}" '
+            f'data-score="{word.score}">{html.escape(word.text)}</span>'
+        )
+        at = word.end
+    parts.append(html.escape(found.text[at:]))
+    target = f"'{found.target}'"
+    legend = f"{_swatch(TOWARD, f'pushed toward {target}')} &nbsp; {_swatch(AGAINST, f'pushed away from {target}')}"
+    return (
+        f'<div style="font-family:{html.escape(TEXT_FONTS)};line-height:1.9;white-space:pre-wrap">{"".join(parts)}'
+        f'</div><div style="font-size:0.85em;opacity:0.8">{legend} &nbsp; darker: a stronger push</div>'
+    )
+
+
+def show_explanation(container, found: Explanation | str, scale: float) -> None:
+    """One run's shaded text and what its words add up to, in a column; or why there is none."""
+    if isinstance(found, str):
+        container.error(found)
+        return
+    container.html(explanation_html(found, scale))
+    (container.warning if found.approximate else container.caption)(found.summary())
+
+
+def scale_caption(scale: float) -> None:
+    st.caption(
+        "Each word (in Chinese, each character) is shaded by how much it moved the run's probability of the class "
+        f"named under it. One scale in every column: the deepest shade is {100 * scale:.1f} points of probability. "
+        "Hover a word for its points."
+    )
+
+
+def explain_side_by_side(runs: list[Run], text: str, among: list[Run]) -> None:
+    """A text explained by each run, two to a row, each for the class it predicted, on one colour scale."""
+    found = explained([r.id for r in runs], text)
+    scale = shared_scale(found)
+    for start in range(0, len(runs), 2):
+        for col, run in zip(st.columns(2), runs[start : start + 2]):
+            col.markdown(f"**{describe.run_label(run, among)}**")
+            answer = found[run.id]
+            if not isinstance(answer, str):
+                col.markdown(f"Predicted: **{answer.label}** ({words.percent(answer.probability)})")
+            show_explanation(col, answer, scale)
+    scale_caption(scale)
 
 
 def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figure:

@@ -403,11 +403,8 @@ def chart(summary: dict, path: Path, title: str) -> Path:
 
 
 def smoke_setup(work: Path, source_data: Path) -> tuple[Path, str]:
-    """A few dozen rows of the data and a tiny BERT (the bundled model's tokenizer, 2 layers of width 32)."""
+    """A few dozen rows of the data and a tiny BERT (tiny_model)."""
     import pandas as pd
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from core.store.settings import get_settings
 
     folder = work / "smoke-data"
     folder.mkdir(parents=True, exist_ok=True)
@@ -416,7 +413,16 @@ def smoke_setup(work: Path, source_data: Path) -> tuple[Path, str]:
         rows.to_csv(folder / f"{split}.csv", index=False)
     if (source_data / "classes.txt").is_file():
         shutil.copy(source_data / "classes.txt", folder / "classes.txt")
-    model_dir = work / "tiny-model"
+    return folder, tiny_model(work / "tiny-model")
+
+
+def tiny_model(model_dir: Path) -> str:
+    """A tiny BERT (the bundled model's tokenizer, 2 layers of width 32) saved as a downloaded base model is; for the
+    smoke modes of this benchmark and of bench/explain_bench.py."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from core.store.settings import get_settings
+
     tokenizer = AutoTokenizer.from_pretrained(models.resolve(models.BUNDLED, get_settings()))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -428,7 +434,7 @@ def smoke_setup(work: Path, source_data: Path) -> tuple[Path, str]:
     )
     BertModel(config).save_pretrained(model_dir)  # a base checkpoint, as the bundled one: the head is new
     tokenizer.save_pretrained(model_dir)
-    return folder, str(model_dir)
+    return str(model_dir)
 
 
 def parse_args(argv=None):

@@ -736,18 +736,23 @@ def cmd_worker(args) -> int:
         return 130
 
 
-def cmd_predict(args) -> int:
+def _predictor(settings, run_id: int) -> tuple:
+    """(the run, its loaded model), or Refused saying why there is none."""
     from core.training.predict import RunNotReady, load_run
 
-    settings = _open(args)
     with session_factory(settings.db_url)() as s:
-        run = s.get(Run, args.run)
+        run = s.get(Run, run_id)
         if run is None:
-            raise Refused(f"There is no run {args.run}.")
+            raise Refused(f"There is no run {run_id}.")
         try:
-            predictor = load_run(settings, run)
+            return run, load_run(settings, run)
         except RunNotReady as e:
             raise Refused(str(e)) from None
+
+
+def cmd_predict(args) -> int:
+    settings = _open(args)
+    run, predictor = _predictor(settings, args.run)
     if args.file:
         return _label_file(settings, args, run, predictor)
     if args.text is None:
@@ -759,6 +764,30 @@ def cmd_predict(args) -> int:
         print(label)
         for name, p in sorted(probs.items(), key=lambda kv: -kv[1]):
             print(f"  {p:6.1%}  {name}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from core.training.explain import CannotExplain, explain
+    from core.words import percent
+
+    if not args.text.strip():
+        raise Refused("The text is empty: give --text with the words to explain.")
+    _, predictor = _predictor(_open(args), args.run)
+    try:
+        found = explain(predictor, args.text, args.target)
+    except CannotExplain as e:
+        raise Refused(str(e)) from None
+    if args.json:
+        print(json.dumps(found.to_json(), ensure_ascii=False))
+        return 0
+    print(f"{found.label} ({percent(found.probability)}); each word's points for '{found.target}':")
+    width = max(len(w.text) for w in found.words)
+    for word in found.words:
+        points = "not read" if word.score is None else f"{100 * word.score:+6.1f}"
+        print(f"  {points:>8}  {word.text:<{width}}")
+    print(found.summary())
+    print(f"({found.steps} steps, {found.seconds:.2f} s, convergence delta {found.delta:+.4f})")
     return 0
 
 
@@ -953,6 +982,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="with --file: the CSV to write (every input column, then label and probability)")
     p.add_argument("--all-probabilities", action="store_true", help="with --file: every class's probability too")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "explain", parents=[db], help="which words of a text led a finished run to its label (Integrated Gradients)"
+    )
+    p.add_argument("--run", type=run_id, required=True)
+    p.add_argument("--text", required=True, help="the text to explain")
+    p.add_argument("--target", metavar="CLASS", help="explain this class's probability (default: the predicted one)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_explain)
     p = sub.add_parser(
         "export", parents=[db], help="write a run's model as a standard transformers / peft folder, with a model card"
     )

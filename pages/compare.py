@@ -1,5 +1,6 @@
 """Compare: the verdict first (which method wins, by how much, how sure we can be), the costs as ratios, then where
-the runs differ: the difference matrix, per-class F1, curves, confusion matrices (click a cell for its texts)."""
+the runs differ: the difference matrix, per-class F1, curves, confusion matrices (click a cell for its texts), the
+texts they disagree on; any listed text explained by the runs side by side (which words led to each answer)."""
 
 import json
 
@@ -456,6 +457,29 @@ normalised = st.toggle(
 st.caption("Click a cell to list the test texts in it.")
 
 
+def explain_a_listed_text(listed, runs: list, key: str) -> None:
+    """Pick a text of the table above by its row: each run's shaded words, side by side (ui.explain_side_by_side)."""
+    if listed.empty:
+        return
+    rows = listed.reset_index(drop=True)
+    pick = st.selectbox(
+        "Why? Explain a text",
+        range(len(rows)),
+        index=None,
+        format_func=lambda i: f"row {rows['test row'][i]}: {rows['text'][i]}",
+        placeholder="Pick a text of the table to see which words led each run to its answer",
+        key=key,
+        help="Each run's answer for the text, its words shaded: blue pushed the model toward it, orange away.",
+    )
+    if pick is not None:
+        ui.explain_side_by_side(runs, rows["text"][pick], chosen_runs)
+
+
+def pair_of(run_id: int) -> list:
+    """The run and the run it is compared with; every chosen run when it is in no pair."""
+    return next((list(pair) for pair in pairs if run_id in (pair[0].id, pair[1].id)), chosen_runs)
+
+
 def cell_listing(run_id: int, true: int, pred: int) -> None:
     """The texts of the clicked cell, under the row of matrices that holds it, scrolled into view: listed under
     every matrix, they were some 800 px below a first-row click, out of sight."""
@@ -471,6 +495,7 @@ def cell_listing(run_id: int, true: int, pred: int) -> None:
         f"{len(in_cell)} test text{'' if len(in_cell) == 1 else 's'}**"
     )
     st.dataframe(in_cell, hide_index=True, key="compare_cell_texts")
+    explain_a_listed_text(in_cell, pair_of(run_id), "compare_cell_explain")
     anchor = f"compare-cell-{run_id}-{true}-{pred}"  # a new cell, a new element: its script runs once per click
     st.html(
         f'<div id="{anchor}"></div><script>document.getElementById("{anchor}")'
@@ -518,3 +543,4 @@ else:
         key="compare_download_disagreements",
         help="Opens in Excel; cells that look like formulas are saved as plain text.",
     )
+    explain_a_listed_text(disagree, chosen_runs, "compare_explain")

@@ -1,4 +1,5 @@
-"""Predict: type a text and see each chosen run's label and class probabilities; or label a whole file of texts."""
+"""Predict: type a text and see each chosen run's label, class probabilities and which words led to it, the runs side
+by side; or label a whole file of texts."""
 
 import plotly.express as px
 import streamlit as st
@@ -11,16 +12,6 @@ from core.store.db import LabelJob, Run, RunStatus
 from core.training import coverage, models, predict
 
 POLL_S = 1.0  # how often a labelling job's progress is read
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the model (only the first time)…")
-def predictor(db_url: str, run_id: int) -> predict.Predictor:
-    """One loaded model per run, kept between predictions and shared by every browser tab."""
-    with ui.sessions()() as s:
-        run = s.get(Run, run_id)
-    if run is None:
-        raise predict.RunNotReady(f"Run {run_id} no longer exists.")
-    return predict.load_run(ui.settings(), run)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -132,6 +123,7 @@ if not done:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
+ui.explainer(ui.settings().db_url)  # its process starts now (imports take seconds), ready when a text is typed
 typed, whole_file = st.tabs(["Type a text", "Label a file"])
 with whole_file:
     label_file_tab(done, latest or list(done)[:1])
@@ -157,11 +149,12 @@ with typed:
         st.stop()  # the file tab is drawn already
 
     height = 80 + 30 * max(len((done[i].test_metrics or {}).get("classes") or [0]) for i in chosen)  # one size for all
+    columns, targets = {}, {}  # the runs that answered: their column, and the class whose words are shaded
     for start in range(0, len(chosen), 3):
         for col, run_id in zip(st.columns(3), chosen[start : start + 3]):
             col.markdown(f"**{describe.run_label(done[run_id], [done[i] for i in chosen])}**")
             try:
-                model = predictor(ui.settings().db_url, run_id)
+                model = ui.predictor(ui.settings().db_url, run_id)
                 label, probs = model.predict(text)
                 seen = model.reading(text)
             except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:
@@ -209,3 +202,18 @@ with typed:
                     "its answer means little: is the text in a language the model never learnt? The Train page "
                     "names the models on this machine that read it."
                 )
+            columns[run_id] = col
+            targets[run_id] = col.selectbox(
+                "Which words led to",
+                [None, *probs],
+                format_func=lambda c, label=label: f"{label} (its answer)" if c is None else c,
+                key=f"predict_explain_{run_id}",
+                help="The text below is shaded for this class: which words pushed the model toward it, which away.",
+            )
+
+    found = ui.explained(list(columns), text, targets)  # every column on one scale, so shades compare across runs
+    scale = ui.shared_scale(found)
+    for run_id, col in columns.items():
+        ui.show_explanation(col, found[run_id], scale)
+    if columns:
+        ui.scale_caption(scale)

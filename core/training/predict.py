@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,13 @@ class Predictor:
     tokenizer: object
     classes: list[str]
     max_length: int
+    # One text at a time through the model: an explanation hooks its embedding layer while it runs (explain.py), and
+    # a page's loaded model is shared by every browser tab.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return evaluate.predict_proba(self.model, self.tokenizer, texts, self.max_length)
+        with self.lock:
+            return evaluate.predict_proba(self.model, self.tokenizer, texts, self.max_length)
 
     def reading(self, text: str) -> dict[str, float | int]:
         """How the model reads a text: its tokens, how many fit in max_length (the rest is cut), and the share of

@@ -287,7 +287,14 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             expect(values).to_have_count(2, timeout=120_000)  # one label per run of the pair
             classes = (csvs / "classes.txt").read_text().split()
             assert all(v in classes for v in values.all_inner_texts()), values.all_inner_texts()
+            shaded = page.get_by_test_id("stHtml").filter(has_text="pushed toward")
+            expect(shaded).to_have_count(2, timeout=120_000)  # each run's words, shaded under its answer
             shot("8-predict.png")
+            page.get_by_label("Text", exact=True).fill("央行宣布下调利率, as Chelsea win the cup")  # Chinese, English
+            page.get_by_role("button", name="Predict").click()
+            expect(shaded.locator("span[data-score]", has_text="央")).to_have_count(2, timeout=120_000)
+            expect(shaded.locator("span[data-score]", has_text="Chelsea")).to_have_count(2)
+            shot("8b-explain.png")
 
             page.get_by_role("tab", name="Label a file").click()  # a whole file, labelled by the worker
             to_label = tmp / "headlines.csv"
