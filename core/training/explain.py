@@ -20,7 +20,7 @@ from core import words as wording
 if TYPE_CHECKING:  # the Predictor brings torch: imported where a text is explained, not where a page imports this
     from core.training.predict import Predictor
 
-# Integration steps. The first try takes STEPS: a 64-token text with the bundled model takes 0.32 s on a 2-core CPU
+# Integration steps. The first try takes STEPS: a 64-token text with the bundled model takes 0.29 s on a 2-core CPU
 # (bench/explain_bench.py, docs/using.md#why-this-label), and on a small BERT trained on the demo set 24 steps left
 # the scores of 288 of the 316 test titles within a tenth of the change they explain (16 steps: 272, 32: 296). One
 # that comes out approximate is tried again with twice the steps, up to MAX_STEPS, while the next try fits in BUDGET_S
