@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from core import words
+from core import i18n, words
 from core.jobs import cost, estimate, queue, worker
 from core.results import describe, tables
 from core.store import db
@@ -116,6 +116,12 @@ def unusable_setting(e: SettingsError) -> None:
     """Stop the page: a setting (LORALAB_DB_URL, ...) cannot be used; says what to change."""
     st.error(f"The dashboard cannot start: {e} The administrator should correct it and restart the dashboard.")
     st.stop()
+
+
+def speak() -> None:
+    """Write this page in the visitor's language (core.i18n): the first line of every page. app.py chose it already
+    for this run; a page run on its own (AppTest opens pages so) reads the same choice from the session."""
+    i18n.set_language(i18n.visitor(st.session_state.get("app_language"), st.context.locale))
 
 
 def settings() -> Settings:

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
+from core import i18n
 from core.data import checking, datasets, reading
 from core.jobs.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
 from core.store.db import (
@@ -1002,6 +1003,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    i18n.set_language(i18n.from_environment())  # plain messages follow LANG; --json keys never change
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

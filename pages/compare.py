@@ -15,6 +15,8 @@ from core.results.downloads import safe_csv
 from core.store.db import RunStatus, Study
 from core.training.config import METHOD_NAMES
 
+ui.speak()  # the visitor's language (core.i18n), before any word of the page
+
 PICK = 0  # "What to compare": the runs picked by hand, not a comparison group
 BADGE = {"lora_better": "green", "full_better": "green", "no_difference": "blue", "too_few": "orange"}
 SHORT = {"no_difference": "no difference", "too_few": "too few test texts"}  # else: who wins

@@ -14,6 +14,8 @@ from core.results import tables, verdict
 from core.store.db import Dataset
 from core.training import coverage, models
 
+ui.speak()  # the visitor's language (core.i18n), before any word of the page
+
 HELP = {
     "train": "The examples the model learns from: one text and its label per row.",
     "dev": "Examples used while training to keep the best version of the model.",

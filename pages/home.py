@@ -5,6 +5,8 @@ import streamlit as st
 import ui
 from core.results import tables
 
+ui.speak()  # the visitor's language (core.i18n), before any word of the page
+
 st.title("LoRA Lab")
 st.markdown(
     "Teach a language model to sort texts into your categories, two ways, and compare them:\n"

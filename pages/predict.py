@@ -11,6 +11,8 @@ from core.results import describe, labels, tables
 from core.store.db import LabelJob, Run, RunStatus
 from core.training import coverage, models, predict
 
+ui.speak()  # the visitor's language (core.i18n), before any word of the page
+
 POLL_S = 1.0  # how often a labelling job's progress is read
 
 

@@ -12,6 +12,8 @@ from core.store.db import Run, RunStatus
 from core.training import artifacts, models
 from core.training.config import METHOD_NAMES
 
+ui.speak()  # the visitor's language (core.i18n), before any word of the page
+
 BADGE = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange"}
 POLL_S = 2.0  # how often an active run's view reads the database
 

@@ -13,6 +13,8 @@ from core.store.db import Dataset
 from core.training import coverage, device, failures, models
 from core.training.config import METHOD_NAMES, OLD_PRESET_NAMES, PRESETS, TrainConfig, preset_config, problems_of
 
+ui.speak()  # the visitor's language (core.i18n), before any word of the page
+
 MODEL_KINDS = [
     "Bundled: all-MiniLM-L6-v2 (works offline)",
     "A Hugging Face model id",

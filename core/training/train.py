@@ -21,6 +21,7 @@ import torch
 from sqlalchemy import delete, update
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
+from core import i18n
 from core.data.datasets import load_split
 from core.data.splitting import nested_rows
 from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, open_database, session_factory, utcnow
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "--standby", action="store_true", help="import, then wait for 'RUN_ID LOG_PATH' on stdin (core.jobs.runners)"
     )
     args = parser.parse_args(argv)
+    i18n.set_language(i18n.from_environment())  # what it writes on a run (notes, failures): the server's language
     settings = get_settings(args.db)
     open_database(settings.db_url)
     if args.standby:
