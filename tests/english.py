@@ -58,6 +58,8 @@ KEPT = {
     "ID",
     "r",
     "lr",
+    "alpha",
+    "dropout",
     "zip",
     "safetensors",
 }
@@ -77,12 +79,14 @@ TEXT_FIELDS = {
     "default",
     "tabs",
     "rawValues",
+    "captions",
 }
 FIGURE_FIELDS = {"text", "name", "hovertemplate", "title", "ticktext", "legendgrouptitle"}  # a chart's words
 _SKIP = re.compile(
     r"<style.*?</style>|<script.*?</script>|<[^>]+>"  # markup, not words
     r"|:material/[a-z_]+:|https?://\S+|`[^`]*`"  # icons, addresses, code
-    r"|\b[\w.-]+/[\w./-]+|\b[\w-]+\.(?:csv|txt|json|py|db|zip|toml|md|log|png|safetensors)\b",  # model ids, files
+    r"|\b[\w.-]+/[\w./-]+|\b[\w-]+\.(?:csv|txt|json|py|db|zip|toml|md|log|png|safetensors)\b"  # model ids, files
+    r"|\b[A-Za-z0-9]+(?:-[A-Za-z0-9]+){2,}\b",  # a hub id without its owner: bert-base-chinese, all-MiniLM-L6-v2
     re.S | re.I,
 )
 _WORD = re.compile(r"[A-Za-z][A-Za-z']+")

@@ -141,6 +141,8 @@ def test_a_page_left_in_english_is_caught():
     assert words_left(kept, set()) == []
     assert words_left("<b>准确率</b> of the run", set()) == ["of", "the", "run"]
     assert words_left("类别 sports", {"sports"}) == []
+    assert words_left("模型 bert-base-chinese 的 LoRA alpha 与 dropout", set()) == []
+    assert words_left("all base", set()) == ["all", "base"], "only whole ids are passed over"
 
 
 @pytest.fixture
