@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.data import checking, datasets, reading
+from core.i18n import N_, _
 from core.store.db import Dataset, Prediction
 from core.store.settings import Settings
 from core.training import models
@@ -40,6 +41,7 @@ SCRIPT_NAMES = {
     "KATAKANA": "Japanese kana",
     "HANGUL": "Korean letters",
 }
+SPLIT_WORDS = {"train": N_("train"), "dev": N_("dev"), "test": N_("test")}  # a split named in a sentence
 LANGUAGE_NAMES = {  # ISO 639-1 codes of py3langid's most common languages; any other is shown as its code
     "ar": "Arabic", "ca": "Catalan", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek", "en": "English",
     "es": "Spanish", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian",
@@ -186,27 +188,50 @@ class Coverage:
         """What the share means, in words, and the models to choose instead; None when the model knows the text."""
         if not self.poor:
             return None
-        others = ", ".join(f"{s} {percent(v)}" for s, v in self.unknown.items() if s != "train" and v is not None)
-        wanted = (
-            "a Chinese or multilingual model reads it"
-            if self.script == SCRIPT_NAMES["CJK"]
-            else "a model for your language, or a multilingual one, reads it"
+        others = _(", ").join(
+            _("{split} {share}", split=_(SPLIT_WORDS.get(s, s)), share=percent(v))
+            for s, v in self.unknown.items()
+            if s != "train" and v is not None
         )
-        lines = [
-            f"The model {models.describe(self.model)} does not know {percent(self.unknown_token_share)} of your text: "
-            f"that share of the training texts' tokens is unknown to it ([UNK]{'; ' + others if others else ''}). "
-            f"Results will be poor, however long it trains: {wanted}."
-        ]
+        model, share = models.describe(self.model), percent(self.unknown_token_share)
+        if self.script == SCRIPT_NAMES["CJK"]:
+            wanted = _("a Chinese or multilingual model reads it")
+        else:
+            wanted = _("a model for your language, or a multilingual one, reads it")
+        if others:
+            said = _(
+                "The model {model} does not know {share} of your text: that share of the training texts' tokens is "
+                "unknown to it ([UNK]; {others}). Results will be poor, however long it trains: {wanted}.",
+                model=model,
+                share=share,
+                others=others,
+                wanted=wanted,
+            )
+        else:
+            said = _(
+                "The model {model} does not know {share} of your text: that share of the training texts' tokens is "
+                "unknown to it ([UNK]). Results will be poor, however long it trains: {wanted}.",
+                model=model,
+                share=share,
+                wanted=wanted,
+            )
+        lines = [said]
         better = {s: v for s, v in self.on_this_machine.items() if v is not None and v < POOR_SHARE}
         if better:
-            listed = ", ".join(f"{models.describe(s)} ({percent(v)} unknown)" for s, v in sorted(better.items()))
-            lines.append(f"On this machine (no internet needed): {listed}.")
+            listed = _(", ").join(
+                _("{model} ({share} unknown)", model=models.describe(s), share=percent(v))
+                for s, v in sorted(better.items())
+            )
+            lines.append(_("On this machine (no internet needed): {models}.", models=listed))
         else:
-            lines.append("No model on this machine reads it better.")
+            lines.append(_("No model on this machine reads it better."))
         if self.needs_internet:
             lines.append(
-                f"Needs the internet once (then kept in the local cache): {', '.join(self.needs_internet)}, each "
-                "chosen as 'A Hugging Face model id' on Train."
+                _(
+                    "Needs the internet once (then kept in the local cache): {models}, each chosen as 'A Hugging Face "
+                    "model id' on Train.",
+                    models=", ".join(self.needs_internet),
+                )
             )
         return "\n\n".join(lines)
 
