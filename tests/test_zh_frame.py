@@ -13,8 +13,11 @@ from streamlit.testing.v1 import AppTest
 
 from core import i18n
 from core.data import checking, reading
+from core.jobs.runs import create_comparison
 from core.results import tables
-from core.store.db import session_factory
+from core.store.db import Run, RunStatus, session_factory
+from core.training import models
+from core.training.config import TrainConfig
 from tests.english import english_left
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +28,8 @@ OTHERS = (
     "Stores about 2,100 BBC News titles",  # ui.demo_button's help
     "Dev set: examples kept out of training",  # ui.glossary("dev set") (core.results.describe)
     "that share of the training texts' tokens is unknown to it",  # core.training.coverage's warning
+    "When the queue empties",  # ui.queue_empties_line
+    "The queue should be empty",  # ui.queue_empties_line
 )
 # The switch names itself in both languages on purpose: whoever cannot read the page still finds it. BBC: a name.
 KEPT = {"Language", "English", "BBC"}
@@ -104,6 +109,17 @@ def test_start_in_chinese_with_no_data_and_with_a_dataset(settings):
     assert english(at) == []
     with session_factory(settings.db_url)() as s:
         assert [d.name for d in tables.list_datasets(s)] == ["BBC 新闻标题（示例）"], "named in its adder's language"
+        __, pair = create_comparison(s, tables.list_datasets(s)[0], models.BUNDLED, TrainConfig(epochs=1))
+    at.run()
+    assert "有 2 个运行正在训练或排队" in shown(at.info)
+    assert english(at) == []
+    with session_factory(settings.db_url)() as s:
+        for run in pair:
+            s.get(Run, run.id).status = RunStatus.COMPLETED.value
+        s.commit()
+    at.run()
+    assert "已有 2 个运行完成" in shown(at.success)
+    assert english(at) == []
 
 
 def test_data_in_chinese_no_data_a_problem_then_fixed_stored_and_deleted(settings, chinese_csvs):
