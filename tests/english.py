@@ -49,6 +49,9 @@ KEPT = {
     "McNemar",
     "ERASER",
     "Streamlit",
+    "BBC",
+    "Language",  # the switch names itself in both languages: 语言 · Language, English / 中文
+    "English",
     "MB",
     "GB",
     "KB",
