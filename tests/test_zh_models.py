@@ -62,10 +62,10 @@ def test_the_train_pages_device_line_on_a_cpu(cpu_only):
         en == f"Training runs on this machine's {device.device_name('cpu')}: no GPU was found, so larger runs "
         "take a while."
     ), "the line names the device as runs record it"
-    assert (
-        zh
-        == "训练在本机的 CPU 上进行：Intel Xeon Platinum 8480（16 个线程）。没有找到 GPU，所以较大的运行要花一些时间。"
+    assert zh == (
+        "训练在本机的 CPU 上进行：`Intel Xeon Platinum 8480`（16 个线程）。没有找到 GPU，所以较大的运行要花一些时间。"
     )
+    assert chinese(zh), "the processor's name is code: the Train page of any machine reads as Chinese"
     with i18n.speaking("zh"):
         assert device.device_name("cpu") == "CPU: Intel Xeon Platinum 8480 (16 threads)", "recorded in English"
 
@@ -75,15 +75,15 @@ def test_the_train_pages_device_line_on_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H100 80GB HBM3")
     assert both(device.training_device_text) == (
         "Training runs on this machine's GPU: NVIDIA H100 80GB HBM3.",
-        "训练在本机的 GPU 上进行：NVIDIA H100 80GB HBM3。",
+        "训练在本机的 GPU 上进行：`NVIDIA H100 80GB HBM3`。",
     )
     monkeypatch.setattr(device, "pick_device", lambda preference: "mps")
     monkeypatch.setattr(platform, "machine", lambda: "arm64")
     en, zh = both(device.training_device_text)
     assert en == f"Training runs on this machine's GPU: {device.device_name('mps')}."
     assert en == "Training runs on this machine's GPU: Apple silicon GPU (MPS), arm64."
-    assert zh == "训练在本机的 GPU 上进行：Apple 芯片 GPU（MPS），arm64。"
-    assert chinese(zh, "Apple", "arm")
+    assert zh == "训练在本机的 GPU 上进行：Apple 芯片 GPU（MPS），`arm64`。"
+    assert chinese(zh, "Apple"), "the machine's names are code: a page of any machine reads as Chinese"
 
 
 def test_the_train_pages_device_line_on_ray_and_with_a_wrong_setting():
