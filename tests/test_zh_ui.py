@@ -233,3 +233,23 @@ def test_the_runs_page_in_chinese_draws_these_charts_and_tables_in_chinese(setti
     assert not left(settings_table.astype(str).to_numpy().ravel().tolist())
     glossary = [t for t in texts(at) if t.startswith("验证集：")]
     assert glossary and not left(glossary)
+
+
+def test_a_table_is_shown_with_its_headers_in_chinese_and_its_column_settings_kept():
+    def page():
+        import pandas as pd
+        import streamlit as st
+
+        import ui
+        from core import i18n
+
+        i18n.set_language("zh")
+        frame = pd.DataFrame({"status": ["queued"], "machine while training": ["quiet"], "run 7": [1]})
+        ui.dataframe(frame, {"status": st.column_config.TextColumn(help="说明")}, key="zh_ui_table")
+
+    at = AppTest.from_function(page, default_timeout=60).run()
+    assert not at.exception
+    shown = at.dataframe[0]
+    assert list(shown.value.columns) == ["状态", "训练时的机器", "run 7"], "a name no table marks stays as it is"
+    config = json.loads(shown.proto.columns)
+    assert config["状态"]["help"] == "说明" and config["训练时的机器"]["width"] > 7 * len("训练时的机器") + 32
