@@ -77,6 +77,17 @@ def test_the_catalogue_holds_no_string_the_source_has_dropped():
     assert not stale, stale[:20]
 
 
+def test_a_stored_times_column_keeps_its_utc_ending_in_every_language():
+    """words.in_time_zone finds a table's stored times by the ending " (UTC)" of their column: a translation that
+    wrote it otherwise would leave them in UTC, saying nothing."""
+    lost = [
+        (m.id, m.string)
+        for m in chinese_catalogue()
+        if isinstance(m.id, str) and m.id.endswith(words.UTC_MARK) and not m.string.endswith(words.UTC_MARK)
+    ]
+    assert not lost, lost
+
+
 def test_a_placeholder_check_catches_a_dropped_name():
     assert fields("第 {run} 次运行失败：{reason}") == {"run", "reason"}
     assert fields("运行失败") != fields("Run {run} failed")
