@@ -22,28 +22,7 @@ CLASSES = ["体育", "财经", "科技"]
 # English still on the page that other helpers translate (#28): ui.py and describe.py (zh-ui: run labels, column
 # headers, the glossary, chart words), the method names of core.training.config (zh-train). The lead removes this
 # filter once everyone's part is merged.
-OTHERS = (
-    "Accuracy: the share of test texts",  # ui.glossary (describe.GLOSSARY)
-    "in 'texts'",  # ui's figures: axis and colour-bar titles, hover text, titles
-    "in 'true'",
-    "in 'predicted'",
-    "true  , predicted",
-    "texts per cell",
-    "LoRA minus",
-    "Full fine-tuning'",  # a confusion matrix's title: '#1 Full fine-tuning' (describe.run_label)
-    "Full fine-tuning：",  # describe.run_label inside this page's sentence
-    "F1 of each class",
-    "Loss, lower is better",
-    "Dev scores, higher is better",
-    "Training step",  # ui.X_AXES: the radio's options and the curves' axis
-    "in 'Epoch'",
-    "Examples seen",
-    " · seed ",  # the curves' legend: '#1 Full fine-tuning · seed 42'
-    ": chosen rate",  # ui.study_lr_figure
-    "at each learning rate",
-    "Learning rate (log scale)",
-    "in 'Dev accuracy'",
-)
+OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
 
 
 def store_chinese(settings, folder, n_test: int):
@@ -100,7 +79,7 @@ def test_a_comparison_of_three_seeds_in_chinese(settings, tmp_path):
     assert not at.exception and not at.error
     assert "3 个随机种子中，LoRA在 2 个上更好，全量微调在 1 个上更好" in texts(at.markdown)
     seeds = next(d.value for d in at.dataframe if "随机种子" in d.value.columns)
-    assert list(seeds.columns) == ["随机种子", "运行", "全量微调", "LoRA", "差值", "宏平均 F1 差值"]
+    assert list(seeds.columns) == ["随机种子", "运行数", "全量微调", "LoRA", "差值", "宏平均 F1 差值"]
     assert left(at) == [], "\n".join(left(at))
 
 

@@ -23,14 +23,7 @@ from tests.english import english_left
 ROOT = Path(__file__).resolve().parent.parent
 # Words of other helpers' strings these pages still show (ui.py, the glossary, the bundled model's coverage
 # warning): the lead removes this filter once every part is merged.
-OTHERS = (
-    "Use the demo set",  # ui.demo_button
-    "Stores about 2,100 BBC News titles",  # ui.demo_button's help
-    "Dev set: examples kept out of training",  # ui.glossary("dev set") (core.results.describe)
-    "that share of the training texts' tokens is unknown to it",  # core.training.coverage's warning
-    "When the queue empties",  # ui.queue_empties_line
-    "The queue should be empty",  # ui.queue_empties_line
-)
+OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
 # The switch names itself in both languages on purpose: whoever cannot read the page still finds it. BBC: a name.
 KEPT = {"Language", "English", "BBC"}
 CLASSES = ("体育", "财经", "科技")

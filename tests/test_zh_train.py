@@ -20,14 +20,7 @@ from tests.test_pages import no_worker  # noqa: F401 - an autouse fixture: no ba
 ROOT = Path(__file__).resolve().parent.parent
 # English still shown by strings of other owners (ui.py, core/training/device.py; and the glossary of
 # core/results/describe.py as the settings' help, below): the lead removes this filter once theirs are translated.
-OTHERS = (
-    "Use the demo set",  # ui.demo_button
-    "Stores about",  # ui.demo_button's help
-    "Estimated: training about",  # ui.estimate_panel
-    "From queuing to result",  # ui.estimate_panel
-    "A first estimate, from the model",  # ui.estimate_panel
-    "Training runs on this machine",  # core.training.device.training_device_text
-)
+OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
 PRESET_TIME = "Here, on this data"  # ui.preset_time, after each preset's caption
 
 
