@@ -33,32 +33,7 @@ KEPT |= {"badge", "blue", "green", "red", "orange", "gray"}
 KEPT |= {"utf"}  # an encoding's name as Python reads it ('utf-8'), shown as it is
 # Strings of other parts of the translation, shown on these pages and translated by their owners; removed from the
 # text before it is checked, until every part is merged.
-OTHERS = (
-    "seed 42",  # core.results.describe: run labels (zh-ui)
-    "Full fine-tuning",  # core.training.config.METHOD_NAMES (zh-train)
-    "all-MiniLM-L6-v2 (bundled, offline)",  # the bundled model's name, core.training.models.describe
-    "Comparison #1 · ",  # core.results.comparisons.delete_choices (zh-compare)
-    "epochs · ",
-    "2 runs · ",
-    "Training step",  # ui.curves_figure and its hover text (zh-ui)
-    "Loss, lower is better (solid: train, dashed: dev)",
-    "Dev scores, higher is better (solid: accuracy, dotted: macro-F1)",
-    "train loss:",
-    "dev loss:",
-    "dev accuracy:",
-    "Dev set: examples kept out of training; the model is checked on them while it learns, and the version that "
-    "does best on them is kept.",  # core.results.describe.GLOSSARY (zh-ui)
-    "Accuracy: the share of test texts given the right label.",
-    "Macro-F1: each class's balance of missed and wrong answers, averaged so that small classes count as much as "
-    "big ones (100 % is perfect).",
-    "Trainable weights: the numbers training may change; the rest of the model stays as it was.",
-    "pushed toward",  # ui.explanation_html's legend and ui.scale_caption (zh-ui)
-    "pushed away from",
-    "darker: a stronger push",
-    "Each word (in Chinese, each character) is shaded by how much it moved the run's probability of the class named "
-    "under it. One scale in every column: the deepest shade is",
-    "points of probability. Hover a word for its points.",
-)
+OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
 
 
 @pytest.fixture(autouse=True)
