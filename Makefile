@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test browser
+.PHONY: setup run test browser translations
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,11 @@ test: setup browser
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	BIN=$(BIN) bash scripts/services.sh $(BIN)/pytest
+
+# The catalogues (docs/translating.md): every marked string of the code into locales/lora_lab.pot, then into each
+# language's .po (new ones empty, changed ones fuzzy, dropped ones obsolete) for a translator to fill in.
+translations: setup
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --no-wrap \
+		-o locales/lora_lab.pot app.py ui.py core pages
+	$(BIN)/pybabel update -i locales/lora_lab.pot -d locales -D lora_lab --no-fuzzy-matching --ignore-obsolete \
+		--no-location --no-wrap

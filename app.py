@@ -9,15 +9,18 @@ import os
 
 import streamlit as st
 
+from core import i18n
+from core.i18n import _
+
 
 def secrets_problem(e: FileNotFoundError) -> str | None:
     """None when there is no secrets file at all; else why the one there cannot be read."""
     if not any(os.path.exists(p) for p in st.get_option("secrets.files")):
         return None
-    return (
-        "The dashboard is closed: its password file (.streamlit/secrets.toml) cannot be read "
-        f"({e.__cause__ or 'not a TOML file'}). The administrator should correct it; the dashboard opens again "
-        "once it can be read."
+    return _(
+        "The dashboard is closed: its password file (.streamlit/secrets.toml) cannot be read ({why}). The "
+        "administrator should correct it; the dashboard opens again once it can be read.",
+        why=e.__cause__ or _("not a TOML file"),
     )
 
 
@@ -39,29 +42,42 @@ def sign_in_page() -> None:
         st.secrets.get("password")
     except FileNotFoundError as e:
         return st.error(secrets_problem(e))
-    given = st.text_input("Password", type="password", key="app_password", help="Ask your teacher for it.")
+    given = st.text_input(_("Password"), type="password", key="app_password", help=_("Ask your teacher for it."))
     if given:
         expected = str(st.secrets["password"])
         if hmac.compare_digest(given.encode(), expected.encode()):  # takes as long whatever is typed
             st.session_state.app_signed_in = True
             st.rerun()
-        st.error("That password is not right. Try again.")
+        st.error(_("That password is not right. Try again."))
+
+
+def choose_language() -> None:
+    """This visitor's language for this run: their browser's on the first visit (else the server's default,
+    LORALAB_LANGUAGE), then the switch in the sidebar, kept for their browser session. Set before any word is
+    written, in a context variable of this run's thread: no other visitor's page changes (ui.speak, on each page,
+    reads the same choice)."""
+    st.session_state.app_language = i18n.visitor(st.session_state.get("app_language"), st.context.locale)
+    st.sidebar.radio(
+        "语言 · Language", list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.get, horizontal=True, key="app_language"
+    )
+    i18n.set_language(st.session_state.app_language)
 
 
 st.set_page_config(page_title="LoRA Lab", page_icon=":material/science:", layout="wide")
+choose_language()  # every word from here on is in it; a widget keeps its value when the language changes
 if not signed_in():  # an optional classroom password; no page opens before it
-    st.navigation([st.Page(sign_in_page, title="Sign in")], position="hidden").run()
+    st.navigation([st.Page(sign_in_page, title=_("Sign in"))], position="hidden").run()
     st.stop()
 # The steps in order, across the top (the sidebar's page list is switched off in .streamlit/config.toml, or
 # Streamlit would first show the raw file names of pages/ to the first visitor after a start).
 page = st.navigation(
     [
-        st.Page("pages/home.py", title="Start", icon=":material/home:", default=True),
-        st.Page("pages/data.py", title="Data", icon=":material/table:"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
-        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-        st.Page("pages/predict.py", title="Predict", icon=":material/chat:"),
+        st.Page("pages/home.py", title=_("Start"), icon=":material/home:", default=True),
+        st.Page("pages/data.py", title=_("Data"), icon=":material/table:"),
+        st.Page("pages/train.py", title=_("Train"), icon=":material/model_training:"),
+        st.Page("pages/runs.py", title=_("Runs"), icon=":material/monitoring:"),
+        st.Page("pages/compare.py", title=_("Compare"), icon=":material/compare:"),
+        st.Page("pages/predict.py", title=_("Predict"), icon=":material/chat:"),
     ],
     position="top",
 )
@@ -81,5 +97,8 @@ finally:
     if ui.keep_worker_running() == "down":
         log = ui.settings().data_dir / "worker.log"
         worker_notice.warning(
-            f"The background worker stopped or did not start, so queued runs wait; trying again. Its log: {log}"
+            _(
+                "The background worker stopped or did not start, so queued runs wait; trying again. Its log: {log}",
+                log=log,
+            )
         )

@@ -7,6 +7,7 @@ import json
 import math
 import re
 import time
+import unicodedata
 from typing import TYPE_CHECKING
 
 import plotly.colors
@@ -16,7 +17,8 @@ from plotly.subplots import make_subplots
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from core import words
+from core import i18n, words
+from core.i18n import N_, _
 from core.jobs import cost, estimate, queue, worker
 from core.results import describe, tables
 from core.store import db
@@ -32,12 +34,16 @@ if TYPE_CHECKING:  # both bring torch: imported where a model is loaded, not on 
     from core.training.predict import Predictor
 
 CURVES = {  # metric name -> (subplot column, line style, legend text)
-    "train_loss": (1, "solid", "train loss"),
-    "eval_loss": (1, "dash", "dev loss"),
-    "eval_accuracy": (2, "solid", "dev accuracy"),
-    "eval_f1_macro": (2, "dot", "dev macro-F1"),
+    "train_loss": (1, "solid", N_("train loss")),
+    "eval_loss": (1, "dash", N_("dev loss")),
+    "eval_accuracy": (2, "solid", N_("dev accuracy")),
+    "eval_f1_macro": (2, "dot", N_("dev macro-F1")),
 }
-X_AXES = {"step": "Training step", "epoch": "Epoch", "examples": "Examples seen (steps × batch size)"}
+X_AXES = {  # what the curves' x-axis counts -> its title (translated where shown: _(X_AXES[x]))
+    "step": N_("Training step"),
+    "epoch": N_("Epoch"),
+    "examples": N_("Examples seen (steps × batch size)"),
+}
 # Shares in tables, shown as everywhere else ('73.7 %'): give the column words.in_percent(share) values.
 PERCENT_COLUMN = st.column_config.NumberColumn(format="%.1f %%")
 
@@ -59,10 +65,24 @@ def fit_headers(frame, config: dict | None = None) -> dict:
     for name in frame.columns:
         column = config.get(name, st.column_config.Column())
         shown = isinstance(column, dict) and (column.get("type_config") or {}).get("format")  # a time's 'HH:mm'
-        values = [len(shown or str(v)) for v in frame[name].head(100) if v is not None and v == v]  # NaN != NaN
-        if isinstance(column, dict) and not column.get("width") and len(str(name)) > max(values, default=0):
-            config[name] = {**column, "width": 7 * len(str(name)) + 32}
+        values = [_width(shown or str(v)) for v in frame[name].head(100) if v is not None and v == v]  # NaN != NaN
+        if isinstance(column, dict) and not column.get("width") and _width(str(name)) > max(values, default=0):
+            config[name] = {**column, "width": 7 * _width(str(name)) + 32}
     return config
+
+
+def _width(text: str) -> int:
+    """How many Latin letters wide a text is: a Chinese character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def dataframe(frame, config: dict | None = None, **kwargs) -> None:
+    """A table whose columns code names in English (core.results.tables), shown with its headers in the reader's
+    language (tables.headers), `config` (column settings by English name) kept and no header cut; `kwargs` as
+    st.dataframe's (key=...)."""
+    shown = tables.headers(frame)
+    config = {tables.header(name): column for name, column in (config or {}).items()}
+    st.dataframe(shown, hide_index=True, column_config=fit_headers(shown, config), **kwargs)
 
 
 def time_zone() -> str | None:
@@ -81,7 +101,9 @@ def local_times(frame, formats: dict[str, str]) -> tuple:
     zone = time_zone()
     frame = words.in_time_zone(frame, zone)
     known = words.time_zone(zone) is not None
-    where = f"Your browser's time ({zone})." if known else "UTC: the browser did not say its time zone."
+    where = (
+        _("Your browser's time ({zone}).", zone=zone) if known else _("UTC: the browser did not say its time zone.")
+    )
     config = {
         name: st.column_config.DatetimeColumn(format=formats[base], help=where)
         for name in frame.columns
@@ -91,8 +113,8 @@ def local_times(frame, formats: dict[str, str]) -> tuple:
 
 
 def glossary(*terms: str) -> str:
-    """The plain glossary lines of these terms, for a help text or a caption."""
-    return " ".join(describe.GLOSSARY[t] for t in terms)
+    """The plain glossary lines of these terms, in the reader's language, for a help text or a caption."""
+    return " ".join(_(describe.GLOSSARY[t]) for t in terms)
 
 
 def _run_the_app_not_a_lone_page() -> None:
@@ -114,8 +136,19 @@ _run_the_app_not_a_lone_page()  # at the first import, in the first page run aft
 
 def unusable_setting(e: SettingsError) -> None:
     """Stop the page: a setting (LORALAB_DB_URL, ...) cannot be used; says what to change."""
-    st.error(f"The dashboard cannot start: {e} The administrator should correct it and restart the dashboard.")
+    st.error(
+        _(
+            "The dashboard cannot start: {problem} The administrator should correct it and restart the dashboard.",
+            problem=e,
+        )
+    )
     st.stop()
+
+
+def speak() -> None:
+    """Write this page in the visitor's language (core.i18n): the first line of every page. app.py chose it already
+    for this run; a page run on its own (AppTest opens pages so) reads the same choice from the session."""
+    i18n.set_language(i18n.visitor(st.session_state.get("app_language"), st.context.locale))
 
 
 def settings() -> Settings:
@@ -128,10 +161,10 @@ def settings() -> Settings:
 
 def database_problem(e: Exception) -> str:
     """A database that cannot be reached, in plain words (the URL without its password)."""
-    return (
-        f"{db.database_problem(settings().db_url, e)} Nothing was lost: runs already "
-        "queued or training go on once it is back. Reload this page in a moment, or ask the administrator to check "
-        "the database server."
+    return _(
+        "{problem} Nothing was lost: runs already queued or training go on once it is back. Reload this page in a "
+        "moment, or ask the administrator to check the database server.",
+        problem=db.database_problem(settings().db_url, e),
     )
 
 
@@ -204,12 +237,14 @@ def demo_button(key: str) -> None:
     """The one-click way to a first dataset: store the bundled demo set."""
     from core.data import datasets, reading  # here: the CSV reader is the slowest import of a cold start
 
-    if st.button("Use the demo set", key=key, type="primary", help="Stores about 2,100 BBC News titles in 5 classes."):
+    if st.button(
+        _("Use the demo set"), key=key, type="primary", help=_("Stores about 2,100 BBC News titles in 5 classes.")
+    ):
         try:
             with sessions(write=True)() as s:
                 datasets.add_demo_dataset(s, settings())
         except reading.DataError as e:
-            return problems("The demo set could not be stored:", e.problems)
+            return problems(_("The demo set could not be stored:"), e.problems)
         st.rerun()
 
 
@@ -222,15 +257,20 @@ def bundled_tokenizer():
         return None
 
 
-@st.cache_resource(max_entries=8, show_spinner="Loading the model (only the first time)…")
 def predictor(db_url: str, run_id: int) -> Predictor:
     """One loaded model per run, kept between predictions and shared by every browser tab (Predict, Compare)."""
+    with st.spinner(_("Loading the model (only the first time)…")):  # shown only if it takes half a second
+        return _predictor(db_url, run_id)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _predictor(db_url: str, run_id: int) -> Predictor:
     from core.training import predict
 
     with sessions()() as s:
         run = s.get(Run, run_id)
     if run is None:
-        raise predict.RunNotReady(f"Run {run_id} no longer exists.")
+        raise predict.RunNotReady(_("Run {run} no longer exists.", run=run_id))
     return predict.load_run(settings(), run)
 
 
@@ -244,10 +284,15 @@ def explainer(db_url: str) -> Explainer:
     return process
 
 
-@st.cache_data(max_entries=256, show_spinner="Working out which words mattered…")
 def explanation(db_url: str, run_id: int, text: str, target: str | None) -> Explanation:
     """Each word's part in a run's probability of `target` (None: the class it predicts), kept per run, text, class.
     Worked out in the explaining process, not in this page's thread: with a larger model it takes seconds."""
+    with st.spinner(_("Working out which words mattered…")):  # shown only if it takes half a second
+        return _explanation(db_url, run_id, text, target)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _explanation(db_url: str, run_id: int, text: str, target: str | None) -> Explanation:
     return explainer(db_url).explain(run_id, text, target)
 
 
@@ -258,7 +303,7 @@ def explained(runs: list[int], text: str, targets: dict[int, str | None] | None 
         try:
             found[run_id] = explanation(settings().db_url, run_id, text, (targets or {}).get(run_id))
         except ValueError as e:  # the process answers every refusal as one (core.jobs.explainer)
-            found[run_id] = f"This run's explanation could not be worked out: {e}"
+            found[run_id] = _("This run's explanation could not be worked out: {reason}", reason=e)
     return found
 
 
@@ -268,6 +313,11 @@ TEXT_FONTS = (
     '"Source Sans Pro", "Source Sans 3", "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Hiragino Sans GB", '
     '"Microsoft YaHei", "WenQuanYi Micro Hei", sans-serif'
 )
+
+
+def in_text_fonts(fig: go.Figure) -> go.Figure:
+    """The figure drawn in the dashboard's font, then CJK fonts: its Chinese words and class names without tofu."""
+    return fig.update_layout(font={"family": TEXT_FONTS})
 
 
 def shared_scale(found: dict) -> float:
@@ -287,10 +337,10 @@ def explanation_html(found: Explanation, scale: float) -> str:
     for word in found.words:
         parts.append(html.escape(found.text[at : word.start]))  # the gap as typed: spaces, line breaks
         if word.score is None:
-            tip, style = "not read: past the run's max length", "opacity:0.45;text-decoration:line-through"
+            tip, style = _("not read: past the run's max length"), "opacity:0.45;text-decoration:line-through"
         else:
             colour = TOWARD if word.score >= 0 else AGAINST
-            tip = f"{words.points(word.score)} for '{found.target}'"
+            tip = _("{points} for '{label}'", points=words.points(word.score), label=found.target)
             style = f"background:rgba{(*colour, round(0.85 * min(abs(word.score) / scale, 1.0), 3))}"
         parts.append(
             f'<span style="{style};border-radius:3px;padding:0 1px" title="{html.escape(tip)}" '
@@ -298,11 +348,13 @@ def explanation_html(found: Explanation, scale: float) -> str:
         )
         at = word.end
     parts.append(html.escape(found.text[at:]))
-    target = f"'{found.target}'"
-    legend = f"{_swatch(TOWARD, f'pushed toward {target}')} &nbsp; {_swatch(AGAINST, f'pushed away from {target}')}"
+    toward = _swatch(TOWARD, _("pushed toward '{label}'", label=found.target))
+    away = _swatch(AGAINST, _("pushed away from '{label}'", label=found.target))
+    darker = html.escape(_("darker: a stronger push"))
     return (
         f'<div style="font-family:{html.escape(TEXT_FONTS)};line-height:1.9;white-space:pre-wrap">{"".join(parts)}'
-        f'</div><div style="font-size:0.85em;opacity:0.8">{legend} &nbsp; darker: a stronger push</div>'
+        f'</div><div style="font-size:0.85em;opacity:0.8">{toward} &nbsp; {away} &nbsp; '
+        f"{darker}</div>"
     )
 
 
@@ -317,9 +369,12 @@ def show_explanation(container, found: Explanation | str, scale: float) -> None:
 
 def scale_caption(scale: float) -> None:
     st.caption(
-        "Each word (in Chinese, each character) is shaded by how much it moved the run's probability of the class "
-        f"named under it. One scale in every column: the deepest shade is {100 * scale:.1f} points of probability. "
-        "Hover a word for its points."
+        _(
+            "Each word (in Chinese, each character) is shaded by how much it moved the run's probability of the "
+            "class named under it. One scale in every column: the deepest shade is {points:.1f} points of "
+            "probability. Hover a word for its points.",
+            points=100 * scale,
+        )
     )
 
 
@@ -332,7 +387,13 @@ def explain_side_by_side(runs: list[Run], text: str, among: list[Run]) -> None:
             col.markdown(f"**{describe.run_label(run, among)}**")
             answer = found[run.id]
             if not isinstance(answer, str):
-                col.markdown(f"Predicted: **{answer.label}** ({words.percent(answer.probability)})")
+                col.markdown(
+                    _(
+                        "Predicted: **{label}** ({probability})",
+                        label=answer.label,
+                        probability=words.percent(answer.probability),
+                    )
+                )
             show_explanation(col, answer, scale)
     scale_caption(scale)
 
@@ -345,11 +406,11 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
         rows=1,
         cols=2,
         subplot_titles=(
-            "Loss, lower is better (solid: train, dashed: dev)",
-            "Dev scores, higher is better (solid: accuracy, dotted: macro-F1)",
+            _("Loss, lower is better (solid: train, dashed: dev)"),
+            _("Dev scores, higher is better (solid: accuracy, dotted: macro-F1)"),
         ),
     )
-    for _, rows in frame.groupby("run_id", sort=False):
+    for __, rows in frame.groupby("run_id", sort=False):
         label, colour, shown = rows["run"].iloc[0], rows["colour"].iloc[0], False
         for name, (col, dash, text) in CURVES.items():
             points = rows[rows["name"] == name]
@@ -365,15 +426,15 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
                     legendgroup=label,
                     showlegend=not shown,
                     cliponaxis=False,  # the last point whole, not cut in half by the plot's edge
-                    hovertemplate=f"{label}<br>{text}: %{{y:.3f}}<extra></extra>"
+                    hovertemplate=f"{label}<br>{_(text)}: %{{y:.3f}}<extra></extra>"
                     if col == 1
-                    else f"{label}<br>{text}: %{{y:.1%}}<extra></extra>",
+                    else f"{label}<br>{_(text)}: %{{y:.1%}}<extra></extra>",
                 ),
                 row=1,
                 col=col,
             )
             shown = True
-    fig.update_xaxes(title_text=X_AXES[x])
+    fig.update_xaxes(title_text=_(X_AXES[x]))
     end = x_max or (float(frame[x].max()) if len(frame) else 0)
     if end:
         fig.update_xaxes(range=[0, end * 1.04])  # a margin after the last point, inside the plot
@@ -385,7 +446,7 @@ def curves_figure(frame, x: str = "step", x_max: float | None = None) -> go.Figu
         showlegend=frame["run_id"].nunique() > 1,
         legend={"orientation": "h", "y": -0.25},
     )
-    return fig
+    return in_text_fonts(fig)
 
 
 def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None, clickable: bool = False) -> go.Figure:
@@ -401,7 +462,7 @@ def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None,
             colorscale="Blues",
             text=text,
             texttemplate="%{text}",
-            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+            hovertemplate=_("true %{y}, predicted %{x}: %{text}") + "<extra></extra>",
             hoverinfo="skip" if clickable else None,
             showscale=False,
         )
@@ -410,24 +471,27 @@ def confusion_figure(run: Run, normalised: bool, among: list[Run] | None = None,
         cells = [(i, j) for i in range(len(classes)) for j in range(len(classes))]
         fig.add_trace(
             go.Scatter(
-                x=[classes[j] for _, j in cells],
-                y=[classes[i] for i, _ in cells],
+                x=[classes[j] for __, j in cells],
+                y=[classes[i] for i, __ in cells],
                 customdata=[[i, j] for i, j in cells],
                 text=[text[i][j] for i, j in cells],
                 mode="markers",
                 marker={"symbol": "square", "size": max(8, 180 // max(1, len(classes))), "opacity": 0},
-                hovertemplate="true %{y}, predicted %{x}: %{text}<br>click to list these texts<extra></extra>",
+                hovertemplate=_("true %{y}, predicted %{x}: %{text}")
+                + "<br>"
+                + _("click to list these texts")
+                + "<extra></extra>",
                 showlegend=False,
             )
         )
     fig.update_layout(
         title=describe.run_label(run, among),
-        xaxis={"title": "predicted", "type": "category"},
-        yaxis={"title": "true", "type": "category", "autorange": "reversed"},
+        xaxis={"title": _("predicted"), "type": "category"},
+        yaxis={"title": _("true"), "type": "category", "autorange": "reversed"},
         height=360,
         margin={"t": 50, "b": 10},
     )
-    return fig
+    return in_text_fonts(fig)
 
 
 def device() -> cost.Device:
@@ -440,10 +504,11 @@ def _device(current: Settings) -> cost.Device:
     return cost.this_device(current)
 
 
-@st.cache_data(max_entries=32, show_spinner="Estimating time and memory from your data's token lengths…")
+@st.cache_data(max_entries=32, show_spinner=False)
 def _plan(
-    dataset_id: int, source: str, configs_json: str, version: tuple, here: cost.Device, repeats: int
+    dataset_id: int, source: str, configs_json: str, version: tuple, here: cost.Device, repeats: int, language: str
 ) -> dict | str:
+    """`language`: the advice and the reasons it returns are in words, kept per language."""
     from core.data import reading
 
     configs = {m: TrainConfig.from_dict(c) for m, c in json.loads(configs_json).items()}
@@ -465,8 +530,13 @@ def preset_time(dataset: Dataset, source: str, name: str) -> str:
     if isinstance(planned, str):
         return ""
     seconds = preset["repeats"] * sum(e["total_seconds"] for e in planned["estimates"].values())  # with loading
-    seeds = f" on {preset['repeats']} seeds" if preset["repeats"] > 1 else ""
-    return f"Here, on this data: about {words.duration_text(seconds)} for the pair{seeds}."
+    if preset["repeats"] > 1:
+        return _(
+            "Here, on this data: about {duration} for the pair on {seeds} seeds.",
+            duration=words.duration_text(seconds),
+            seeds=preset["repeats"],
+        )
+    return _("Here, on this data: about {duration} for the pair.", duration=words.duration_text(seconds))
 
 
 def plan(dataset: Dataset, source: str, configs: dict[str, TrainConfig], repeats: int) -> dict | str:
@@ -475,7 +545,8 @@ def plan(dataset: Dataset, source: str, configs: dict[str, TrainConfig], repeats
     with sessions()() as s:
         version = estimate.calibration_version(s)
     configs_json = json.dumps({m: c.to_dict() for m, c in configs.items()}, sort_keys=True)
-    return _plan(dataset.id, source, configs_json, version, device(), repeats)
+    with st.spinner(_("Estimating time and memory from your data's token lengths…")):  # if it takes half a second
+        return _plan(dataset.id, source, configs_json, version, device(), repeats, i18n.language())
 
 
 def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig], columns, single: str) -> dict:
@@ -484,50 +555,89 @@ def estimate_panel(dataset: Dataset, source: str, configs: dict[str, TrainConfig
     repeats = int(st.session_state.get("train_repeats") or 1)  # the seeds asked for below, as of this rerun
     planned = plan(dataset, source, configs, repeats)
     if isinstance(planned, str):
-        st.caption(f"No estimate: {planned}")
+        st.caption(_("No estimate: {reason}", reason=planned))
         return {}
     estimates = planned["estimates"]
     for col, (m, e) in zip(columns, estimates.items()):
         col.caption(  # the total too: on small data, loading the model and saving it take longer than training
-            f"Estimated: training about {words.duration_text(e['train_seconds'])}, "
-            f"test scoring {words.duration_text(e['score_seconds'])}, "
-            f"about {words.duration_text(e['total_seconds'])} in all with loading and saving; "
-            f"peak memory {words.memory_text(e['peak_memory_mb'])}."
+            _(
+                "Estimated: training about {train}, test scoring {scoring}, about {total} in all with loading and "
+                "saving; peak memory {memory}.",
+                train=words.duration_text(e["train_seconds"]),
+                scoring=words.duration_text(e["score_seconds"]),
+                total=words.duration_text(e["total_seconds"]),
+                memory=words.memory_text(e["peak_memory_mb"]),
+            )
         )
 
     def wait(seconds):
-        return "unknown (a run ahead has no estimate)" if seconds is None else words.duration_text(seconds)
+        return _("unknown (a run ahead has no estimate)") if seconds is None else words.duration_text(seconds)
 
-    st.caption(
-        f"From queuing to result, with the queue as it is: the pair{f' on {repeats} seeds' if repeats > 1 else ''} "
-        f"about {wait(planned['pair_seconds'])}; "
-        f"one {METHOD_NAMES[single]} run about {wait(planned['single_seconds'][single])}."
-    )
+    waits = {
+        "pair": wait(planned["pair_seconds"]),
+        "single": wait(planned["single_seconds"][single]),
+        "method": _(METHOD_NAMES[single]),
+    }
+    if repeats > 1:
+        st.caption(
+            _(
+                "From queuing to result, with the queue as it is: the pair on {seeds} seeds about {pair}; one "
+                "{method} run about {single}.",
+                seeds=repeats,
+                **waits,
+            )
+        )
+    else:
+        st.caption(
+            _(
+                "From queuing to result, with the queue as it is: the pair about {pair}; one {method} run about "
+                "{single}.",
+                **waits,
+            )
+        )
     if planned["uncalibrated"]:
         st.caption(
-            "A first estimate, from the model's size and your data's token lengths: this machine has not finished a "
-            "run like these yet. The background worker measures a few training steps meanwhile, and every finished "
-            "run makes the next estimate closer."
+            _(
+                "A first estimate, from the model's size and your data's token lengths: this machine has not "
+                "finished a run like these yet. The background worker measures a few training steps meanwhile, and "
+                "every finished run makes the next estimate closer."
+            )
         )
     for m, e in estimates.items():
         if e["advice"]:
-            st.warning(f"{METHOD_NAMES[m]} may not fit: it {e['advice']} You can still queue it.")
+            st.warning(
+                _(
+                    "{method} may not fit: it {advice} You can still queue it.",
+                    method=_(METHOD_NAMES[m]),
+                    advice=e["advice"],
+                )
+            )
     return {m: {k: v for k, v in e.items() if k != "advice"} for m, e in estimates.items()}
 
 
 def queue_line(run: Run, times: dict) -> str | None:
     """When a queued or running run should start and end, in words; None when unknown."""
     start, end = times.get(run.id, (None, None))
-    now, parts = utcnow(), []
+    now = utcnow()
+    if run.status != "queued":
+        start = None
 
-    def when(at):
-        return f"in about {words.duration_text((at - now).total_seconds())} ({clock(at)})"
+    def left(at):
+        return words.duration_text((at - now).total_seconds())
 
-    if run.status == "queued" and start is not None:
-        parts.append(f"start {when(start)}")
+    if start is not None and end is not None:
+        return _(
+            "Expected to start in about {start_in} ({start_at}) and end in about {end_in} ({end_at}).",
+            start_in=left(start),
+            start_at=clock(start),
+            end_in=left(end),
+            end_at=clock(end),
+        )
+    if start is not None:
+        return _("Expected to start in about {start_in} ({start_at}).", start_in=left(start), start_at=clock(start))
     if end is not None:
-        parts.append(f"end {when(end)}")
-    return f"Expected to {' and '.join(parts)}." if parts else None
+        return _("Expected to end in about {end_in} ({end_at}).", end_in=left(end), end_at=clock(end))
+    return None
 
 
 def queue_times() -> dict:
@@ -541,22 +651,27 @@ def estimate_vs_measured(run: Run) -> str | None:
     e = run.estimate or {}
     if not e or run.train_seconds is None:
         return None
-    measured = f"took {words.duration_text(run.train_seconds)}"
+    said = {
+        "train": words.duration_text(e["train_seconds"]),
+        "memory": words.memory_text(e["peak_memory_mb"]),
+        "took": words.duration_text(run.train_seconds),
+    }
     if run.peak_memory_mb:
-        measured += f" and {words.memory_text(run.peak_memory_mb)}"
-    return (
-        f"Estimated before it was queued: training about {words.duration_text(e['train_seconds'])}, "
-        f"peak memory {words.memory_text(e['peak_memory_mb'])}; it {measured}."
-    )
+        return _(
+            "Estimated before it was queued: training about {train}, peak memory {memory}; it took {took} and {peak}.",
+            peak=words.memory_text(run.peak_memory_mb),
+            **said,
+        )
+    return _("Estimated before it was queued: training about {train}, peak memory {memory}; it took {took}.", **said)
 
 
 def queue_empties_line() -> str:
     """When the current queue should be empty, in words."""
     end = queue.queue_empties_at(queue_times())
     if end is None:
-        return "When the queue empties is not known yet: a run in it has no estimate."
+        return _("When the queue empties is not known yet: a run in it has no estimate.")
     left = words.duration_text(max(0.0, (end - utcnow()).total_seconds()))
-    return f"The queue should be empty in about {left} ({clock(end)})."
+    return _("The queue should be empty in about {left} ({at}).", left=left, at=clock(end))
 
 
 def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bool) -> go.Figure:
@@ -574,21 +689,22 @@ def difference_figure(diff, classes: list[str], names: tuple[str, str], mean: bo
             text=[[("0" if v == 0 else f"{v:+.1f}" if mean else f"{v:+.0f}") for v in row] for row in diff],
             texttemplate="%{text}",
             textfont={"size": 13},  # plotly shrinks the numbers to fit 10 classes (7 px) unless told a size
-            hovertemplate=f"true %{{y}}, predicted %{{x}}: %{{text}} texts ({b_name} minus {a_name})<extra></extra>",
-            colorbar={"title": "texts"},
+            hovertemplate=_("true %{{y}}, predicted %{{x}}: %{{text}} texts ({b} minus {a})", b=b_name, a=a_name)
+            + "<extra></extra>",
+            colorbar={"title": _("texts")},
         )
     )
     fig.update_layout(
         title={  # on two lines: one line did not fit half of a 1024 px screen
-            "text": f"{b_name} minus {a_name}",
-            "subtitle": {"text": "texts per cell" + (", mean over the seeds" if mean else "")},
+            "text": _("{b} minus {a}", b=b_name, a=a_name),
+            "subtitle": {"text": _("texts per cell, mean over the seeds") if mean else _("texts per cell")},
         },
-        xaxis={"title": "predicted", "type": "category"},
-        yaxis={"title": "true", "type": "category", "autorange": "reversed"},
+        xaxis={"title": _("predicted"), "type": "category"},
+        yaxis={"title": _("true"), "type": "category", "autorange": "reversed"},
         height=400,
         margin={"t": 75, "b": 10},
     )
-    return fig
+    return in_text_fonts(fig)
 
 
 def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
@@ -607,7 +723,7 @@ def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
         ]
     )
     fig.update_layout(
-        title="F1 of each class, side by side",
+        title=_("F1 of each class, side by side"),
         barmode="group",
         yaxis={"tickformat": ".0%", "range": [0, 1]},
         xaxis={"type": "category"},
@@ -615,7 +731,7 @@ def per_class_f1_figure(table, runs: list[Run]) -> go.Figure:
         margin={"t": 50, "b": 10},
         legend={"orientation": "h", "y": -0.2},
     )
-    return fig
+    return in_text_fonts(fig)
 
 
 def _shade(colour: str, alpha: float) -> str:
@@ -630,7 +746,7 @@ def _trace(method: str, x: list, y: list, hover: list[str], marker: dict | None 
     return go.Scatter(
         x=x,
         y=y,
-        **{"mode": "lines+markers", "name": METHOD_NAMES[method], "line": {"color": colour}, **more},
+        **{"mode": "lines+markers", "name": _(METHOD_NAMES[method]), "line": {"color": colour}, **more},
         legendgroup=method,
         marker={"color": colour, "size": 9, "opacity": 1, **(marker or {})},  # sizes vary: plotly would fade them
         hovertext=hover,
@@ -643,20 +759,23 @@ def _band(xs: list, bands: list, method: str, what: str) -> go.Scatter | None:
     """The lowest and highest score over the seeds at each point, as a shaded area in the method's colour; None where
     no point has two seeds that differ."""
     spans = [(x, band) for x, band in zip(xs, bands) if band is not None]
-    if not any(high > low for _, (low, high) in spans):
+    if not any(high > low for __, (low, high) in spans):
         return None
     return go.Scatter(
-        x=[x for x, _ in spans] + [x for x, _ in reversed(spans)],
-        y=[high for _, (_, high) in spans] + [low for _, (low, _) in reversed(spans)],
+        x=[x for x, __ in spans] + [x for x, __ in reversed(spans)],
+        y=[high for __, (__, high) in spans] + [low for __, (low, __) in reversed(spans)],
         fill="toself",
         fillcolor=_shade(describe.METHOD_SHADES[method][0], 0.15),
         line={"width": 0},
         mode="lines",
-        name=f"{METHOD_NAMES[method]}: {what}, lowest to highest seed",
+        name=_("{method}: {what}, lowest to highest seed", method=_(METHOD_NAMES[method]), what=what),
         legendgroup=method,
         showlegend=False,
         hoverinfo="skip",
     )
+
+
+ACCURACIES = {"dev": N_("dev accuracy"), "test": N_("test accuracy")}
 
 
 def _each_method(fig: go.Figure, points: list[dict], score: str):
@@ -667,7 +786,7 @@ def _each_method(fig: go.Figure, points: list[dict], score: str):
         if not mine:
             continue
         xs = [p["value"] for p in mine]
-        if band := _band(xs, [p[f"{score}_band"] for p in mine], method, f"{score} accuracy"):
+        if band := _band(xs, [p[f"{score}_band"] for p in mine], method, _(ACCURACIES[score])):
             fig.add_trace(band)
         yield method, mine, xs, [p[score]["accuracy"] for p in mine]
 
@@ -690,6 +809,7 @@ def _accuracy_range(fig: go.Figure) -> list[float] | None:
 def _study_layout(fig: go.Figure, title: str, x_title: str, y_title: str, ticks: list | None = None) -> go.Figure:
     """The look every study chart shares: a log x-axis (its ticks at the values tried, else at powers of ten), the
     accuracies in percent, the legend below."""
+    in_text_fonts(fig)
     fig.update_layout(
         title={"text": title},
         xaxis={"type": "log", "title": x_title, "dtick": 1},
@@ -700,7 +820,7 @@ def _study_layout(fig: go.Figure, title: str, x_title: str, y_title: str, ticks:
         hovermode="closest",
     )
     if ticks:
-        fig.update_xaxes(tickvals=[v for v, _ in ticks], ticktext=[t for _, t in ticks])
+        fig.update_xaxes(tickvals=[v for v, __ in ticks], ticktext=[t for __, t in ticks])
     return fig
 
 
@@ -711,17 +831,21 @@ def study_lr_figure(points: list[dict], best: dict, chosen: dict) -> go.Figure:
     (core.results.studies.points, best_rates, chosen_points)."""
     fig, rates = go.Figure(), set()
     for method, mine, xs, ys in _each_method(fig, points, "dev"):
-        name, colour = METHOD_NAMES[method], describe.METHOD_SHADES[method][0]
+        name, colour = _(METHOD_NAMES[method]), describe.METHOD_SHADES[method][0]
         rates |= set(xs)
         notes = [
-            " · default rate"
+            _(" · default rate")
             if p["default"]
-            else " · stopped early (clearly behind at half the training)"
+            else _(" · stopped early (clearly behind at half the training)")
             if p["stopped_early"]
             else ""
             for p in mine
         ]
-        hover = [f"{name}, rate {_rate_text(x)}: dev accuracy {y:.1%}{note}" for x, y, note in zip(xs, ys, notes)]
+        hover = [
+            _("{method}, rate {rate}: dev accuracy {accuracy}", method=name, rate=_rate_text(x), accuracy=f"{y:.1%}")
+            + note
+            for x, y, note in zip(xs, ys, notes)
+        ]
         marker = {
             "size": [13 if p["default"] else 10 for p in mine],
             "symbol": ["diamond" if p["default"] else "circle-open" if p["stopped_early"] else "circle" for p in mine],
@@ -735,26 +859,34 @@ def study_lr_figure(points: list[dict], best: dict, chosen: dict) -> go.Figure:
                     method,
                     [rate],
                     [ys[xs.index(rate)]],
-                    [f"{name}: rate {_rate_text(rate)}, the best on dev, chosen"],
+                    [_("{method}: rate {rate}, the best on dev, chosen", method=name, rate=_rate_text(rate))],
                     {"symbol": "star", "size": 18, "line": {"color": "white", "width": 1}},
                     mode="markers",
-                    name=f"{name}: chosen rate",
+                    name=_("{method}: chosen rate", method=name),
                     showlegend=False,
                 )
             )
         fresh = chosen.get(method) or {}
         if fresh.get("dev_band"):  # the chosen rate on the fresh seeds: their mean and range, beside the star
             (low, high), mean = fresh["dev_band"], fresh["dev"]["accuracy"]
-            said = f"on {fresh['completed']} fresh seeds: dev accuracy {low:.1%} to {high:.1%}, mean {mean:.1%}"
+            said = _(
+                "{method} at {rate} on {seeds} fresh seeds: dev accuracy {low} to {high}, mean {mean}",
+                method=name,
+                rate=_rate_text(fresh["value"]),
+                seeds=fresh["completed"],
+                low=f"{low:.1%}",
+                high=f"{high:.1%}",
+                mean=f"{mean:.1%}",
+            )
             fig.add_trace(
                 _trace(
                     method,
                     [fresh["value"]],
                     [mean],
-                    [f"{name} at {_rate_text(fresh['value'])} {said}"],
+                    [said],
                     {"symbol": "line-ew-open", "size": 14, "line": {"width": 2}},
                     mode="markers",
-                    name=f"{name}: chosen rate on the fresh seeds",
+                    name=_("{method}: chosen rate on the fresh seeds", method=name),
                     showlegend=False,
                     error_y={
                         "type": "data",
@@ -768,7 +900,9 @@ def study_lr_figure(points: list[dict], best: dict, chosen: dict) -> go.Figure:
                 )
             )
     ticks = [(r, _rate_text(r)) for r in sorted(rates)]
-    return _study_layout(fig, "Dev accuracy at each learning rate", "Learning rate (log scale)", "Dev accuracy", ticks)
+    return _study_layout(
+        fig, _("Dev accuracy at each learning rate"), _("Learning rate (log scale)"), _("Dev accuracy"), ticks
+    )
 
 
 def study_size_figure(points: list[dict], changes: list[tuple]) -> go.Figure:
@@ -777,9 +911,17 @@ def study_size_figure(points: list[dict], changes: list[tuple]) -> go.Figure:
     fig, sizes = go.Figure(), set()
     for method, mine, xs, ys in _each_method(fig, points, "test"):
         sizes |= set(xs)
+        said = {"method": _(METHOD_NAMES[method])}
         hover = [
-            f"{METHOD_NAMES[method]}, {x:,} rows: test accuracy {y:.1%}"
-            + (f" (mean of {p['completed']} seeds)" if p["completed"] > 1 else "")
+            _(
+                "{method}, {rows} rows: test accuracy {accuracy} (mean of {seeds} seeds)",
+                rows=f"{x:,}",
+                accuracy=f"{y:.1%}",
+                seeds=p["completed"],
+                **said,
+            )
+            if p["completed"] > 1
+            else _("{method}, {rows} rows: test accuracy {accuracy}", rows=f"{x:,}", accuracy=f"{y:.1%}", **said)
             for p, x, y in zip(mine, xs, ys)
         ]
         fig.add_trace(_trace(method, xs, ys, hover))
@@ -792,14 +934,16 @@ def study_size_figure(points: list[dict], changes: list[tuple]) -> go.Figure:
             x=math.log10(value),
             y=1,
             yref="paper",
-            text=f"{ahead} from {value:,} rows",
+            text=_("{ahead} from {rows} rows", ahead=_(ahead), rows=f"{value:,}"),
             showarrow=False,
             xanchor="right" if last else "left",
             yanchor="bottom",
             font={"size": 12, "color": "#525252"},
         )
     ticks = [(n, f"{n:,}") for n in sorted(sizes)]
-    return _study_layout(fig, "Test accuracy by training rows", "Training rows (log scale)", "Test accuracy", ticks)
+    return _study_layout(
+        fig, _("Test accuracy by training rows"), _("Training rows (log scale)"), _("Test accuracy"), ticks
+    )
 
 
 def study_rank_figure(points: list[dict]) -> go.Figure:
@@ -815,9 +959,13 @@ def study_rank_figure(points: list[dict]) -> go.Figure:
     if full is not None:
         accuracy, weights = full["test"]["accuracy"], full["trainable_params"]
         xs = [min([p["trainable_params"] for p in lora] or [weights / 1000]), weights]
-        if band := _band(xs, [full["test_band"]] * 2, "full", "test accuracy"):
+        if band := _band(xs, [full["test_band"]] * 2, "full", _(ACCURACIES["test"])):
             fig.add_trace(band)
-        said = f"Full fine-tuning trains {int(weights):,} weights: test accuracy {accuracy:.1%}"
+        said = _(
+            "Full fine-tuning trains {weights} weights: test accuracy {accuracy}",
+            weights=f"{int(weights):,}",
+            accuracy=f"{accuracy:.1%}",
+        )
         fig.add_trace(
             _trace(
                 "full",
@@ -827,19 +975,27 @@ def study_rank_figure(points: list[dict]) -> go.Figure:
                 {"size": [0, 10]},
                 mode="lines+markers+text",
                 line={"color": describe.METHOD_SHADES["full"][0], "dash": "dash"},
-                text=["", "full fine-tuning"],
+                text=["", _("full fine-tuning")],
                 textposition="top left",
             )
         )
     if lora:
         xs, ys = [p["trainable_params"] for p in lora], [p["test"]["accuracy"] for p in lora]
-        if band := _band(xs, [p["test_band"] for p in lora], "lora", "test accuracy"):
+        if band := _band(xs, [p["test_band"] for p in lora], "lora", _(ACCURACIES["test"])):
             fig.add_trace(band)
         ranks = [f"r = {int(p['value'])}" for p in lora]
-        hover = [f"LoRA {r} trains {int(x):,} weights: test accuracy {y:.1%}" for r, x, y in zip(ranks, xs, ys)]
+        hover = [
+            _(
+                "LoRA {rank} trains {weights} weights: test accuracy {accuracy}",
+                rank=r,
+                weights=f"{int(x):,}",
+                accuracy=f"{y:.1%}",
+            )
+            for r, x, y in zip(ranks, xs, ys)
+        ]
         fig.add_trace(
             _trace("lora", xs, ys, hover, mode="lines+markers+text", text=ranks, textposition="bottom center")
         )
     return _study_layout(
-        fig, "Test accuracy by the weights LoRA trains", "Trainable weights (log scale)", "Test accuracy"
+        fig, _("Test accuracy by the weights LoRA trains"), _("Trainable weights (log scale)"), _("Test accuracy")
     )

@@ -9,4 +9,5 @@ Layers, each importing only the ones below it (pyproject.toml's import contract 
     core.data      reading, checking, splitting and keeping datasets
     core.store     settings, the database and its migrations, the data folder
     core.words     how numbers, sizes, durations and times read
+    core.i18n      the reader's language: the translation catalogues, numbers by locale
 """

@@ -13,12 +13,15 @@ import sys
 import tempfile
 import time
 import traceback
+import unicodedata
 from pathlib import Path
 
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
+from core import i18n
 from core.data import checking, datasets, reading
+from core.i18n import N_, _, ngettext
 from core.jobs.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
 from core.store.db import (
     Dataset,
@@ -41,10 +44,37 @@ class Refused(Exception):
     """Input the command cannot use; printed as is, exit status 2."""
 
 
+# A run's status as the human-readable output names it (--json keeps the codes)
+STATUS_NAMES = {
+    "queued": N_("queued"),
+    "running": N_("running"),
+    "completed": N_("completed"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
+    "crashed": N_("crashed"),
+}
+
+
+def _status(code: str) -> str:
+    return _(STATUS_NAMES[code]) if code in STATUS_NAMES else code
+
+
+def _listed(items) -> str:
+    """Items as a list in the reader's language: 'run 3, run 4'."""
+    return _(", ").join(items)
+
+
+def _width(text: str) -> int:
+    """Columns a text takes on a terminal: a Chinese character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _shares(text: str) -> tuple[int, ...]:
     parts = text.replace("/", ",").split(",")
     if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
-        raise Refused(f"--split takes three whole percentages, train,dev,test (e.g. 80,10,10); got '{text}'.")
+        raise Refused(
+            _("--split takes three whole percentages, train,dev,test (e.g. 80,10,10); got '{text}'.", text=text)
+        )
     return tuple(int(p) for p in parts)
 
 
@@ -52,10 +82,13 @@ def _dataset_from_files(session, settings, args) -> Dataset:
     given = [f"--{s}" for s in ("train", "dev", "test") if getattr(args, s)]
     if args.data and given:
         raise Refused(
-            f"Give either --data (one file, split for you) or --train, --dev and --test, not both ({given[0]})."
+            _(
+                "Give either --data (one file, split for you) or --train, --dev and --test, not both ({flag}).",
+                flag=given[0],
+            )
         )
     if not args.data and len(given) < 3:
-        raise Refused("Give --train, --dev and --test, or one file with --data to have it split for you.")
+        raise Refused(_("Give --train, --dev and --test, or one file with --data to have it split for you."))
     files = {"data": args.data} if args.data else {"train": args.train, "dev": args.dev, "test": args.test}
     try:
         split_files = {split: reading.SplitFile.from_path(path) for split, path in files.items()}
@@ -73,9 +106,9 @@ def _dataset_from_files(session, settings, args) -> Dataset:
     else:
         check = checking.check_dataset(split_files, settings, *columns)
     if not check.ok:
-        raise Refused("The data was refused; nothing was stored:\n- " + "\n- ".join(check.errors))
+        raise Refused(_("The data was refused; nothing was stored:\n- {problems}", problems="\n- ".join(check.errors)))
     for warning in check.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(_("warning: {warning}", warning=warning), file=sys.stderr)
     existing = datasets.find_same_dataset(session, check)
     if existing is not None:
         return existing
@@ -92,7 +125,7 @@ def _coverage(settings, dataset: Dataset, model: str) -> float | None:
 
     found = coverage.dataset_coverage(settings, dataset, model)
     if found.warning():
-        print(f"warning: {found.warning()}", file=sys.stderr)
+        print(_("warning: {warning}", warning=found.warning()), file=sys.stderr)
     return found.unknown_token_share
 
 
@@ -114,17 +147,19 @@ def _configs(args) -> dict[str, TrainConfig]:
     rates = {m: getattr(args, f"lr_{m}") for m in ("full", "lora")}
     if not args.pair and any(r is not None for r in rates.values()):
         flag = "--lr-full" if rates["full"] is not None else "--lr-lora"
-        raise Refused(f"{flag} is for --pair (full fine-tuning and LoRA); a single run takes --lr.")
+        raise Refused(_("{flag} is for --pair (full fine-tuning and LoRA); a single run takes --lr.", flag=flag))
     if any(r is not None and len(r) > 1 for r in rates.values()):
         raise Refused(
-            "With --pair, --lr-full and --lr-lora take one rate each; rates to try make a study: "
-            "python -m core study --vary lr."
+            _(
+                "With --pair, --lr-full and --lr-lora take one rate each; rates to try make a study: "
+                "python -m core study --vary lr."
+            )
         )
     rates = {m: r[0] if r else None for m, r in rates.items()}
     if args.pair and args.lr is not None:
-        raise Refused("With --pair, --lr does not say which method it is for: give --lr-full and/or --lr-lora.")
+        raise Refused(_("With --pair, --lr does not say which method it is for: give --lr-full and/or --lr-lora."))
     if args.pair and args.method is not None:
-        raise Refused("--pair trains both methods, full fine-tuning and LoRA: leave out --method.")
+        raise Refused(_("--pair trains both methods, full fine-tuning and LoRA: leave out --method."))
     config = _config(args)
     if args.pair:
         configs = {
@@ -134,7 +169,7 @@ def _configs(args) -> dict[str, TrainConfig]:
         configs = {config.method: config}
     problems = list(dict.fromkeys(p for c in configs.values() for p in c.problems()))
     if problems:
-        raise Refused("The settings were refused:\n- " + "\n- ".join(problems))
+        raise Refused(_("The settings were refused:\n- {problems}", problems="\n- ".join(problems)))
     return configs
 
 
@@ -146,7 +181,7 @@ def _queue(args, status: RunStatus) -> tuple:
     with sessions() as session:
         configs = _configs(args)
         if args.repeats != 1 and not args.pair:
-            raise Refused("--repeats needs --pair: it repeats a full fine-tuning + LoRA pair with the next seeds.")
+            raise Refused(_("--repeats needs --pair: it repeats a full fine-tuning + LoRA pair with the next seeds."))
         dataset = _dataset_from_files(session, settings, args)
         unknown = _coverage(settings, dataset, args.model)
         from core.jobs.estimate import estimate_or_none
@@ -201,17 +236,17 @@ def cmd_train(args) -> int:
             if group_id is None or _claim(settings, run_id):
                 with session_factory(settings.db_url, read_only=True)() as s:
                     run = s.get(Run, run_id)
-                    what = f"{run.method}, seed {run.config.get('seed')}"
-                print(f"run {run_id}: training ({what}) ...", file=sys.stderr)
+                    what = _("{method}, seed {seed}", method=run.method, seed=run.config.get("seed"))
+                print(_("run {run}: training ({what}) ...", run=run_id, what=what), file=sys.stderr)
                 statuses.append(supervise(settings, run_id))  # Ctrl+C: it cancels the run and waits for its end
             else:
-                print(f"run {run_id}: the worker is training it; waiting ...", file=sys.stderr)
+                print(_("run {run}: the worker is training it; waiting ...", run=run_id), file=sys.stderr)
                 statuses.append(_wait_until_finished(settings, run_id))
         except KeyboardInterrupt:
             with interrupts_deferred(), session_factory(settings.db_url)() as s:
                 for rest in run_ids[run_ids.index(run_id) :]:
                     request_cancel(s, rest)
-            print(f"run {run_id}: cancel requested", file=sys.stderr)
+            print(_("run {run}: cancel requested", run=run_id), file=sys.stderr)
             return 130
     ok = all(status == RunStatus.COMPLETED for status in statuses)
     if group_id is None:
@@ -221,10 +256,10 @@ def cmd_train(args) -> int:
             runs = [summary(s.get(Run, i)) for i in run_ids]
         print(json.dumps({"group": group_id, "runs": runs, "unknown_token_share": unknown}, ensure_ascii=False))
     else:
-        print(f"comparison group {group_id}")
+        print(_("comparison group {group}", group=group_id))
         for run_id in run_ids:
             _print_run(settings, run_id, False)
-        print(f"verdict: python -m core compare {group_id}")
+        print(_("verdict: python -m core compare {group}", group=group_id))
     return 0 if ok else 1
 
 
@@ -233,41 +268,64 @@ def _print_run(settings, run_id: int, as_json: bool, ok: bool = True, **extra) -
     with session_factory(settings.db_url)() as s:
         run = s.get(Run, run_id)
         if run is None:
-            raise Refused(f"There is no run {run_id}.")
+            raise Refused(_("There is no run {run}.", run=run_id))
         info = summary(run) | extra
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
     else:
-        print(f"run {info['run_id']}: {info['status']} ({info['method']}, {models.describe(info['model'])})")
+        print(
+            _(
+                "run {run}: {status} ({method}, {model})",
+                run=info["run_id"],
+                status=_status(info["status"]),
+                method=info["method"],
+                model=models.describe(info["model"]),
+            )
+        )
         if info["error"]:
             print(f"  {info['error']}")
         if info["test"]:
             t = info["test"]
             print(
-                f"  test accuracy {t['accuracy']:.4f}  precision (weighted) {t['precision_weighted']:.4f}  "
-                f"recall (weighted) {t['recall_weighted']:.4f}  macro-F1 {t['f1_macro']:.4f}"
+                "  "
+                + _(
+                    "test accuracy {accuracy:.4f}  precision (weighted) {precision:.4f}  "
+                    "recall (weighted) {recall:.4f}  macro-F1 {f1:.4f}",
+                    accuracy=t["accuracy"],
+                    precision=t["precision_weighted"],
+                    recall=t["recall_weighted"],
+                    f1=t["f1_macro"],
+                )
             )
             print(
-                f"  {info['train_seconds']:.1f} s, {info['samples_per_second']:.1f} samples/s, "
-                f"{info['trainable_params']:,} of {info['total_params']:,} parameters trained"
+                "  "
+                + _(
+                    "{seconds:.1f} s, {speed:.1f} samples/s, {trainable} of {total} parameters trained",
+                    seconds=info["train_seconds"],
+                    speed=info["samples_per_second"],
+                    trainable=i18n.number(info["trainable_params"]),
+                    total=i18n.number(info["total_params"]),
+                )
             )
     return 0 if ok else 1
 
 
 def cmd_submit(args) -> int:
     if args.study:
-        settings, study_id, run_ids, _ = _queue_study(args)
+        settings, study_id, run_ids, __ = _queue_study(args)
         print(json.dumps({"study": study_id, "runs": run_ids}) if args.json else study_id)
         _say_worker(settings)
         return 0
     given = [f"--{name}" for name in ("vary", "seeds", "values") if getattr(args, name) is not None]
     if given:
-        raise Refused(f"{given[0]} is for a study: add --study (python -m core submit --study --vary ...).")
+        raise Refused(
+            _("{flag} is for a study: add --study (python -m core submit --study --vary ...).", flag=given[0])
+        )
     if args.json:
         raise Refused(
-            "submit prints the id of the run (or, with --pair, of the comparison group); --json is for --study."
+            _("submit prints the id of the run (or, with --pair, of the comparison group); --json is for --study.")
         )
-    _, run_ids, group_id, _ = _queue(args, RunStatus.QUEUED)
+    __, run_ids, group_id, __ = _queue(args, RunStatus.QUEUED)
     print(run_ids[0] if group_id is None else group_id)
     return 0
 
@@ -278,8 +336,10 @@ def _say_worker(settings) -> None:
 
     if not worker_alive(settings):
         print(
-            "No worker is running for this database: start one with `python -m core worker` (with the same --db), "
-            "or open the dashboard, which starts one.",
+            _(
+                "No worker is running for this database: start one with `python -m core worker` (with the same --db), "
+                "or open the dashboard, which starts one."
+            ),
             file=sys.stderr,
         )
 
@@ -291,39 +351,66 @@ def _study_request(args) -> tuple[str, list | None, dict | None]:
 
     vary = args.vary
     if vary not in VARIES:
-        said = f", not '{vary}'" if vary else ""
-        raise Refused(f"A study needs --vary: one of {', '.join(VARIES)}{said}.")
+        if vary:
+            raise Refused(
+                _("A study needs --vary: one of {choices}, not '{vary}'.", choices=", ".join(VARIES), vary=vary)
+            )
+        raise Refused(_("A study needs --vary: one of {choices}.", choices=", ".join(VARIES)))
     if args.method is not None:
-        raise Refused("A study trains both methods, full fine-tuning and LoRA: leave out --method.")
+        raise Refused(_("A study trains both methods, full fine-tuning and LoRA: leave out --method."))
     if args.pair:
-        raise Refused("A study is made of full fine-tuning and LoRA pairs already: leave out --pair.")
+        raise Refused(_("A study is made of full fine-tuning and LoRA pairs already: leave out --pair."))
     if args.repeats != 1:
-        raise Refused("--repeats is for --pair; a study takes --seeds N.")
+        raise Refused(_("--repeats is for --pair; a study takes --seeds N."))
     if args.lr is not None:
         raise Refused(
-            "A study sets each method's own learning rate, and --lr names no method: with --vary lr, give the rates "
-            "to try with --lr-full and --lr-lora."
+            _(
+                "A study sets each method's own learning rate, and --lr names no method: with --vary lr, give the "
+                "rates to try with --lr-full and --lr-lora."
+            )
         )
     grids = {m: getattr(args, f"lr_{m}") for m in ("full", "lora")}
     if vary != "lr":
         flag = next((f"--lr-{m}" for m, rates in grids.items() if rates is not None), None)
         if flag:
             raise Refused(
-                f"{flag} gives the rates a learning-rate study tries (--vary lr); a {vary} study trains each method "
-                "at its default rate."
+                _(
+                    "{flag} gives the rates a learning-rate study tries (--vary lr); a {vary} study trains each "
+                    "method at its default rate.",
+                    flag=flag,
+                    vary=vary,
+                )
             )
         values = args.values
         if values is not None and any(v != int(v) for v in values):
-            raise Refused(f"--values takes whole numbers with --vary {vary} (e.g. {_EXAMPLES[vary]}).")
+            raise Refused(
+                _(
+                    "--values takes whole numbers with --vary {vary} (e.g. {example}).",
+                    vary=vary,
+                    example=_EXAMPLES[vary],
+                )
+            )
         return vary, None if values is None else [int(v) for v in values], None
     if args.values is not None:
         raise Refused(
-            "--values is for --vary train_size or lora_rank; a learning-rate study takes each method's rates with "
-            "--lr-full and --lr-lora."
+            _(
+                "--values is for --vary train_size or lora_rank; a learning-rate study takes each method's rates "
+                "with --lr-full and --lr-lora."
+            )
         )
     return vary, None, grids
 
 
+_LR_HELPS = {  # --lr-full, --lr-lora
+    "full": N_(
+        "with --pair: full fine-tuning's learning rate (default as --lr); in a study with --vary lr: the rates it "
+        "tries, LR,... (default: five on a log scale, the method's default among them)"
+    ),
+    "lora": N_(
+        "with --pair: LoRA's learning rate (default as --lr); in a study with --vary lr: the rates it "
+        "tries, LR,... (default: five on a log scale, the method's default among them)"
+    ),
+}
 _EXAMPLES = {"train_size": "100,250,500,1000", "lora_rank": "1,4,16"}
 
 
@@ -358,11 +445,16 @@ def _queue_study(args) -> tuple[Settings, int, list[int], dict | None]:
 def cmd_study(args) -> int:
     from core.words import duration_text
 
-    settings, study_id, _, seconds = _queue_study(args)
+    settings, study_id, __, seconds = _queue_study(args)
     if seconds is not None:
         print(
-            f"study {study_id}: about {seconds['runs']} runs, at most {duration_text(seconds['most'])} "
-            f"(likely {duration_text(seconds['likely'])})",
+            _(
+                "study {study}: about {runs} runs, at most {most} (likely {likely})",
+                study=study_id,
+                runs=seconds["runs"],
+                most=duration_text(seconds["most"]),
+                likely=duration_text(seconds["likely"]),
+            ),
             file=sys.stderr,
         )
     try:
@@ -374,7 +466,7 @@ def cmd_study(args) -> int:
             for run in study_runs(s, study_id):
                 if run.status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value):
                     request_cancel(s, run.id)
-        print(f"study {study_id}: cancel requested", file=sys.stderr)
+        print(_("study {study}: cancel requested", study=study_id), file=sys.stderr)
         return 130
     _print_study(settings, study_id, args.json, table=True)
     return 0 if ok else 1
@@ -410,8 +502,16 @@ def _train_runs(settings, study_id: int, warm) -> bool:
                 if run.study_role == "final" and chosen not in said:
                     said.add(chosen)
                     print(
-                        f"study {study_id}: {run.method}'s best rate on the dev set is {chosen[1]:g}; training it "
-                        f"on {study.seeds} fresh seed{'s' if study.seeds != 1 else ''}",
+                        ngettext(
+                            "study {study}: {method}'s best rate on the dev set is {rate:g}; training it on {n} "
+                            "fresh seed",
+                            "study {study}: {method}'s best rate on the dev set is {rate:g}; training it on {n} "
+                            "fresh seeds",
+                            study.seeds,
+                            study=study_id,
+                            method=run.method,
+                            rate=chosen[1],
+                        ),
                         file=sys.stderr,
                     )
             queued = [r.id for r in runs if r.status == RunStatus.QUEUED.value]
@@ -421,23 +521,36 @@ def _train_runs(settings, study_id: int, warm) -> bool:
             run_id = queued[0] if queued else running[0]
             what = _study_run_text(study, s.get(Run, run_id))
         if queued and _claim(settings, run_id):
-            print(f"run {run_id}: training ({what}) ...", file=sys.stderr)
+            print(_("run {run}: training ({what}) ...", run=run_id, what=what), file=sys.stderr)
             supervise(settings, run_id, warm)  # Ctrl+C: it cancels the run and waits for its end
         elif queued:
             continue  # the worker took it first: on to the next
         else:
-            print(f"run {run_id}: the worker is training it ({what}); waiting ...", file=sys.stderr)
+            print(
+                _("run {run}: the worker is training it ({what}); waiting ...", run=run_id, what=what), file=sys.stderr
+            )
             _wait_until_finished(settings, run_id)
         with sessions() as s:
             run = s.get(Run, run_id)
             if run.stopped_early:
                 print(
-                    f"run {run_id}: stopped early at step {run.step} of {run.total_steps}: its dev accuracy was "
-                    "clearly behind the other rates",
+                    _(
+                        "run {run}: stopped early at step {step} of {total}: its dev accuracy was clearly behind the "
+                        "other rates",
+                        run=run_id,
+                        step=run.step,
+                        total=run.total_steps,
+                    ),
                     file=sys.stderr,
                 )
             elif run.status != RunStatus.COMPLETED.value:
-                print(f"run {run_id}: {run.status}" + (f": {run.error}" if run.error else ""), file=sys.stderr)
+                status = _status(run.status)
+                print(
+                    _("run {run}: {status}: {error}", run=run_id, status=status, error=run.error)
+                    if run.error
+                    else _("run {run}: {status}", run=run_id, status=status),
+                    file=sys.stderr,
+                )
 
 
 def _study_run_text(study: Study, run: Run) -> str:
@@ -445,19 +558,19 @@ def _study_run_text(study: Study, run: Run) -> str:
     config = run.config
     parts = [run.method]
     if study.vary == "train_size":
-        parts.append(f"{config['train_rows']:,} training rows")
+        parts.append(ngettext("{n} training row", "{n} training rows", config["train_rows"]))
     elif study.vary == "lora_rank" and run.method == "lora":
         parts.append(f"r = {config['lora_r']}")
-    parts += [f"lr {config['learning_rate']:g}", f"seed {config['seed']}"]
+    parts += [_("lr {rate:g}", rate=config["learning_rate"]), _("seed {seed}", seed=config["seed"])]
     if run.study_role == "final":
-        parts.append("the best rate on dev, on a fresh seed")
-    return ", ".join(parts)
+        parts.append(_("the best rate on dev, on a fresh seed"))
+    return _listed(parts)
 
 
 def _study_of(session, study_id: int) -> Study:
     study = session.get(Study, study_id)
     if study is None:
-        raise Refused(f"There is no study {study_id}.")
+        raise Refused(_("There is no study {study}.", study=study_id))
     return study
 
 
@@ -478,12 +591,34 @@ def _print_study(settings, study_id: int, as_json: bool, table: bool = False, ru
         return
     print(label)
     if runs:
-        counts = ", ".join(f"{n} {status}" for status, n in info["status"].items())
-        print(f"{sum(info['status'].values())} of about {planned} runs recorded: {counts}")
+        counts = _listed(
+            _("{count} {status}", count=n, status=_status(status)) for status, n in info["status"].items()
+        )
+        recorded = sum(info["status"].values())
+        print(
+            _(
+                "{recorded} of about {planned} runs recorded: {counts}",
+                recorded=recorded,
+                planned=planned,
+                counts=counts,
+            )
+        )
         for run, what in listed:
-            early = ", stopped early" if run.stopped_early else ""
-            tested = f", test accuracy {percent(run.test_metrics['accuracy'])}" if run.test_metrics else ""
-            print(f"  run {run.id}: {run.status}{early} ({what}){tested}")
+            said = {"run": run.id, "status": _status(run.status), "what": what}
+            if run.test_metrics:
+                said["accuracy"] = percent(run.test_metrics["accuracy"])
+                line = (
+                    _("run {run}: {status}, stopped early ({what}), test accuracy {accuracy}", **said)
+                    if run.stopped_early
+                    else _("run {run}: {status} ({what}), test accuracy {accuracy}", **said)
+                )
+            else:
+                line = (
+                    _("run {run}: {status}, stopped early ({what})", **said)
+                    if run.stopped_early
+                    else _("run {run}: {status} ({what})", **said)
+                )
+            print("  " + line)
     if info["sentence"]:
         print(info["sentence"])
     if table:
@@ -493,26 +628,33 @@ def _print_study(settings, study_id: int, as_json: bool, table: bool = False, ru
                 p["method"],
                 percent(p["dev"]["accuracy"]),
                 percent(p["test"]["accuracy"]),
-                "yes" if p["stopped_early"] else "",
+                _("yes") if p["stopped_early"] else "",
             )
             for p in info["points"]
         ]
-        header = (found.VARY_NAMES[study.vary], "method", "dev acc", "test acc", "stopped early")
-        widths = [max(len(row[k]) for row in [header, *rows]) for k in range(len(header))]
+        header = (_(found.VARY_NAMES[study.vary]), _("method"), _("dev acc"), _("test acc"), _("stopped early"))
+        widths = [max(_width(row[k]) for row in [header, *rows]) for k in range(len(header))]
         for row in [header, *rows]:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            print("  ".join(cell + " " * (width - _width(cell)) for cell, width in zip(row, widths)).rstrip())
+    none_yet = _("none yet (no pair has completed)")
     if study.vary == "lr":
-        named = {"verdict": "each at its best rate on dev", "default_verdict": "at the default rates"}
-        for key, name in named.items():
+        named = {
+            "verdict": N_("verdict each at its best rate on dev: {verdict}"),
+            "default_verdict": N_("verdict at the default rates: {verdict}"),
+        }
+        for key, sentence in named.items():
             verdict = info[key]
-            print(f"verdict {name}: {verdict['lines'][1] if verdict else 'none yet (no pair has completed)'}")
+            print(_(sentence, verdict=verdict["lines"][1] if verdict else none_yet))
     else:
         for verdict in info["verdict"]:
-            said = verdict["lines"][1] if verdict["verdict"] else "none yet (no pair has completed)"
-            unit = " training rows" if study.vary == "train_size" else ""
-            print(f"verdict at {found.value_text(study.vary, verdict['value'])}{unit}: {said}")
+            said = verdict["lines"][1] if verdict["verdict"] else none_yet
+            value = found.value_text(study.vary, verdict["value"])
+            if study.vary == "train_size":
+                print(_("verdict at {value} training rows: {verdict}", value=value, verdict=said))
+            else:
+                print(_("verdict at {value}: {verdict}", value=value, verdict=said))
     for note in info["notes"]:
-        print(f"note: {note}")
+        print(_("note: {note}", note=note))
 
 
 def cmd_compare(args) -> int:
@@ -524,31 +666,36 @@ def cmd_compare(args) -> int:
     ids = args.ids
     if args.study is not None:
         if ids:
-            raise Refused("Give --study ID alone: a study's verdicts come from its own runs.")
+            raise Refused(_("Give --study ID alone: a study's verdicts come from its own runs."))
         open_database(settings.db_url)
         _print_study(settings, args.study, args.json)
         return 0
     if not ids:
-        raise Refused("Give one comparison group id, two or more run ids, or --study ID.")
+        raise Refused(_("Give one comparison group id, two or more run ids, or --study ID."))
     if not all(i.isdigit() for i in ids):
-        raise Refused(f"Ids are whole numbers; got {' '.join(ids)}.")
+        raise Refused(_("Ids are whole numbers; got {ids}.", ids=" ".join(ids)))
     open_database(settings.db_url)
     with session_factory(settings.db_url, read_only=True)() as s:
         if len(ids) == 1:
             runs = comparisons.group_runs(s, int(ids[0]))
             if not runs:
                 raise Refused(
-                    f"There is no comparison group {ids[0]}. Give a group id (printed by submit --pair), "
-                    "or two or more run ids."
+                    _(
+                        "There is no comparison group {group}. Give a group id (printed by submit --pair), "
+                        "or two or more run ids.",
+                        group=ids[0],
+                    )
                 )
             runs = [r for pair in comparisons.completed_pairs(runs) for r in pair]  # the pairs the page compares
             if not runs:
-                raise Refused(f"Comparison group {ids[0]} has no pair whose two runs both completed yet.")
+                raise Refused(
+                    _("Comparison group {group} has no pair whose two runs both completed yet.", group=ids[0])
+                )
         else:
             runs = runs_by_id(s, [int(i) for i in ids])
             missing = sorted({int(i) for i in ids} - {r.id for r in runs})
             if missing:
-                raise Refused(f"There is no run {missing[0]}.")
+                raise Refused(_("There is no run {run}.", run=missing[0]))
         try:
             result = comparisons.compare_summary(s, runs)
         except NotComparable as e:
@@ -557,8 +704,13 @@ def cmd_compare(args) -> int:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print("\n".join(result["lines"]))
-        print(f"  {result['seeds']} seed(s), {result['test_size']} test texts", end="")
-        print(f", McNemar p = {result['mcnemar_p']:.3g}" if result["mcnemar_p"] is not None else "")
+        counted = {"seeds": result["seeds"], "texts": result["test_size"]}
+        if result["mcnemar_p"] is not None:
+            print(
+                "  " + _("{seeds} seed(s), {texts} test texts, McNemar p = {p:.3g}", p=result["mcnemar_p"], **counted)
+            )
+        else:
+            print("  " + _("{seeds} seed(s), {texts} test texts", **counted))
         if result["costs_sentence"]:
             print(result["costs_sentence"])
     return 0
@@ -568,11 +720,11 @@ def cmd_status(args) -> int:
     settings = _open(args)
     if args.study is not None:
         if args.run_id is not None:
-            raise Refused("Give a run id or --study ID, not both.")
+            raise Refused(_("Give a run id or --study ID, not both."))
         _print_study(settings, args.study, args.json, runs=True)
         return 0
     if args.run_id is None:
-        raise Refused("Give a run id, or --study ID for a study.")
+        raise Refused(_("Give a run id, or --study ID for a study."))
     return _print_run(settings, args.run_id, args.json)
 
 
@@ -581,8 +733,11 @@ def cmd_cancel(args) -> int:
     with session_factory(settings.db_url)() as s:
         run = request_cancel(s, args.run_id)
         if run is None:
-            raise Refused(f"There is no run {args.run_id}.")
-        print(f"run {run.id}: {'cancel requested' if run.status == 'running' else run.status}")
+            raise Refused(_("There is no run {run}.", run=args.run_id))
+        if run.status == "running":
+            print(_("run {run}: cancel requested", run=run.id))
+        else:
+            print(_("run {run}: {status}", run=run.id, status=_status(run.status)))
     return 0
 
 
@@ -595,9 +750,9 @@ def cmd_resume(args) -> int:
             raise Refused(str(e)) from None
         trained = trained_model(settings, s.get(Run, args.run_id)) is not None
     if trained:
-        print(f"run {args.run_id}: training had finished; queued to resume with test scoring")
+        print(_("run {run}: training had finished; queued to resume with test scoring", run=args.run_id))
     else:
-        print(f"run {args.run_id}: queued to resume from step {step}")
+        print(_("run {run}: queued to resume from step {step}", run=args.run_id, step=step))
     return 0
 
 
@@ -605,9 +760,11 @@ def _ask(question: str) -> bool:
     """One question on the terminal; no one to answer it (no input) refuses, in plain words."""
     print(question, file=sys.stderr)
     try:
-        answer = input("Go ahead? [y/N] ")
+        answer = input(_("Go ahead? [y/N] "))
     except EOFError:
-        raise Refused("Nothing was deleted: no one answered the question. Add --yes to go ahead without it.") from None
+        raise Refused(
+            _("Nothing was deleted: no one answered the question. Add --yes to go ahead without it.")
+        ) from None
     return answer.strip().lower() in ("y", "yes")
 
 
@@ -625,48 +782,62 @@ def cmd_delete(args) -> int:
         for group_id in args.group or []:
             found = comparisons.group_runs(s, group_id)
             if not found:
-                raise Refused(f"There is no comparison group {group_id}.")
+                raise Refused(_("There is no comparison group {group}.", group=group_id))
             run_ids += [r.id for r in found]
         if not run_ids:
-            raise Refused("Give the runs to delete (their ids), or --group G for a whole comparison.")
+            raise Refused(_("Give the runs to delete (their ids), or --group G for a whole comparison."))
         plan = storage.plan_deletion(s, settings, run_ids)
     if plan.refused:
-        raise Refused("Nothing was deleted. " + " ".join(plan.refused))
+        raise Refused(_("Nothing was deleted. {reasons}", reasons=" ".join(plan.refused)))
     if not args.yes and not _ask(deletion_text(plan)):
-        print("Nothing was deleted.")
+        print(_("Nothing was deleted."))
         return 1
     with session_factory(settings.db_url)() as s:
         try:
             done = storage.delete_runs(s, settings, run_ids)
         except storage.DeleteRefused as e:  # one was resumed, or a file queued with it, meanwhile
-            raise Refused(f"Nothing was deleted. {e}") from None
-    print(f"Deleted {', '.join(f'run {i}' for i in done.run_ids)}; freed {size_text(done.bytes)}.")
+            raise Refused(_("Nothing was deleted. {reasons}", reasons=e)) from None
+    deleted = _listed(_("run {run}", run=i) for i in done.run_ids)
+    print(_("Deleted {runs}; freed {size}.", runs=deleted, size=size_text(done.bytes)))
     return 0
 
 
 def _delete_leftovers(settings, args) -> int:
     from core.store import storage
-    from core.words import plural, size_text
+    from core.words import size_text
 
     if args.run_ids or args.group:
-        raise Refused("Give --leftovers alone: it removes files no row points to, not runs.")
+        raise Refused(_("Give --leftovers alone: it removes files no row points to, not runs."))
     with session_factory(settings.db_url, read_only=True)() as s:
         use = storage.disk_use(s, settings)
     if not use.owned:
-        raise Refused(f"Nothing was removed. {storage.not_owned_text(settings)}")
+        raise Refused(_("Nothing was removed. {reason}", reason=storage.not_owned_text(settings)))
     if not use.leftovers:
-        print("There is nothing to remove: a row points to every folder in the data folder.")
+        print(_("There is nothing to remove: a row points to every folder in the data folder."))
         return 0
-    what = f"{plural(len(use.leftovers), 'folder')} no row points to ({size_text(use.leftover_bytes)})"
-    if not args.yes and not _ask(f"Remove {what} from {settings.data_dir}? There is no undo."):
-        print("Nothing was removed.")
+    question = ngettext(
+        "Remove {n} folder no row points to ({size}) from {folder}? There is no undo.",
+        "Remove {n} folders no row points to ({size}) from {folder}? There is no undo.",
+        len(use.leftovers),
+        size=size_text(use.leftover_bytes),
+        folder=settings.data_dir,
+    )
+    if not args.yes and not _ask(question):
+        print(_("Nothing was removed."))
         return 1
     with session_factory(settings.db_url, read_only=True)() as s:
         try:
             removed, freed = storage.delete_leftovers(s, settings)
         except storage.DeleteRefused as e:
             raise Refused(str(e)) from None
-    print(f"Removed {plural(removed, 'folder')} no row pointed to; freed {size_text(freed)}.")
+    print(
+        ngettext(
+            "Removed {n} folder no row pointed to; freed {size}.",
+            "Removed {n} folders no row pointed to; freed {size}.",
+            removed,
+            size=size_text(freed),
+        )
+    )
     return 0
 
 
@@ -714,8 +885,15 @@ def cmd_estimate(args) -> int:
     else:
         for method, e in out.items():
             print(
-                f"{method}: train {e['train_seconds']:.0f} s, test scoring {e['score_seconds']:.1f} s, "
-                f"peak memory {e['peak_memory_mb']:.0f} MB ({e['similar_runs']} similar finished runs)"
+                _(
+                    "{method}: train {train:.0f} s, test scoring {score:.1f} s, peak memory {memory:.0f} MB "
+                    "({similar} similar finished runs)",
+                    method=method,
+                    train=e["train_seconds"],
+                    score=e["score_seconds"],
+                    memory=e["peak_memory_mb"],
+                    similar=e["similar_runs"],
+                )
             )
     return 0
 
@@ -732,7 +910,7 @@ def cmd_worker(args) -> int:
             idle_exit_s=args.idle_exit_s,
         )
     except KeyboardInterrupt:  # the runs in training were cancelled and have ended (core.jobs.worker.run_worker)
-        print("worker stopped", file=sys.stderr)
+        print(_("worker stopped"), file=sys.stderr)
         return 130
 
 
@@ -743,7 +921,7 @@ def _predictor(settings, run_id: int) -> tuple:
     with session_factory(settings.db_url)() as s:
         run = s.get(Run, run_id)
         if run is None:
-            raise Refused(f"There is no run {run_id}.")
+            raise Refused(_("There is no run {run}.", run=run_id))
         try:
             return run, load_run(settings, run)
         except RunNotReady as e:
@@ -756,7 +934,7 @@ def cmd_predict(args) -> int:
     if args.file:
         return _label_file(settings, args, run, predictor)
     if args.text is None:
-        raise Refused("Give a text to label, or --file with a CSV or text file of them.")
+        raise Refused(_("Give a text to label, or --file with a CSV or text file of them."))
     label, probs = predictor.predict(args.text)
     if args.json:
         print(json.dumps({"run_id": args.run, "label": label, "probabilities": probs}, ensure_ascii=False))
@@ -772,8 +950,8 @@ def cmd_explain(args) -> int:
     from core.words import percent
 
     if not args.text.strip():
-        raise Refused("The text is empty: give --text with the words to explain.")
-    _, predictor = _predictor(_open(args), args.run)
+        raise Refused(_("The text is empty: give --text with the words to explain."))
+    __, predictor = _predictor(_open(args), args.run)
     try:
         found = explain(predictor, args.text, args.target)
     except CannotExplain as e:
@@ -781,13 +959,27 @@ def cmd_explain(args) -> int:
     if args.json:
         print(json.dumps(found.to_json(), ensure_ascii=False))
         return 0
-    print(f"{found.label} ({percent(found.probability)}); each word's points for '{found.target}':")
+    print(
+        _(
+            "{label} ({probability}); each word's points for '{target}':",
+            label=found.label,
+            probability=percent(found.probability),
+            target=found.target,
+        )
+    )
     width = max(len(w.text) for w in found.words)
     for word in found.words:
-        points = "not read" if word.score is None else f"{100 * word.score:+6.1f}"
+        points = _("not read") if word.score is None else f"{100 * word.score:+6.1f}"
         print(f"  {points:>8}  {word.text:<{width}}")
     print(found.summary())
-    print(f"({found.steps} steps, {found.seconds:.2f} s, convergence delta {found.delta:+.4f})")
+    print(
+        _(
+            "({steps} steps, {seconds:.2f} s, convergence delta {delta:+.4f})",
+            steps=found.steps,
+            seconds=found.seconds,
+            delta=found.delta,
+        )
+    )
     return 0
 
 
@@ -795,19 +987,25 @@ def _label_file(settings, args, run: Run, predictor) -> int:
     from core.results import labels
 
     if not args.out:
-        raise Refused("Give --out OUT.csv, the file to write the labelled rows to.")
+        raise Refused(_("Give --out OUT.csv, the file to write the labelled rows to."))
     try:
         text_file = reading.read_text_file(reading.SplitFile.from_path(args.file), settings)
         column = labels.check_file(text_file, args.text_column, settings)
     except reading.DataError as e:
-        raise Refused("The file was refused; nothing was labelled:\n- " + "\n- ".join(e.problems)) from None
+        raise Refused(
+            _("The file was refused; nothing was labelled:\n- {problems}", problems="\n- ".join(e.problems))
+        ) from None
     out = Path(args.out)
     if not out.parent.is_dir():
         raise Refused(
-            f"--out {out}: there is no folder {out.parent}. Create it, or give a file in a folder that exists."
+            _(
+                "--out {out}: there is no folder {folder}. Create it, or give a file in a folder that exists.",
+                out=out,
+                folder=out.parent,
+            )
         )
     rows = labels.label_rows(text_file, column, {labels.run_name(run): predictor}, out, args.all_probabilities)
-    print(f"{rows} rows labelled with run {args.run}: {out}", file=sys.stderr)
+    print(_("{rows} rows labelled with run {run}: {out}", rows=rows, run=args.run, out=out), file=sys.stderr)
     return 0
 
 
@@ -821,7 +1019,7 @@ def cmd_export(args) -> int:
     with session_factory(settings.db_url)() as s:
         run = s.get(Run, args.run_id)
         if run is None:
-            raise Refused(f"There is no run {args.run_id}.")
+            raise Refused(_("There is no run {run}.", run=args.run_id))
         comparison_sentence = launched_with(s, run)
         try:
             if args.zip:
@@ -836,55 +1034,53 @@ def cmd_export(args) -> int:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", help="training CSV")
-    p.add_argument("--dev", help="dev (validation) CSV")
-    p.add_argument("--test", help="test CSV")
-    p.add_argument("--data", help="one labelled CSV instead of the three: split, stratified by class, for you")
-    p.add_argument("--split", default="80,10,10", help="with --data: train,dev,test shares in percent")
-    p.add_argument("--split-seed", type=int, default=0, help="with --data: the seed of the split")
-    p.add_argument("--method", choices=["full", "lora"], help="of a single run (default: lora)")
-    p.add_argument("--pair", action="store_true", help="full fine-tuning and LoRA, as one comparison group")
+    p.add_argument("--train", help=_("training CSV"))
+    p.add_argument("--dev", help=_("dev (validation) CSV"))
+    p.add_argument("--test", help=_("test CSV"))
+    p.add_argument("--data", help=_("one labelled CSV instead of the three: split, stratified by class, for you"))
+    p.add_argument("--split", default="80,10,10", help=_("with --data: train,dev,test shares in percent"))
+    p.add_argument("--split-seed", type=int, default=0, help=_("with --data: the seed of the split"))
+    p.add_argument("--method", choices=["full", "lora"], help=_("of a single run (default: lora)"))
+    p.add_argument("--pair", action="store_true", help=_("full fine-tuning and LoRA, as one comparison group"))
     p.add_argument(
         "--repeats",
         type=int,
         default=1,
         choices=range(1, MAX_REPEATS + 1),
         metavar="N",
-        help=f"with --pair: N pairs with seeds s, s+1, ... (1 to {MAX_REPEATS})",
+        help=_("with --pair: N pairs with seeds s, s+1, ... (1 to {most})", most=MAX_REPEATS),
     )
-    p.add_argument("--model", default=models.BUNDLED, help="bundled model (default), Hugging Face id, or folder")
+    p.add_argument("--model", default=models.BUNDLED, help=_("bundled model (default), Hugging Face id, or folder"))
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help=f"learning rate of a single run (default: {defaults_in_words()})")
-    for method, name in (("full", "full fine-tuning"), ("lora", "LoRA")):
-        p.add_argument(
-            f"--lr-{method}",
-            type=numbers,
-            metavar="LR",
-            help=f"with --pair: {name}'s learning rate (default as --lr); in a study with --vary lr: the rates it "
-            "tries, LR,... (default: five on a log scale, the method's default among them)",
-        )
+    p.add_argument(
+        "--lr", type=float, help=_("learning rate of a single run (default: {defaults})", defaults=defaults_in_words())
+    )
+    for method, helps in _LR_HELPS.items():
+        p.add_argument(f"--lr-{method}", type=numbers, metavar="LR", help=_(helps))
     p.add_argument("--max-length", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--text-column", help="default: '0' if present, else guessed")
-    p.add_argument("--label-column", help="default: '1' if present, else guessed")
-    p.add_argument("--classes", help="a text file naming integer label i on line i")
+    p.add_argument("--text-column", help=_("default: '0' if present, else guessed"))
+    p.add_argument("--label-column", help=_("default: '1' if present, else guessed"))
+    p.add_argument("--classes", help=_("a text file naming integer label i on line i"))
 
 
 def _study_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--vary", help="the setting the study varies: lr, train_size or lora_rank")
+    p.add_argument("--vary", help=_("the setting the study varies: lr, train_size or lora_rank"))
     p.add_argument(
         "--seeds",
         type=int,
         metavar="N",
-        help="lr: the fresh seeds each method's best rate is trained on; otherwise each point's seeds (default 3)",
+        help=_("lr: the fresh seeds each method's best rate is trained on; otherwise each point's seeds (default 3)"),
     )
     p.add_argument(
         "--values",
         type=numbers,
         metavar="V,...",
-        help="train_size: the training-set sizes (default: a few from 100 up, and every row); lora_rank: the ranks "
-        "(default: 1 to 64)",
+        help=_(
+            "train_size: the training-set sizes (default: a few from 100 up, and every row); lora_rank: the ranks "
+            "(default: 1 to 64)"
+        ),
     )
 
 
@@ -895,134 +1091,159 @@ def numbers(text: str) -> list[float]:
     except ValueError:
         values = []
     if not values or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a list of numbers separated by commas, such as 1e-4,5e-4")
+        raise argparse.ArgumentTypeError(
+            _("'{text}' is not a list of numbers separated by commas, such as 1e-4,5e-4", text=text)
+        )
     return values
 
 
 def run_id(text: str) -> int:
     """A run id as typed: a whole number a database can hold."""
     if not re.fullmatch(r"[0-9]{1,19}", text.strip()) or not 0 < int(text) < 2**63:  # "²".isdigit() is True
-        raise argparse.ArgumentTypeError(f"'{text}' is not a run id (a whole number such as 3)")
+        raise argparse.ArgumentTypeError(_("'{text}' is not a run id (a whole number such as 3)", text=text))
     return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="LoRA Lab engine")
+    parser = argparse.ArgumentParser(prog="python -m core", description=_("LoRA Lab engine"))
     sub = parser.add_subparsers(dest="command", required=True)
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", help="database URL (default: sqlite runs.db beside app.py, or $LORALAB_DB_URL)")
+    db.add_argument("--db", help=_("database URL (default: sqlite runs.db beside app.py, or $LORALAB_DB_URL)"))
 
-    p = sub.add_parser("train", parents=[db], help="record a run, train it now, print its results")
+    p = sub.add_parser("train", parents=[db], help=_("record a run, train it now, print its results"))
     _run_args(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help=_("print one JSON object"))
     p.set_defaults(func=cmd_train)
     p = sub.add_parser(
-        "submit", parents=[db], help="queue a run (or, with --study, a study) for the worker; prints its id"
+        "submit", parents=[db], help=_("queue a run (or, with --study, a study) for the worker; prints its id")
     )
     _run_args(p)
-    p.add_argument("--study", action="store_true", help="queue a study: the options of `study`")
+    p.add_argument("--study", action="store_true", help=_("queue a study: the options of `study`"))
     _study_args(p)
-    p.add_argument("--json", action="store_true", help='with --study: print {"study": ID, "runs": [the runs queued]}')
+    p.add_argument(
+        "--json", action="store_true", help=_('with --study: print {"study": ID, "runs": [the runs queued]}')
+    )
     p.set_defaults(func=cmd_submit)
     p = sub.add_parser(
         "study",
         parents=[db],
-        help="a comparison with one setting varied: record it, train it now, print what it found",
+        help=_("a comparison with one setting varied: record it, train it now, print what it found"),
     )
     _run_args(p)
     _study_args(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help=_("print one JSON object"))
     p.set_defaults(func=cmd_study)
-    p = sub.add_parser("estimate", parents=[db], help="how long a run would take and how much memory it would need")
+    p = sub.add_parser("estimate", parents=[db], help=_("how long a run would take and how much memory it would need"))
     _run_args(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object keyed by method")
+    p.add_argument("--json", action="store_true", help=_("print one JSON object keyed by method"))
     p.set_defaults(func=cmd_estimate)
-    p = sub.add_parser("status", parents=[db], help="a run's (or a study's) status and results")
+    p = sub.add_parser("status", parents=[db], help=_("a run's (or a study's) status and results"))
     p.add_argument("run_id", type=run_id, nargs="?")
-    p.add_argument("--study", type=run_id, metavar="ID", help="a study's runs, progress and results")
+    p.add_argument("--study", type=run_id, metavar="ID", help=_("a study's runs, progress and results"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("cancel", parents=[db], help="stop a queued or running run")
+    p = sub.add_parser("cancel", parents=[db], help=_("stop a queued or running run"))
     p.add_argument("run_id", type=run_id)
     p.set_defaults(func=cmd_cancel)
     p = sub.add_parser(
-        "resume", parents=[db], help="queue a crashed, failed or cancelled run to go on from its checkpoint"
+        "resume", parents=[db], help=_("queue a crashed, failed or cancelled run to go on from its checkpoint")
     )
     p.add_argument("run_id", type=run_id)
     p.set_defaults(func=cmd_resume)
-    p = sub.add_parser("delete", parents=[db], help="delete runs with their files (after one question)")
-    p.add_argument("run_ids", nargs="*", type=run_id, metavar="RUN", help="the runs to delete")
-    p.add_argument("--group", type=run_id, action="append", metavar="G", help="every run of comparison group G")
-    p.add_argument("--leftovers", action="store_true", help="remove files no row points to (a data folder of its own)")
-    p.add_argument("--yes", action="store_true", help="do not ask")
-    p.set_defaults(func=cmd_delete)
-    p = sub.add_parser("disk", parents=[db], help="the disk the history's files take")
-    p.add_argument("--json", action="store_true", help="print one JSON object, sizes in bytes")
-    p.set_defaults(func=cmd_disk)
-    p = sub.add_parser("compare", parents=[db], help="the verdict: which method wins, by how much, at what cost")
-    p.add_argument("ids", nargs="*", metavar="RUN_OR_GROUP", help="one comparison group id, or two or more run ids")
-    p.add_argument("--study", type=run_id, metavar="ID", help="a study's verdicts")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("worker", parents=[db], help="train queued runs (side by side where they fit), until stopped")
-    p.add_argument("--exit-when-idle", action="store_true", help="stop when the queue is empty")
+    p = sub.add_parser("delete", parents=[db], help=_("delete runs with their files (after one question)"))
+    p.add_argument("run_ids", nargs="*", type=run_id, metavar="RUN", help=_("the runs to delete"))
+    p.add_argument("--group", type=run_id, action="append", metavar="G", help=_("every run of comparison group G"))
     p.add_argument(
-        "--dashboard-pid", type=int, help="the dashboard that started it: once that has stopped, leave when idle"
+        "--leftovers", action="store_true", help=_("remove files no row points to (a data folder of its own)")
+    )
+    p.add_argument("--yes", action="store_true", help=_("do not ask"))
+    p.set_defaults(func=cmd_delete)
+    p = sub.add_parser("disk", parents=[db], help=_("the disk the history's files take"))
+    p.add_argument("--json", action="store_true", help=_("print one JSON object, sizes in bytes"))
+    p.set_defaults(func=cmd_disk)
+    p = sub.add_parser("compare", parents=[db], help=_("the verdict: which method wins, by how much, at what cost"))
+    p.add_argument("ids", nargs="*", metavar="RUN_OR_GROUP", help=_("one comparison group id, or two or more run ids"))
+    p.add_argument("--study", type=run_id, metavar="ID", help=_("a study's verdicts"))
+    p.add_argument("--json", action="store_true", help=_("print one JSON object"))
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser(
+        "worker", parents=[db], help=_("train queued runs (side by side where they fit), until stopped")
+    )
+    p.add_argument("--exit-when-idle", action="store_true", help=_("stop when the queue is empty"))
+    p.add_argument(
+        "--dashboard-pid", type=int, help=_("the dashboard that started it: once that has stopped, leave when idle")
     )
     p.add_argument(
-        "--idle-exit-s", type=float, default=300.0, help="with --dashboard-pid: idle seconds before leaving (300)"
+        "--idle-exit-s", type=float, default=300.0, help=_("with --dashboard-pid: idle seconds before leaving (300)")
     )
     p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("predict", parents=[db], help="label a text, or a file of texts, with a finished run's model")
+    p = sub.add_parser(
+        "predict", parents=[db], help=_("label a text, or a file of texts, with a finished run's model")
+    )
     p.add_argument("--run", type=run_id, required=True)
     p.add_argument("text", nargs="?")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--file", help="a CSV, or a .txt file with one text a line, to label")
-    p.add_argument("--text-column", help="with --file: the column that holds the texts (default: guessed)")
-    p.add_argument("--out", help="with --file: the CSV to write (every input column, then label and probability)")
-    p.add_argument("--all-probabilities", action="store_true", help="with --file: every class's probability too")
+    p.add_argument("--file", help=_("a CSV, or a .txt file with one text a line, to label"))
+    p.add_argument("--text-column", help=_("with --file: the column that holds the texts (default: guessed)"))
+    p.add_argument("--out", help=_("with --file: the CSV to write (every input column, then label and probability)"))
+    p.add_argument("--all-probabilities", action="store_true", help=_("with --file: every class's probability too"))
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser(
-        "explain", parents=[db], help="which words of a text led a finished run to its label (Integrated Gradients)"
+        "explain", parents=[db], help=_("which words of a text led a finished run to its label (Integrated Gradients)")
     )
     p.add_argument("--run", type=run_id, required=True)
-    p.add_argument("--text", required=True, help="the text to explain")
-    p.add_argument("--target", metavar="CLASS", help="explain this class's probability (default: the predicted one)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--text", required=True, help=_("the text to explain"))
+    p.add_argument(
+        "--target", metavar="CLASS", help=_("explain this class's probability (default: the predicted one)")
+    )
+    p.add_argument("--json", action="store_true", help=_("print one JSON object"))
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser(
-        "export", parents=[db], help="write a run's model as a standard transformers / peft folder, with a model card"
+        "export",
+        parents=[db],
+        help=_("write a run's model as a standard transformers / peft folder, with a model card"),
     )
     p.add_argument("run_id", type=run_id)
-    p.add_argument("--out", required=True, help="a new folder (with --zip: DIR.zip)")
-    p.add_argument("--merged", action="store_true", help="LoRA: merge the adapters in; the folder needs nothing else")
-    p.add_argument("--zip", action="store_true", help="write one .zip file instead of a folder")
+    p.add_argument("--out", required=True, help=_("a new folder (with --zip: DIR.zip)"))
+    p.add_argument(
+        "--merged", action="store_true", help=_("LoRA: merge the adapters in; the folder needs nothing else")
+    )
+    p.add_argument("--zip", action="store_true", help=_("write one .zip file instead of a folder"))
     p.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    i18n.set_language(i18n.from_environment())  # plain messages follow LANG; --json keys never change
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (Refused, models.ModelSourceError, SettingsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(_("error: {message}", message=e), file=sys.stderr)
         return 2
     except reading.DataError as e:
-        print("error: " + "\n".join(e.problems), file=sys.stderr)
+        print(_("error: {message}", message="\n".join(e.problems)), file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before a run was recorded (reading the files): nothing to cancel
-        print("interrupted", file=sys.stderr)
+        print(_("interrupted"), file=sys.stderr)
         return 130
     except SQLAlchemyError as e:  # a database server that is down or refuses; a file that is no database
-        print(f"error: {database_problem(_db_url(args), e)}", file=sys.stderr)
+        print(_("error: {message}", message=database_problem(_db_url(args), e)), file=sys.stderr)
         return 2
     except OSError as e:  # a file or folder that cannot be read or written
         where = ", ".join(str(name) for name in (e.filename, e.filename2) if name is not None)
-        print(f"error: {where}: {e.strerror or e}." if where else f"error: {e}", file=sys.stderr)
+        print(_("error: {message}", message=f"{where}: {e.strerror or e}." if where else e), file=sys.stderr)
         return 2
     except Exception as e:  # a bug: one line here; the traceback goes to a file, to send with a report
-        print(f"error: unexpected {type(e).__name__}: {e}. {_traceback_file(e)}", file=sys.stderr)
+        print(
+            _(
+                "error: unexpected {kind}: {error}. {report}",
+                kind=type(e).__name__,
+                error=e,
+                report=_traceback_file(e),
+            ),
+            file=sys.stderr,
+        )
         return 2
 
 
@@ -1047,5 +1268,7 @@ def _traceback_file(e: Exception) -> str:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             traceback.print_exception(e, file=f)
     except OSError:
-        return "This is a bug in LoRA Lab; please report it with the command you ran."
-    return f"This is a bug in LoRA Lab; please report it with the command you ran and the details in {path}."
+        return _("This is a bug in LoRA Lab; please report it with the command you ran.")
+    return _(
+        "This is a bug in LoRA Lab; please report it with the command you ran and the details in {path}.", path=path
+    )

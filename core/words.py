@@ -1,10 +1,14 @@
-"""How numbers, shares, sizes, durations and times read on screen and in messages. Imports nothing of core."""
+"""How numbers, shares, sizes, durations and times read on screen and in messages, in the reader's language
+(core.i18n: English keeps the house style, '73.7 %', '2 min 10 s'; Chinese is written by Babel's rules for it and
+the catalogue, '73.7%', '2 分 10 秒'). Imports nothing of core but core.i18n."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.i18n import N_, _, ngettext, number
 
 if TYPE_CHECKING:  # pandas is imported by the caller that has a table: this module stays light
     import pandas as pd
@@ -19,17 +23,21 @@ def duration_text(seconds: float | None) -> str:
     """Plain and rounded: "about 2 min 10 s" is what a person plans with; a tenth under a second ("0.2 s", where
     a round 0 would read as nothing at all). The one way the dashboard writes a duration, measured or estimated."""
     if seconds is None:
-        return "unknown"
+        return _("unknown")
     if 0 < seconds < 0.95:
-        return f"{seconds:.1f} s" if seconds >= 0.05 else "under 0.1 s"
+        return _("{seconds} s", seconds=number(seconds, 1)) if seconds >= 0.05 else _("under 0.1 s")
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
-        return f"{seconds} s"
+        return _("{seconds} s", seconds=number(seconds))
     if seconds < 3570:  # to 10 s under 10 minutes, to the minute above
         minutes, secs = divmod(int(round(seconds / 10) * 10) if seconds < 600 else int(round(seconds / 60) * 60), 60)
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+        if secs:
+            return _("{minutes} min {seconds} s", minutes=number(minutes), seconds=number(secs))
+        return _("{minutes} min", minutes=number(minutes))
     hours, minutes = divmod(int(round(seconds / 60)), 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return _("{hours} h {minutes} min", hours=number(hours), minutes=number(minutes))
+    return _("{hours} h", hours=number(hours))
 
 
 ENCODINGS = {  # how a file's text encoding is named on screen
@@ -38,29 +46,30 @@ ENCODINGS = {  # how a file's text encoding is named on screen
     "utf-16": "UTF-16",
     "utf-16-le": "UTF-16",
     "utf-16-be": "UTF-16",
-    "gbk": "Chinese (GBK)",
-    "gb2312": "Chinese (GBK)",
-    "gb18030": "Chinese (GBK)",
-    "big5": "Chinese (Big5)",
-    "cp1250": "Windows Central European",
-    "cp1251": "Windows Cyrillic",
-    "cp1252": "Windows Western European",
-    "latin_1": "Western European (Latin-1)",
-    "iso8859_1": "Western European (Latin-1)",
-    "shift_jis": "Japanese (Shift JIS)",
-    "cp932": "Japanese (Shift JIS)",
+    "gbk": N_("Chinese (GBK)"),
+    "gb2312": N_("Chinese (GBK)"),
+    "gb18030": N_("Chinese (GBK)"),
+    "big5": N_("Chinese (Big5)"),
+    "cp1250": N_("Windows Central European"),
+    "cp1251": N_("Windows Cyrillic"),
+    "cp1252": N_("Windows Western European"),
+    "latin_1": N_("Western European (Latin-1)"),
+    "iso8859_1": N_("Western European (Latin-1)"),
+    "shift_jis": N_("Japanese (Shift JIS)"),
+    "cp932": N_("Japanese (Shift JIS)"),
 }
 
 
 def encoding_text(encoding: str | None) -> str:
     """A text encoding in words: 'utf-8-sig' -> 'UTF-8', 'cp1252' -> 'Windows Western European'."""
     key = (encoding or "").lower().replace("-", "_").replace("utf_", "utf-")
-    return ENCODINGS.get(key, ENCODINGS.get((encoding or "").lower(), encoding or "unknown"))
+    name = ENCODINGS.get(key, ENCODINGS.get((encoding or "").lower()))
+    return _(name) if name else encoding or _("unknown")
 
 
 def percent(share: float | None) -> str:
-    """A share (0-1) as the dashboard writes it everywhere: one decimal, e.g. '73.7 %'."""
-    return "–" if share is None else f"{100 * share:.1f} %"
+    """A share (0-1) as the dashboard writes it everywhere: one decimal, e.g. '73.7 %' ('73.7%' in Chinese)."""
+    return "–" if share is None else _("{number} %", number=number(100 * share, 1))
 
 
 def in_percent(share: float | None) -> float | None:
@@ -70,11 +79,14 @@ def in_percent(share: float | None) -> float | None:
 
 def points(difference: float | None) -> str:
     """A difference of two shares in percentage points, signed: '+1.2 points'."""
-    return "–" if difference is None else f"{100 * difference:+.1f} points"
+    if difference is None:
+        return "–"
+    signed = ("+" if difference >= 0 else "-") + number(abs(100 * difference), 1)
+    return _("{signed} points", signed=signed)
 
 
 def count(n: int | None) -> str:
-    return "–" if n is None else f"{n:,}"
+    return "–" if n is None else number(n)
 
 
 def size_text(n_bytes: int | None) -> str:
@@ -85,11 +97,12 @@ def size_text(n_bytes: int | None) -> str:
     if not n_bytes:
         return "0 MB"
     if mb >= 1024:
-        return f"{mb / 1024:.1f} GB"
-    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"
+        return _("{number} GB", number=number(mb / 1024, 1))
+    return _("{number} MB", number=number(mb, 0 if mb >= 10 else 1))
 
 
 def plural(n: int, word: str) -> str:
+    """English only: a message being translated says its number with ngettext instead."""
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
@@ -100,8 +113,8 @@ def plain_number(x: float) -> str:
 
 def epochs_text(epochs: float | None) -> str:
     if epochs is None:
-        return "? epochs"
-    return f"{plain_number(float(epochs))} epoch{'' if epochs == 1 else 's'}"
+        return _("? epochs")
+    return ngettext("{epochs} epoch", "{epochs} epochs", 1 if epochs == 1 else 2, epochs=plain_number(float(epochs)))
 
 
 UTC_MARK = " (UTC)"  # ends the name of a table's column of stored times; in_time_zone renames it for the viewer

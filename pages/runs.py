@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from core import words
+from core.i18n import N_, _
 from core.jobs import queue, runs
 from core.results import comparisons, describe, export, tables
 from core.results import studies as study_results
@@ -12,6 +13,16 @@ from core.store.db import Run, RunStatus
 from core.training import artifacts, models
 from core.training.config import METHOD_NAMES
 
+ui.speak()  # the visitor's language (core.i18n), before any word of the page
+
+STATUS = {  # a run's status in words; the stored value stays the key
+    "queued": N_("queued"),
+    "running": N_("running"),
+    "completed": N_("completed"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
+    "crashed": N_("crashed"),
+}
 BADGE = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange"}
 POLL_S = 2.0  # how often an active run's view reads the database
 
@@ -30,10 +41,11 @@ def ask_cancel(run_id: int | None) -> None:
 
 
 def cancel(run_id: int) -> None:
+    ui.speak()  # a callback runs before the page's first line
     with ui.sessions(write=True)() as s:
         runs.request_cancel(s, run_id)
     ask_cancel(None)
-    ui.flash("info", f"Cancel requested: run #{run_id} stops at its next step.")
+    ui.flash("info", _("Cancel requested: run #{run} stops at its next step.", run=run_id))
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -49,22 +61,25 @@ def ask_delete(choice: str | None) -> None:
 
 
 def delete(run_ids: list[int]) -> None:
+    ui.speak()  # a callback runs before the page's first line
     ask_delete(None)
     with ui.sessions(write=True)() as s:
         try:
             done = storage.delete_runs(s, ui.settings(), run_ids)
         except storage.DeleteRefused as e:  # one was resumed, or a file queued with it, since the question
-            return ui.flash("warning", f"Nothing was deleted. {e}")
+            return ui.flash("warning", _("Nothing was deleted. {why}", why=e))
     disk_use.clear()
     st.session_state["runs_delete_choice"] = None  # it is gone from the list
-    names = ", ".join(f"#{i}" for i in done.run_ids)
-    what = f"run {names} with its files" if len(done.run_ids) == 1 else f"runs {names} with their files"
-    ui.flash("success", f"Deleted {what}; {words.size_text(done.bytes)} freed.")
+    names, freed = ", ".join(f"#{i}" for i in done.run_ids), words.size_text(done.bytes)
+    if len(done.run_ids) == 1:
+        ui.flash("success", _("Deleted run {names} with its files; {freed} freed.", names=names, freed=freed))
+    else:
+        ui.flash("success", _("Deleted runs {names} with their files; {freed} freed.", names=names, freed=freed))
 
 
 def delete_section() -> None:
     """The disk the history takes, and deleting a run or a whole comparison with its files, after one question."""
-    st.subheader("Disk and deleting")
+    st.subheader(_("Disk and deleting"))
     ui.show_flash()
     use = disk_use(ui.settings().db_url)
     with ui.sessions()() as s:
@@ -73,13 +88,13 @@ def delete_section() -> None:
     if leftovers := storage.leftovers_text(use, ui.settings()):
         st.caption(leftovers)
     chosen = st.selectbox(
-        "Delete a run, a whole comparison or a whole study",
+        _("Delete a run, a whole comparison or a whole study"),
         list(choices),
         None,
         lambda key: choices[key][0],
         key="runs_delete_choice",
-        placeholder="Choose one",
-        help="Its curves, results, checkpoints, model and the files labelled with it are removed.",
+        placeholder=_("Choose one"),
+        help=_("Its curves, results, checkpoints, model and the files labelled with it are removed."),
     )
     if chosen is None:
         return
@@ -88,59 +103,73 @@ def delete_section() -> None:
     if plan.refused:
         return st.warning(" ".join(plan.refused))
     if st.session_state.get("runs_delete_asked") != chosen:
-        st.button("Delete it…", key="runs_delete", on_click=ask_delete, args=(chosen,), help="Asks first; no undo.")
+        st.button(
+            _("Delete it…"), key="runs_delete", on_click=ask_delete, args=(chosen,), help=_("Asks first; no undo.")
+        )
         return
     st.warning(storage.deletion_text(plan))
     c1, c2 = st.columns(2)
-    c1.button("Yes, delete", key="runs_delete_yes", on_click=delete, args=(plan.run_ids,), help="No undo.")
-    c2.button("No, keep it", key="runs_delete_no", on_click=ask_delete, args=(None,), help="Nothing is removed.")
+    c1.button(_("Yes, delete"), key="runs_delete_yes", on_click=delete, args=(plan.run_ids,), help=_("No undo."))
+    c2.button(_("No, keep it"), key="runs_delete_no", on_click=ask_delete, args=(None,), help=_("Nothing is removed."))
 
 
 def status_line(s, run: Run, label: str) -> None:
     """One run of the pair: waiting (for what), training (how far), or how it ended."""
     if run.status == RunStatus.QUEUED.value:
-        st.info(f"{label}: {tables.queue_text(s, run)}")
+        st.info(_("{run}: {waiting}", run=label, waiting=tables.queue_text(s, run)))
         if when := ui.queue_line(run, ui.queue_times()):
             st.caption(when)
     elif run.status == RunStatus.RUNNING.value:
         done, eta = tables.progress(run)
         if run.total_steps and run.step >= run.total_steps:
-            left = "training finished, scoring the test set"
+            left = _("training finished, scoring the test set")
+        elif eta is None:
+            left = _("estimating the time left")
         else:
-            left = "estimating the time left" if eta is None else f"about {words.duration_text(eta)} left"
-        st.progress(done or 0.0, text=f"{label} · Step {run.step} of {run.total_steps or '?'} · {left}")
+            left = _("about {time} left", time=words.duration_text(eta))
+        steps = _("Step {step} of {total}", step=run.step, total=run.total_steps or "?")
+        st.progress(done or 0.0, text=f"{label} · {steps} · {left}")
     elif run.status == RunStatus.COMPLETED.value:
         accuracy = words.percent((run.test_metrics or {}).get("accuracy"))
-        st.success(f"{label}: completed in {words.duration_text(run.train_seconds)}, test accuracy {accuracy}.")
+        st.success(
+            _(
+                "{run}: completed in {time}, test accuracy {accuracy}.",
+                run=label,
+                time=words.duration_text(run.train_seconds),
+                accuracy=accuracy,
+            )
+        )
     else:
-        st.warning(f"{label}: {run.status}.")
+        st.warning(_("{run}: {status}.", run=label, status=_(STATUS.get(run.status, run.status))))
 
 
 def export_buttons(run: Run) -> None:
     """The model as a .zip to take away, made when a button is pressed (it takes a few seconds)."""
     forms = (
-        [(False, "Download the model")]
+        [(False, _("Download the model (.zip)"))]
         if run.method == "full"
         else [
-            (False, "Download the LoRA adapters"),
-            (True, "Download the merged model"),
+            (False, _("Download the LoRA adapters (.zip)")),
+            (True, _("Download the merged model (.zip)")),
         ]
     )
     for col, (merged, label) in zip(st.columns(len(forms)), forms):
         col.download_button(
-            f"{label} (.zip)",
+            label,
             lambda merged=merged: export.export_bytes(ui.settings(), run.id, merged),
             file_name=f"{export.export_name(run, merged)}.zip",
             mime="application/zip",
             key=f"runs_export_{'merged' if merged else 'model'}",
             on_click="ignore",
-            help="Loads with plain transformers (merged: needs nothing else) or peft (adapters: need the base model); "
-            "the README inside says how, with the class names, data and test scores.",
+            help=_(
+                "Loads with plain transformers (merged: needs nothing else) or peft (adapters: need the base model); "
+                "the README inside says how, with the class names, data and test scores."
+            ),
         )
 
 
 def show_run(run_id: int) -> None:
-    st.button("← All runs", key="runs_back", on_click=close_run, help="Back to the history of every run.")
+    st.button(_("← All runs"), key="runs_back", on_click=close_run, help=_("Back to the history of every run."))
     with ui.sessions()() as s:
         shown = s.get(Run, run_id)
         pair = [shown, *tables.partners(s, shown)]
@@ -150,9 +179,18 @@ def show_run(run_id: int) -> None:
         group_id, seeds, done = group
         st.page_link(
             "pages/compare.py",
-            label=f"Comparison #{group_id}: this pair is one of {seeds} seeds, {done} done. See the verdict"
+            label=_(
+                "Comparison #{group}: this pair is one of {seeds} seeds, {done} done. See the verdict",
+                group=group_id,
+                seeds=seeds,
+                done=done,
+            )
             if done
-            else f"Comparison #{group_id}: this pair is one of {seeds} seeds; the verdict shows once a pair is done",
+            else _(
+                "Comparison #{group}: this pair is one of {seeds} seeds; the verdict shows once a pair is done",
+                group=group_id,
+                seeds=seeds,
+            ),
             query_params={"group": str(group_id)},
             icon="⚖️",
             disabled=not done,
@@ -160,7 +198,11 @@ def show_run(run_id: int) -> None:
     if study:
         st.page_link(
             "pages/compare.py",
-            label=f"Study #{study[0]}: this run is one of its points ({study[1]}). See its chart",
+            label=_(
+                "Study #{study}: this run is one of its points ({point}). See its chart",
+                study=study[0],
+                point=study[1],
+            ),
             query_params={"study": str(study[0])},
             icon=":material/monitoring:",
         )
@@ -170,10 +212,11 @@ def show_run(run_id: int) -> None:
 
     @st.fragment(run_every=POLL_S if was_active else None)
     def live() -> None:
+        ui.speak()  # a fragment's rerun runs alone, in a thread of its own
         with ui.sessions()() as s:
             run = s.get(Run, run_id)
             if run is None:
-                return st.error(f"Run {run_id} was deleted.")
+                return st.error(_("Run {run} was deleted.", run=run_id))
             pair = [run, *tables.partners(s, run)]
             curves = tables.curves_frame(s, sorted(pair, key=lambda r: r.id))
             active = [r for r in pair if not r.run_status.finished]
@@ -183,69 +226,91 @@ def show_run(run_id: int) -> None:
                 st.rerun()
             if was_active and not active:
                 st.rerun()  # the pair just ended: redraw the whole page, without polling
-            st.subheader(f"{describe.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{run.status}]")
+            status = _(STATUS.get(run.status, run.status))
+            st.subheader(f"{describe.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{status}]")
             created = ui.clock(run.created_at, "%Y-%m-%d %H:%M")
             partner = ", ".join(f"#{r.id} ({describe.run_facts(r)['method']})" for r in pair[1:])
-            together = f" · trained as a pair with run {partner}" if partner else ""
-            st.caption(f"Model {models.describe(run.model_source)} · created {created}{together}")
+            model = models.describe(run.model_source)
+            if partner:
+                st.caption(
+                    _(
+                        "Model {model} · created {created} · trained as a pair with run {partner}",
+                        model=model,
+                        created=created,
+                        partner=partner,
+                    )
+                )
+            else:
+                st.caption(_("Model {model} · created {created}", model=model, created=created))
             for r in sorted(pair, key=lambda r: r.id):
-                status_line(s, r, f"Run #{r.id} {describe.run_facts(r)['method']}")
+                status_line(s, r, _("Run #{run} {method}", run=r.id, method=describe.run_facts(r)["method"]))
         ui.show_flash()
         to_pair, to_compare, to_cancel = st.columns(3)  # one row: the curves stay on a projector's first screen
         for other in pair[1:]:
             to_pair.button(
-                f"Open its pair: run #{other.id} ({describe.run_facts(other)['method']})",
+                _("Open its pair: run #{run} ({method})", run=other.id, method=describe.run_facts(other)["method"]),
                 key=f"runs_pair_{other.id}",
                 on_click=open_run,
                 args=(other.id,),
-                help="Shows the other run of the pair (its results when it has finished).",
+                help=_("Shows the other run of the pair (its results when it has finished)."),
             )
         if len(pair) > 1:
             ids = ",".join(str(r.id) for r in sorted(pair, key=lambda r: r.id))
             waiting = [r for r in pair if r.status != RunStatus.COMPLETED.value]
             if not waiting:
                 to_compare.page_link(
-                    "pages/compare.py", label="Compare the pair", query_params={"runs": ids}, icon="⚖️"
+                    "pages/compare.py", label=_("Compare the pair"), query_params={"runs": ids}, icon="⚖️"
                 )
             elif any(r.run_status.finished for r in waiting):
-                names = ", ".join(f"#{r.id} {r.status}" for r in waiting)
-                to_compare.caption(f"The pair can be compared when both runs have completed ({names}: resume it).")
+                names = ", ".join(f"#{r.id} {_(STATUS.get(r.status, r.status))}" for r in waiting)
+                to_compare.caption(
+                    _("The pair can be compared when both runs have completed ({runs}: resume it).", runs=names)
+                )
             else:
-                to_compare.caption("Compare the pair opens here as soon as both runs have completed.")
+                to_compare.caption(_("Compare the pair opens here as soon as both runs have completed."))
         if not run.run_status.finished:
             if st.session_state.get("runs_cancel_asked") == run_id:
                 if artifacts.trained_model(ui.settings(), run) is not None:
-                    kept = "Its training has finished and its model is saved: it can resume with test scoring."
+                    kept = _("Its training has finished and its model is saved: it can resume with test scoring.")
+                elif seconds := ui.settings().checkpoint_every_s:
+                    kept = _(
+                        "What it learnt so far is kept up to its last checkpoint (saved every {time}): it can resume.",
+                        time=words.duration_text(seconds),
+                    )
                 else:
-                    seconds = ui.settings().checkpoint_every_s
-                    every = f"every {words.duration_text(seconds)}" if seconds else "at every logged step"
-                    kept = f"What it learnt so far is kept up to its last checkpoint (saved {every}): it can resume."
-                st.warning(f"Stop run #{run_id} now? {kept}")
+                    kept = _(
+                        "What it learnt so far is kept up to its last checkpoint (saved at every logged step): it can "
+                        "resume."
+                    )
+                st.warning(_("Stop run #{run} now? {kept}", run=run_id, kept=kept))
                 c1, c2 = st.columns(2)
-                c1.button(
-                    "Yes, stop the run", key="runs_cancel_yes", on_click=cancel, args=(run_id,), help="Stops it now."
+                stop = _("Yes, stop the run")
+                c1.button(stop, key="runs_cancel_yes", on_click=cancel, args=(run_id,), help=_("Stops it now."))
+                c2.button(
+                    _("No, let it train"), key="runs_cancel_no", on_click=ask_cancel, args=(None,), help=_("Goes on.")
                 )
-                c2.button("No, let it train", key="runs_cancel_no", on_click=ask_cancel, args=(None,), help="Goes on.")
             else:
                 to_cancel.button(
-                    "Cancel this run…",
+                    _("Cancel this run…"),
                     key="runs_cancel",
                     on_click=ask_cancel,
                     args=(run_id,),
-                    help="Asks first; then stops it within a few seconds.",
+                    help=_("Asks first; then stops it within a few seconds."),
                 )
         if run.status in (RunStatus.FAILED.value, RunStatus.CRASHED.value):
-            st.error(run.error or "The run ended without saying why. Launch it again from the Train page.")
+            st.error(run.error or _("The run ended without saying why. Launch it again from the Train page."))
         elif run.status == RunStatus.CANCELLED.value:
-            st.warning("This run was cancelled. Curves logged before that are kept.")
+            st.warning(_("This run was cancelled. Curves logged before that are kept."))
         elif run.status == RunStatus.COMPLETED.value:
             test = run.test_metrics or {}
             c1, c2, c3, c4 = st.columns(4)
-            c1.metric("Test accuracy", words.percent(test.get("accuracy")), help=describe.GLOSSARY["accuracy"])
-            c2.metric("Test macro-F1", words.percent(test.get("f1_macro")), help=describe.GLOSSARY["macro-F1"])
-            c3.metric("Training time", words.duration_text(run.train_seconds))
+            c1.metric(_("Test accuracy"), words.percent(test.get("accuracy")), help=_(describe.GLOSSARY["accuracy"]))
+            c2.metric(_("Test macro-F1"), words.percent(test.get("f1_macro")), help=_(describe.GLOSSARY["macro-F1"]))
+            c3.metric(_("Training time"), words.duration_text(run.train_seconds))
             c4.metric(
-                "Trained weights", words.count(run.trainable_params), help=describe.GLOSSARY["trainable weights"]
+                _("Trained weights"),
+                words.count(run.trainable_params),
+                help=_(describe.GLOSSARY["trainable weights"]),
             )
             if checked := ui.estimate_vs_measured(run):
                 st.caption(checked)
@@ -256,12 +321,12 @@ def show_run(run_id: int) -> None:
         step = runs.resume_step(ui.settings(), run)
         trained = step is not None and artifacts.trained_model(ui.settings(), run) is not None
         if step is not None and st.button(
-            "Resume with test scoring" if trained else f"Resume from step {step}",
+            _("Resume with test scoring") if trained else _("Resume from step {step}", step=step),
             key="runs_resume",
             type="primary",
-            help="Its training had finished and its model is saved: scores the test set, and trains nothing again."
+            help=_("Its training had finished and its model is saved: scores the test set, and trains nothing again.")
             if trained
-            else "Goes on from the run's last checkpoint, in this same history. Steps after it are trained again.",
+            else _("Goes on from the run's last checkpoint, in this same history. Steps after it are trained again."),
         ):
             try:
                 with ui.sessions(write=True)() as s:
@@ -270,20 +335,20 @@ def show_run(run_id: int) -> None:
                 return st.error(str(e))
             st.rerun()  # queued again: the whole page follows it live
         if curves.empty:
-            st.caption("Curves appear after the first logged steps.")
+            st.caption(_("Curves appear after the first logged steps."))
         else:
             x_max = max((r.total_steps or 0) for r in pair) or None  # fixed: the axis does not rescale as it trains
             st.plotly_chart(ui.curves_figure(curves, x_max=x_max), key="runs_curves")
             st.caption(ui.glossary("dev set"))
         for note in run.notes or []:
             st.caption(note)
-        with st.expander("Settings of this run"):
+        with st.expander(_("Settings of this run")):
             st.dataframe(describe.settings_frame(run), hide_index=True, key="runs_settings")
 
     live()
 
 
-st.title("Runs")
+st.title(_("Runs"))
 wanted = ui.query_ids("run")
 with ui.sessions()() as s:
     found = tables.runs_by_id(s, wanted[:1]) if wanted else []
@@ -291,38 +356,54 @@ if found:
     show_run(found[0].id)
     st.stop()
 if wanted is not None:
-    st.error(f"There is no run {st.query_params['run']} (it may have been deleted). Choose one from the list below.")
+    st.error(
+        _(
+            "There is no run {run} (it may have been deleted). Choose one from the list below.",
+            run=st.query_params["run"],
+        )
+    )
 
 with ui.sessions()() as s:
     every = tables.all_runs(s)
     active = tables.any_active(s)
 names = {r.id: describe.run_label(r) for r in every}
 if not names:
-    st.info("No runs yet. Queue one on the Train page; it will appear here with live curves.")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.info(_("No runs yet. Queue one on the Train page; it will appear here with live curves."))
+    st.page_link("pages/train.py", label=_("Go to Train"), icon=":material/model_training:")
     st.stop()
 st.selectbox(
-    "Open a run",
+    _("Open a run"),
     list(names),
     None,
     names.get,
     key="runs_open",
     on_change=open_run,
-    placeholder="Choose a run",
-    help="Shows its live curves, progress and result.",
+    placeholder=_("Choose a run"),
+    help=_("Shows its live curves, progress and result."),
 )
 c1, c2, c3 = st.columns(3)
-statuses = c1.multiselect("Status", [s.value for s in RunStatus], key="runs_status", help="Show only these.")
+statuses = c1.multiselect(
+    _("Status"),
+    [s.value for s in RunStatus],
+    format_func=lambda value: _(STATUS[value]),
+    key="runs_status",
+    help=_("Show only these."),
+)
 methods = c2.multiselect(
-    "Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="runs_method", help="Show only these."
+    _("Method"),
+    list(METHOD_NAMES),
+    format_func=lambda method: _(METHOD_NAMES[method]),
+    key="runs_method",
+    help=_("Show only these."),
 )
 datasets = c3.multiselect(
-    "Dataset", sorted({r.dataset_name for r in every}), key="runs_dataset", help="Show only these."
+    _("Dataset"), sorted({r.dataset_name for r in every}), key="runs_dataset", help=_("Show only these.")
 )
 
 
 @st.fragment(run_every=POLL_S if active else None)
 def history() -> None:
+    ui.speak()  # a fragment's rerun runs alone, in a thread of its own
     with ui.sessions()() as s:
         table = tables.history_frame(s, statuses, methods, datasets)
         table = queue.with_estimates(table, tables.all_runs(s), ui.queue_times())
@@ -332,7 +413,7 @@ def history() -> None:
     times = {"created": "YYYY-MM-DD HH:mm", "expected start": "HH:mm", "expected end": "HH:mm"}
     table, config = ui.local_times(table, times)
     config["machine while training"] = st.column_config.TextColumn(
-        help="Times measured while other programs kept the machine busy are not comparable."
+        help=_("Times measured while other programs kept the machine busy are not comparable.")
     )
     formats = {"test accuracy": "{:.1f} %", "macro-F1": "{:.1f} %", "trainable params": "{:,.0f}"}
     formats |= dict.fromkeys(("peak memory (MB)", "estimated peak (MB)"), "{:.0f}")
@@ -345,21 +426,23 @@ history()
 with ui.sessions()() as s:
     compared = comparisons.groups_frame(s)
 if not compared.empty:
-    st.subheader("Comparisons")
-    st.caption("Full fine-tuning and LoRA launched together, once per seed: each comparison is one row.")
-    verdict_link = st.column_config.LinkColumn(display_text="see the verdict", help="Opens it on Compare.")
+    st.subheader(_("Comparisons"))
+    st.caption(_("Full fine-tuning and LoRA launched together, once per seed: each comparison is one row."))
+    verdict_link = st.column_config.LinkColumn(display_text=_("see the verdict"), help=_("Opens it on Compare."))
     config = ui.fit_headers(compared, {"verdict": verdict_link})
     st.dataframe(compared, hide_index=True, column_config=config, key="runs_comparisons")
 
 with ui.sessions()() as s:
     studied = study_results.studies_frame(s)
 if not studied.empty:
-    st.subheader("Studies")
+    st.subheader(_("Studies"))
     st.caption(
-        "A comparison with one setting varied (learning rate, training rows or LoRA rank): each study is one row; its "
-        "runs are in the list above."
+        _(
+            "A comparison with one setting varied (learning rate, training rows or LoRA rank): each study is one row; "
+            "its runs are in the list above."
+        )
     )
-    study_link = st.column_config.LinkColumn(display_text="open its chart", help="Opens it on Compare.")
+    study_link = st.column_config.LinkColumn(display_text=_("open its chart"), help=_("Opens it on Compare."))
     config = ui.fit_headers(studied, {"open": study_link})
     st.dataframe(studied, hide_index=True, column_config=config, key="runs_studies")
 

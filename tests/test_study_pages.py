@@ -48,7 +48,11 @@ WRONG = {  # test rows each got wrong, of 600: at the default rates full fine-tu
 @pytest.fixture
 def lr_study(settings, tmp_path) -> int:
     """A finished learning-rate study of 2 fresh seeds whose two verdicts disagree."""
-    dataset = store_dataset(settings, tmp_path / "d", 600)
+    return finished_lr_study(settings, store_dataset(settings, tmp_path / "d", 600))
+
+
+def finished_lr_study(settings, dataset) -> int:
+    """The lr_study fixture's study on a dataset of 600 test texts."""
     study_id, _ = _study(
         settings,
         dataset,

@@ -12,8 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.data.reading import SPLITS, DataError, SplitFile, guess_columns, read_table
+from core.data.reading import SPLIT_NAMES, SPLITS, DataError, SplitFile, guess_columns, read_table
 from core.data.splitting import SHARES, split_stratified
+from core.i18n import _, ngettext
 from core.store.settings import Settings
 
 _INT_LABEL = re.compile(r"^[+-]?\d+$")
@@ -27,21 +28,41 @@ MAX_LISTED = 5  # rows named per kind of problem; the rest are counted
 def text_problems(name: str, texts: pd.Series, column: str, settings: Settings, plain: bool = False) -> list[str]:
     """Empty and overlong texts, named by row as the Data page names them."""
     problems = []
-    column_part = "" if plain else f", column '{column}'"
     values = pa.array(texts)  # no copy of Arrow strings; Arrow's whitespace is Python's str.strip()'s
     blank = pc.or_(pc.equal(pc.binary_length(values), 0), pc.utf8_is_space(values))
     empty = pd.Series(blank.to_numpy(zero_copy_only=False), texts.index)  # no stripped copy of every text
     if empty.any():
+        rows = rows_of(texts.index[empty], plain)
         problems.append(
-            f"{name} {rows_of(texts.index[empty], plain)}{column_part}: the text is empty. "
-            "Fill it in or delete the row."
+            _("{file} {rows}: the text is empty. Fill it in or delete the row.", file=name, rows=rows)
+            if plain
+            else _(
+                "{file} {rows}, column '{column}': the text is empty. Fill it in or delete the row.",
+                file=name,
+                rows=rows,
+                column=column,
+            )
         )
     too_long = texts.str.len() > settings.max_text_chars
     if too_long.any():
+        rows, limit = rows_of(texts.index[too_long], plain), f"{settings.max_text_chars:,}"
         problems.append(
-            f"{name} {rows_of(texts.index[too_long], plain)}{column_part}: the text is longer than "
-            f"{settings.max_text_chars:,} characters. Is this the right column? The model reads only the first "
-            "few hundred words of a text; shorten these texts."
+            _(
+                "{file} {rows}: the text is longer than {limit} characters. Is this the right column? The model "
+                "reads only the first few hundred words of a text; shorten these texts.",
+                file=name,
+                rows=rows,
+                limit=limit,
+            )
+            if plain
+            else _(
+                "{file} {rows}, column '{column}': the text is longer than {limit} characters. Is this the right "
+                "column? The model reads only the first few hundred words of a text; shorten these texts.",
+                file=name,
+                rows=rows,
+                column=column,
+                limit=limit,
+            )
         )
     return problems
 
@@ -65,10 +86,26 @@ class DatasetCheck:
 
 def rows_of(index: pd.Index, plain: bool = False) -> str:
     # Row numbers as a spreadsheet shows them: the header is row 1. A plain text file has lines, no header.
-    rows = [str(i + (1 if plain else 2)) for i in index[:MAX_LISTED]]
-    more = f" and {len(index) - MAX_LISTED} more" if len(index) > MAX_LISTED else ""
-    word = "line" if plain else "row"
-    return (word if len(index) == 1 else word + "s") + " " + ", ".join(rows) + more
+    # Translators: ", " separates the row numbers of a list (2, 3, 4).
+    rows = _(", ").join(str(i + (1 if plain else 2)) for i in index[:MAX_LISTED])
+    if len(index) > MAX_LISTED:
+        more = str(len(index) - MAX_LISTED)
+        if plain:
+            return _("lines {rows} and {more} more", rows=rows, more=more)
+        return _("rows {rows} and {more} more", rows=rows, more=more)
+    if plain:
+        return ngettext("line {rows}", "lines {rows}", len(index), rows=rows)
+    return ngettext("row {rows}", "rows {rows}", len(index), rows=rows)
+
+
+def split_name(split: str) -> str:
+    """A split ('train', 'dev', 'test') as a sentence names it, in the reader's language."""
+    return _(SPLIT_NAMES[split])
+
+
+def splits_text(splits: list[str]) -> str:
+    """Two or more splits in a sentence: 'train, dev and test'."""
+    return _("{names} and {last}", names=_(", ").join(split_name(s) for s in splits[:-1]), last=split_name(splits[-1]))
 
 
 def check_dataset(
@@ -87,7 +124,7 @@ def check_dataset(
     read: dict[int, tuple[pd.DataFrame, str]] = {}  # one file given for several splits is read once
     for split in SPLITS:
         if split not in files:
-            check.errors.append(f"No {split} file was given. Upload a CSV for {split}.")
+            check.errors.append(_("No {split} file was given. Upload a CSV for {split}.", split=split_name(split)))
             continue
         try:
             if id(files[split]) not in read:
@@ -105,7 +142,10 @@ def check_dataset(
     check.source["columns"] = {"text": text_column, "label": label_column}
     if text_column == label_column:
         check.errors.append(
-            f"The text column and the label column are both '{text_column}'. Pick two different columns."
+            _(
+                "The text column and the label column are both '{column}'. Pick two different columns.",
+                column=text_column,
+            )
         )
         return check
 
@@ -116,8 +156,12 @@ def check_dataset(
         missing = [c for c in (text_column, label_column) if c not in df.columns]
         if missing:
             check.errors.append(
-                f"{name} has no column {', '.join(repr(c) for c in missing)}. Its columns are "
-                f"{', '.join(repr(str(c)) for c in df.columns)}: pick the text and label columns."
+                _(
+                    "{file} has no column {missing}. Its columns are {columns}: pick the text and label columns.",
+                    file=name,
+                    missing=", ".join(repr(c) for c in missing),
+                    columns=", ".join(repr(str(c)) for c in df.columns),
+                )
             )
             continue
         text = df[text_column].astype(str)
@@ -126,8 +170,13 @@ def check_dataset(
         empty_label = label == ""
         if empty_label.any():
             check.errors.append(
-                f"{name} {rows_of(df.index[empty_label])}, column '{label_column}': the label is missing. "
-                "Give every row a label or delete the row."
+                _(
+                    "{file} {rows}, column '{column}': the label is missing. "
+                    "Give every row a label or delete the row.",
+                    file=name,
+                    rows=rows_of(df.index[empty_label]),
+                    column=label_column,
+                )
             )
         texts[split], raw_labels[split] = text, label
 
@@ -140,18 +189,28 @@ def check_dataset(
         fractional = all_labels[~all_labels.str.match(_INTEGRAL_FLOAT)]
         if len(fractional):
             check.errors.append(
-                f"Column '{label_column}' holds numbers such as '{fractional.iloc[0]}', not classes. "
-                "A classifier needs whole-number or named labels; is this a score column?"
+                _(
+                    "Column '{column}' holds numbers such as '{example}', not classes. "
+                    "A classifier needs whole-number or named labels; is this a score column?",
+                    column=label_column,
+                    example=fractional.iloc[0],
+                )
             )
             return check
-        check.warnings.append(f"Labels written like '{all_labels.iloc[0]}' were read as whole numbers.")
+        check.warnings.append(
+            _("Labels written like '{example}' were read as whole numbers.", example=all_labels.iloc[0])
+        )
         raw_labels = {k: v.str.replace(_DOT_ZEROS, "", regex=True) for k, v in raw_labels.items()}
         all_labels = pd.concat(raw_labels.values())
     integer = bool(all_labels.str.match(_INT_LABEL).all())
     values = sorted(raw_labels["train"].unique().tolist(), key=int if integer else str)
     if len(values) < 2:
         check.errors.append(
-            f"{files['train'].name}: every row has the label '{values[0]}'. A classifier needs at least 2 classes."
+            _(
+                "{file}: every row has the label '{label}'. A classifier needs at least 2 classes.",
+                file=files["train"].name,
+                label=values[0],
+            )
         )
         return check
     for split in ("dev", "test"):
@@ -161,16 +220,26 @@ def check_dataset(
         if unseen.any():
             labels = ", ".join(repr(v) for v in sorted(set(raw_labels[split][unseen]))[:MAX_LISTED])
             check.errors.append(
-                f"{files[split].name} {rows_of(raw_labels[split].index[unseen])}, column '{label_column}': "
-                f"label {labels} never appears in train, so the model cannot learn it. "
-                "Add examples of it to train or remove these rows."
+                _(
+                    "{file} {rows}, column '{column}': label {labels} never appears in train, so the model cannot "
+                    "learn it. Add examples of it to train or remove these rows.",
+                    file=files[split].name,
+                    rows=rows_of(raw_labels[split].index[unseen]),
+                    column=label_column,
+                    labels=labels,
+                )
             )
     if integer and class_names is not None:
         too_big = [v for v in values if not 0 <= int(v) < len(class_names)]
         if too_big:
             check.errors.append(
-                f"The class-name list has {len(class_names)} names, but label {too_big[0]} needs name number "
-                f"{int(too_big[0]) + 1}. Line i of the list names label i, starting from 0."
+                _(
+                    "The class-name list has {count} names, but label {label} needs name number {needed}. "
+                    "Line i of the list names label i, starting from 0.",
+                    count=len(class_names),
+                    label=too_big[0],
+                    needed=int(too_big[0]) + 1,
+                )
             )
     if check.errors:
         return check
@@ -203,7 +272,7 @@ def check_one_file(
     stratified by class (split_stratified). The split is what gets stored, so every run on it sees the same texts."""
     shares = tuple(shares)
     if len(shares) != 3 or any(not 0 < s < 100 for s in shares):
-        return DatasetCheck(errors=["Give train, dev and test each a share between 1 and 99 percent."])
+        return DatasetCheck(errors=[_("Give train, dev and test each a share between 1 and 99 percent.")])
     check = check_dataset(
         dict.fromkeys(SPLITS, file), settings, text_column, label_column, class_names, None, max_length, False
     )
@@ -219,8 +288,12 @@ def check_one_file(
     few = [check.classes[i] for i, n in counts.items() if n < 3]
     if few:
         check.errors.append(
-            f"{file.name}: class {', '.join(repr(c) for c in few[:MAX_LISTED])} has fewer than 3 rows, so it cannot "
-            "be in train, dev and test all three. Add rows of it, or remove them."
+            _(
+                "{file}: class {classes} has fewer than 3 rows, so it cannot be in train, dev and test all three. "
+                "Add rows of it, or remove them.",
+                file=file.name,
+                classes=", ".join(repr(c) for c in few[:MAX_LISTED]),
+            )
         )
         check.splits = {}
         return check
@@ -231,7 +304,8 @@ def check_one_file(
         for split, df in check.splits.items()
     }
     for split in SPLITS:
-        check.source[split] = {"file": f"{file.name} ({split} part)", "encoding": check.source["file"]["encoding"]}
+        part = _("{file} ({split} part)", file=file.name, split=split_name(split))
+        check.source[split] = {"file": part, "encoding": check.source["file"]["encoding"]}
     check.source["split"] = {"file": file.name, "shares": list(shares), "seed": seed}
     named = {split: SplitFile(check.source[split]["file"], b"") for split in SPLITS}
     check.warnings.extend(_warnings(check, named, tokenizer, max_length, split_here=True))
@@ -258,17 +332,27 @@ def _swapped(check: DatasetCheck, files: dict[str, SplitFile]) -> list[str]:
         says = [other for other, words in _SPLIT_WORDS.items() if any(w in stem for w in words)]
         if says and split not in says:
             out.append(
-                f"{file.name} was given for {split}, but its name says {says[0]}: were the files put in the wrong "
-                "boxes?"
+                _(
+                    "{file} was given for {split}, but its name says {other}: were the files put in the wrong boxes?",
+                    file=file.name,
+                    split=split_name(split),
+                    other=split_name(says[0]),
+                )
             )
     train_rows = len(check.splits["train"])
     for split in ("dev", "test"):
         rows = len(check.splits[split])
         if rows > train_rows:
             out.append(
-                f"The {split} file {files[split].name} ({rows:,} rows) is larger than the train file "
-                f"{files['train'].name} ({train_rows:,} rows). Train is usually the largest: were the files put in "
-                "the wrong boxes?"
+                _(
+                    "The {split} file {file} ({rows} rows) is larger than the train file {train_file} ({train_rows} "
+                    "rows). Train is usually the largest: were the files put in the wrong boxes?",
+                    split=split_name(split),
+                    file=files[split].name,
+                    rows=f"{rows:,}",
+                    train_file=files["train"].name,
+                    train_rows=f"{train_rows:,}",
+                )
             )
     return out
 
@@ -280,11 +364,14 @@ def _warnings(
     cannot be in the wrong boxes (each part's name holds the file's, which may say 'train')."""
     out, repeated = [], set()
     for splits in [] if split_here else _same_files(files):
-        names = ", ".join(s for s in splits[:-1]) + f" and {splits[-1]}"
         out.append(
-            f"The same file ({files[splits[0]].name}) was given for {names}. Each needs its own texts: train to learn "
-            "from, dev to check the model while it learns, test to score it at the end; scores on texts the model "
-            "learnt from look better than they are. Pick the right file for each."
+            _(
+                "The same file ({file}) was given for {splits}. Each needs its own texts: train to learn from, dev to "
+                "check the model while it learns, test to score it at the end; scores on texts the model learnt from "
+                "look better than they are. Pick the right file for each.",
+                file=files[splits[0]].name,
+                splits=splits_text(splits),
+            )
         )
         repeated |= set(splits) if "train" in splits else set()
     out += [] if split_here else _swapped(check, files)
@@ -292,19 +379,33 @@ def _warnings(
     biggest, smallest = max(train_counts, key=train_counts.get), min(train_counts, key=train_counts.get)
     if train_counts[smallest] * 10 <= train_counts[biggest]:
         out.append(
-            f"Heavy class imbalance in train: '{biggest}' has {train_counts[biggest]} rows, '{smallest}' has "
-            f"{train_counts[smallest]}. Accuracy can look good while rare classes are never predicted: "
-            "compare macro-F1 too."
+            _(
+                "Heavy class imbalance in train: '{biggest}' has {most} rows, '{smallest}' has {fewest}. Accuracy can "
+                "look good while rare classes are never predicted: compare macro-F1 too.",
+                biggest=biggest,
+                most=train_counts[biggest],
+                smallest=smallest,
+                fewest=train_counts[smallest],
+            )
         )
     for split in ("dev", "test"):
         missing = [c for c, n in check.label_counts[split].items() if n == 0]
         if missing:
             names = ", ".join(f"'{c}'" for c in missing[:MAX_LISTED])
-            names += " and more" if len(missing) > MAX_LISTED else ""
+            if len(missing) > MAX_LISTED:
+                names = _("{classes} and more", classes=names)
             out.append(
-                f"{files[split].name} has no rows of class {names} (train has them): its scores say nothing about "
-                f"{'that class' if len(missing) == 1 else 'those classes'}, and its macro-F1 averages over the "
-                "other classes. Move some rows of each class into it if you can."
+                ngettext(
+                    "{file} has no rows of class {classes} (train has them): its scores say nothing about that "
+                    "class, and its macro-F1 averages over the other classes. Move some rows of each class into it "
+                    "if you can.",
+                    "{file} has no rows of class {classes} (train has them): its scores say nothing about those "
+                    "classes, and its macro-F1 averages over the other classes. Move some rows of each class into it "
+                    "if you can.",
+                    len(missing),
+                    file=files[split].name,
+                    classes=names,
+                )
             )
     train_texts = pa.array(check.splits["train"]["text"])
     for split in ("dev", "test"):
@@ -315,17 +416,46 @@ def _warnings(
         shared = pd.Series(pc.is_in(pa.array(texts), value_set=in_train).to_numpy(zero_copy_only=False), texts.index)
         if shared.any() and split not in repeated:  # the very same file is said above
             out.append(
-                f"{int(shared.sum())} texts in {files[split].name} also appear in {files['train'].name} "
-                f"({rows_of(check.splits[split].index[shared])}): scores on {split} will look better than they are."
+                _(
+                    "{count} texts in {file} also appear in {train_file} ({rows}): scores on {split} will look better "
+                    "than they are.",
+                    count=int(shared.sum()),
+                    file=files[split].name,
+                    train_file=files["train"].name,
+                    rows=rows_of(check.splits[split].index[shared]),
+                    split=split_name(split),
+                )
             )
     if tokenizer is not None:
         for split, df in check.splits.items():
             cut, looked = count_longer(tokenizer, df["text"], max_length)
             if cut:
-                share = f"{cut / looked:.0%} of {files[split].name} texts ({cut} of {looked})"
+                share, file = f"{cut / looked:.0%}", files[split].name
                 if looked < len(df):
-                    share = f"About {share[:-1]} looked at, spread over its {len(df):,} rows)"
-                out.append(f"{share} are longer than {max_length} tokens; training will cut them at {max_length}.")
+                    out.append(
+                        _(
+                            "About {share} of {file} texts ({cut} of {looked} looked at, spread over its {rows} rows) "
+                            "are longer than {max_length} tokens; training will cut them at {max_length}.",
+                            share=share,
+                            file=file,
+                            cut=cut,
+                            looked=looked,
+                            rows=f"{len(df):,}",
+                            max_length=max_length,
+                        )
+                    )
+                else:
+                    out.append(
+                        _(
+                            "{share} of {file} texts ({cut} of {looked}) are longer than {max_length} tokens; "
+                            "training will cut them at {max_length}.",
+                            share=share,
+                            file=file,
+                            cut=cut,
+                            looked=looked,
+                            max_length=max_length,
+                        )
+                    )
     return out
 
 

@@ -15,14 +15,15 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.data.checking import DatasetCheck, check_dataset, rows_of
+from core.data.checking import DatasetCheck, check_dataset, rows_of, split_name
 from core.data.reading import SPLITS, DataError, SplitFile, files_from_folder, read_class_names
+from core.i18n import N_, _
 from core.store import storage
 from core.store.db import Dataset, new_uid
 from core.store.settings import PROJECT_ROOT, Settings
 
 DEMO_DIR = PROJECT_ROOT / "assets" / "demo"  # BBC News titles, 5 classes, in the seed layout
-DEMO_NAME = "BBC News titles (demo)"
+DEMO_NAME = N_("BBC News titles (demo)")  # stored in the language of whoever adds it: _(DEMO_NAME)
 
 
 def content_hash(check: DatasetCheck, chunk: int = 100_000) -> str:
@@ -41,17 +42,20 @@ def save_dataset(session: Session, settings: Settings, check: DatasetCheck, name
     A failure at any point leaves neither files nor a row behind.
     """
     if not check.ok:
-        raise DataError(check.errors or ["The dataset has not been checked."])
+        raise DataError(check.errors or [_("The dataset has not been checked.")])
     name = name.strip()
     if not name:
-        raise DataError("Give the dataset a name.")
+        raise DataError(_("Give the dataset a name."))
     if len(name) > 100 or ".." in name or any(c in name for c in "/\\") or not name.isprintable():
         raise DataError(
-            f"The dataset name '{name[:100]}' cannot be used: use up to 100 letters, digits, spaces, '-' or '_', "
-            "without '/', '\\' or '..'."
+            _(
+                "The dataset name '{name}' cannot be used: use up to 100 letters, digits, spaces, '-' or '_', "
+                "without '/', '\\' or '..'.",
+                name=name[:100],
+            )
         )
     if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
-        raise DataError(f"A dataset named '{name}' already exists. Choose another name.")
+        raise DataError(_("A dataset named '{name}' already exists. Choose another name.", name=name))
     storage.use_data_folder(settings)  # the data folder records this database before it holds its files
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=settings.datasets_dir))
@@ -80,7 +84,7 @@ def save_dataset(session: Session, settings: Settings, check: DatasetCheck, name
         # (another database's dataset) is never replaced.
         target = settings.datasets_dir / f"{dataset.id}-{dataset.uid}"
         if target.exists():
-            raise DataError(f"{target} already exists; nothing was saved. Try again.")
+            raise DataError(_("{folder} already exists; nothing was saved. Try again.", folder=target))
         tmp.rename(target)
         final = target
         dataset.path = str(final.relative_to(settings.data_dir))
@@ -107,17 +111,30 @@ def _check_stored(path: Path, expected: pd.DataFrame, name: str) -> None:
     try:
         back = _read_stored(path)
     except (ValueError, pd.errors.ParserError) as e:
-        raise DataError(f"{name} could not be stored so that it reads back ({e}). Nothing was saved.") from None
+        raise DataError(
+            _("{file} could not be stored so that it reads back ({why}). Nothing was saved.", file=name, why=e)
+        ) from None
     if len(back) != len(expected):
-        raise DataError(f"{name} read back with {len(back)} rows instead of {len(expected)}. Nothing was saved.")
+        raise DataError(
+            _(
+                "{file} read back with {rows} rows instead of {expected}. Nothing was saved.",
+                file=name,
+                rows=len(back),
+                expected=len(expected),
+            )
+        )
     # Compared column against column (in Arrow), not row by row in Python.
     texts_same = back["text"].reset_index(drop=True).eq(expected["text"].reset_index(drop=True))
     same = texts_same.to_numpy(dtype=bool) & (back["label"].to_numpy() == expected["label"].to_numpy())
     differ = np.flatnonzero(~same)
     if len(differ):
         raise DataError(
-            f"{name} {rows_of(pd.Index(differ))}: the text did not read back as it was stored, so nothing was saved. "
-            "Remove unusual control characters from these texts and upload again."
+            _(
+                "{file} {rows}: the text did not read back as it was stored, so nothing was saved. "
+                "Remove unusual control characters from these texts and upload again.",
+                file=name,
+                rows=rows_of(pd.Index(differ)),
+            )
         )
 
 
@@ -125,8 +142,13 @@ def load_split(settings: Settings, dataset: Dataset, split: str) -> pd.DataFrame
     path = settings.data_dir / dataset.path / f"{split}.csv"
     if not path.is_file():
         raise DataError(
-            f"The {split} split of dataset '{dataset.name}' is missing: no file at {path}. When runs train on "
-            "other machines (a Ray cluster), LORALAB_DATA_DIR must be a folder every machine mounts at the same path."
+            _(
+                "The {split} split of dataset '{name}' is missing: no file at {path}. When runs train on other "
+                "machines (a Ray cluster), LORALAB_DATA_DIR must be a folder every machine mounts at the same path.",
+                split=split_name(split),
+                name=dataset.name,
+                path=path,
+            )
         )
     return _read_stored(path)
 
@@ -151,10 +173,10 @@ def add_demo_dataset(session: Session, settings: Settings) -> Dataset:
     existing = find_same_dataset(session, check)
     if existing is not None:
         return existing
-    name = DEMO_NAME
+    name = demo = _(DEMO_NAME)
     taken = set(session.scalars(select(Dataset.name)))
     for i in range(2, 1000):
         if name not in taken:
             break
-        name = f"{DEMO_NAME} {i}"
+        name = f"{demo} {i}"
     return save_dataset(session, settings, check, name)

@@ -14,9 +14,11 @@ from pathlib import Path
 import charset_normalizer
 import pandas as pd
 
+from core.i18n import N_, _
 from core.store.settings import Settings
 
 SPLITS = ("train", "dev", "test")
+SPLIT_NAMES = {"train": N_("train"), "dev": N_("dev"), "test": N_("test")}  # a split as a sentence names it
 SEED_LAYOUT = ("0", "1")  # the seed article's CSVs: text in column "0", label in column "1"
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+")
 CSV_CHUNK_ROWS = 5_000  # rows parsed at a time
@@ -47,7 +49,7 @@ class SplitFile:
     def from_path(cls, path: str | Path) -> SplitFile:
         path = Path(path)
         if not path.is_file():
-            raise DataError(f"{path}: no such file. Check the path.")
+            raise DataError(_("{path}: no such file. Check the path.", path=path))
         return cls(path.name, path)
 
 
@@ -92,8 +94,11 @@ def decode(raw: bytes, name: str) -> tuple[str, str]:
     """Bytes to text, detecting UTF-8 (with or without BOM), UTF-16, GBK/GB18030 and other encodings."""
     if raw.startswith(b"PK\x03\x04"):
         raise DataError(
-            f"{name} is a ZIP archive (an Excel .xlsx file is one), not a CSV. "
-            "Open it in your spreadsheet program and save it as 'CSV UTF-8'."
+            _(
+                "{file} is a ZIP archive (an Excel .xlsx file is one), not a CSV. "
+                "Open it in your spreadsheet program and save it as 'CSV UTF-8'.",
+                file=name,
+            )
         )
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
@@ -106,8 +111,12 @@ def decode(raw: bytes, name: str) -> tuple[str, str]:
             return text, "utf-16"
         line = raw[: raw.index(b"\x00")].count(b"\n") + 1
         raise DataError(
-            f"{name} line {line} contains NUL bytes, so it is a binary file or a damaged CSV, not a text CSV. "
-            "Open it in your spreadsheet program and save it as 'CSV UTF-8'."
+            _(
+                "{file} line {line} contains NUL bytes, so it is a binary file or a damaged CSV, not a text CSV. "
+                "Open it in your spreadsheet program and save it as 'CSV UTF-8'.",
+                file=name,
+                line=line,
+            )
         )
     try:
         return raw.decode("utf-8-sig"), ("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8")
@@ -115,8 +124,13 @@ def decode(raw: bytes, name: str) -> tuple[str, str]:
         mixed = _mixed_utf8(raw)
     if mixed:
         raise DataError(
-            f"{name} mixes text encodings: line {mixed[0]} is UTF-8 but line {mixed[1]} is not. "
-            "Open it in a text editor and save it all as UTF-8."
+            _(
+                "{file} mixes text encodings: line {utf8_line} is UTF-8 but line {other_line} is not. "
+                "Open it in a text editor and save it all as UTF-8.",
+                file=name,
+                utf8_line=mixed[0],
+                other_line=mixed[1],
+            )
         )
     # Chinese Excel saves CSVs as GBK; GB18030 is its superset. Accept it only when it yields Chinese text,
     # so that a Western file is not read as gibberish.
@@ -129,7 +143,10 @@ def decode(raw: bytes, name: str) -> tuple[str, str]:
     best = charset_normalizer.from_bytes(raw).best()
     if best is None:
         raise DataError(
-            f"{name}: the text encoding could not be recognised. Save the file as 'CSV UTF-8' and upload again."
+            _(
+                "{file}: the text encoding could not be recognised. Save the file as 'CSV UTF-8' and upload again.",
+                file=name,
+            )
         )
     return str(best), best.encoding
 
@@ -170,18 +187,26 @@ def _parse_csv(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
         with chunks:
             df = pd.concat(list(chunks), ignore_index=True)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{file.name} is empty. Choose the file that holds the rows.") from None
+        raise DataError(_("{file} is empty. Choose the file that holds the rows.", file=file.name)) from None
     except pd.errors.ParserError as e:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if match:
             want, line, saw = match.groups()
             raise DataError(
-                f"{file.name} line {line}: {saw} fields where the header has {want}. "
-                "A text that contains a comma must be wrapped in double quotes; fix that line and upload again."
+                _(
+                    "{file} line {line}: {saw} fields where the header has {want}. "
+                    "A text that contains a comma must be wrapped in double quotes; fix that line and upload again.",
+                    file=file.name,
+                    line=line,
+                    saw=saw,
+                    want=want,
+                )
             ) from None
-        raise DataError(f"{file.name} could not be read as a CSV ({e}). Save it as 'CSV UTF-8'.") from None
+        raise DataError(
+            _("{file} could not be read as a CSV ({why}). Save it as 'CSV UTF-8'.", file=file.name, why=e)
+        ) from None
     if df.empty:
-        raise DataError(f"{file.name} has a header but no rows.")
+        raise DataError(_("{file} has a header but no rows.", file=file.name))
     _check_row_count(file.name, len(df), settings)
     return df, encoding
 
@@ -190,19 +215,27 @@ def _read_bytes(file: SplitFile, settings: Settings) -> bytes:
     limit = settings.max_upload_mb * 1024 * 1024
     if file.size() > limit:
         raise DataError(
-            f"{file.name} is {file.size() / 2**20:.0f} MB; the limit is {settings.max_upload_mb} MB. "
-            "Use a smaller sample, or raise LORALAB_MAX_UPLOAD_MB."
+            _(
+                "{file} is {size} MB; the limit is {limit} MB. Use a smaller sample, or raise LORALAB_MAX_UPLOAD_MB.",
+                file=file.name,
+                size=f"{file.size() / 2**20:.0f}",
+                limit=settings.max_upload_mb,
+            )
         )
     raw = file.read()
     if not raw.strip():
-        raise DataError(f"{file.name} is empty. Choose the file that holds the rows.")
+        raise DataError(_("{file} is empty. Choose the file that holds the rows.", file=file.name))
     return raw
 
 
 def _check_row_count(name: str, rows: int, settings: Settings) -> None:
     if rows > settings.max_rows:
         raise DataError(
-            f"{name} has more than {settings.max_rows:,} rows, the limit. Use a sample, or raise LORALAB_MAX_ROWS."
+            _(
+                "{file} has more than {limit} rows, the limit. Use a sample, or raise LORALAB_MAX_ROWS.",
+                file=name,
+                limit=f"{settings.max_rows:,}",
+            )
         )
 
 
@@ -211,8 +244,12 @@ def read_table(file: SplitFile, settings: Settings) -> tuple[pd.DataFrame, str]:
     df, encoding = _parse_csv(file, settings)
     if len(df.columns) < 2:
         raise DataError(
-            f"{file.name} has only one column ({', '.join(map(str, df.columns))}). "
-            "A dataset needs a text column and a label column, separated by commas."
+            _(
+                "{file} has only one column ({column}). "
+                "A dataset needs a text column and a label column, separated by commas.",
+                file=file.name,
+                column=", ".join(map(str, df.columns)),
+            )
         )
     return df, encoding
 
@@ -260,17 +297,23 @@ def read_class_names(raw: bytes | None, name: str = "classes.txt") -> list[str] 
     """A classes.txt-style list: line i names integer label i."""
     if not raw:
         return None
-    text, _ = decode(raw, name)
+    text, __ = decode(raw, name)
     lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     first: dict[str, int] = {}
     for number, class_name in lines:
         if class_name in first:  # two labels of one name could not be told apart on any page or in any score
             raise DataError(
-                f"{name}: lines {first[class_name]} and {number} both say '{class_name}'. Line i names label i, so "
-                "each label needs a name of its own: rename one of them."
+                _(
+                    "{file}: lines {first} and {second} both say '{name}'. Line i names label i, so "
+                    "each label needs a name of its own: rename one of them.",
+                    file=name,
+                    first=first[class_name],
+                    second=number,
+                    name=class_name,
+                )
             )
         first[class_name] = number
-    return [class_name for _, class_name in lines] or None
+    return [class_name for __, class_name in lines] or None
 
 
 def files_from_folder(folder: str | Path) -> dict[str, SplitFile]:

@@ -17,6 +17,7 @@ import subprocess
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from core.i18n import _, ngettext, number
 from core.store.db import Dataset
 from core.store.settings import Settings
 from core.training.config import SCORING_BATCH, TrainConfig
@@ -240,20 +241,26 @@ FEW_UPDATES = 10  # fewer corrections than this in a whole run and the model bar
 def few_updates_text(config: TrainConfig, n_train: int) -> str | None:
     """How many updates (optimizer steps) the settings give, in words, when they are very few (a batch of 4,096 on
     2,000 texts corrects the model once an epoch), with a batch size that gives enough; None when they are enough."""
-    steps, _ = schedule(config, n_train)
+    steps, __ = schedule(config, n_train)
     if steps >= FEW_UPDATES:
         return None
     per_epoch = max(1, math.ceil(n_train / config.batch_size))
-    said = (
-        f"Very few updates: batch size {config.batch_size:,} on {n_train:,} training texts corrects the model "
-        f"{'once' if per_epoch == 1 else f'{per_epoch:,} times'} an epoch, {steps:,} in all over "
-        f"{config.epochs:g} epoch{'' if config.epochs == 1 else 's'}, too few for it to learn much."
+    said = _(
+        "Very few updates: batch size {batch} on {texts} training texts corrects the model {times} an epoch, "
+        "{steps} in all over {epochs}, too few for it to learn much.",
+        batch=number(config.batch_size),
+        texts=number(n_train),
+        times=ngettext("once", "{n} times", per_epoch),
+        steps=number(steps),
+        epochs=ngettext(
+            "{epochs} epoch", "{epochs} epochs", 1 if config.epochs == 1 else 2, epochs=f"{config.epochs:g}"
+        ),
     )
     for batch in (b for b in (32, 16, 8, 4, 2, 1) if b < config.batch_size):
-        more, _ = schedule(replace(config, batch_size=batch), n_train)
+        more, __ = schedule(replace(config, batch_size=batch), n_train)
         if more >= FEW_UPDATES:
-            return f"{said} Batch size {batch} gives {more:,} updates."
-    return f"{said} More epochs or more training texts give more."
+            return _("{said} Batch size {batch} gives {more} updates.", said=said, batch=batch, more=number(more))
+    return _("{said} More epochs or more training texts give more.", said=said)
 
 
 def step_flops(shape: ModelShape, batches: list[tuple[int, int]]) -> tuple[float, float]:

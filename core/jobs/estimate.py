@@ -16,6 +16,7 @@ import statistics
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.i18n import _
 from core.jobs.cost import Device, model_shape, raw_estimate, this_device, token_lengths
 from core.jobs.probe import probe_key, probe_result, request_probe
 from core.store.db import ACTIVE, Dataset, Probe, Run, RunStatus
@@ -50,7 +51,7 @@ def _blend(prior: float, observed: list[tuple[float, float]], log: bool) -> floa
     """The prior (weight PRIOR_WEIGHT) and weighted observations, averaged (in logs for ratios)."""
     f = math.log if log else (lambda x: x)
     total = PRIOR_WEIGHT * f(prior) + sum(w * f(v) for w, v in observed)
-    mean = total / (PRIOR_WEIGHT + sum(w for w, _ in observed))
+    mean = total / (PRIOR_WEIGHT + sum(w for w, __ in observed))
     return math.exp(mean) if log else mean
 
 
@@ -61,7 +62,7 @@ def _fit_time(prior: float, observed: list[tuple[float, float, float, float]]) -
     prior ratio with weight PRIOR_WEIGHT (a few Gauss-Newton steps on log a, log b). Runs that all have the same
     mix of the two parts move both alike: the single ratio of measured over estimated, averaged in logs."""
     u = v = anchor = math.log(prior)
-    for _ in range(50):
+    for __ in range(50):
         huu = hvv = PRIOR_WEIGHT
         huv = 0.0
         gu, gv = PRIOR_WEIGHT * (u - anchor), PRIOR_WEIGHT * (v - anchor)
@@ -200,10 +201,12 @@ def advice(
     device = device or this_device(settings)
     if estimate["peak_memory_mb"] <= device.memory_mb:
         return None
-    has = "this GPU has" if device.kind == "gpu" else "this machine has"
-    free = "" if device.kind == "gpu" else " free"
-    said = f"needs about {memory_text(estimate['peak_memory_mb'])}, {has} {memory_text(device.memory_mb)}{free}"
-    options = []
+    needed, has = memory_text(estimate["peak_memory_mb"]), memory_text(device.memory_mb)
+    if device.kind == "gpu":
+        said = _("needs about {needed}, this GPU has {has}", needed=needed, has=has)
+    else:
+        said = _("needs about {needed}, this machine has {has} free", needed=needed, has=has)
+    smaller_batch, lora_fits = None, False
     batch = config.batch_size // 2
     while batch >= 1:
         smaller = TrainConfig.from_dict({**config.to_dict(), "batch_size": batch})
@@ -211,16 +214,22 @@ def advice(
             estimate_run(settings, session, dataset, model_source, smaller, device)["peak_memory_mb"]
             <= device.memory_mb
         ):
-            options.append(f"batch size {batch} fits")
+            smaller_batch = batch
             break
         batch //= 2
     if config.method == "full":
         lora = TrainConfig.from_dict({**config.to_dict(), "method": "lora", "learning_rate": None})
         if estimate_run(settings, session, dataset, model_source, lora, device)["peak_memory_mb"] <= device.memory_mb:
-            options.append("LoRA" if options else "LoRA fits")
-    if not options:
-        options = ["even batch size 1 does not fit: try a shorter max length or a smaller model"]
-    return f"{said}: {', or '.join(options)}."
+            lora_fits = True
+    if smaller_batch and lora_fits:
+        remedy = _("batch size {batch} fits, or LoRA", batch=smaller_batch)
+    elif smaller_batch:
+        remedy = _("batch size {batch} fits", batch=smaller_batch)
+    elif lora_fits:
+        remedy = _("LoRA fits")
+    else:
+        remedy = _("even batch size 1 does not fit: try a shorter max length or a smaller model")
+    return _("{needs}: {remedy}.", needs=said, remedy=remedy)
 
 
 def calibration_version(session: Session) -> tuple:

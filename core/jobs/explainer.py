@@ -16,6 +16,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from core import i18n
+from core.i18n import _
 from core.store.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,15 +66,22 @@ class Explainer:
         with self._lock:
             self._ensure_started()
             try:
-                self._pipe.send((run_id, text, target))
+                self._pipe.send((run_id, text, target, i18n.language()))
                 ok, answer = self._pipe.recv()
             except (EOFError, OSError):
                 code = self._process.exitcode if self._process is not None else None
                 self._close()
                 raise ExplainerStopped(
-                    "The process that works out explanations stopped while it worked on this text"
-                    f"{f' (exit code {code})' if code is not None else ''}, perhaps out of memory: ask again, or try "
-                    "a shorter text."
+                    _(
+                        "The process that works out explanations stopped while it worked on this text, perhaps out "
+                        "of memory: ask again, or try a shorter text."
+                    )
+                    if code is None
+                    else _(
+                        "The process that works out explanations stopped while it worked on this text (exit code "
+                        "{code}), perhaps out of memory: ask again, or try a shorter text.",
+                        code=code,
+                    )
                 ) from None
         if not ok:
             raise CannotExplain(answer)
@@ -97,7 +106,8 @@ class Explainer:
 
 
 def serve(pipe, settings: Settings, keep: int) -> None:
-    """The process's loop: (run id, text, target) in; (True, Explanation) or (False, why not, in plain words) out."""
+    """The process's loop: (run id, text, target, the asker's language) in; (True, Explanation) or (False, why not,
+    in plain words, in that language) out."""
     from core.store.db import Run, open_database, session_factory
     from core.training import explain, models, predict
 
@@ -106,25 +116,26 @@ def serve(pipe, settings: Settings, keep: int) -> None:
     sessions = session_factory(settings.db_url, read_only=True)
     while True:
         try:
-            run_id, text, target = pipe.recv()
+            run_id, text, target, language = pipe.recv()
         except (EOFError, OSError):
             return  # the dashboard left
-        try:
-            with sessions() as s:
-                run = s.get(Run, run_id)
-                if run is None:
-                    raise predict.RunNotReady(f"Run {run_id} no longer exists.")
-                key = run.uid or run.id
-                if key not in loaded:
-                    loaded[key] = predict.load_run(settings, run)
-                    while len(loaded) > keep:
-                        loaded.popitem(last=False)
-            loaded.move_to_end(key)
-            answer = (True, explain.explain(loaded[key], text, target))
-        except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:  # CannotExplain too
-            answer = (False, str(e))
-        except Exception as e:  # noqa: BLE001 - the process answers every question; the page says what went wrong
-            answer = (False, f"{type(e).__name__}: {e}")
+        with i18n.speaking(language):  # its refusals in the words of the page that asked
+            try:
+                with sessions() as s:
+                    run = s.get(Run, run_id)
+                    if run is None:
+                        raise predict.RunNotReady(_("Run {run} no longer exists.", run=run_id))
+                    key = run.uid or run.id
+                    if key not in loaded:
+                        loaded[key] = predict.load_run(settings, run)
+                        while len(loaded) > keep:
+                            loaded.popitem(last=False)
+                loaded.move_to_end(key)
+                answer = (True, explain.explain(loaded[key], text, target))
+            except (predict.RunNotReady, models.ModelSourceError, OSError, ValueError) as e:  # CannotExplain too
+                answer = (False, str(e))
+            except Exception as e:  # noqa: BLE001 - the process answers every question; the page says what went wrong
+                answer = (False, f"{type(e).__name__}: {e}")
         try:
             pipe.send(answer)
         except (EOFError, OSError):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.i18n import N_
 from core.jobs.cost import Device, runs_at_once
 from core.jobs.estimate import RECENT_RUNS, advice, estimate_run
 from core.results.tables import training_seconds_left
@@ -158,7 +159,7 @@ def plan(
 
 def with_estimates(table, runs: list[Run], times: dict) -> object:
     """The Runs history table with each run's estimate beside what it measured, and when an active run should
-    start and end (UTC)."""
+    start and end (UTC). The new columns' names are marked (N_) for the page that shows the table to translate."""
     by_id = {r.id: r for r in runs}
 
     def pick(run_id, key):
@@ -168,9 +169,9 @@ def with_estimates(table, runs: list[Run], times: dict) -> object:
     table = table.copy()
     at = table.columns.get_loc("train time") + 1 if "train time" in table.columns else len(table.columns)
     estimated = [pick(i, "train_seconds") for i in table["run"]]
-    table.insert(at, "estimated train", ["" if s is None else duration_text(s) for s in estimated])
-    table.insert(at + 1, "peak memory (MB)", [getattr(by_id.get(i), "peak_memory_mb", None) for i in table["run"]])
-    table.insert(at + 2, "estimated peak (MB)", [pick(i, "peak_memory_mb") for i in table["run"]])
-    table["expected start (UTC)"] = [times.get(i, (None, None))[0] for i in table["run"]]
-    table["expected end (UTC)"] = [times.get(i, (None, None))[1] for i in table["run"]]
+    table.insert(at, N_("estimated train"), ["" if s is None else duration_text(s) for s in estimated])
+    table.insert(at + 1, N_("peak memory (MB)"), [getattr(by_id.get(i), "peak_memory_mb", None) for i in table["run"]])
+    table.insert(at + 2, N_("estimated peak (MB)"), [pick(i, "peak_memory_mb") for i in table["run"]])
+    table[N_("expected start (UTC)")] = [times.get(i, (None, None))[0] for i in table["run"]]
+    table[N_("expected end (UTC)")] = [times.get(i, (None, None))[1] for i in table["run"]]
     return table

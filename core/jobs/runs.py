@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from core.i18n import N_, _
 from core.store.db import ComparisonGroup, Dataset, Run, RunStatus, utcnow
 from core.store.settings import Settings
 from core.training import models
@@ -75,7 +76,7 @@ def create_comparison(
     checked before any run is recorded, so a refused comparison leaves nothing queued.
     """
     if not 1 <= repeats <= MAX_REPEATS:
-        raise ConfigError([f"Repeats must be between 1 and {MAX_REPEATS}."])
+        raise ConfigError([_("Repeats must be between 1 and {most}.", most=MAX_REPEATS)])
     if learning_rates is None:
         learning_rates = {config.method: config.learning_rate}
     configs = [
@@ -108,6 +109,15 @@ def request_cancel(session: Session, run_id: int) -> Run | None:
     return run
 
 
+# A run's status in a sentence (the status itself is data: `--json` and the database keep the English word)
+STATUS_WORDS = {
+    "queued": N_("queued"),
+    "running": N_("running"),
+    "completed": N_("completed"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
+    "crashed": N_("crashed"),
+}
 RESUMABLE = (RunStatus.CRASHED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
 
 
@@ -128,14 +138,24 @@ def resume_run(session: Session, settings: Settings, run_id: int) -> int:
     alone. Returns the step it goes on from. Raises ValueError, in plain words, if it cannot."""
     run = session.get(Run, run_id)
     if run is None:
-        raise ValueError(f"There is no run {run_id}.")
+        raise ValueError(_("There is no run {run}.", run=run_id))
     step = resume_step(settings, run)
     if step is None:
         if run.status not in RESUMABLE:
-            raise ValueError(f"Run {run_id} is {run.status}: only a crashed, failed or cancelled run can resume.")
+            raise ValueError(
+                _(
+                    "Run {run} is {status}: only a crashed, failed or cancelled run can resume.",
+                    run=run_id,
+                    status=_(STATUS_WORDS.get(run.status, run.status)),
+                )
+            )
         raise ValueError(
-            f"Run {run_id} has no checkpoint to resume from (it saves one every "
-            f"{settings.checkpoint_every_s:g} s of training). Launch it again from the Train page."
+            _(
+                "Run {run} has no checkpoint to resume from (it saves one every {seconds} s of training). Launch it "
+                "again from the Train page.",
+                run=run_id,
+                seconds=f"{settings.checkpoint_every_s:g}",
+            )
         )
     run.status, run.error, run.finished_at, run.cancel_requested = RunStatus.QUEUED.value, None, None, False
     session.commit()

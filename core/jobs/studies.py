@@ -23,6 +23,7 @@ import math
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.i18n import _, ngettext, number
 from core.jobs.runs import MAX_REPEATS, ConfigError, create_run
 from core.results import studies as found
 from core.store.db import Dataset, Run, RunStatus, Study, session_factory
@@ -50,21 +51,29 @@ def default_values(vary: str, train_rows: int) -> list:
 
 
 def _check_values(vary: str, values: list, dataset: Dataset) -> list[str]:
+    setting = _(found.VARY_NAMES[vary])
     if not values:
-        return [f"Give at least one {found.VARY_NAMES[vary]} to try."]
+        return [_("Give at least one {setting} to try.", setting=setting)]
     if len(values) > MAX_VALUES:
-        return [f"Try at most {MAX_VALUES} values of the {found.VARY_NAMES[vary]} in one study."]
+        return [_("Try at most {most} values of the {setting} in one study.", most=MAX_VALUES, setting=setting)]
     if vary == "lr":
-        return [] if all(0 < v < 1 for v in values) else ["Learning rates must be more than 0 and less than 1."]
+        return [] if all(0 < v < 1 for v in values) else [_("Learning rates must be more than 0 and less than 1.")]
     if any(int(v) != v for v in values):
-        return [f"{'Training-set sizes' if vary == 'train_size' else 'LoRA ranks'} must be whole numbers."]
+        if vary == "train_size":
+            return [_("Training-set sizes must be whole numbers.")]
+        return [_("LoRA ranks must be whole numbers.")]
     if vary == "lora_rank":
-        return [] if all(1 <= v <= 1024 for v in values) else ["LoRA ranks must be between 1 and 1024."]
+        return [] if all(1 <= v <= 1024 for v in values) else [_("LoRA ranks must be between 1 and 1024.")]
     rows, classes = dataset.sizes["train"], len(dataset.classes)
     if any(not classes <= v <= rows for v in values):
         return [
-            f"Training-set sizes must be between {classes} (one row for each class) and {rows:,} (every training row "
-            f"of {dataset.name})."
+            _(
+                "Training-set sizes must be between {classes} (one row for each class) and {rows} (every training "
+                "row of {dataset}).",
+                classes=classes,
+                rows=number(rows),
+                dataset=dataset.name,
+            )
         ]
     return []
 
@@ -73,7 +82,7 @@ def values_from_text(text: str) -> list[float]:
     """Values typed in a box, separated by commas or spaces ('100, 250, 500', '1e-4 5e-4'), in the order given;
     ConfigError in plain words for anything that is not a number, or for an empty box."""
 
-    def number(part: str) -> float | None:
+    def value_of(part: str) -> float | None:
         try:
             value = float(part)
         except ValueError:
@@ -81,22 +90,30 @@ def values_from_text(text: str) -> list[float]:
         return value if math.isfinite(value) else None
 
     parts = text.replace(",", " ").replace(";", " ").split()
-    bad = [f"'{p}'" for p in parts if number(p) is None]
-    if bad or not parts:
-        what = (
-            "No value was given"
-            if not parts
-            else f"{bad[0]} is not a number"
-            if len(bad) == 1
-            else f"{', '.join(bad)} are not numbers"
-        )
+    bad = [f"'{p}'" for p in parts if value_of(p) is None]
+    if not parts:
         raise ConfigError(
             [
-                f"{what}: give numbers separated by commas, e.g. 100, 250, 500 (no thousands separators), or "
-                "1e-4, 5e-4 for learning rates."
+                _(
+                    "No value was given: give numbers separated by commas, e.g. 100, 250, 500 (no thousands "
+                    "separators), or 1e-4, 5e-4 for learning rates."
+                )
             ]
         )
-    return [number(p) for p in parts]
+    if bad:
+        raise ConfigError(
+            [
+                ngettext(
+                    "{values} is not a number: give numbers separated by commas, e.g. 100, 250, 500 (no thousands "
+                    "separators), or 1e-4, 5e-4 for learning rates.",
+                    "{values} are not numbers: give numbers separated by commas, e.g. 100, 250, 500 (no thousands "
+                    "separators), or 1e-4, 5e-4 for learning rates.",
+                    len(bad),
+                    values=_(", ").join(bad),
+                )
+            ]
+        )
+    return [value_of(p) for p in parts]
 
 
 def create_study(
@@ -118,9 +135,11 @@ def create_study(
     (its seed is the first seed). Everything is checked before anything is recorded: a refused study leaves nothing.
     """
     if vary not in found.VARIES:
-        raise ConfigError([f"A study varies one of {', '.join(found.VARIES)}, not '{vary}'."])
+        raise ConfigError(
+            [_("A study varies one of {choices}, not '{vary}'.", choices=", ".join(found.VARIES), vary=vary)]
+        )
     if not 1 <= seeds <= MAX_REPEATS:
-        raise ConfigError([f"Seeds must be between 1 and {MAX_REPEATS}."])
+        raise ConfigError([_("Seeds must be between 1 and {most}.", most=MAX_REPEATS)])
     rates = {m: (default_rates or {}).get(m) or DEFAULT_LEARNING_RATES[m] for m in ("full", "lora")}
     if vary == "lr":
         grid = {
@@ -133,7 +152,7 @@ def create_study(
         problems = _check_values(vary, given, dataset)  # before int(): 2.5 is refused, not read as 2
         grid = {"values": sorted({int(v) for v in given})}
     plan = _plan(vary, config, grid, rates, seeds)
-    problems += problems_of([c for _, c, _ in plan]) if plan else []
+    problems += problems_of([c for __, c, __ in plan]) if plan else []
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     study = Study(
@@ -256,14 +275,16 @@ def add_rate(session: Session, study: Study, method: str, rate: float) -> Run:
     others, on the first seed; once it has ended, `advance` trains the method's best rate on the fresh seeds if the
     choice has changed."""
     if study.vary != "lr":
-        raise ConfigError(["Only a learning-rate study tries more rates."])
+        raise ConfigError([_("Only a learning-rate study tries more rates.")])
     problems = _check_values("lr", [rate], None)
     if problems:
         raise ConfigError(problems)
     tried = next(r for r in found.study_runs(session, study.id) if r.method == method and r.study_role == "default")
     dataset = session.get(Dataset, study.dataset_id) if study.dataset_id else None
     if dataset is None:
-        raise ConfigError([f"Study {study.id}'s dataset was deleted: launch a new study on another dataset."])
+        raise ConfigError(
+            [_("Study {study}'s dataset was deleted: launch a new study on another dataset.", study=study.id)]
+        )
     study.grid = {**study.grid, method: sorted({*study.grid[method], float(rate)})}
     config = TrainConfig.from_dict({**tried.config, "learning_rate": float(rate)})
     return _queue(session, study, dataset, config, "grid", "", tried.estimate)

@@ -29,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import make_url
 
+from core.i18n import _
 from core.jobs.runners import RunnerError, WarmStart, child_env, start_run
 from core.jobs.runs import request_cancel
 from core.store import storage
@@ -94,8 +95,12 @@ def _supervise_run(settings: Settings, run_id: int, warm: WarmStart | None) -> R
             sessions,
             run_id,
             RunStatus.FAILED,
-            f"Could not create {where}: {e.strerror or e}. Free some disk space or "
-            "make the data folder writable, then launch the run again.",
+            _(
+                "Could not create {where}: {why}. Free some disk space or make the data folder writable, then "
+                "launch the run again.",
+                where=where,
+                why=e.strerror or e,
+            ),
         )
     if job.job_id:
         with sessions.begin() as s:
@@ -205,9 +210,12 @@ def label_in_child(settings: Settings, job_id: int) -> RunStatus:
         if job.status == RunStatus.RUNNING.value:
             job.status, job.finished_at = RunStatus.FAILED.value, utcnow()
             job.error = (
-                "The worker was stopped from the keyboard (Ctrl+C) while it labelled the file. Label it again."
+                _("The worker was stopped from the keyboard (Ctrl+C) while it labelled the file. Label it again.")
                 if code is None
-                else f"The labelling process ended without finishing (exit status {code}). Label the file again."
+                else _(
+                    "The labelling process ended without finishing (exit status {code}). Label the file again.",
+                    code=code,
+                )
             )
         status = RunStatus(job.status)
     if code is None:
@@ -230,7 +238,9 @@ def reconcile_stale_runs(settings: Settings) -> list[int]:
             .values(
                 status=RunStatus.FAILED.value,
                 finished_at=utcnow(),
-                error="The labelling stopped (the machine restarted or the worker was killed). Label the file again.",
+                error=_(
+                    "The labelling stopped (the machine restarted or the worker was killed). Label the file again."
+                ),
             )
         )
         stale = s.scalars(
@@ -241,9 +251,9 @@ def reconcile_stale_runs(settings: Settings) -> list[int]:
         for run in stale:
             run.status = RunStatus.CRASHED.value
             run.finished_at = utcnow()
-            run.error = (
-                "The run stopped sending a heartbeat (the machine restarted or the worker was killed). "
-                "Metrics logged so far are kept."
+            run.error = _(
+                "The run stopped sending a heartbeat (the machine restarted or the worker was killed). Metrics logged "
+                "so far are kept."
             )
         return [r.id for r in stale]
 

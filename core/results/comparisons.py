@@ -10,10 +10,47 @@ import pandas as pd
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from core import words
+from core import i18n, words
+from core.i18n import N_, _, ngettext
 from core.results import describe, tables, verdict
 from core.store.db import ComparisonGroup, Prediction, Run, RunStatus
 from core.words import duration_text
+
+# The columns of the tables below, as code reads them -> their headers on screen and in a download (`shown`)
+COLUMNS = {
+    "test row": N_("test row"),
+    "text": N_("text"),
+    "true label": N_("true label"),
+    "seed": N_("seed"),
+    "runs": N_("runs"),
+    "difference": N_("difference"),
+    "macro-F1 difference": N_("macro-F1 difference"),
+    "run": N_("run"),
+    "test accuracy": N_("test accuracy"),
+    "macro-F1": N_("macro-F1"),
+    "precision (weighted)": N_("precision (weighted)"),
+    "recall (weighted)": N_("recall (weighted)"),
+    "training time (s)": N_("training time (s)"),
+    "texts trained per second": N_("texts trained per second"),
+    "trainable weights": N_("trainable weights"),
+    "trainable share": N_("trainable share"),
+    "peak memory (bytes)": N_("peak memory (bytes)"),
+    "model size on disk (bytes)": N_("model size on disk (bytes)"),
+    "training time": N_("training time"),
+    "peak memory": N_("peak memory"),
+    "model size on disk": N_("model size on disk"),
+}
+
+
+def header(name: str) -> str:
+    """A column's header in the reader's language: COLUMNS', a side's name (verdict.name_text), else as it is."""
+    return _(COLUMNS[name]) if name in COLUMNS else verdict.name_text(name)
+
+
+def shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table of this module with its headers in the reader's language, for the screen or a download; code keeps
+    reading the frame itself by its English column names."""
+    return frame.rename(columns=lambda c: header(c) if isinstance(c, str) else c)
 
 
 @dataclass
@@ -40,12 +77,16 @@ def group_label(group: ComparisonGroup, runs: list[Run]) -> str:
     """E.g. 'Comparison #3 · BBC News titles (demo) · 3 epochs · seeds 42-44'."""
     config = runs[0].config if runs else {}
     seeds = (
-        f"seed {group.first_seed}"
+        _("seed {seed}", seed=group.first_seed)
         if group.repeats == 1
-        else f"seeds {group.first_seed}-{group.first_seed + group.repeats - 1}"
+        else _("seeds {first}-{last}", first=group.first_seed, last=group.first_seed + group.repeats - 1)
     )
     epochs = config.get("epochs")
-    parts = [f"Comparison #{group.id}", runs[0].dataset_name if runs else "", f"{epochs:g} epochs" if epochs else ""]
+    parts = [
+        _("Comparison #{group}", group=group.id),
+        runs[0].dataset_name if runs else "",
+        _("{epochs} epochs", epochs=f"{epochs:g}") if epochs else "",
+    ]
     return " · ".join(p for p in [*parts, seeds] if p)
 
 
@@ -70,7 +111,7 @@ def groups_frame(session: Session) -> pd.DataFrame:
             {
                 "comparison": group_label(group, runs),
                 "seeds": group.repeats,
-                "runs completed": f"{done} of {total}",
+                "runs completed": _("{done} of {total}", done=done, total=total),
                 "verdict": f"/compare?group={group.id}" if completed_pairs(runs) else "",  # None reads 'None'
             }
         )
@@ -139,7 +180,7 @@ def line_up(session: Session, runs: list[Run]) -> Lined:
     df = pd.DataFrame(rows, columns=["run_id", "idx", "text", "true_label", "pred_label"])
     missing = [i for i in ids if i not in set(df["run_id"])]
     if missing:
-        raise NotComparable(f"Run {missing[0]} has no stored test predictions, so it cannot be compared.")
+        raise NotComparable(_("Run {run} has no stored test predictions, so it cannot be compared.", run=missing[0]))
     classes = [tuple((r.test_metrics or {}).get("classes") or ()) for r in runs]
     texts = df.pivot(index="idx", columns="run_id", values="text")
     truth = df.pivot(index="idx", columns="run_id", values="true_label")
@@ -150,8 +191,10 @@ def line_up(session: Session, runs: list[Run]) -> Lined:
         or (truth.nunique(axis=1) > 1).any()
     ):
         raise NotComparable(
-            "These runs were tested on different test sets, so their predictions cannot be lined up. "
-            "Pick runs trained on the same dataset."
+            _(
+                "These runs were tested on different test sets, so their predictions cannot be lined up. "
+                "Pick runs trained on the same dataset."
+            )
         )
     preds = df.pivot(index="idx", columns="run_id", values="pred_label")
     return Lined(
@@ -186,8 +229,8 @@ def disagreements(session: Session, runs: list[Run]) -> pd.DataFrame:
 def compute_verdict(session: Session, pairs: list[tuple[Run, Run]], resamples: int = verdict.RESAMPLES):
     """The verdict for these pairs (B minus A), and the lined-up predictions it was computed from."""
     lined = line_up(session, [r for pair in pairs for r in pair])
-    preds_a = np.stack([lined.preds[a.id] for a, _ in pairs])
-    preds_b = np.stack([lined.preds[b.id] for _, b in pairs])
+    preds_a = np.stack([lined.preds[a.id] for a, __ in pairs])
+    preds_b = np.stack([lined.preds[b.id] for __, b in pairs])
     result = verdict.compare_predictions(
         lined.y_true, preds_a, preds_b, len(lined.classes), resamples=resamples, names=side_names(pairs)
     )
@@ -229,7 +272,7 @@ def scores_table(runs: list[Run]) -> pd.DataFrame:
 
         weights = unless_none(row["trainable weights"], lambda n: f"{int(n):,}")
         if weights is not None and row["trainable share"] is not None:
-            weights += f" ({words.percent(row['trainable share'])})"
+            weights = _("{weights} ({share})", weights=weights, share=words.percent(row["trainable share"]))
         return {
             "test accuracy": words.percent(row["test accuracy"]),
             "macro-F1": words.percent(row["macro-F1"]),
@@ -245,7 +288,7 @@ def scores_table(runs: list[Run]) -> pd.DataFrame:
     figures = scores(runs)
     rows = figures.astype(object).where(figures.notna(), None).to_dict("records")  # a missing figure is None
     table = {row["run"]: written(row) for row in rows}
-    return pd.DataFrame(table).fillna("–").rename_axis("").reset_index()
+    return pd.DataFrame(table).fillna("–").rename(index=header).rename_axis("").reset_index()
 
 
 def costs(run: Run) -> dict:
@@ -268,8 +311,8 @@ def seeds_frame(result: verdict.Verdict, pairs: list[tuple[Run, Run]]) -> pd.Dat
     a_name, b_name = result.names
     return pd.DataFrame(
         {
-            "seed": [a.config.get("seed") for a, _ in pairs],
-            "runs": [f"#{a.id} and #{b.id}" for a, b in pairs],
+            "seed": [a.config.get("seed") for a, __ in pairs],
+            "runs": [_("#{a} and #{b}", a=a.id, b=b.id) for a, b in pairs],
             a_name: result.accuracy.a,
             b_name: result.accuracy.b,
             "difference": result.accuracy.per_seed,
@@ -317,7 +360,13 @@ def cell_texts(lined: Lined, run_id: int, true: int, pred: int) -> pd.DataFrame:
 
 def launched_with(session: Session, run: Run) -> str | None:
     """The verdict of the comparison the run was launched in (its group of seeds, else its pair) in one sentence,
-    as a model card states it; None for a run launched alone or while its partners have not all completed."""
+    as a model card states it (in English: model cards travel to the hub); None for a run launched alone or while its
+    partners have not all completed."""
+    with i18n.speaking(i18n.SOURCE):
+        return _launched_with(session, run)
+
+
+def _launched_with(session: Session, run: Run) -> str | None:
     if run.group_id is not None:
         runs = group_runs(session, run.group_id)
     elif run.pair_id:
@@ -328,7 +377,7 @@ def launched_with(session: Session, run: Run) -> str | None:
     if not pairs or len(pairs) * 2 != len(runs):
         return None
     try:
-        result, _ = compute_verdict(session, pairs)
+        result, __ = compute_verdict(session, pairs)
     except NotComparable:
         return None
     seeds = f" over {result.seeds} seeds" if result.seeds > 1 else ""
@@ -340,14 +389,17 @@ def compare_summary(session: Session, runs: list[Run], resamples: int = verdict.
     """What `python -m core compare --json` prints. NotComparable when the runs give no verdict."""
     unfinished = [r.id for r in runs if r.status != RunStatus.COMPLETED.value]
     if unfinished:
-        raise NotComparable(f"Run {unfinished[0]} has not completed, so it has no test results to compare.")
+        raise NotComparable(_("Run {run} has not completed, so it has no test results to compare.", run=unfinished[0]))
     pairs = pairs_of(runs)
     if not pairs:
         raise NotComparable(
-            "A verdict needs full fine-tuning and LoRA pairs (a comparison group) or exactly two runs; "
-            f"these {len(runs)} runs are neither."
+            _(
+                "A verdict needs full fine-tuning and LoRA pairs (a comparison group) or exactly two runs; "
+                "these {runs} runs are neither.",
+                runs=len(runs),
+            )
         )
-    result, _ = compute_verdict(session, pairs, resamples)
+    result, __ = compute_verdict(session, pairs, resamples)
     named = result.names == ("full fine-tuning", "LoRA")
     outcome = result.outcome
     if not named and outcome in ("lora_better", "full_better"):  # two runs of one method: which of the two
@@ -385,7 +437,7 @@ def delete_choices(session: Session, run_bytes: dict[int, int]) -> dict[str, tup
     for group in groups(session):
         runs = group_runs(session, group.id)
         size = words.size_text(sum(run_bytes.get(r.id, 0) for r in runs))
-        label = f"{group_label(group, runs)} · {words.plural(len(runs), 'run')} · {size}"
+        label = " · ".join((group_label(group, runs), ngettext("{n} run", "{n} runs", len(runs)), size))
         out[f"group-{group.id}"] = (label, [r.id for r in runs])
     for run in tables.all_runs(session):
         out[f"run-{run.id}"] = (f"{describe.run_label(run)} · {words.size_text(run_bytes.get(run.id, 0))}", [run.id])

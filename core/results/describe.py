@@ -3,8 +3,10 @@ the machine was while it trained."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+from core.i18n import N_, _
 from core.store.db import Run
 from core.training import models
 from core.training.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
@@ -23,52 +25,74 @@ OTHER_SHADES = ("#252525", "#737373", "#A0A0A0")  # a method without a hue of it
 
 # One plain line per term, for help texts and captions: a teacher can read each aloud.
 GLOSSARY = {
-    "train set": "Train set: the examples the model learns from, one text and its label each.",
-    "dev set": "Dev set: examples kept out of training; the model is checked on them while it learns, "
-    "and the version that does best on them is kept.",
-    "test set": "Test set: examples kept apart until the end, to score the finished model fairly.",
-    "epochs": "Epochs: how many times the model reads the whole train set.",
-    "batch size": "Batch size: how many texts the model reads before each correction; lower it if memory runs out.",
-    "learning rate": "Learning rate: how big each correction is; too big and training goes wild, too small and "
-    "it learns slowly.",
-    "warmup": "Warmup: the share of training during which the learning rate rises slowly from zero, so the first "
-    "corrections do not spoil what the model already knows.",
-    "evaluations per epoch": "Evaluations per epoch: how often, during each pass over the train set, the model is "
-    "checked on the dev set.",
-    "weight decay": "Weight decay: keeps the weights small, so the model learns less by heart.",
-    "max length": "Max length: texts longer than this many tokens (word pieces) are cut.",
-    "seed": "Seed: a number that fixes every random choice (order of the texts, starting weights); the same seed "
-    "gives the same run again.",
-    "full fine-tuning": "Full fine-tuning: every one of the model's weights is adjusted to the new task.",
-    "LoRA": "LoRA: the model's weights stay frozen; small add-on weights beside them are trained instead.",
-    "LoRA rank": "LoRA rank (r): the size of LoRA's add-on matrices; a larger rank trains more weights.",
-    "LoRA alpha": "LoRA alpha: how strongly the add-ons change the model (their effect is scaled by alpha / rank).",
-    "LoRA dropout": "LoRA dropout: the share of the add-ons' inputs switched off at random while training, "
-    "so they do not learn the train set by heart.",
-    "LoRA target layers": "LoRA target layers: the layers of the model that get add-ons (in BERT: query, key, value).",
-    "published experiment": "Published experiment: the article this project started from, which fine-tuned "
-    "bert-base-chinese to sort Chinese news titles (THUCNews) into 10 classes: 93.7 % with full fine-tuning, "
-    "93.25 % with LoRA (r 8, alpha 32, 5 epochs).",
-    "accuracy": "Accuracy: the share of test texts given the right label.",
-    "macro-F1": "Macro-F1: each class's balance of missed and wrong answers, averaged so that small classes count "
-    "as much as big ones (100 % is perfect).",
-    "trainable weights": "Trainable weights: the numbers training may change; the rest of the model stays as it was.",
+    "train set": N_("Train set: the examples the model learns from, one text and its label each."),
+    "dev set": N_(
+        "Dev set: examples kept out of training; the model is checked on them while it learns, "
+        "and the version that does best on them is kept."
+    ),
+    "test set": N_("Test set: examples kept apart until the end, to score the finished model fairly."),
+    "epochs": N_("Epochs: how many times the model reads the whole train set."),
+    "batch size": N_(
+        "Batch size: how many texts the model reads before each correction; lower it if memory runs out."
+    ),
+    "learning rate": N_(
+        "Learning rate: how big each correction is; too big and training goes wild, too small and it learns slowly."
+    ),
+    "warmup": N_(
+        "Warmup: the share of training during which the learning rate rises slowly from zero, so the first "
+        "corrections do not spoil what the model already knows."
+    ),
+    "evaluations per epoch": N_(
+        "Evaluations per epoch: how often, during each pass over the train set, the model is checked on the dev set."
+    ),
+    "weight decay": N_("Weight decay: keeps the weights small, so the model learns less by heart."),
+    "max length": N_("Max length: texts longer than this many tokens (word pieces) are cut."),
+    "seed": N_(
+        "Seed: a number that fixes every random choice (order of the texts, starting weights); the same seed "
+        "gives the same run again."
+    ),
+    "full fine-tuning": N_("Full fine-tuning: every one of the model's weights is adjusted to the new task."),
+    "LoRA": N_("LoRA: the model's weights stay frozen; small add-on weights beside them are trained instead."),
+    "LoRA rank": N_("LoRA rank (r): the size of LoRA's add-on matrices; a larger rank trains more weights."),
+    "LoRA alpha": N_(
+        "LoRA alpha: how strongly the add-ons change the model (their effect is scaled by alpha / rank)."
+    ),
+    "LoRA dropout": N_(
+        "LoRA dropout: the share of the add-ons' inputs switched off at random while training, "
+        "so they do not learn the train set by heart."
+    ),
+    "LoRA target layers": N_(
+        "LoRA target layers: the layers of the model that get add-ons (in BERT: query, key, value)."
+    ),
+    "published experiment": N_(
+        "Published experiment: the article this project started from, which fine-tuned "
+        "bert-base-chinese to sort Chinese news titles (THUCNews) into 10 classes: 93.7 % with full fine-tuning, "
+        "93.25 % with LoRA (r 8, alpha 32, 5 epochs)."
+    ),
+    "accuracy": N_("Accuracy: the share of test texts given the right label."),
+    "macro-F1": N_(
+        "Macro-F1: each class's balance of missed and wrong answers, averaged so that small classes count "
+        "as much as big ones (100 % is perfect)."
+    ),
+    "trainable weights": N_(
+        "Trainable weights: the numbers training may change; the rest of the model stays as it was."
+    ),
 }
 
 
 SETTINGS = {  # TrainConfig field -> (name on screen, glossary term)
-    "epochs": ("Epochs", "epochs"),
-    "batch_size": ("Batch size", "batch size"),
-    "learning_rate": ("Learning rate", "learning rate"),
-    "warmup_ratio": ("Warmup", "warmup"),
-    "evals_per_epoch": ("Evaluations per epoch", "evaluations per epoch"),
-    "weight_decay": ("Weight decay", "weight decay"),
-    "max_length": ("Max length (tokens)", "max length"),
-    "seed": ("Seed", "seed"),
-    "lora_r": ("LoRA rank", "LoRA rank"),
-    "lora_alpha": ("LoRA alpha", "LoRA alpha"),
-    "lora_dropout": ("LoRA dropout", "LoRA dropout"),
-    "lora_targets": ("LoRA target layers", "LoRA target layers"),
+    "epochs": (N_("Epochs"), "epochs"),
+    "batch_size": (N_("Batch size"), "batch size"),
+    "learning_rate": (N_("Learning rate"), "learning rate"),
+    "warmup_ratio": (N_("Warmup"), "warmup"),
+    "evals_per_epoch": (N_("Evaluations per epoch"), "evaluations per epoch"),
+    "weight_decay": (N_("Weight decay"), "weight decay"),
+    "max_length": (N_("Max length (tokens)"), "max length"),
+    "seed": (N_("Seed"), "seed"),
+    "lora_r": (N_("LoRA rank"), "LoRA rank"),
+    "lora_alpha": (N_("LoRA alpha"), "LoRA alpha"),
+    "lora_dropout": (N_("LoRA dropout"), "LoRA dropout"),
+    "lora_targets": (N_("LoRA target layers"), "LoRA target layers"),
 }
 
 
@@ -82,31 +106,36 @@ def settings_frame(run: Run) -> pd.DataFrame:
         if value is None or (field.startswith("lora_") and run.method != "lora"):
             continue
         if field in ("warmup_ratio", "lora_dropout"):
-            value = f"{plain_number(100 * value)} %"
+            value = _("{number} %", number=plain_number(100 * value))
         elif isinstance(value, float):
             value = plain_number(value)
-        rows.append({"setting": name, "value": str(value), "what it means": GLOSSARY[term].split(": ", 1)[1]})
+        meaning = re.split(r": |：", _(GLOSSARY[term]), maxsplit=1)[1]  # the line without its term
+        rows.append({_("setting"): _(name), _("value"): str(value), _("what it means"): meaning})
     return pd.DataFrame(rows)
 
 
+OWN_SETTINGS = N_("own settings")  # a run whose settings are no preset's
+
+
 def preset_of(config: dict | None) -> str:
-    """The dashboard preset whose settings a run has (its seed aside), else 'own settings'."""
+    """The dashboard preset whose settings a run has (its seed aside), else 'own settings': a name in English, as
+    PRESETS keys it (run_facts writes it in the reader's language)."""
     if config:
         settings = {**TrainConfig.from_dict(config).to_dict(), "seed": None}
         for name in PRESETS:
             if {**preset_config(name, settings["method"]).to_dict(), "seed": None} == settings:
                 return name
-    return "own settings"
+    return OWN_SETTINGS
 
 
 def run_facts(run: Run) -> dict[str, str]:
-    """What tells runs apart, in words, in the order a label lists them."""
+    """What tells runs apart, in words (the reader's language), in the order a label lists them."""
     config = run.config or {}
     return {
-        "method": METHOD_NAMES.get(run.method, run.method),
-        "preset": preset_of(config),
+        "method": _(METHOD_NAMES[run.method]) if run.method in METHOD_NAMES else run.method,
+        "preset": _(preset_of(config)),
         "epochs": epochs_text(config.get("epochs")),
-        "seed": f"seed {config.get('seed', '?')}",
+        "seed": _("seed {seed}", seed=config.get("seed", "?")),
         "dataset": run.dataset_name,
         "model": "" if run.model_source == models.BUNDLED else models.describe(run.model_source),
     }
@@ -128,7 +157,7 @@ def run_label(run: Run, among: list[Run] | None = None) -> str:
     if among and len(among) > 1:
         every = [run_facts(r) for r in among]
         keep = {"method"} | {k for k in facts if len({f[k] for f in every}) > 1}
-        if {"preset", "epochs"} <= keep and facts["preset"] != "own settings":
+        if {"preset", "epochs"} <= keep and preset_of(run.config) != OWN_SETTINGS:
             keep.discard("epochs")  # the preset's name says the epochs
     else:
         keep = {"method", "epochs", "seed", "dataset", "model"}
@@ -140,7 +169,8 @@ def column_label(run: Run, among: list[Run]) -> str:
     number, its method, and its seed where the seeds differ ('#4 LoRA · 43'). The whole run_label goes in the help."""
     seeds = {(r.config or {}).get("seed") for r in among}
     seed = f" · {(run.config or {}).get('seed', '?')}" if len(seeds) > 1 else ""
-    return f"#{run.id} {'full' if run.method == 'full' else METHOD_NAMES.get(run.method, run.method)}{seed}"
+    method = _("full") if run.method == "full" else run_facts(run)["method"]  # 'full': short for full fine-tuning
+    return f"#{run.id} {method}{seed}"
 
 
 def run_colours(runs: list[Run]) -> dict[int, str]:
@@ -150,7 +180,7 @@ def run_colours(runs: list[Run]) -> dict[int, str]:
     for method in dict.fromkeys(r.method for r in runs):
         shades = METHOD_SHADES.get(method, OTHER_SHADES)
         same = sorted({(int((r.config or {}).get("seed") or 0), r.id) for r in runs if r.method == method})
-        out |= {run_id: shades[k % len(shades)] for k, (_, run_id) in enumerate(same)}
+        out |= {run_id: shades[k % len(shades)] for k, (__, run_id) in enumerate(same)}
     return out
 
 
@@ -169,10 +199,10 @@ def machine_text(run: Run) -> str:
     """How busy the machine was while the run trained, in words for a table."""
     busy = machine_busy(run)
     if busy is None:
-        return "not measured"
+        return _("not measured")
     if busy <= BUSY_SHARE:
-        return "quiet"
-    return f"busy: others' work {busy * run.cpu_count:.1f} CPUs, on {run.cpu_count}"
+        return _("quiet")
+    return _("busy: others' work {cpus:.1f} CPUs, on {count}", cpus=busy * run.cpu_count, count=run.cpu_count)
 
 
 def times_note(runs: list[Run]) -> str | None:
@@ -181,16 +211,30 @@ def times_note(runs: list[Run]) -> str | None:
     reasons = []
     devices = sorted({r.device for r in runs if r.device})
     if len(devices) > 1:
-        reasons.append(f"they trained on different devices ({', '.join(devices)})")
+        reasons.append(_("they trained on different devices ({devices})", devices=", ".join(devices)))
     for run in runs:
         busy = machine_busy(run)
         if busy is not None and busy > BUSY_SHARE:
             reasons.append(
-                f"while run #{run.id} trained, other programs kept the machine busy "
-                f"(about {busy * run.cpu_count:.1f} CPUs' worth of work, on {run.cpu_count} CPUs)"
+                _(
+                    "while run #{run} trained, other programs kept the machine busy "
+                    "(about {cpus:.1f} CPUs' worth of work, on {count} CPUs)",
+                    run=run.id,
+                    cpus=busy * run.cpu_count,
+                    count=run.cpu_count,
+                )
             )
     if not reasons:
         return None
-    what = "These times are not comparable" if len(runs) > 1 else "This time is not a fair measure"
-    after = "Accuracy, weights and memory are not affected; to compare times, train again when the machine is quiet."
-    return f"{what}: {'; '.join(reasons)}. {after}"
+    reasons_text = _("; ").join(reasons)
+    if len(runs) > 1:
+        return _(
+            "These times are not comparable: {reasons}. Accuracy, weights and memory are not affected; to compare "
+            "times, train again when the machine is quiet.",
+            reasons=reasons_text,
+        )
+    return _(
+        "This time is not a fair measure: {reasons}. Accuracy, weights and memory are not affected; to compare "
+        "times, train again when the machine is quiet.",
+        reasons=reasons_text,
+    )

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from core.i18n import _
 from core.results import comparisons
 from core.store.db import Run, session_factory
 from core.store.settings import Settings
@@ -51,7 +52,9 @@ def export_run(
     meta = json.loads((folder / "lora_lab.json").read_text(encoding="utf-8"))
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out} already exists and is not an empty folder. Give a new folder to export into.")
+        raise ExportError(
+            _("{folder} already exists and is not an empty folder. Give a new folder to export into.", folder=out)
+        )
     adapter = meta["method"] == "lora" and not merged
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None))
     try:
@@ -96,7 +99,7 @@ def export_bytes(settings: Settings, run_id: int, merged: bool = False) -> bytes
     with session_factory(settings.db_url, read_only=True)() as s, tempfile.TemporaryDirectory() as work:
         run = s.get(Run, run_id)
         if run is None:
-            raise ExportError(f"There is no run {run_id} (it may have been deleted).")
+            raise ExportError(_("There is no run {run} (it may have been deleted).", run=run_id))
         comparison_sentence = comparisons.launched_with(s, run)
         return export_zip(
             settings, run, Path(work) / f"{export_name(run, merged)}.zip", merged, comparison_sentence

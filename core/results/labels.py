@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from core import i18n
 from core.data import checking, reading
+from core.i18n import _
 from core.results import describe
 from core.results.downloads import write_safe_csv
 from core.store import storage
@@ -55,8 +57,12 @@ def check_file(text_file: reading.TextFile, text_column: str | None, settings: S
     column = text_column or guess_text_column(text_file.frame)
     if column not in columns:
         raise reading.DataError(
-            f"{text_file.name} has no column '{column}'. Its columns are "
-            f"{', '.join(repr(c) for c in columns)}: pick the text column."
+            _(
+                "{file} has no column '{column}'. Its columns are {columns}: pick the text column.",
+                file=text_file.name,
+                column=column,
+                columns=", ".join(repr(c) for c in columns),
+            )
         )
     problems = checking.text_problems(
         text_file.name, text_file.frame[column].astype(str), column, settings, text_file.plain
@@ -74,8 +80,9 @@ def run_name(run: Run) -> str:
 
 
 def output_columns(name: str, classes: list[str], all_probabilities: bool) -> list[str]:
+    """The columns a run adds to the labelled file, in the language of the process that labels it."""
     extra = [f"{name} P({c})" for c in classes] if all_probabilities else []
-    return [f"{name} label", f"{name} probability", *extra]
+    return [_("{run} label", run=name), _("{run} probability", run=name), *extra]
 
 
 def preview(path: Path, rows: int = PREVIEW_ROWS) -> pd.DataFrame:
@@ -127,7 +134,7 @@ def load_predictors(session: Session, settings: Settings, run_ids: list[int]) ->
     for run_id in run_ids:
         run = session.get(Run, run_id)
         if run is None:
-            raise predict.RunNotReady(f"There is no run {run_id} (it may have been deleted).")
+            raise predict.RunNotReady(_("There is no run {run} (it may have been deleted).", run=run_id))
         out[run_name(run)] = predict.load_run(settings, run)
     return out
 
@@ -143,13 +150,13 @@ def submit(
     """Check the file and the runs, store the file, and queue it for the worker. DataError / RunNotReady in plain
     words when it cannot be labelled; nothing is stored then."""
     if not run_ids:
-        raise predict.RunNotReady("Pick at least one finished run to label the file with.")
+        raise predict.RunNotReady(_("Pick at least one finished run to label the file with."))
     text_file = reading.read_text_file(file, settings)
     column = check_file(text_file, text_column, settings)
     for run_id in run_ids:
         run = session.get(Run, run_id)
         if run is None:
-            raise predict.RunNotReady(f"There is no run {run_id}.")
+            raise predict.RunNotReady(_("There is no run {run}.", run=run_id))
         predict.artifact_folder(settings, run)  # completed, with its model files
     folder = Path("labels") / uuid.uuid4().hex
     storage.use_data_folder(settings)  # the data folder records this database before it holds its files
@@ -203,7 +210,7 @@ def run_label_job(settings: Settings, job_id: int) -> RunStatus:
         status, error = RunStatus.FAILED, str(e)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job in plain words
         traceback.print_exc()
-        status, error = RunStatus.FAILED, f"Labelling failed: {e}"
+        status, error = RunStatus.FAILED, _("Labelling failed: {error}", error=e)
     with sessions.begin() as s:
         job = s.get(LabelJob, job_id)
         job.status, job.error, job.finished_at = status.value, error, utcnow()
@@ -216,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_id", type=int)
     parser.add_argument("--db")
     args = parser.parse_args(argv)
+    i18n.set_language(i18n.from_environment())  # what it writes on the job and in the file: the server's language
     settings = get_settings(args.db)
     open_database(settings.db_url)
     status = run_label_job(settings, args.job_id)

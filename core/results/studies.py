@@ -16,16 +16,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import words
+from core.i18n import N_, _, ngettext
 from core.results.comparisons import NotComparable, compare_summary, completed_pairs
 from core.store.db import Metric, Run, RunStatus, Study
-from core.training.config import METHOD_NAMES
 from core.words import percent
 
 if TYPE_CHECKING:
     import pandas as pd
 
 VARIES = ("lr", "train_size", "lora_rank")
-VARY_NAMES = {"lr": "learning rate", "train_size": "training rows", "lora_rank": "LoRA rank"}
+VARY_NAMES = {"lr": N_("learning rate"), "train_size": N_("training rows"), "lora_rank": N_("LoRA rank")}
+METHODS = {"full": N_("full fine-tuning"), "lora": "LoRA"}  # a method inside a sentence; LoRA stays LoRA
+METHODS_FIRST = {"full": N_("Full fine-tuning"), "lora": "LoRA"}  # ... starting one
 # The point roles of a learning-rate study's runs: the rates tried (the default rate among them, never stopped early)
 TRIED = ("default", "grid")
 INTERRUPTED = (RunStatus.CANCELLED.value, RunStatus.CRASHED.value)
@@ -60,7 +62,12 @@ def value_text(vary: str, value) -> str:
 def study_label(study: Study) -> str:
     """E.g. 'Study #2 · learning rate · BBC News titles (demo) · 2 epochs'."""
     epochs = study.config.get("epochs")
-    parts = [f"Study #{study.id}", VARY_NAMES[study.vary], study.dataset_name, f"{epochs:g} epochs" if epochs else ""]
+    parts = [
+        _("Study #{study}", study=study.id),
+        _(VARY_NAMES[study.vary]),
+        study.dataset_name,
+        _("{epochs} epochs", epochs=f"{epochs:g}") if epochs else "",
+    ]
     return " · ".join(p for p in parts if p)
 
 
@@ -78,7 +85,7 @@ def dev_scores(session: Session, run_ids: list[int]) -> dict[int, dict[str, floa
     for run_id, steps in by_run.items():
         evaluated = [(m["eval_loss"], step, m) for step, m in steps.items() if "eval_loss" in m]
         if evaluated:
-            _, _, kept = min(evaluated, key=lambda e: (e[0], e[1]))  # the first lowest, as the run keeps it
+            *__, kept = min(evaluated, key=lambda e: (e[0], e[1]))  # the first lowest, as the run keeps it
             out[run_id] = {"accuracy": kept.get("eval_accuracy"), "f1_macro": kept.get("eval_f1_macro")}
     return out
 
@@ -215,41 +222,62 @@ def verdicts(session: Session, study: Study, runs: list[Run], best: dict | None 
 
 def _said(verdict: dict) -> str:
     """'full fine-tuning wins by 9.0 points', 'LoRA wins by 1.2 points', 'no difference', 'too close to call'."""
-    points_ = abs(verdict["difference_points"])
-    return {
-        "full_better": f"full fine-tuning wins by {points_:.1f} points",
-        "lora_better": f"LoRA wins by {points_:.1f} points",
-        "no_difference": "no difference",
-    }.get(verdict["verdict"], f"the test set is too small to tell ({verdict['difference_points']:+.1f} points)")
+    points_ = f"{abs(verdict['difference_points']):.1f}"
+    if verdict["verdict"] == "full_better":
+        return _("full fine-tuning wins by {points} points", points=points_)
+    if verdict["verdict"] == "lora_better":
+        return _("LoRA wins by {points} points", points=points_)
+    if verdict["verdict"] == "no_difference":
+        return _("no difference")
+    return _("the test set is too small to tell ({points} points)", points=f"{verdict['difference_points']:+.1f}")
 
 
 def lr_sentence(best: dict, tuned: dict | None, default: dict | None) -> str | None:
     """The learning-rate study in words: both verdicts, and plainly when they disagree."""
     if tuned is None or default is None:
         return None
-    rates = ", ".join(f"{METHOD_NAMES[m].lower() if m == 'full' else 'LoRA'} {best[m]['value']:g}" for m in best)
+    rates = _(", ").join(_("{method} {rate}", method=_(METHODS[m]), rate=f"{best[m]['value']:g}") for m in best)
+    said = {"default": _said(default), "rates": rates, "tuned": _said(tuned)}
     if tuned["verdict"] != default["verdict"]:
-        return (
-            f"The two verdicts disagree: at the default rates {_said(default)}; each at its best rate on the dev set "
-            f"({rates}), {_said(tuned)}."
+        return _(
+            "The two verdicts disagree: at the default rates {default}; each at its best rate on the dev set "
+            "({rates}), {tuned}.",
+            **said,
         )
-    return (
-        f"The two verdicts agree: at the default rates {_said(default)}; each at its best rate on the dev set "
-        f"({rates}), {_said(tuned)}."
+    return _(
+        "The two verdicts agree: at the default rates {default}; each at its best rate on the dev set ({rates}), "
+        "{tuned}.",
+        **said,
     )
 
 
 def edge_notes(best: dict) -> list[str]:
     """'Full fine-tuning's best rate, 0.0005, is the highest it tried: the best may lie beyond (next: 0.0013).'"""
-    return [
-        f"{METHOD_NAMES[m]}'s best learning rate, {b['value']:g}, is the {b['edge']} it tried: the best may lie "
-        f"beyond it." + (f" Next rate to try: {b['next']:g}." if b["next"] else "")
-        for m, b in best.items()
-        if b["edge"]
-    ]
+    notes = []
+    for m, b in best.items():
+        if not b["edge"]:
+            continue
+        said = {"method": _(METHODS_FIRST[m]), "rate": f"{b['value']:g}"}
+        if b["edge"] == "lowest":
+            note = _(
+                "{method}'s best learning rate, {rate}, is the lowest it tried: the best may lie beyond it.", **said
+            )
+        else:
+            note = _(
+                "{method}'s best learning rate, {rate}, is the highest it tried: the best may lie beyond it.", **said
+            )
+        if b["next"]:
+            note = _("{note} Next rate to try: {rate}.", note=note, rate=f"{b['next']:g}")
+        notes.append(note)
+    return notes
 
 
-AHEAD = {"full_better": "full fine-tuning ahead", "lora_better": "LoRA ahead"}  # else: no clear winner
+AHEAD = {"full_better": N_("full fine-tuning ahead"), "lora_better": N_("LoRA ahead")}  # else: no clear winner
+NO_WINNER = N_("no clear winner")
+
+
+def ahead_text(outcome: str) -> str:
+    return _(AHEAD.get(outcome, NO_WINNER))
 
 
 def stretches(per_value: dict) -> list[list]:
@@ -269,7 +297,7 @@ def stretches(per_value: dict) -> list[list]:
 def verdict_changes(per_value: dict) -> list[tuple]:
     """Where the verdict changes: (the first value of the new verdict, 'LoRA ahead' / 'full fine-tuning ahead' / 'no
     clear winner') for each change, in order of the values."""
-    return [(first, AHEAD.get(outcome, "no clear winner")) for first, _, outcome in stretches(per_value)[1:]]
+    return [(first, ahead_text(outcome)) for first, __, outcome in stretches(per_value)[1:]]
 
 
 def size_sentence(per_value: dict) -> str | None:
@@ -277,16 +305,20 @@ def size_sentence(per_value: dict) -> str | None:
     runs_of = stretches(per_value)  # (first value, last value, outcome) of each stretch of one outcome
     if not runs_of:
         return None
-    parts = []
-    for first, last, outcome in runs_of:
-        span = f"at {first:,} rows" if first == last else f"from {first:,} to {last:,} rows"
-        parts.append(f"{AHEAD.get(outcome, 'no clear winner')} {span}")
+    parts = [
+        _("{ahead} at {rows} rows", ahead=ahead_text(outcome), rows=f"{first:,}")
+        if first == last
+        else _("{ahead} from {first} to {last} rows", ahead=ahead_text(outcome), first=f"{first:,}", last=f"{last:,}")
+        for first, last, outcome in runs_of
+    ]
     changes = [f"{stretch[0]:,}" for stretch in runs_of[1:]]
     tail = (
-        f"The verdict changes at {', '.join(changes)} rows." if changes else "The verdict is the same at every size."
+        _("The verdict changes at {rows} rows.", rows=_(", ").join(changes))
+        if changes
+        else _("The verdict is the same at every size.")
     )
-    said_all = "; ".join(parts)
-    return f"{said_all[0].upper()}{said_all[1:]}. {tail}"
+    said_all = _("; ").join(parts)
+    return _("{stretches}. {changes}", stretches=said_all[0].upper() + said_all[1:], changes=tail)
 
 
 def verdicts_frame(vary: str, per_value: dict) -> pd.DataFrame:
@@ -294,22 +326,21 @@ def verdicts_frame(vary: str, per_value: dict) -> pd.DataFrame:
     difference (LoRA minus full fine-tuning, in points) and the seeds; a value still training says so."""
     import pandas as pd
 
+    columns = [_(VARY_NAMES[vary]), _("verdict"), _("LoRA minus full (points)"), _("95 % interval"), _("seeds")]
     rows = []
     for value, verdict in sorted(per_value.items()):
         done = verdict is not None
         low, high = verdict["ci95_points"] if done else (None, None)
         rows.append(
-            {
-                VARY_NAMES[vary]: value_text(vary, value),
-                "verdict": _said(verdict) if done else "still training",
-                "LoRA minus full (points)": f"{verdict['difference_points']:+.1f}" if done else "",
-                "95 % interval": f"{low:+.1f} to {high:+.1f}" if done else "",
-                "seeds": verdict["seeds"] if done else None,
-            }
+            [
+                value_text(vary, value),
+                _said(verdict) if done else _("still training"),
+                f"{verdict['difference_points']:+.1f}" if done else "",
+                _("{low} to {high}", low=f"{low:+.1f}", high=f"{high:+.1f}") if done else "",
+                verdict["seeds"] if done else None,
+            ]
         )
-    return pd.DataFrame(
-        rows, columns=[VARY_NAMES[vary], "verdict", "LoRA minus full (points)", "95 % interval", "seeds"]
-    )
+    return pd.DataFrame(rows, columns=columns)
 
 
 def rank_sentence(pts: list[dict]) -> str | None:
@@ -320,16 +351,33 @@ def rank_sentence(pts: list[dict]) -> str | None:
         return None
     best = max(lora, key=lambda p: p["test"]["accuracy"])
     gap = 100 * (best["test"]["accuracy"] - full["test"]["accuracy"])
-    share = (
-        f", with {percent(best['trainable_params'] / full['trainable_params'])} of its trainable weights"
-        if best["trainable_params"] and full["trainable_params"]
-        else ""
-    )
-    rank = f"LoRA's best rank, r = {int(best['value'])},"
+    said = {"rank": int(best["value"]), "points": f"{abs(gap):.1f}"}
+    if not (best["trainable_params"] and full["trainable_params"]):
+        if round(gap, 1) == 0:
+            return _("LoRA's best rank, r = {rank}, is level with full fine-tuning on the test set.", **said)
+        if gap > 0:
+            return _(
+                "LoRA's best rank, r = {rank}, is {points} points ahead of full fine-tuning on the test set.", **said
+            )
+        return _("LoRA's best rank, r = {rank}, is {points} points behind full fine-tuning on the test set.", **said)
+    said["share"] = percent(best["trainable_params"] / full["trainable_params"])
     if round(gap, 1) == 0:
-        return f"{rank} is level with full fine-tuning on the test set{share}."
-    where = "ahead of" if gap > 0 else "behind"
-    return f"{rank} is {abs(gap):.1f} points {where} full fine-tuning on the test set{share}."
+        return _(
+            "LoRA's best rank, r = {rank}, is level with full fine-tuning on the test set, with {share} of its "
+            "trainable weights.",
+            **said,
+        )
+    if gap > 0:
+        return _(
+            "LoRA's best rank, r = {rank}, is {points} points ahead of full fine-tuning on the test set, with {share} "
+            "of its trainable weights.",
+            **said,
+        )
+    return _(
+        "LoRA's best rank, r = {rank}, is {points} points behind full fine-tuning on the test set, with {share} of "
+        "its trainable weights.",
+        **said,
+    )
 
 
 def view(session: Session, study: Study) -> dict:
@@ -391,11 +439,12 @@ def point_text(vary: str, run: Run) -> str:
     seed' (a chosen rate), '250 rows', 'r = 4', or 'full fine-tuning, against every rank'."""
     config = run.config or {}
     if vary == "lr":
-        role = {"final": " · fresh seed", "default": " · default"}.get(run.study_role, "")
-        return f"rate {config.get('learning_rate', 0):g}{role}{' · stopped early' if run.stopped_early else ''}"
+        role = {"final": N_("fresh seed"), "default": N_("default")}.get(run.study_role)
+        parts = [_("rate {rate}", rate=f"{config.get('learning_rate', 0):g}"), _(role) if role else ""]
+        return " · ".join(p for p in [*parts, _("stopped early") if run.stopped_early else ""] if p)
     if vary == "train_size":
-        return f"{config.get('train_rows') or 0:,} rows"
-    return f"r = {config.get('lora_r')}" if run.method == "lora" else "full fine-tuning, against every rank"
+        return _("{rows} rows", rows=f"{config.get('train_rows') or 0:,}")
+    return f"r = {config.get('lora_r')}" if run.method == "lora" else _("full fine-tuning, against every rank")
 
 
 def with_studies(session: Session, table: pd.DataFrame) -> pd.DataFrame:
@@ -452,8 +501,8 @@ def studies_frame(session: Session) -> pd.DataFrame:
         rows.append(
             {
                 "study": study_label(study),
-                "varies": VARY_NAMES[study.vary],
-                "runs completed": f"{progress['completed']} of {progress['planned']}",
+                "varies": _(VARY_NAMES[study.vary]),
+                "runs completed": _("{done} of {total}", done=progress["completed"], total=progress["planned"]),
                 "open": f"/compare?study={study.id}",
             }
         )
@@ -468,7 +517,7 @@ def delete_choices(session: Session, run_bytes: dict[int, int]) -> dict[str, tup
         runs = study_runs(session, study.id)
         size = words.size_text(sum(run_bytes.get(r.id, 0) for r in runs))
         out[f"study-{study.id}"] = (
-            f"{study_label(study)} · {words.plural(len(runs), 'run')} · {size}",
+            " · ".join((study_label(study), ngettext("{n} run", "{n} runs", len(runs)), size)),
             [r.id for r in runs],
         )
     return out

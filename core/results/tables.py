@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.i18n import N_, _
 from core.results.describe import machine_text, run_colours, run_label, settings_text
 from core.store.db import ACTIVE, Dataset, Metric, Run, RunStatus, utcnow
 from core.training import models
@@ -18,22 +19,70 @@ if TYPE_CHECKING:  # pandas and numpy are imported where a table or matrix is ma
     import numpy as np  # cold start draws, needs neither
     import pandas as pd
 
+# A table's columns are named in English, as code looks them up; `headers` writes them in the reader's language
+# where the table is shown or downloaded. N_ marks every header a table of the dashboard shows.
 HISTORY_COLUMNS = [
-    "run",
-    "status",
-    "method",
-    "settings",
-    "dataset",
-    "test accuracy",
-    "macro-F1",
-    "train time",
-    "machine while training",
-    "pair",
-    "trainable params",
-    "model",
-    "created (UTC)",
+    N_("run"),
+    N_("status"),
+    N_("method"),
+    N_("settings"),
+    N_("dataset"),
+    N_("test accuracy"),
+    N_("macro-F1"),
+    N_("train time"),
+    N_("machine while training"),
+    N_("pair"),
+    N_("trainable params"),
+    N_("model"),
+    N_("created (UTC)"),
 ]
-DATASET_COLUMNS = ["id", "name", "classes", "train", "dev", "test", "runs", "active runs", "created (UTC)"]
+DATASET_COLUMNS = [
+    N_("id"),
+    N_("name"),
+    N_("classes"),
+    N_("train"),
+    N_("dev"),
+    N_("test"),
+    N_("runs"),
+    N_("active runs"),
+    N_("created (UTC)"),
+]
+SHOWN_COLUMNS = (  # added where the history is shown (core.jobs.queue, core.results.studies; ui.local_times)
+    N_("created"),
+    N_("estimated train"),
+    N_("peak memory (MB)"),
+    N_("estimated peak (MB)"),
+    N_("expected start (UTC)"),
+    N_("expected end (UTC)"),
+    N_("expected start"),
+    N_("expected end"),
+    N_("study"),
+)
+STATUS_NAMES = {  # a run's status (RunStatus) -> its word on screen
+    RunStatus.QUEUED.value: N_("queued"),
+    RunStatus.RUNNING.value: N_("running"),
+    RunStatus.COMPLETED.value: N_("completed"),
+    RunStatus.FAILED.value: N_("failed"),
+    RunStatus.CANCELLED.value: N_("cancelled"),
+    RunStatus.CRASHED.value: N_("crashed"),
+}
+
+
+def header(name) -> str:
+    """A column's header in the reader's language ('test accuracy' -> '测试准确率'); a name no table marks (a run's
+    label, a class name) as it is."""
+    return _(name) if isinstance(name, str) and name else name  # _("") is the catalogue's header
+
+
+def headers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table with its column headers in the reader's language, to show or to download: code looks its columns up
+    by their English names before this."""
+    return frame.rename(columns=header)
+
+
+def status_text(status: str) -> str:
+    """A run's status in the reader's language: 'completed' -> '已完成'."""
+    return _(STATUS_NAMES[status]) if status in STATUS_NAMES else status
 
 
 def list_datasets(session: Session) -> list[Dataset]:
@@ -99,15 +148,15 @@ def history_frame(
         rows.append(
             [
                 run.id,
-                run.status,
-                METHOD_NAMES.get(run.method, run.method),
+                status_text(run.status),
+                _(METHOD_NAMES[run.method]) if run.method in METHOD_NAMES else run.method,
                 settings_text(run),
                 run.dataset_name,
                 in_percent(test.get("accuracy")),
                 in_percent(test.get("f1_macro")),
                 "" if run.train_seconds is None else duration_text(run.train_seconds),
                 machine_text(run) if run.train_seconds is not None else "",
-                ", ".join(f"with #{i}" for i in pairs.get(run.pair_id, []) if i != run.id),
+                ", ".join(_("with #{run}", run=i) for i in pairs.get(run.pair_id, []) if i != run.id),
                 run.trainable_params,
                 models.describe(run.model_source),
                 run.created_at,
@@ -144,12 +193,15 @@ def queue_text(session: Session, run: Run) -> str:
         )
     )
     if not ahead:
-        return "Waiting for the background worker to start it (a few seconds)."
+        return _("Waiting for the background worker to start it (a few seconds).")
     if len(ahead) == 1:
-        return f"Waiting its turn: it starts when run #{ahead[0]} has finished."
-    names = ", ".join(f"#{i}" for i in ahead[:-1]) + f" and #{ahead[-1]}"
+        return _("Waiting its turn: it starts when run #{run} has finished.", run=ahead[0])
     # Where several runs train side by side (LORALAB_RUNS_AT_ONCE), it may start before all of them have finished.
-    return f"Waiting its turn behind runs {names}: it starts as soon as the worker has room for it."
+    return _(
+        "Waiting its turn behind runs {runs} and #{last}: it starts as soon as the worker has room for it.",
+        runs=", ".join(f"#{i}" for i in ahead[:-1]),
+        last=ahead[-1],
+    )
 
 
 def completed_runs(session: Session) -> list[Run]:

@@ -10,11 +10,13 @@ For one pair, McNemar's exact test on the texts one method got right and the oth
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import binomtest, norm
 
+from core.i18n import N_, _
 from core.training.evaluate import macro_f1_of_counts
 
 RESAMPLES = 10_000
@@ -28,7 +30,22 @@ RESOLUTION_POINTS = 2.0
 # the noise floor the Train and Data pages show on the careful side.
 TYPICAL_DISAGREEMENT = 0.1
 OUTCOMES = ("lora_better", "full_better", "no_difference", "too_few")
-METRICS = {"accuracy": "test accuracy", "f1_macro": "macro-F1"}
+METRICS = {"accuracy": N_("test accuracy"), "f1_macro": N_("macro-F1")}
+SIDES = {"full fine-tuning": N_("full fine-tuning")}  # a side's name as data -> its words; LoRA stays LoRA
+_RUN_SIDE = re.compile(r"run #(\d+)")  # comparisons.side_names of two runs of one method
+
+
+def name_text(name: str) -> str:
+    """A side's name (Verdict.names, which `compare --json` prints as it is) in the reader's language."""
+    if name in SIDES:
+        return _(SIDES[name])
+    run = _RUN_SIDE.fullmatch(name)
+    return _("run #{run}", run=run[1]) if run else name
+
+
+def percent_text(points: float) -> str:
+    """A score in points as the dashboard writes a share: '87.4 %' ('87.4%' in Chinese)."""
+    return _("{number} %", number=f"{points:.1f}")
 
 
 def noise_floor(test_size: int, disagreement: float = TYPICAL_DISAGREEMENT) -> float:
@@ -108,7 +125,13 @@ class Verdict:
         """Both scores side by side, A first: 'full fine-tuning 45.8 %, LoRA 40.3 %' (means over the seeds)."""
         m: MetricVerdict = getattr(self, metric)
         (a, b), mean = self.names, lambda xs: sum(xs) / len(xs)
-        return f"{a} {mean(m.a):.1f} %, {b} {mean(m.b):.1f} %"
+        return _(
+            "{a} {a_score}, {b} {b_score}",
+            a=name_text(a),
+            a_score=percent_text(mean(m.a)),
+            b=name_text(b),
+            b_score=percent_text(mean(m.b)),
+        )
 
     def seeds_agree(self, metric: str = "accuracy") -> str:
         """How the seeds went, in words: 'full fine-tuning was better on both seeds'; '' for one seed."""
@@ -121,70 +144,110 @@ class Verdict:
         level = seeds - wins[a] - wins[b]
         first = self.leader(metric) or max(wins, key=wins.get)
         other = b if first == a else a
+        named = {"first": name_text(first), "other": name_text(other)}
         if level == seeds:
-            return f"level on {'both' if seeds == 2 else f'all {seeds}'} seeds"
+            return _("level on both seeds") if seeds == 2 else _("level on all {seeds} seeds", seeds=seeds)
         if wins[first] == seeds:
-            return f"{first} was better on {'both' if seeds == 2 else f'all {seeds}'} seeds"
-        parts = [f"{first} was better on {wins[first]} of {seeds} seeds"]
-        parts += [f"{other} on {wins[other]}"] if wins[other] else []
-        parts += [f"level on {level}"] if level else []
-        return ", ".join(parts)
+            if seeds == 2:
+                return _("{first} was better on both seeds", **named)
+            return _("{first} was better on all {seeds} seeds", seeds=seeds, **named)
+        counts = {"wins": wins[first], "seeds": seeds, "other_wins": wins[other], "level": level, **named}
+        if wins[other] and level:
+            return _(
+                "{first} was better on {wins} of {seeds} seeds, {other} on {other_wins}, level on {level}", **counts
+            )
+        if wins[other]:
+            return _("{first} was better on {wins} of {seeds} seeds, {other} on {other_wins}", **counts)
+        if level:
+            return _("{first} was better on {wins} of {seeds} seeds, level on {level}", **counts)
+        return _("{first} was better on {wins} of {seeds} seeds", **counts)
 
     def difference(self, metric: str = "accuracy") -> str:
         """The difference in the leader's favour, with its 95 % interval, in points."""
         m: MetricVerdict = getattr(self, metric)
         leader = self.leader(metric)
         if leader is None:
-            b = self.names[1]
-            return (
-                f"The two are level; the 95 % interval runs from {b} {-m.low:.1f} points behind to {m.high:.1f} ahead."
+            return _(
+                "The two are level; the 95 % interval runs from {b} {behind} points behind to {ahead} ahead.",
+                b=name_text(self.names[1]),
+                behind=f"{-m.low:.1f}",
+                ahead=f"{m.high:.1f}",
             )
         low, high = (m.low, m.high) if leader == self.names[1] else (-m.high, -m.low)
+        said = {"leader": name_text(leader), "by": f"{abs(m.difference):.1f}", "high": f"{high:.1f}"}
         if self.winner(metric):
             return _cap(
-                f"{leader} is better by {abs(m.difference):.1f} points (95 % interval {low:.1f} to {high:.1f} points)."
+                _(
+                    "{leader} is better by {by} points (95 % interval {low} to {high} points).",
+                    low=f"{low:.1f}",
+                    **said,
+                )
             )
-        span = f"from {-low:.1f} points behind" if low <= -0.05 else "from 0"
+        if low <= -0.05:
+            return _cap(
+                _(
+                    "{leader} is ahead by {by} points, but the 95 % interval runs from {behind} points behind to "
+                    "{high} points ahead.",
+                    behind=f"{-low:.1f}",
+                    **said,
+                )
+            )
         return _cap(
-            f"{leader} is ahead by {abs(m.difference):.1f} points, but the 95 % interval runs {span} to {high:.1f} "
-            "points ahead."
+            _("{leader} is ahead by {by} points, but the 95 % interval runs from 0 to {high} points ahead.", **said)
         )
 
     def how_sure(self, metric: str = "accuracy") -> str:
         """One line on how sure the verdict is."""
         m: MetricVerdict = getattr(self, metric)
-        other = " and seeds" if self.seeds > 1 else ""
-        if self.winner(metric):
-            return (
-                f"Sure enough to call: the whole interval is on {self.winner(metric)}'s side of 0, so on other test "
-                f"texts{other} it would very likely win again."
+        winner = self.winner(metric)
+        if winner and self.seeds > 1:
+            return _(
+                "Sure enough to call: the whole interval is on {winner}'s side of 0, so on other test texts and seeds "
+                "it would very likely win again.",
+                winner=name_text(winner),
+            )
+        if winner:
+            return _(
+                "Sure enough to call: the whole interval is on {winner}'s side of 0, so on other test texts it would "
+                "very likely win again.",
+                winner=name_text(winner),
             )
         if m.outcome == "no_difference":
-            return (
-                f"No winner: the interval holds 0 and is no wider than ±{RESOLUTION_POINTS:g} points, so any "
-                "difference is small."
+            return _(
+                "No winner: the interval holds 0 and is no wider than ±{points} points, so any difference is small.",
+                points=f"{RESOLUTION_POINTS:g}",
             )
-        return (
-            f"Not sure: the interval holds 0 and is ±{m.half_width:.1f} points wide; {self.test_size:,} test texts "
-            "are too few to tell the methods apart. More test texts would narrow it."
+        return _(
+            "Not sure: the interval holds 0 and is ±{points} points wide; {texts} test texts are too few to tell the "
+            "methods apart. More test texts would narrow it.",
+            points=f"{m.half_width:.1f}",
+            texts=f"{self.test_size:,}",
         )
 
     def lines(self) -> list[str]:
         """The verdict read aloud, as the Compare page, the command line and the model card say it: both
         accuracies and how the seeds went, the difference in the winner's favour, how sure; then macro-F1."""
         agree = self.seeds_agree()
-        f1 = self.f1_macro
-        f1_sure = {"no_difference": ": any difference is small", "too_few": ": too few test texts to tell"}
-        return [
-            f"Test accuracy: {self.scores()}" + (f"; {agree}." if agree else "."),
-            self.difference(),
-            self.how_sure(),
-            f"Macro-F1: {self.scores('f1_macro')}. {self.difference('f1_macro')[:-1]}{f1_sure.get(f1.outcome, '')}.",
-        ]
+        first = (
+            _("Test accuracy: {scores}; {seeds}.", scores=self.scores(), seeds=agree)
+            if agree
+            else _("Test accuracy: {scores}.", scores=self.scores())
+        )
+        scores, said = self.scores("f1_macro"), self.difference("f1_macro")
+        if self.f1_macro.outcome == "no_difference":  # the difference said without its full stop, then why
+            f1 = _("Macro-F1: {scores}. {difference}: any difference is small.", scores=scores, difference=said[:-1])
+        elif self.f1_macro.outcome == "too_few":
+            f1 = _(
+                "Macro-F1: {scores}. {difference}: too few test texts to tell.", scores=scores, difference=said[:-1]
+            )
+        else:
+            f1 = _("Macro-F1: {scores}. {difference}", scores=scores, difference=said)
+        return [first, self.difference(), self.how_sure(), f1]
 
     def sentence(self) -> str:
         """The accuracy verdict in one paragraph (the first three of `lines`)."""
-        return " ".join(self.lines()[:3])
+        accuracy, difference, sure = self.lines()[:3]
+        return _("{accuracy} {difference} {sure}", accuracy=accuracy, difference=difference, sure=sure)
 
 
 def _cap(text: str) -> str:
@@ -290,16 +353,22 @@ class CostRatio:
     high: float
 
     def text(self) -> str:
-        spread = f" ({ratio_text(self.low)} to {ratio_text(self.high)})"
-        return ratio_text(self.mean) + ("" if self.low == self.high else spread)
+        if self.low == self.high:
+            return ratio_text(self.mean)
+        return _(
+            "{mean} ({low} to {high})",
+            mean=ratio_text(self.mean),
+            low=ratio_text(self.low),
+            high=ratio_text(self.high),
+        )
 
 
 COSTS = {  # key -> (what it measures, how a sentence says B's cost against A's, {r}: the ratio)
-    "time": ("training time", "took {r} the training time"),
-    "samples_per_second": ("texts per second", "trained {r} as many texts per second"),
-    "peak_memory": ("peak memory", "used {r} the memory"),
-    "trainable_weights": ("trainable weights", "trained {r} of the weights"),
-    "disk": ("size on disk", "saved {r} the disk space"),
+    "time": (N_("training time"), N_("took {r} the training time")),
+    "samples_per_second": (N_("texts per second"), N_("trained {r} as many texts per second")),
+    "peak_memory": (N_("peak memory"), N_("used {r} the memory")),
+    "trainable_weights": (N_("trainable weights"), N_("trained {r} of the weights")),
+    "disk": (N_("size on disk"), N_("saved {r} the disk space")),
 }
 
 
@@ -308,17 +377,17 @@ def ratio_text(ratio: float) -> str:
     ratio under a tenth, where decimals get unreadable, its fraction: '1/196' ('one 196th')."""
     if 0 < ratio < 0.1:
         return f"1/{1 / ratio:,.0f}"
-    return f"{ratio:.2f}x"
+    return _("{ratio}x", ratio=f"{ratio:.2f}")
 
 
 def cost_sentence(ratios: dict[str, CostRatio | None], names: tuple[str, str] = ("full fine-tuning", "LoRA")) -> str:
     """The known costs in one sentence a class reads: 'Against full fine-tuning, LoRA took 0.50x the training time,
     ..., and saved 1/40 the disk space.' (means over the seeds); '' when none is known."""
-    said = [COSTS[k][1].format(r=ratio_text(r.mean)) for k, r in ratios.items() if r is not None]
+    said = [_(COSTS[k][1], r=ratio_text(r.mean)) for k, r in ratios.items() if r is not None]
     if not said:
         return ""
-    listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
-    return f"Against {names[0]}, {names[1]} {listed}."
+    listed = said[0] if len(said) == 1 else _("{items} and {last}", items=_(", ").join(said[:-1]), last=said[-1])
+    return _("Against {a}, {b} {listed}.", a=name_text(names[0]), b=name_text(names[1]), listed=listed)
 
 
 def cost_ratios(pairs: list[tuple[dict, dict]]) -> dict[str, CostRatio | None]:

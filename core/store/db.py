@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from core.i18n import N_, _
 from core.store.settings import SettingsError, sqlite_path
 
 
@@ -356,7 +357,7 @@ def migrate(engine: Engine, step) -> None:
                 conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
-_OPENABLE = (
+_OPENABLE = N_(
     "Give --db (or LORALAB_DB_URL) an SQLite file (sqlite:///runs.db) or a PostgreSQL server "
     "(postgresql+psycopg://user@host/db), whose drivers come with LoRA Lab."
 )
@@ -370,8 +371,9 @@ def shown_url(db_url: str) -> str:
 def database_problem(db_url: str, e: Exception) -> str:
     """A database that cannot be reached or used, in plain words: its URL (without the password) and why."""
     reason = (str(getattr(e, "orig", None) or e).strip() or type(e).__name__).splitlines()[0]
-    state = "cannot be reached" if isinstance(e, (OperationalError, InterfaceError)) else "cannot be used"
-    return f"The database {shown_url(db_url)} {state} ({reason})."
+    if isinstance(e, (OperationalError, InterfaceError)):
+        return _("The database {url} cannot be reached ({reason}).", url=shown_url(db_url), reason=reason)
+    return _("The database {url} cannot be used ({reason}).", url=shown_url(db_url), reason=reason)
 
 
 @lru_cache(maxsize=8)
@@ -397,11 +399,21 @@ def get_engine(db_url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True, connect_args=wait)
     except ModuleNotFoundError as e:  # e.g. mysql:// without its driver, MySQLdb
         raise SettingsError(
-            f"The database {shown_url(db_url)} needs the Python package {e.name}, which is not installed. " + _OPENABLE
+            _(
+                "The database {url} needs the Python package {package}, which is not installed. {openable}",
+                url=shown_url(db_url),
+                package=e.name,
+                openable=_(_OPENABLE),
+            )
         ) from None
     except NoSuchModuleError:  # a name SQLAlchemy knows no database by
         raise SettingsError(
-            f"{shown_url(db_url)}: LoRA Lab knows no database called '{url.drivername}'. {_OPENABLE}"
+            _(
+                "{url}: LoRA Lab knows no database called '{name}'. {openable}",
+                url=shown_url(db_url),
+                name=url.drivername,
+                openable=_(_OPENABLE),
+            )
         ) from None
 
 
@@ -427,8 +439,12 @@ def open_database(db_url: str) -> Engine:
             lock = open(db_file.with_name(db_file.name + ".migrate-lock"), "a")  # noqa: SIM115 - closed below
         except OSError as e:
             raise SettingsError(
-                f"The database file {db_file} cannot be created ({e.strerror}). Give --db (or LORALAB_DB_URL) an "
-                "SQLite file in a folder you can write to, e.g. sqlite:///runs.db."
+                _(
+                    "The database file {file} cannot be created ({reason}). Give --db (or LORALAB_DB_URL) an "
+                    "SQLite file in a folder you can write to, e.g. sqlite:///runs.db.",
+                    file=db_file,
+                    reason=e.strerror,
+                )
             ) from None
         with lock:  # one process migrates at a time (the dashboard and the worker may start together)
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -14,6 +14,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from core.i18n import N_, _
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # core/store/settings.py -> the project
 
 
@@ -65,13 +67,25 @@ def absolute_db_url(db_url: str) -> str:
         url = make_url(db_url)
     except ArgumentError:
         raise SettingsError(
-            f"'{db_url}' is not a database URL (--db or LORALAB_DB_URL). Give e.g. sqlite:///runs.db or "
-            "postgresql+psycopg://user@host/db."
+            _(
+                "'{url}' is not a database URL (--db or LORALAB_DB_URL). Give e.g. sqlite:///runs.db or "
+                "postgresql+psycopg://user@host/db.",
+                url=db_url,
+            )
         ) from None
     db_file = sqlite_path(db_url)
     if db_file is None:
         return db_url
     return url.set(database=str(db_file)).render_as_string(hide_password=False)
+
+
+# A number setting that cannot be used: (whole numbers only, 0 allowed) -> the sentence that says so
+_NOT_A_NUMBER = {
+    (True, False): N_("{name} is '{value}': it must be a whole number above 0, or unset ({default})."),
+    (True, True): N_("{name} is '{value}': it must be a whole number 0 or more, or unset ({default})."),
+    (False, False): N_("{name} is '{value}': it must be a number above 0, or unset ({default})."),
+    (False, True): N_("{name} is '{value}': it must be a number 0 or more, or unset ({default})."),
+}
 
 
 def _number(name: str, default: float | None, kind=int, zero: bool = False) -> float | None:
@@ -85,10 +99,8 @@ def _number(name: str, default: float | None, kind=int, zero: bool = False) -> f
     except ValueError:
         value = None
     if value is None or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        what = "a whole number" if kind is int else "a number"
-        unset = "measured" if default is None else f"{default:g}"
-        least = "0 or more" if zero else "above 0"
-        raise SettingsError(f"{name} is '{raw}': it must be {what} {least}, or unset ({unset}).")
+        unset = _("measured") if default is None else f"{default:g}"
+        raise SettingsError(_(_NOT_A_NUMBER[kind is int, zero], name=name, value=raw, default=unset))
     return value
 
 
@@ -110,10 +122,10 @@ def get_settings(db_url: str | None = None) -> Settings:
         data_dir = db_file.parent / "data" if db_file else PROJECT_ROOT / "data"
     runner = os.environ.get("LORALAB_RUNNER", "local").strip().lower() or "local"
     if runner not in ("local", "ray"):
-        raise SettingsError(f"LORALAB_RUNNER is '{runner}': use 'local' or 'ray'.")
+        raise SettingsError(_("LORALAB_RUNNER is '{value}': use 'local' or 'ray'.", value=runner))
     device = os.environ.get("LORALAB_DEVICE", "auto").strip().lower() or "auto"
     if device not in ("auto", "cuda", "mps", "cpu"):  # whether this machine has it is core.training.device's to say
-        raise SettingsError(f"LORALAB_DEVICE is '{device}': use auto, cuda, mps or cpu.")
+        raise SettingsError(_("LORALAB_DEVICE is '{value}': use auto, cuda, mps or cpu.", value=device))
     return Settings(
         db_url=db_url,
         data_dir=data_dir.resolve(),

@@ -25,6 +25,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from core.i18n import N_, _, ngettext
 from core.store.db import (
     ACTIVE,
     ComparisonGroup,
@@ -36,11 +37,17 @@ from core.store.db import (
     utcnow,
 )
 from core.store.settings import Settings
-from core.words import plural, size_text
+from core.words import size_text
 
 MARKER = "databases.json"  # in the data folder: the databases that keep files there
 KEPT_FOLDERS = ("datasets", "runs", "labels")  # where rows point; anything else (locks, logs) is left alone
 RECENT_S = 3600.0  # a leftover younger than this may be a file being written before its row is committed: kept
+
+# Why a run still in work cannot be deleted, by its status (one of core.store.db.ACTIVE).
+BUSY = {
+    "queued": N_("Run {run} is queued: cancel it first, or wait until it ends."),
+    "running": N_("Run {run} is running: cancel it first, or wait until it ends."),
+}
 
 _marked: set[tuple[str, Path]] = set()  # (database, data folder) pairs this process has recorded
 
@@ -114,7 +121,7 @@ def folder_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     total = 0
-    for root, _, files in os.walk(path):
+    for root, __, files in os.walk(path):
         for name in files:
             try:
                 total += os.lstat(os.path.join(root, name)).st_size
@@ -165,16 +172,19 @@ def plan_deletion(session: Session, settings: Settings, run_ids: list[int], lock
     query = select(Run).where(Run.id.in_(wanted))
     runs = {r.id: r for r in session.scalars(query.with_for_update() if lock else query)}
     plan = Deletion(run_ids=[i for i in wanted if i in runs])
-    plan.refused += [f"There is no run {i}." for i in wanted if i not in runs]
+    plan.refused += [_("There is no run {run}.", run=i) for i in wanted if i not in runs]
     for run in runs.values():
         if run.status in ACTIVE:
-            plan.refused.append(f"Run {run.id} is {run.status}: cancel it first, or wait until it ends.")
+            plan.refused.append(_(BUSY[run.status], run=run.id))
         plan.folders += run_folders(settings, run)
     for job in jobs_of(session, set(runs)):
         if job.status in ACTIVE:
             plan.refused.append(
-                f"The file '{job.file_name}' is being labelled with run {', '.join(map(str, job.run_ids))}: "
-                "wait until it is done."
+                _(
+                    "The file '{file}' is being labelled with run {runs}: wait until it is done.",
+                    file=job.file_name,
+                    runs=", ".join(map(str, job.run_ids)),
+                )
             )
         plan.job_ids.append(job.id)
         if _inside(settings, settings.data_dir / job.folder):
@@ -250,11 +260,11 @@ def delete_leftovers(session: Session, settings: Settings) -> tuple[int, int]:
     only where the data folder is this database's alone. Returns (entries removed, bytes freed); raises
     DeleteRefused where the folder is, or may be, shared."""
     if not (settings.data_dir / MARKER).is_file():
-        raise DeleteRefused(f"Nothing was removed. {not_owned_text(settings)}")
+        raise DeleteRefused(_("Nothing was removed. {why}", why=not_owned_text(settings)))
     with open(settings.data_dir / MARKER, "a+", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # no other database records itself (and writes) while this removes
         if not owned_alone(settings):
-            raise DeleteRefused(f"Nothing was removed. {not_owned_text(settings)}")
+            raise DeleteRefused(_("Nothing was removed. {why}", why=not_owned_text(settings)))
         use = disk_use(session, settings)
         old = [p for p in use.leftovers if time.time() - p.lstat().st_mtime > RECENT_S]
         freed = sum(folder_bytes(p) for p in old)
@@ -268,10 +278,11 @@ def delete_leftovers(session: Session, settings: Settings) -> tuple[int, int]:
 
 def not_owned_text(settings: Settings) -> str:
     """Why leftovers are kept, in plain words."""
-    return (
-        f"Files no row of this database points to are kept: {settings.data_dir} may hold another database's files "
-        "(another database uses it too, or it held files before LoRA Lab recorded whose it is). Remove them by hand "
-        "once you know they are not needed."
+    return _(
+        "Files no row of this database points to are kept: {folder} may hold another database's files (another "
+        "database uses it too, or it held files before LoRA Lab recorded whose it is). Remove them by hand once you "
+        "know they are not needed.",
+        folder=settings.data_dir,
     )
 
 
@@ -282,10 +293,16 @@ def run_dir(settings: Settings, run: Run) -> Path:
 
 def disk_text(use: DiskUse) -> str:
     """What the history's files take, in one sentence."""
-    runs = sum(use.runs.values())
-    return (
-        f"The history takes {size_text(use.total)} of disk: {plural(len(use.runs), 'run')} {size_text(runs)} "
-        f"(models, checkpoints, logs), datasets {size_text(use.datasets)}, labelled files {size_text(use.labels)}."
+    return ngettext(
+        "The history takes {total} of disk: {n} run {runs} (models, checkpoints, logs), datasets {datasets}, "
+        "labelled files {labels}.",
+        "The history takes {total} of disk: {n} runs {runs} (models, checkpoints, logs), datasets {datasets}, "
+        "labelled files {labels}.",
+        len(use.runs),
+        total=size_text(use.total),
+        runs=size_text(sum(use.runs.values())),
+        datasets=size_text(use.datasets),
+        labels=size_text(use.labels),
     )
 
 
@@ -293,21 +310,47 @@ def leftovers_text(use: DiskUse, settings) -> str | None:
     """The files no row points to, and whether they can be removed; None if there are none."""
     if not use.leftovers:
         return None
-    said = (
-        f"Another {size_text(use.leftover_bytes)} lies in {plural(len(use.leftovers), 'folder')} of the data folder "
-        "that no run, dataset or labelled file points to"
-    )
+    n, size = len(use.leftovers), size_text(use.leftover_bytes)
     if use.owned:
-        return f"{said}: the data folder is this database's alone; `python -m core delete --leftovers` removes them."
-    return f"{said}. {not_owned_text(settings)}"
+        return ngettext(
+            "Another {size} lies in {n} folder of the data folder that no run, dataset or labelled file points to: "
+            "the data folder is this database's alone; `python -m core delete --leftovers` removes them.",
+            "Another {size} lies in {n} folders of the data folder that no run, dataset or labelled file points to: "
+            "the data folder is this database's alone; `python -m core delete --leftovers` removes them.",
+            n,
+            size=size,
+        )
+    return ngettext(
+        "Another {size} lies in {n} folder of the data folder that no run, dataset or labelled file points to. {why}",
+        "Another {size} lies in {n} folders of the data folder that no run, dataset or labelled file points to. {why}",
+        n,
+        size=size,
+        why=not_owned_text(settings),
+    )
 
 
 def deletion_text(plan: Deletion) -> str:
     """The question before deleting runs: what goes, and the disk it frees."""
     ids = plan.run_ids
-    runs = " and ".join(f"run #{i}" for i in ids) if len(ids) < 3 else plural(len(ids), "run")
-    jobs = f", and {plural(len(plan.job_ids), 'labelled file')} made with them" if plan.job_ids else ""
-    return (
-        f"Delete {runs} for good? Curves, test predictions, checkpoints and models are removed{jobs}; this frees "
-        f"{size_text(plan.bytes)}. There is no undo."
+    if len(ids) == 1:
+        runs = _("run #{run}", run=ids[0])
+    elif len(ids) == 2:
+        runs = _("run #{run} and run #{other}", run=ids[0], other=ids[1])
+    else:
+        runs = ngettext("{n} run", "{n} runs", len(ids))
+    if plan.job_ids:
+        return ngettext(
+            "Delete {runs} for good? Curves, test predictions, checkpoints and models are removed, and {n} labelled "
+            "file made with them; this frees {size}. There is no undo.",
+            "Delete {runs} for good? Curves, test predictions, checkpoints and models are removed, and {n} labelled "
+            "files made with them; this frees {size}. There is no undo.",
+            len(plan.job_ids),
+            runs=runs,
+            size=size_text(plan.bytes),
+        )
+    return _(
+        "Delete {runs} for good? Curves, test predictions, checkpoints and models are removed; this frees {size}. "
+        "There is no undo.",
+        runs=runs,
+        size=size_text(plan.bytes),
     )

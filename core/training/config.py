@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from core.i18n import N_, _, number
+
 # Each method's learning rate unless one is given: LoRA's adapters start at zero and need larger steps.
 DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3}
 
@@ -36,34 +38,36 @@ class TrainConfig:
         """Invalid values, in plain words; empty when the config can be trained."""
         out = []
         if self.method not in ("full", "lora"):
-            out.append(f"Method must be 'full' or 'lora', not '{self.method}'.")
+            out.append(_("Method must be 'full' or 'lora', not '{method}'.", method=self.method))
         if not 0 < self.epochs <= 100:
-            out.append("Epochs must be more than 0 and at most 100.")
+            out.append(_("Epochs must be more than 0 and at most 100."))
         if not 1 <= self.batch_size <= 4096:
-            out.append("Batch size must be between 1 and 4096.")
+            out.append(_("Batch size must be between 1 and 4096."))
         if not 0 < self.learning_rate < 1:
-            out.append(f"Learning rate must be more than 0 and less than 1 (try {defaults_in_words()}).")
+            out.append(
+                _("Learning rate must be more than 0 and less than 1 (try {defaults}).", defaults=defaults_in_words())
+            )
         if not 0 <= self.weight_decay < 1:
-            out.append("Weight decay must be at least 0 and less than 1.")
+            out.append(_("Weight decay must be at least 0 and less than 1."))
         if not 0 <= self.warmup_ratio < 1:
-            out.append("Warmup share must be at least 0 and less than 1.")
+            out.append(_("Warmup share must be at least 0 and less than 1."))
         if not 8 <= self.max_length <= 512:
-            out.append("Max length must be between 8 and 512 tokens.")
+            out.append(_("Max length must be between 8 and 512 tokens."))
         if not 1 <= self.evals_per_epoch <= 100:
-            out.append("Evaluations per epoch must be between 1 and 100.")
+            out.append(_("Evaluations per epoch must be between 1 and 100."))
         if self.train_rows is not None and self.train_rows < 1:
-            out.append("Training rows must be at least 1 (leave it empty for all of them).")
+            out.append(_("Training rows must be at least 1 (leave it empty for all of them)."))
         if not 0 <= self.seed < 2**32:  # what numpy, torch and Python's random all accept
-            out.append(f"Seed must be a whole number from 0 to {2**32 - 1:,}.")
+            out.append(_("Seed must be a whole number from 0 to {most}.", most=number(2**32 - 1)))
         if self.method == "lora":
             if not 1 <= self.lora_r <= 1024:
-                out.append("LoRA rank r must be between 1 and 1024.")
+                out.append(_("LoRA rank r must be between 1 and 1024."))
             if self.lora_alpha <= 0:
-                out.append("LoRA alpha must be more than 0.")
+                out.append(_("LoRA alpha must be more than 0."))
             if not 0 <= self.lora_dropout < 1:
-                out.append("LoRA dropout must be at least 0 and less than 1.")
+                out.append(_("LoRA dropout must be at least 0 and less than 1."))
             if not self.target_modules:
-                out.append("Name at least one LoRA target module (for BERT: query,key,value).")
+                out.append(_("Name at least one LoRA target module (for BERT: query,key,value)."))
         return out
 
     @property
@@ -96,17 +100,21 @@ PRESETS: dict[str, dict] = {
     # the published experiment's preset, in 28 % and 29 % of its training time (3/10 of its steps, 1/5 of its dev
     # checks). Two passes at 1e-4 / 3e-3 scored about the same but took 36-45 %; one pass at the default rates had
     # stopped at 73.7 / 61.1 %: a model that had barely learned.
-    "quick demo": {
-        "about": "A first result in under a third of the time of the published experiment's settings: one and a half "
-        "passes over the data at larger learning rates. On the demo set it scored within 2 points of what those "
-        "settings scored there (full fine-tuning 86.8 % against 88.6 %); the article's 93 % was on other data.",
+    N_("quick demo"): {  # the key is the preset's name in code; N_ marks it to be translated where shown
+        "about": N_(
+            "A first result in under a third of the time of the published experiment's settings: one and a half "
+            "passes over the data at larger learning rates. On the demo set it scored within 2 points of what those "
+            "settings scored there (full fine-tuning 86.8 % against 88.6 %); the article's 93 % was on other data."
+        ),
         "config": {"epochs": 1.5, "evals_per_epoch": 1},
         "learning_rates": {"full": 1.5e-4, "lora": 4e-3},
         "repeats": 1,
     },
-    "as in the published experiment": {
-        "about": "The settings of the published experiment this project started from (bert-base-chinese on Chinese "
-        "news titles): 5 epochs, batch 32, LoRA rank 8, alpha 32.",
+    N_("as in the published experiment"): {
+        "about": N_(
+            "The settings of the published experiment this project started from (bert-base-chinese on Chinese "
+            "news titles): 5 epochs, batch 32, LoRA rank 8, alpha 32."
+        ),
         "config": {
             "epochs": 5,
             "batch_size": 32,
@@ -127,7 +135,7 @@ PRESETS: dict[str, dict] = {
 # read as the random seed's article on a page that also has a Seed setting.
 OLD_PRESET_NAMES = {"seed article": "as in the published experiment"}
 
-METHOD_NAMES = {"full": "Full fine-tuning", "lora": "LoRA"}
+METHOD_NAMES = {"full": N_("Full fine-tuning"), "lora": N_("LoRA")}  # shown translated: _(METHOD_NAMES[m])
 
 
 def problems_of(configs: list[TrainConfig]) -> list[str]:
@@ -136,8 +144,9 @@ def problems_of(configs: list[TrainConfig]) -> list[str]:
     shared = set.intersection(*map(set, lists)) if len(lists) > 1 else set()
     out = [p for p in lists[0] if p in shared] if shared else []
     for config, problems in zip(configs, lists):
-        prefix = f"{METHOD_NAMES.get(config.method, config.method)}: " if len(lists) > 1 else ""
-        out += [prefix + p for p in problems if p not in shared]
+        method = _(METHOD_NAMES.get(config.method, config.method))
+        named = [_("{method}: {problem}", method=method, problem=p) for p in problems] if len(lists) > 1 else problems
+        out += [n for n, p in zip(named, problems) if p not in shared]
     return out
 
 
@@ -149,4 +158,5 @@ def preset_config(name: str, method: str) -> TrainConfig:
 
 def defaults_in_words() -> str:
     """The default learning rates as people read them: "5e-05 for full, 0.001 for LoRA"."""
-    return ", ".join(f"{rate:g} for {'full' if m == 'full' else 'LoRA'}" for m, rate in DEFAULT_LEARNING_RATES.items())
+    rates = DEFAULT_LEARNING_RATES
+    return _("{full} for full, {lora} for LoRA", full=f"{rates['full']:g}", lora=f"{rates['lora']:g}")

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.data import checking, datasets, reading
+from core.i18n import N_, _
 from core.store.db import Dataset, Prediction
 from core.store.settings import Settings
 from core.training import models
@@ -33,19 +34,27 @@ NOT_THE_RUNS = 0.001  # a typed text whose probability of being in the run's lan
 MIN_WORDS, MIN_LETTERS = 4, 20  # a shorter text is too short to tell its language (a name, a headline's start)
 READS_CHINESE = ("bert-base-chinese", "hfl/chinese-roberta-wwm-ext", "bert-base-multilingual-cased")
 READS_MANY = ("bert-base-multilingual-cased", "xlm-roberta-base")  # about 100 languages each
-SCRIPT_NAMES = {
-    "CJK": "Chinese characters",
-    "LATIN": "Latin letters",
-    "HIRAGANA": "Japanese kana",
-    "KATAKANA": "Japanese kana",
-    "HANGUL": "Korean letters",
-}
+SCRIPT_NAMES = {  # the first word of a letter's Unicode name -> its script in words (the key of `scripts`' counts)
+    "CJK": N_("Chinese characters"),
+    "LATIN": N_("Latin letters"),
+    "HIRAGANA": N_("Japanese kana"),
+    "KATAKANA": N_("Japanese kana"),
+    "HANGUL": N_("Korean letters"),
+    "CYRILLIC": N_("Cyrillic letters"),
+    "GREEK": N_("Greek letters"),
+    "ARABIC": N_("Arabic letters"),
+    "HEBREW": N_("Hebrew letters"),
+    "DEVANAGARI": N_("Devanagari letters"),
+    "THAI": N_("Thai letters"),
+}  # any other script is "<Word> letters", shown as it is
+SPLIT_WORDS = {"train": N_("train"), "dev": N_("dev"), "test": N_("test")}  # a split named in a sentence
 LANGUAGE_NAMES = {  # ISO 639-1 codes of py3langid's most common languages; any other is shown as its code
-    "ar": "Arabic", "ca": "Catalan", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek", "en": "English",
-    "es": "Spanish", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian",
-    "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean", "nl": "Dutch", "no": "Norwegian",
-    "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "sv": "Swedish", "tr": "Turkish",
-    "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
+    "ar": N_("Arabic"), "ca": N_("Catalan"), "cs": N_("Czech"), "da": N_("Danish"), "de": N_("German"),
+    "el": N_("Greek"), "en": N_("English"), "es": N_("Spanish"), "fi": N_("Finnish"), "fr": N_("French"),
+    "he": N_("Hebrew"), "hi": N_("Hindi"), "hu": N_("Hungarian"), "id": N_("Indonesian"), "it": N_("Italian"),
+    "ja": N_("Japanese"), "ko": N_("Korean"), "nl": N_("Dutch"), "no": N_("Norwegian"), "pl": N_("Polish"),
+    "pt": N_("Portuguese"), "ro": N_("Romanian"), "ru": N_("Russian"), "sv": N_("Swedish"), "tr": N_("Turkish"),
+    "uk": N_("Ukrainian"), "vi": N_("Vietnamese"), "zh": N_("Chinese"),
 }  # fmt: skip
 
 
@@ -85,6 +94,14 @@ def main_script(counts: Counter) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
+def script_words(script: str) -> str:
+    """A script of `scripts`' counts in the reader's words: a named one translated, any other ("Runic letters") as
+    '<its Unicode name> letters'."""
+    if script in SCRIPT_NAMES.values():
+        return _(script)
+    return _("{script} letters", script=script.removesuffix(" letters"))
+
+
 def other_script(text: str, trained: Counter) -> str | None:
     """A warning when a text is written mostly in a script that is rare in the texts a model learnt from (an
     English sentence for a model trained on Chinese titles); None when it is not, or cannot be told."""
@@ -95,10 +112,13 @@ def other_script(text: str, trained: Counter) -> str | None:
     share = trained[script] / sum(trained.values())
     if share >= OTHER_SCRIPT:
         return None
-    return (
-        f"This text is written in {script}, but only {percent(share)} of the letters in this run's texts are "
-        f"{script} (they are mostly {main_script(trained)}): the model never learnt this language, so its answer "
-        "means little. Type a text in the language of the data it was trained on."
+    return _(
+        "This text is written in {script}, but only {share} of the letters in this run's texts are {script} (they "
+        "are mostly {main}): the model never learnt this language, so its answer means little. Type a text in the "
+        "language of the data it was trained on.",
+        script=script_words(script),
+        share=percent(share),
+        main=script_words(main_script(trained)),
     )
 
 
@@ -122,7 +142,8 @@ def _identifier():
 
 
 def language_name(code: str) -> str:
-    return LANGUAGE_NAMES.get(code, code)
+    """A language code in the reader's words ('fr' -> 'French' / '法语'); a code without a name as it is."""
+    return _(LANGUAGE_NAMES[code]) if code in LANGUAGE_NAMES else code
 
 
 def languages(texts) -> Counter:
@@ -153,13 +174,20 @@ def other_language(text: str, trained: Counter) -> str | None:
     if sum(p for code, p in ranked if code in ours) > NOT_THE_RUNS:
         return None
     code, probability = ranked[0]
-    run = " and ".join(map(language_name, ours))
-    looks = (
-        f"looks like {language_name(code)}, but the run was trained on {run} texts"
-        if probability >= 0.5  # else the likeliest language is only a guess among close ones: none is named
-        else f"does not look like the {run} the run was trained on"
+    run = _(" and ").join(map(language_name, ours))
+    if probability >= 0.5:
+        return _(
+            "This text looks like {language}, but the run was trained on {languages} texts: its answer means little. "
+            "Type a text in the language of the data it was trained on.",
+            language=language_name(code),
+            languages=run,
+        )
+    # The likeliest language is only a guess among close ones: none is named.
+    return _(
+        "This text does not look like the {languages} the run was trained on: its answer means little. Type a text "
+        "in the language of the data it was trained on.",
+        languages=run,
     )
-    return f"This text {looks}: its answer means little. Type a text in the language of the data it was trained on."
 
 
 @dataclass
@@ -186,27 +214,50 @@ class Coverage:
         """What the share means, in words, and the models to choose instead; None when the model knows the text."""
         if not self.poor:
             return None
-        others = ", ".join(f"{s} {percent(v)}" for s, v in self.unknown.items() if s != "train" and v is not None)
-        wanted = (
-            "a Chinese or multilingual model reads it"
-            if self.script == SCRIPT_NAMES["CJK"]
-            else "a model for your language, or a multilingual one, reads it"
+        others = _(", ").join(
+            _("{split} {share}", split=_(SPLIT_WORDS.get(s, s)), share=percent(v))
+            for s, v in self.unknown.items()
+            if s != "train" and v is not None
         )
-        lines = [
-            f"The model {models.describe(self.model)} does not know {percent(self.unknown_token_share)} of your text: "
-            f"that share of the training texts' tokens is unknown to it ([UNK]{'; ' + others if others else ''}). "
-            f"Results will be poor, however long it trains: {wanted}."
-        ]
+        model, share = models.describe(self.model), percent(self.unknown_token_share)
+        if self.script == SCRIPT_NAMES["CJK"]:
+            wanted = _("a Chinese or multilingual model reads it")
+        else:
+            wanted = _("a model for your language, or a multilingual one, reads it")
+        if others:
+            said = _(
+                "The model {model} does not know {share} of your text: that share of the training texts' tokens is "
+                "unknown to it ([UNK]; {others}). Results will be poor, however long it trains: {wanted}.",
+                model=model,
+                share=share,
+                others=others,
+                wanted=wanted,
+            )
+        else:
+            said = _(
+                "The model {model} does not know {share} of your text: that share of the training texts' tokens is "
+                "unknown to it ([UNK]). Results will be poor, however long it trains: {wanted}.",
+                model=model,
+                share=share,
+                wanted=wanted,
+            )
+        lines = [said]
         better = {s: v for s, v in self.on_this_machine.items() if v is not None and v < POOR_SHARE}
         if better:
-            listed = ", ".join(f"{models.describe(s)} ({percent(v)} unknown)" for s, v in sorted(better.items()))
-            lines.append(f"On this machine (no internet needed): {listed}.")
+            listed = _(", ").join(
+                _("{model} ({share} unknown)", model=models.describe(s), share=percent(v))
+                for s, v in sorted(better.items())
+            )
+            lines.append(_("On this machine (no internet needed): {models}.", models=listed))
         else:
-            lines.append("No model on this machine reads it better.")
+            lines.append(_("No model on this machine reads it better."))
         if self.needs_internet:
             lines.append(
-                f"Needs the internet once (then kept in the local cache): {', '.join(self.needs_internet)}, each "
-                "chosen as 'A Hugging Face model id' on Train."
+                _(
+                    "Needs the internet once (then kept in the local cache): {models}, each chosen as 'A Hugging Face "
+                    "model id' on Train.",
+                    models=", ".join(self.needs_internet),
+                )
             )
         return "\n\n".join(lines)
 

