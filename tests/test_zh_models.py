@@ -357,3 +357,18 @@ def test_a_lora_run_whose_base_model_changed(settings, tmp_path, monkeypatch):
         f"这个运行训练之后，基础模型 all-MiniLM-L6-v2（自带，无需联网） 已经变了（当时是 {then}，现在是 {now}）："
         "它的 LoRA 适配器只适用于旧的权重。请恢复那个模型，或重新训练这个运行。"
     )
+
+
+def test_why_a_training_process_ended_is_said_in_chinese_and_unchanged_in_english():
+    from core.jobs.runners import death_reason
+
+    english = death_reason(-9, "/tmp/train.log")
+    assert english == (
+        "The training process was killed (SIGKILL) before it finished. This usually means the machine ran out of "
+        "memory, or someone stopped the process. Metrics logged so far are kept."
+    )
+    with i18n.speaking("zh"):
+        assert death_reason(-9, "/tmp/train.log").startswith("训练进程在完成前被终止（SIGKILL）")
+        assert death_reason(3, "/tmp/train.log") == (
+            "训练进程已退出（退出码 3），没有记录结果。日志在 /tmp/train.log。已记录的指标都会保留。"
+        )

@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from core.i18n import _
 from core.store.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("lora_lab.runners")
@@ -58,15 +59,21 @@ def death_reason(returncode: int, log_path) -> str:
         returncode = 128 - returncode  # a shell reports death by signal N as 128 + N
     if returncode < 0:
         name = signal.Signals(-returncode).name
-        why = (
-            " This usually means the machine ran out of memory, or someone stopped the process."
-            if name == "SIGKILL"
-            else ""
+        if name == "SIGKILL":
+            return _(
+                "The training process was killed ({signal}) before it finished. This usually means the machine ran "
+                "out of memory, or someone stopped the process. Metrics logged so far are kept.",
+                signal=name,
+            )
+        return _(
+            "The training process was killed ({signal}) before it finished. Metrics logged so far are kept.",
+            signal=name,
         )
-        return f"The training process was killed ({name}) before it finished.{why} Metrics logged so far are kept."
-    return (
-        f"The training process exited (code {returncode}) without recording a result. "
-        f"Its log is at {log_path}. Metrics logged so far are kept."
+    return _(
+        "The training process exited (code {code}) without recording a result. Its log is at {log}. Metrics logged "
+        "so far are kept.",
+        code=returncode,
+        log=log_path,
     )
 
 
@@ -173,22 +180,27 @@ class RayRunner:
     def client(settings: Settings):
         if not settings.ray_address:
             raise RunnerError(
-                "LORALAB_RUNNER is 'ray' but RAY_ADDRESS is not set: set it to the Ray cluster's dashboard address, "
-                "e.g. http://HEAD-NODE:8265."
+                _(
+                    "LORALAB_RUNNER is 'ray' but RAY_ADDRESS is not set: set it to the Ray cluster's dashboard "
+                    "address, e.g. http://HEAD-NODE:8265."
+                )
             )
         try:
             from ray.job_submission import JobSubmissionClient
         except ImportError:
             raise RunnerError(
-                "LORALAB_RUNNER is 'ray' but Ray is not installed on this machine: pip install 'lora-lab[ray]'."
+                _("LORALAB_RUNNER is 'ray' but Ray is not installed on this machine: pip install 'lora-lab[ray]'.")
             ) from None
         try:
             return JobSubmissionClient(settings.ray_address)
         except Exception as e:  # noqa: BLE001 - unreachable, refused, wrong token: all end here in plain words
             raise RunnerError(
-                f"Could not reach the Ray cluster at {settings.ray_address} ({type(e).__name__}: {e}). "
-                "Check that it is running and that this machine has its token (RAY_AUTH_MODE=token), "
-                "then launch the run again."
+                _(
+                    "Could not reach the Ray cluster at {address} ({error}). Check that it is running and that this "
+                    "machine has its token (RAY_AUTH_MODE=token), then launch the run again.",
+                    address=settings.ray_address,
+                    error=f"{type(e).__name__}: {e}",
+                )
             ) from None
 
     @staticmethod
@@ -198,7 +210,9 @@ class RayRunner:
             try:
                 return float(settings.ray_gpus)
             except ValueError:
-                raise RunnerError(f"LORALAB_RAY_GPUS must be 'auto' or a number, not '{settings.ray_gpus}'.") from None
+                raise RunnerError(
+                    _("LORALAB_RAY_GPUS must be 'auto' or a number, not '{value}'.", value=settings.ray_gpus)
+                ) from None
         from ray.util.state import list_nodes
 
         nodes = list_nodes(address=settings.ray_address, detail=True)
@@ -223,7 +237,11 @@ class RayRunner:
             raise
         except Exception as e:  # noqa: BLE001
             raise RunnerError(
-                f"The Ray cluster at {settings.ray_address} refused the run ({type(e).__name__}: {e})."
+                _(
+                    "The Ray cluster at {address} refused the run ({error}).",
+                    address=settings.ray_address,
+                    error=f"{type(e).__name__}: {e}",
+                )
             ) from None
         log.info("run %s submitted to Ray as %s (%s GPU)", run_id, job_id, gpus)
         return cls(client, job_id, log_path, settings.stale_after_s)
@@ -233,14 +251,17 @@ class RayRunner:
             info = self.client.get_job_info(self.job_id)
         except Exception as e:  # noqa: BLE001
             if "status code 404" in str(e):  # what JobSubmissionClient raises for a job it does not know
-                return (
-                    f"The Ray job {self.job_id} is gone: the Ray cluster restarted or lost it. "
-                    "Metrics logged so far are kept."
+                return _(
+                    "The Ray job {job} is gone: the Ray cluster restarted or lost it. Metrics logged so far are kept.",
+                    job=self.job_id,
                 )
             if time.monotonic() - self.last_contact > self.lost_after_s:
-                return (
-                    f"The Ray cluster stopped answering about job {self.job_id} for {self.lost_after_s:.0f} s "
-                    f"({type(e).__name__}: {e}). Metrics logged so far are kept."
+                return _(
+                    "The Ray cluster stopped answering about job {job} for {seconds} s ({error}). Metrics logged so "
+                    "far are kept.",
+                    job=self.job_id,
+                    seconds=f"{self.lost_after_s:.0f}",
+                    error=f"{type(e).__name__}: {e}",
                 )
             return None  # a blip: ask again
         self.last_contact = time.monotonic()
@@ -248,16 +269,19 @@ class RayRunner:
         if status in ("PENDING", "RUNNING"):
             return None
         if status == "STOPPED":
-            return (
-                f"The Ray job {self.job_id} was stopped outside LoRA Lab (ray job stop, or Ray's dashboard) before "
-                "the run finished. Metrics logged so far are kept."
+            return _(
+                "The Ray job {job} was stopped outside LoRA Lab (ray job stop, or Ray's dashboard) before the run "
+                "finished. Metrics logged so far are kept.",
+                job=self.job_id,
             )
         if status == "FAILED" and info.driver_exit_code is not None:
-            return death_reason(info.driver_exit_code, "the run's train.log")
+            return death_reason(info.driver_exit_code, _("the run's train.log"))
         message = (info.message or "").splitlines()[0] if info.message else status
-        return (
-            f"The Ray job {self.job_id} ended ({message}) without the run recording a result; its node may have "
-            "been lost. Its log is in the run's train.log. Metrics logged so far are kept."
+        return _(
+            "The Ray job {job} ended ({message}) without the run recording a result; its node may have been lost. "
+            "Its log is in the run's train.log. Metrics logged so far are kept.",
+            job=self.job_id,
+            message=message,
         )
 
     def stop(self, force: bool) -> None:
@@ -290,5 +314,5 @@ def start_run(
     process if there is one)."""
     runner = RUNNERS.get(settings.runner)
     if runner is None:
-        raise RunnerError(f"LORALAB_RUNNER is '{settings.runner}': use 'local' or 'ray'.")
+        raise RunnerError(_("LORALAB_RUNNER is '{value}': use 'local' or 'ray'.", value=settings.runner))
     return runner.start(settings, run_id, log_path, warm)
