@@ -52,9 +52,9 @@ LANGUAGE_NAMES = {  # ISO 639-1 codes of py3langid's most common languages; any 
     "ar": N_("Arabic"), "ca": N_("Catalan"), "cs": N_("Czech"), "da": N_("Danish"), "de": N_("German"),
     "el": N_("Greek"), "en": N_("English"), "es": N_("Spanish"), "fi": N_("Finnish"), "fr": N_("French"),
     "he": N_("Hebrew"), "hi": N_("Hindi"), "hu": N_("Hungarian"), "id": N_("Indonesian"), "it": N_("Italian"),
-    "ja": N_("Japanese"), "ko": N_("Korean"), "nl": N_("Dutch"), "no": N_("Norwegian"), "pl": N_("Polish"),
-    "pt": N_("Portuguese"), "ro": N_("Romanian"), "ru": N_("Russian"), "sv": N_("Swedish"), "tr": N_("Turkish"),
-    "uk": N_("Ukrainian"), "vi": N_("Vietnamese"), "zh": N_("Chinese"),
+    "ja": N_("Japanese"), "ko": N_("Korean"), "la": N_("Latin"), "nl": N_("Dutch"), "no": N_("Norwegian"),
+    "pl": N_("Polish"), "pt": N_("Portuguese"), "ro": N_("Romanian"), "ru": N_("Russian"), "sv": N_("Swedish"),
+    "tr": N_("Turkish"), "uk": N_("Ukrainian"), "vi": N_("Vietnamese"), "zh": N_("Chinese"),
 }  # fmt: skip
 
 
