@@ -63,7 +63,11 @@ def choose_language() -> None:
     i18n.set_language(st.session_state.app_language)
 
 
-st.set_page_config(page_title="LoRA Lab", page_icon=":material/science:", layout="wide")
+# The sidebar holds only the language switch: folded away (» at the top left), so that a projector's 1024 pixels go
+# to the page; a visitor's browser language chose the language already.
+st.set_page_config(
+    page_title="LoRA Lab", page_icon=":material/science:", layout="wide", initial_sidebar_state="collapsed"
+)
 choose_language()  # every word from here on is in it; a widget keeps its value when the language changes
 if not signed_in():  # an optional classroom password; no page opens before it
     st.navigation([st.Page(sign_in_page, title=_("Sign in"))], position="hidden").run()

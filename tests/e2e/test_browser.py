@@ -454,22 +454,22 @@ def test_the_main_path_in_chinese_and_a_switch_to_english_that_keeps_the_text(se
         try:
             page.goto(base)
             expect(page.get_by_role("link", name="数据")).to_be_visible()  # the steps, in the browser's language
-            expect(page.locator(".st-key-app_language input[type=radio]").nth(1)).to_be_checked()
+            expect(page.locator(".st-key-app_language input[type=radio]").nth(1)).to_be_checked(checked=True)
             shot("zh-1-start.png")
 
             page.goto(f"{base}/data")
             upload(page, zh_folder(tmp), ("train.csv", "dev.csv", "test.csv"))
-            page.locator(".st-key-data_name input").fill("中文新闻")
-            page.locator(".st-key-data_name input").press("Enter")
+            page.locator(".st-key-data_name input").first.fill("中文新闻")
+            page.locator(".st-key-data_name input").first.press("Enter")
             wait_for_script(page)
             shot("zh-2-data.png")
-            page.locator(".st-key-data_save button").click()
+            page.locator(".st-key-data_save button").first.click()
             expect(page.get_by_text("中文新闻").first).to_be_visible()
 
             page.goto(f"{base}/train")
-            expect(page.locator(".st-key-train_pair button")).to_be_enabled(timeout=120_000)
+            expect(page.locator(".st-key-train_pair button").first).to_be_enabled(timeout=120_000)
             shot("zh-3-train.png")
-            page.locator(".st-key-train_pair button").click()
+            page.locator(".st-key-train_pair button").first.click()
             expect(page).to_have_url(f"{base}/runs?run=1")
 
             def pair_done():
@@ -489,17 +489,18 @@ def test_the_main_path_in_chinese_and_a_switch_to_english_that_keeps_the_text(se
             shot("zh-5-compare.png")
 
             page.goto(f"{base}/predict")
-            page.locator(".st-key-predict_text textarea").fill("央行宣布下调利率")
-            page.locator(".st-key-predict_button button").click()
+            page.locator(".st-key-predict_text textarea").first.fill("央行宣布下调利率")
+            page.locator(".st-key-predict_button button").first.click()
             expect(page.get_by_test_id("stMetricValue")).to_have_count(2, timeout=120_000)
             shaded = page.get_by_test_id("stHtml").filter(has=page.locator("span[data-score]"))
             expect(shaded).to_have_count(2, timeout=120_000)
             expect(shaded.locator("span[data-score]", has_text="央")).to_have_count(2)
             shot("zh-6-predict.png")
 
+            page.get_by_test_id("stExpandSidebarButton").click()  # the switch, folded away at the top left
             page.locator(".st-key-app_language").get_by_text("English").click()
-            expect(page.locator(".st-key-predict_button button")).to_have_text("Predict")
-            expect(page.locator(".st-key-predict_text textarea")).to_have_value("央行宣布下调利率")
+            expect(page.locator(".st-key-predict_button button").first).to_have_text("Predict")
+            expect(page.locator(".st-key-predict_text textarea").first).to_have_value("央行宣布下调利率")
             expect(page.get_by_role("link", name="Data")).to_be_visible()
             shot("zh-7-switched-to-english.png")
         except BaseException:
