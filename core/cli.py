@@ -535,7 +535,7 @@ def _train_runs(settings, study_id: int, warm) -> bool:
             if run.stopped_early:
                 print(
                     _(
-                        "run {run}: stopped early at step {step} of {total}: its dev accuracy was clearly behind the "
+                        "run {run}: stopped early at step {step} of {total}: its dev loss was clearly behind the "
                         "other rates",
                         run=run_id,
                         step=run.step,

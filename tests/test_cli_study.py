@@ -263,7 +263,7 @@ def test_the_foreground_loop_advances_the_study_says_what_stopped_and_cancels_on
         ("lora", 43),
         ("lora", 44),
     ]
-    assert "run 3: stopped early at step 1 of 4: its dev accuracy was clearly behind the other rates" in err
+    assert "run 3: stopped early at step 1 of 4: its dev loss was clearly behind the other rates" in err
     assert "study 1: full's best rate on the dev set is 5e-05; training it on 2 fresh seeds" in err
 
     def interrupted(settings_, run_id, warm=None):  # Ctrl+C on the second run: it ends cancelled, as supervise has it
