@@ -39,4 +39,4 @@ translations: setup
 	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --no-wrap \
 		-o locales/lora_lab.pot app.py ui.py core pages
 	$(BIN)/pybabel update -i locales/lora_lab.pot -d locales -D lora_lab --no-fuzzy-matching --ignore-obsolete \
-		--no-location --no-wrap
+		--no-wrap
