@@ -24,7 +24,8 @@ from transformers import TrainerCallback
 from core.i18n import _
 from core.store.db import Metric, Run, interrupts_deferred
 
-# The rung: the evaluation nearest a quarter of the training (the first one at the least). On the grids of
+# The first rung: the evaluation nearest a quarter of the training (the first one at the least); successive halving
+# judges again at REDUCTION times that step, where the training still goes on. On the grids of
 # bench/study_bench.py trained to the end, dev loss there ranked the rates as they ended (docs/benchmarks.md).
 PRUNE_AT = 0.25
 JUDGED = "eval_loss"  # lower is better
