@@ -23,6 +23,7 @@ from core import i18n
 from core.data import checking, datasets, reading
 from core.i18n import N_, _, ngettext
 from core.jobs.runs import MAX_REPEATS, ConfigError, create_comparison, create_run, request_cancel, resume_run, summary
+from core.results import tables
 from core.store.db import (
     Dataset,
     Run,
@@ -42,21 +43,6 @@ from core.training.config import TrainConfig, defaults_in_words
 
 class Refused(Exception):
     """Input the command cannot use; printed as is, exit status 2."""
-
-
-# A run's status as the human-readable output names it (--json keeps the codes)
-STATUS_NAMES = {
-    "queued": N_("queued"),
-    "running": N_("running"),
-    "completed": N_("completed"),
-    "failed": N_("failed"),
-    "cancelled": N_("cancelled"),
-    "crashed": N_("crashed"),
-}
-
-
-def _status(code: str) -> str:
-    return _(STATUS_NAMES[code]) if code in STATUS_NAMES else code
 
 
 def _listed(items) -> str:
@@ -277,7 +263,7 @@ def _print_run(settings, run_id: int, as_json: bool, ok: bool = True, **extra) -
             _(
                 "run {run}: {status} ({method}, {model})",
                 run=info["run_id"],
-                status=_status(info["status"]),
+                status=tables.status_text(info["status"]),
                 method=info["method"],
                 model=models.describe(info["model"]),
             )
@@ -544,7 +530,7 @@ def _train_runs(settings, study_id: int, warm) -> bool:
                     file=sys.stderr,
                 )
             elif run.status != RunStatus.COMPLETED.value:
-                status = _status(run.status)
+                status = tables.status_text(run.status)
                 print(
                     _("run {run}: {status}: {error}", run=run_id, status=status, error=run.error)
                     if run.error
@@ -592,7 +578,7 @@ def _print_study(settings, study_id: int, as_json: bool, table: bool = False, ru
     print(label)
     if runs:
         counts = _listed(
-            _("{count} {status}", count=n, status=_status(status)) for status, n in info["status"].items()
+            _("{count} {status}", count=n, status=tables.status_text(status)) for status, n in info["status"].items()
         )
         recorded = sum(info["status"].values())
         print(
@@ -604,7 +590,7 @@ def _print_study(settings, study_id: int, as_json: bool, table: bool = False, ru
             )
         )
         for run, what in listed:
-            said = {"run": run.id, "status": _status(run.status), "what": what}
+            said = {"run": run.id, "status": tables.status_text(run.status), "what": what}
             if run.test_metrics:
                 said["accuracy"] = percent(run.test_metrics["accuracy"])
                 line = (
@@ -737,7 +723,7 @@ def cmd_cancel(args) -> int:
         if run.status == "running":
             print(_("run {run}: cancel requested", run=run.id))
         else:
-            print(_("run {run}: {status}", run=run.id, status=_status(run.status)))
+            print(_("run {run}: {status}", run=run.id, status=tables.status_text(run.status)))
     return 0
 
 

@@ -21,14 +21,6 @@ ui.speak()  # the visitor's language (core.i18n), before any word of the page
 PICK = 0  # "What to compare": the runs picked by hand, not a comparison group
 BADGE = {"lora_better": "green", "full_better": "green", "no_difference": "blue", "too_few": "orange"}
 SHORT = {"no_difference": N_("no difference"), "too_few": N_("too few test texts")}  # else: who wins
-STATUS = {  # a run's status (RunStatus) in words
-    "queued": N_("queued"),
-    "running": N_("running"),
-    "completed": N_("completed"),
-    "failed": N_("failed"),
-    "cancelled": N_("cancelled"),
-    "crashed": N_("crashed"),
-}
 METHODS = {"full": N_("full fine-tuning"), "lora": "LoRA"}  # a method inside a sentence; LoRA stays LoRA
 name_text = verdict.name_text  # a side's name (full fine-tuning, LoRA, run #7) in the reader's language
 
@@ -486,7 +478,7 @@ else:
     chosen_runs = [r for pair in pairs for r in pair]
     waiting = [r for r in groups[choice][1] if r.status != RunStatus.COMPLETED.value]
     if waiting:
-        listed = _(", ").join(f"#{r.id} {_(STATUS.get(r.status, r.status))}" for r in waiting)
+        listed = _(", ").join(f"#{r.id} {tables.status_text(r.status)}" for r in waiting)
         st.caption(
             _(
                 "{count} run(s) of this comparison have not completed ({runs}); the figures below use the pairs that "

@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from core import words
-from core.i18n import N_, _
+from core.i18n import _
 from core.jobs import queue, runs
 from core.results import comparisons, describe, export, tables
 from core.results import studies as study_results
@@ -15,14 +15,6 @@ from core.training.config import METHOD_NAMES
 
 ui.speak()  # the visitor's language (core.i18n), before any word of the page
 
-STATUS = {  # a run's status in words; the stored value stays the key
-    "queued": N_("queued"),
-    "running": N_("running"),
-    "completed": N_("completed"),
-    "failed": N_("failed"),
-    "cancelled": N_("cancelled"),
-    "crashed": N_("crashed"),
-}
 BADGE = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange"}
 POLL_S = 2.0  # how often an active run's view reads the database
 
@@ -140,7 +132,7 @@ def status_line(s, run: Run, label: str) -> None:
             )
         )
     else:
-        st.warning(_("{run}: {status}.", run=label, status=_(STATUS.get(run.status, run.status))))
+        st.warning(_("{run}: {status}.", run=label, status=tables.status_text(run.status)))
 
 
 def export_buttons(run: Run) -> None:
@@ -226,7 +218,7 @@ def show_run(run_id: int) -> None:
                 st.rerun()
             if was_active and not active:
                 st.rerun()  # the pair just ended: redraw the whole page, without polling
-            status = _(STATUS.get(run.status, run.status))
+            status = tables.status_text(run.status)
             st.subheader(f"{describe.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{status}]")
             created = ui.clock(run.created_at, "%Y-%m-%d %H:%M")
             partner = ", ".join(f"#{r.id} ({describe.run_facts(r)['method']})" for r in pair[1:])
@@ -262,7 +254,7 @@ def show_run(run_id: int) -> None:
                     "pages/compare.py", label=_("Compare the pair"), query_params={"runs": ids}, icon="⚖️"
                 )
             elif any(r.run_status.finished for r in waiting):
-                names = ", ".join(f"#{r.id} {_(STATUS.get(r.status, r.status))}" for r in waiting)
+                names = _(", ").join(f"#{r.id} {tables.status_text(r.status)}" for r in waiting)
                 to_compare.caption(
                     _("The pair can be compared when both runs have completed ({runs}: resume it).", runs=names)
                 )
@@ -385,7 +377,7 @@ c1, c2, c3 = st.columns(3)
 statuses = c1.multiselect(
     _("Status"),
     [s.value for s in RunStatus],
-    format_func=lambda value: _(STATUS[value]),
+    format_func=tables.status_text,
     key="runs_status",
     help=_("Show only these."),
 )

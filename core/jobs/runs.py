@@ -6,7 +6,8 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from core.i18n import N_, _
+from core.i18n import _
+from core.results import tables
 from core.store.db import ComparisonGroup, Dataset, Run, RunStatus, utcnow
 from core.store.settings import Settings
 from core.training import models
@@ -109,15 +110,6 @@ def request_cancel(session: Session, run_id: int) -> Run | None:
     return run
 
 
-# A run's status in a sentence (the status itself is data: `--json` and the database keep the English word)
-STATUS_WORDS = {
-    "queued": N_("queued"),
-    "running": N_("running"),
-    "completed": N_("completed"),
-    "failed": N_("failed"),
-    "cancelled": N_("cancelled"),
-    "crashed": N_("crashed"),
-}
 RESUMABLE = (RunStatus.CRASHED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
 
 
@@ -146,7 +138,7 @@ def resume_run(session: Session, settings: Settings, run_id: int) -> int:
                 _(
                     "Run {run} is {status}: only a crashed, failed or cancelled run can resume.",
                     run=run_id,
-                    status=_(STATUS_WORDS.get(run.status, run.status)),
+                    status=tables.status_text(run.status),
                 )
             )
         raise ValueError(
