@@ -174,6 +174,17 @@ def upload(page, folder: Path, names: tuple[str, ...]) -> None:
         wait_for_script(page)
 
 
+def whole_page_shot(page, name: str) -> None:
+    """The whole page once the script has run: Streamlit scrolls inside its main area, so the window is made as tall
+    as the page, then put back."""
+    wait_for_script(page)
+    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": WIDTH, "height": min(max(height, HEIGHT), 8000)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=SHOTS / name)
+    page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+
+
 @contextlib.contextmanager
 def browser_page():
     """A page of headless Chromium at the projector's size."""
@@ -381,13 +392,8 @@ def test_a_small_study_from_train_to_its_chart_on_compare(server):
     store(settings, small_csvs(tmp / "csvs"), "news e2e")
     with browser_page() as page:
 
-        def shot(name: str) -> None:  # the whole page (Streamlit scrolls inside its main area)
-            wait_for_script(page)
-            height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-            page.set_viewport_size({"width": WIDTH, "height": min(max(height, HEIGHT), 8000)})
-            page.wait_for_timeout(500)
-            page.screenshot(path=SHOTS / name)
-            page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+        def shot(name: str) -> None:
+            whole_page_shot(page, name)
 
         try:
             page.goto(f"{base}/train")
@@ -443,13 +449,8 @@ def test_the_main_path_in_chinese_and_a_switch_to_english_that_keeps_the_text(se
         page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT}, locale="zh-CN")
         page.set_default_timeout(60_000)
 
-        def shot(name: str) -> None:  # the whole page (Streamlit scrolls inside its main area)
-            wait_for_script(page)
-            height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-            page.set_viewport_size({"width": WIDTH, "height": min(max(height, HEIGHT), 8000)})
-            page.wait_for_timeout(500)
-            page.screenshot(path=SHOTS / name)
-            page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
+        def shot(name: str) -> None:
+            whole_page_shot(page, name)
 
         try:
             page.goto(base)
