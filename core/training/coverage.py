@@ -47,7 +47,6 @@ SCRIPT_NAMES = {  # the first word of a letter's Unicode name -> its script in w
     "DEVANAGARI": N_("Devanagari letters"),
     "THAI": N_("Thai letters"),
 }  # any other script is "<Word> letters", shown as it is
-SPLIT_WORDS = {"train": N_("train"), "dev": N_("dev"), "test": N_("test")}  # a split named in a sentence
 LANGUAGE_NAMES = {  # ISO 639-1 codes of py3langid's most common languages; any other is shown as its code
     "ar": N_("Arabic"), "ca": N_("Catalan"), "cs": N_("Czech"), "da": N_("Danish"), "de": N_("German"),
     "el": N_("Greek"), "en": N_("English"), "es": N_("Spanish"), "fi": N_("Finnish"), "fr": N_("French"),
@@ -215,7 +214,7 @@ class Coverage:
         if not self.poor:
             return None
         others = _(", ").join(
-            _("{split} {share}", split=_(SPLIT_WORDS.get(s, s)), share=percent(v))
+            _("{split} {share}", split=checking.split_name(s), share=percent(v))
             for s, v in self.unknown.items()
             if s != "train" and v is not None
         )
