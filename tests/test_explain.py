@@ -375,8 +375,11 @@ def test_predict_shades_each_runs_words_side_by_side_on_one_scale(lab_env, no_wo
     largest = max(abs(score) for column in words for _, score in column)
     for column in words:  # one scale for both: the deepest shade is the larger of the two runs' top scores
         assert [alpha for alpha, _ in column] == pytest.approx([0.85 * abs(s) / largest for _, s in column], abs=1e-3)
+    # The check above tells one scale from two only where the runs' top scores differ by more than its tolerance:
+    # two scales would give the smaller column a deepest shade of 0.85, one gives 0.85 * its top / largest. A 2 %
+    # difference is 0.017 of shade, seventeen times the tolerance; how much more depends on the two trained models.
     tops = [max(abs(score) for _, score in column) for column in words]
-    assert abs(tops[0] - tops[1]) > 0.1 * largest, "the runs' top scores differ: one scale is not two"
+    assert abs(tops[0] - tops[1]) > 0.02 * largest, "the runs' top scores differ: one scale is not two"
     assert "One scale in every column: the deepest shade is" in " ".join(c.value for c in at.caption)
 
     label = at.metric[0].value
