@@ -2,7 +2,7 @@
 help, placeholders, options, table headers and cells, chart titles, legends and hover text, shaded HTML), less the
 names that stay as they are (KEPT) and what the person gave (their data's texts and class names, file names).
 
-    at = AppTest.from_file("app.py"); at.session_state["app_language"] = "zh"; at.run()
+    at = open_in_chinese("compare")
     assert not english_left(at)"""
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ from __future__ import annotations
 import html
 import json
 import re
+from pathlib import Path
 
 from google.protobuf.json_format import MessageToDict
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Names that are the same in every language: methods, metrics, models, formats, units, the product's name.
 KEPT = {
@@ -161,3 +165,14 @@ def english_left(at, kept: set[str] | frozenset[str] = frozenset()) -> list[str]
         if left:
             out.append(f"{' '.join(left)!r} in {text[:160]!r}")
     return out
+
+
+def open_in_chinese(page: str = "home", timeout: float = 90, **query) -> AppTest:
+    """A page of the dashboard drawn by AppTest for a visitor who chose Chinese, with these query parameters."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    at.session_state["app_language"] = "zh"  # before the first run: app.py's frame picks the language only then
+    at.run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py")
+    at.query_params.update(query)
+    return at.run()

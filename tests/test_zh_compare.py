@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core import i18n
 from core.data import checking, datasets, reading
@@ -14,15 +13,11 @@ from core.results import verdict
 from core.store.db import session_factory
 from tests.comparing import comparison
 from tests.conftest import write_csv
-from tests.english import english_left
-from tests.test_pages import ROOT, no_worker, texts  # noqa: F401 - no_worker: an autouse fixture (no worker started)
+from tests.english import english_left, open_in_chinese
+from tests.test_pages import no_worker, texts  # noqa: F401 - no_worker: an autouse fixture (no worker started)
 from tests.test_study_pages import finished_lr_study
 
 CLASSES = ["体育", "财经", "科技"]
-# English still on the page that other helpers translate (#28): ui.py and describe.py (zh-ui: run labels, column
-# headers, the glossary, chart words), the method names of core.training.config (zh-train). The lead removes this
-# filter once everyone's part is merged.
-OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
 
 
 def store_chinese(settings, folder, n_test: int):
@@ -36,19 +31,9 @@ def store_chinese(settings, folder, n_test: int):
         return datasets.save_dataset(s, settings, check, "新闻标题")
 
 
-def open_in_chinese(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.session_state["app_language"] = "zh"
-    at.run()
-    at.switch_page(f"pages/{page}.py")
-    at.query_params.update(query)
-    return at.run()
-
-
 def left(at) -> list[str]:
-    """English left on the page, less the pieces of other helpers' strings (OTHERS) and the data's split names."""
-    found_left = english_left(at, kept={"train", "dev", "test", "green", "blue", "orange", "badge"})  # badge markup
-    return [line for line in found_left if not any(o in line for o in OTHERS)]
+    """English left on the page, less the data's split names and Streamlit's badge markup (":green-badge[...]")."""
+    return english_left(at, kept={"train", "dev", "test", "green", "blue", "orange", "badge"})
 
 
 def test_a_finished_pair_and_its_verdict_in_chinese(settings, tmp_path):

@@ -18,12 +18,8 @@ from core.results import tables
 from core.store.db import Run, RunStatus, session_factory
 from core.training import models
 from core.training.config import TrainConfig
-from tests.english import english_left
+from tests.english import english_left, open_in_chinese
 
-ROOT = Path(__file__).resolve().parent.parent
-# Words of other helpers' strings these pages still show (ui.py, the glossary, the bundled model's coverage
-# warning): the lead removes this filter once every part is merged.
-OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
 # The switch names itself in both languages on purpose: whoever cannot read the page still finds it. BBC: a name.
 KEPT = {"Language", "English", "BBC"}
 CLASSES = ("体育", "财经", "科技")
@@ -35,8 +31,8 @@ WORDS = {
 
 
 def english(at: AppTest) -> list[str]:
-    """English left on the page, less other owners' strings."""
-    return [line for line in english_left(at, kept=KEPT) if not any(other in line for other in OTHERS)]
+    """English left on the page, less the names kept here."""
+    return english_left(at, kept=KEPT)
 
 
 def rows(n: int, start: int = 0) -> list[tuple[str, str]]:
@@ -71,15 +67,6 @@ def chinese_csvs(tmp_path) -> Path:
     return folder
 
 
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.session_state["app_language"] = "zh"  # before the first run: app.py's frame runs only then
-    at.run()
-    if page != "home":
-        at.switch_page(f"pages/{page}.py")
-    return at.run()
-
-
 def upload(at: AppTest, folder: Path) -> AppTest:
     for split in reading.SPLITS:
         path = folder / f"{split}.csv"
@@ -92,7 +79,7 @@ def shown(elements) -> str:
 
 
 def test_start_in_chinese_with_no_data_and_with_a_dataset(settings):
-    at = open_page("home")
+    at = open_in_chinese("home")
     assert not at.exception
     assert "添加一个数据集" in shown(at.info)
     assert english(at) == []
@@ -116,7 +103,7 @@ def test_start_in_chinese_with_no_data_and_with_a_dataset(settings):
 
 
 def test_data_in_chinese_no_data_a_problem_then_fixed_stored_and_deleted(settings, chinese_csvs):
-    at = open_page("data")
+    at = open_in_chinese("data")
     assert not at.exception
     assert "还没有保存任何数据集" in shown(at.info)
     assert english(at) == []

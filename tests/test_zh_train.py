@@ -1,10 +1,9 @@
 """The Train page in Chinese (#28): drawn by AppTest at each state that matters, with no English word left but the
-strings other parts of the dashboard own (OTHERS, until they are translated too)."""
+names that stay (tests.english) and the words of model ids."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -13,16 +12,9 @@ from core import i18n
 from core.jobs import cost
 from core.training import coverage, models
 from core.training.config import TrainConfig, problems_of
-from tests.english import english_left, words_left
+from tests.english import english_left, open_in_chinese, words_left
 from tests.helpers import store, zh_folder
 from tests.test_pages import no_worker  # noqa: F401 - an autouse fixture: no background worker from a test
-
-ROOT = Path(__file__).resolve().parent.parent
-# English still shown by strings of other owners (ui.py, core/training/device.py; and the glossary of
-# core/results/describe.py as the settings' help, below): the lead removes this filter once theirs are translated.
-OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
-PRESET_TIME = "Here, on this data"  # ui.preset_time, after each preset's caption
-
 
 # Names that stay, which tests.english.KEPT does not know yet: the term table's "LoRA alpha（缩放系数）" and
 # "LoRA dropout（随机丢弃比例）", and the words of model ids without an owner/ (the checker skips those with one).
@@ -30,17 +22,9 @@ MODEL_IDS = (models.BUNDLED, *coverage.READS_CHINESE, *coverage.READS_MANY)
 KEPT_HERE = {"alpha", "dropout", *(w for m in MODEL_IDS for w in re.findall(r"[A-Za-z]+", m.split("/")[-1]))}
 
 
-def glossary_lines() -> tuple[str, ...]:
-    """The glossary's lines (core.results.describe, zh-ui's), shown as the settings' help."""
-    from core.results import describe
-
-    return tuple(describe.GLOSSARY.values())
-
-
 def left(at: AppTest) -> list[str]:
-    """English on the page, less the strings of other owners."""
-    others = OTHERS + glossary_lines()
-    return [t for t in english_left(at, kept=KEPT_HERE) if not any(o[:60] in t for o in others)]
+    """English on the page, the settings' help (the glossary's lines) included."""
+    return english_left(at, kept=KEPT_HERE)
 
 
 @pytest.fixture
@@ -52,15 +36,12 @@ def chinese():
 
 
 def captions_left(at: AppTest, key: str) -> list[str]:
-    """English in a radio's captions (which tests.english does not read yet), less ui.preset_time's sentence."""
-    return [w for c in at.radio(key=key).proto.captions for w in words_left(c.split(PRESET_TIME)[0], KEPT_HERE)]
+    """English in a radio's captions (each choice's line under it, with its time here), on their own."""
+    return [w for c in at.radio(key=key).proto.captions for w in words_left(c, KEPT_HERE)]
 
 
 def train_page(folder: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["app_language"] = "zh"
-    at.run()
-    at.switch_page("pages/train.py").run()
+    at = open_in_chinese("train", timeout=120)
     if folder:
         at.radio(key="train_model_kind").set_value("A model folder on this machine").run()
         at.text_input(key="train_model_name").set_value(folder).run()

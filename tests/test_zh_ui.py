@@ -31,19 +31,11 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 CLASSES = list(ZH)
 # Names that stay as they are in the Chinese (the term table keeps LoRA alpha and dropout; BERT's layer names are code)
 NAMES = {"alpha", "dropout", "query", "key", "value", "UTC"}
-# Strings of other helpers' files that these charts and tables show (core/training/config.py: zh-train; pages/*.py:
-# their owners): the lead removes this filter once every part is merged.
-OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
 
 
 def left(strings: list[str], kept: set[str] = NAMES) -> list[str]:
-    """The English words left in these strings, outside the names that stay and OTHERS' strings."""
-    out = []
-    for text in strings:
-        for other in OTHERS:
-            text = text.replace(other, " ")
-        out += words_left(text, kept)
-    return out
+    """The English words left in these strings, outside the names that stay."""
+    return [word for text in strings for word in words_left(text, kept)]
 
 
 @pytest.fixture(autouse=True)
