@@ -117,6 +117,33 @@ def _lr_study(session, dataset, grid: dict, seeds: int, first_seed: int) -> Stud
     return study
 
 
+def test_two_processes_advancing_one_study_at_once_queue_each_final_once(settings, csv_folder, monkeypatch):
+    """A worker advances the study while another is half way through advancing it (between its queued runs, where it
+    holds no lock): each method's chosen rate is trained on each fresh seed once, not twice."""
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        study = _lr_study(s, dataset, {"full": [5e-5, 1e-4], "lora": [1e-3, 3e-3]}, seeds=3, first_seed=7)
+        _record(s, study, dataset, "default", "full", 5e-5, 7, dev_acc=0.70, test_acc=0.90)
+        _record(s, study, dataset, "grid", "full", 1e-4, 7, dev_acc=0.80, test_acc=0.50)
+        _record(s, study, dataset, "default", "lora", 1e-3, 7, dev_acc=0.65, test_acc=0.92)
+        _record(s, study, dataset, "grid", "lora", 3e-3, 7, dev_acc=0.75, test_acc=0.40)
+        queue, meanwhile = studies._queue, []
+
+        def queue_while_another_advances(*args, **kwargs):
+            run = queue(*args, **kwargs)  # committed: the first process holds no lock here
+            if not meanwhile:
+                with session_factory(settings.db_url)() as other:
+                    meanwhile.extend(studies.advance(other, other.get(Study, study.id)))
+            return run
+
+        monkeypatch.setattr(studies, "_queue", queue_while_another_advances)
+        first = studies.advance(s, study)
+        assert meanwhile and first, "both queued some of the finals"
+        finals = [r for r in found.study_runs(s, study.id) if r.study_role == "final"]
+        chosen = sorted((r.method, r.config["seed"], r.config["learning_rate"]) for r in finals)
+        assert chosen == [("full", seed, 1e-4) for seed in (8, 9, 10)] + [("lora", seed, 3e-3) for seed in (8, 9, 10)]
+
+
 def test_the_rate_is_chosen_on_dev_and_the_tuned_verdict_uses_fresh_seeds_only(settings, csv_folder):
     dataset = store(settings, csv_folder)
     with session_factory(settings.db_url)() as s:

@@ -220,7 +220,7 @@ def _queue(session: Session, study: Study, dataset: Dataset, config: TrainConfig
 def advance(session: Session, study: Study) -> list[Run]:
     """Queue what a learning-rate study needs next: for each method whose rates have all ended, its best rate on the
     dev set on the fresh seeds, unless they are queued already. Returns the runs it queued (none for other studies).
-    Safe to call at any time, from any process: it only adds what is missing."""
+    Safe to call at any time, from any process, from several at once: it only adds what is missing."""
     if study.vary != "lr":
         return []
     runs = found.study_runs(session, study.id)
@@ -228,6 +228,11 @@ def advance(session: Session, study: Study) -> list[Run]:
     dataset = session.get(Dataset, study.dataset_id) if study.dataset_id else None
     queued = []
     for method, chosen in best.items():
+        # Two processes may advance one study at once (two workers, a worker and `study`): each method's finals are
+        # looked for and queued under the study's lock (its row on PostgreSQL; a writing session's on SQLite), its
+        # runs read again there, so whoever comes second finds them queued. Each queued run commits, which lets go.
+        session.execute(select(Study.id).where(Study.id == study.id).with_for_update())
+        runs = found.study_runs(session, study.id)
         finals = [
             r
             for r in runs
