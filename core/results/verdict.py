@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import binomtest, norm
@@ -101,7 +101,6 @@ class Verdict:
     only_b: int | None = None  # texts B got right and A wrong (one pair)
     only_a: int | None = None
     names: tuple[str, str] = ("full fine-tuning", "LoRA")
-    notes: list[str] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
