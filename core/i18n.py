@@ -10,6 +10,8 @@ placeholders, so that a translation may put the pieces in its own order::
     ngettext("{n} run", "{n} runs", n)
 
 A string kept in a constant is marked with `N_` (found by the extractor, left as it is) and translated where shown.
+What one process writes for others to read later (a run's notes and failure, written by the worker) is kept as its
+English and values (`Said`, `record`) and read in each reader's language (`reread`).
 
 The language is per person and per thread: the dashboard sets it at the top of each page run (app.py), in a context
 variable that belongs to that run's thread, so two browsers on one server never see each other's language. The
@@ -21,6 +23,7 @@ from __future__ import annotations
 import functools
 import gettext
 import io
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,17 +111,97 @@ def catalogue(code: str) -> gettext.NullTranslations:
     return gettext.GNUTranslations(compiled)
 
 
-def _(message: str, /, **params) -> str:
+class Said(str):
+    """A sentence of the catalogue as one reader reads it, which remembers what was said: its English and the values
+    put in. What the worker writes on a run (notes, a failure) is kept that way (`record`) and read again in each
+    reader's language (`reread`), not in the language of the process that wrote it."""
+
+    __slots__ = ("message", "params")
+
+    def __new__(cls, text: str, message: str | tuple[str, str], params: dict):
+        said = super().__new__(cls, text)
+        said.message, said.params = message, params
+        return said
+
+    def __reduce__(self):  # pickled (a cache, another process) whole, its values as `record` keeps them
+        return Said, (str(self), self.message, record(self)["params"])
+
+
+def _(message: str, /, **params) -> Said:
     """`message` in the reader's language, its {named} placeholders filled in."""
     translated = catalogue(language()).gettext(message)
-    return translated.format(**params) if params else translated
+    return Said(translated.format(**params) if params else translated, message, params)
 
 
-def ngettext(singular: str, plural: str, n: int, /, **params) -> str:
+def ngettext(singular: str, plural: str, n: int, /, **params) -> Said:
     """The form for `n` (English: one, other; Chinese: one form), `{n}` and the other placeholders filled in, `n`
     written as the reader's language writes numbers."""
     translated = catalogue(language()).ngettext(singular, plural, n)
-    return translated.format(n=number(n), **params)
+    return Said(translated.format(n=number(n), **params), (singular, plural), {"n": n, **params})
+
+
+RECORD = "catalogue"  # the key that marks a kept sentence
+
+
+def record(text: str) -> str | dict:
+    """What to keep of a text written for people who read it later, each in their own language: a sentence of the
+    catalogue as {"catalogue": its English, "params": its values (kept the same way)}, JSON-ready; other text (a
+    library's own error message) as it is."""
+    if not isinstance(text, Said):
+        return text
+
+    def value(v):
+        if isinstance(v, BaseException):
+            v = words_of(v)
+        if isinstance(v, dict) and RECORD in v:  # kept already
+            return v
+        return record(v) if isinstance(v, str) else v if isinstance(v, bool | int | float) or v is None else str(v)
+
+    message = list(text.message) if isinstance(text.message, tuple) else text.message
+    return {RECORD: message, "params": {k: value(v) for k, v in text.params.items()}}
+
+
+def words_of(e: BaseException) -> str:
+    """An error's message: the sentence it was raised with, kept whole (`Said`) where it was one of ours (one
+    argument, or DataError's one problem), else its text."""
+    said = getattr(e, "problems", None) or e.args
+    plain = type(e).__str__ is BaseException.__str__  # an error that writes its message its own way keeps it
+    return said[0] if plain and len(said) == 1 and isinstance(said[0], Said) else str(e)
+
+
+def reread(kept: str | dict) -> str:
+    """A kept text (`record`) in this reader's language; a text kept before sentences were recorded, as it is. A
+    sentence whose translation no longer fits its values is given in English."""
+    if not isinstance(kept, dict) or RECORD not in kept:
+        return kept
+    message = kept[RECORD]
+    params = {k: reread(v) for k, v in kept.get("params", {}).items()}
+    for code in (language(), SOURCE):
+        with speaking(code):
+            try:
+                if isinstance(message, list):
+                    rest = {k: v for k, v in params.items() if k != "n"}
+                    return ngettext(*message, params["n"], **rest)
+                return _(message, **params)
+            except (KeyError, IndexError, ValueError, TypeError):
+                continue
+    return str(message)
+
+
+def record_text(text: str) -> str:
+    """`record` for a text column: a kept sentence as its JSON."""
+    kept = record(text)
+    return json.dumps(kept, ensure_ascii=False) if isinstance(kept, dict) else kept
+
+
+def reread_text(stored: str) -> str:
+    """`reread` for a text column (`record_text`)."""
+    if stored.startswith('{"' + RECORD + '"'):
+        try:
+            return reread(json.loads(stored))
+        except ValueError:
+            pass
+    return stored
 
 
 def N_(message: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import string
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from babel.messages.extract import extract_from_dir
@@ -144,6 +145,55 @@ def test_numbers_shares_and_durations_follow_the_language():
         assert words.duration_text(7260) == "2 小时 1 分"
         assert words.epochs_text(3) == "3 轮"
     assert (words.epochs_text(1), words.epochs_text(2.5)) == ("1 epoch", "2.5 epochs")
+
+
+def test_what_one_process_writes_is_read_in_each_readers_language(tmp_path):
+    """A run's failure and notes are written by the worker in its language and read by many people in theirs: they
+    are kept as their English and values (a real SQLite file, the columns' own types) and read back in the reader's
+    language, nested sentences and plurals included; text that is not ours, or written before, is read as it is."""
+    import pickle
+
+    from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, select
+
+    from core.data.reading import DataError
+    from core.store.db import Words, WordsList
+    from core.training.failures import TrainingError, plain_error
+
+    gone = ValueError(_("Run {run} no longer exists.", run=7))
+    error = _("Labelling failed: {error}", error=gone)
+    notes = [_("Resumed from the checkpoint at step {step}.", step=40), i18n.ngettext("{n} run", "{n} runs", 3)]
+    notes.append("CUDA error: device-side assert triggered")  # a library's own words
+    table = Table("said", MetaData(), Column("id", Integer, primary_key=True), Column("error", Words))
+    table.append_column(Column("notes", WordsList))
+    engine = create_engine(f"sqlite:///{tmp_path / 'said.db'}")
+    table.metadata.create_all(engine)
+    with engine.begin() as db:
+        db.execute(insert(table).values(id=1, error=error, notes=notes))
+        db.execute(insert(table).values(id=2, error="Out of memory.", notes=["written before"]))
+        raw = db.exec_driver_sql("SELECT error FROM said WHERE id = 1").scalar()
+    assert '"catalogue": "Labelling failed: {error}"' in raw and "Run {run} no longer exists." in raw
+
+    def read(row: int):
+        with engine.connect() as db:
+            return db.execute(select(table.c.error, table.c.notes).where(table.c.id == row)).one()
+
+    assert read(1) == (error, notes), "English in, English out"
+    with i18n.speaking("zh"):
+        assert read(1) == (
+            _("Labelling failed: {error}", error=_("Run {run} no longer exists.", run=7)),
+            [_("Resumed from the checkpoint at step {step}.", step=40), "3 次运行", notes[2]],
+        )
+        assert read(1)[0] != error and "7" in read(1)[0]
+        assert read(2) == ("Out of memory.", ["written before"])
+        kept = pickle.loads(pickle.dumps(read(1)[0]))  # a page's cache keeps the sentence, not only its text
+    assert i18n.reread(i18n.record(kept)) == error
+
+    # A run that fails on an error of ours keeps the sentence; one error of a library's, its text.
+    run, folder = SimpleNamespace(config={}, method="full"), tmp_path
+    said = plain_error(TrainingError(_("Run {run} no longer exists.", run=7)), run, folder)
+    data = plain_error(DataError(_("Run {run} no longer exists.", run=7)), run, folder)
+    assert isinstance(said, i18n.Said) and isinstance(data, i18n.Said) and said == data == str(gone)
+    assert i18n.record(plain_error(KeyError("x"), run, folder))["params"] == {"kind": "KeyError", "error": "'x'"}
 
 
 def test_a_page_left_in_english_is_caught():

@@ -1,6 +1,6 @@
 """The Runs and Predict pages drawn in Chinese (#28): a run training, a finished pair, a failed run; an answer with its
-shaded explanation, and a file labelled. No English is left on them but names that stay (tests.english) and, until
-every part of the translation is merged, the strings of pages and modules this part does not translate (OTHERS)."""
+shaded explanation, and a file labelled. No English is left on them but names that stay (tests.english) and the
+test's own data."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from core.store.db import Dataset, RunStatus, session_factory, utcnow
 from core.training import evaluate, models
 from core.training.config import TrainConfig
 from tests.conftest import FILLER, WORDS, make_rows, write_csv
-from tests.english import texts, words_left
+from tests.english import english_left, open_in_chinese
 from tests.helpers import store, train_now, zh_folder
 from tests.test_pages import finish
 
@@ -31,9 +31,6 @@ CLASSES = ["体育", "财经", "科技"]
 KEPT = {*CLASSES, "中文新闻", *FILLER, *(w for ws in WORDS.values() for w in ws), "README", "UTC", "Ctrl", "Enter"}
 KEPT |= {"badge", "blue", "green", "red", "orange", "gray"}
 KEPT |= {"utf"}  # an encoding's name as Python reads it ('utf-8'), shown as it is
-# Strings of other parts of the translation, shown on these pages and translated by their owners; removed from the
-# text before it is checked, until every part is merged.
-OTHERS: tuple[str, ...] = ()  # strings of other parts still English: none
 
 
 @pytest.fixture(autouse=True)
@@ -50,25 +47,9 @@ def test_thread_speaks_chinese():
         yield
 
 
-def open_page(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.session_state["app_language"] = "zh"
-    at.run()
-    at.switch_page(f"pages/{page}.py")
-    at.query_params.update(query)
-    return at.run()
-
-
 def english(at: AppTest) -> list[str]:
-    """English left on the page (as tests.english.english_left finds it), once the strings of other parts (OTHERS)
-    are taken out of each text."""
-    out = []
-    for text in texts(at):
-        for other in OTHERS:
-            text = text.replace(other, " ")
-        if left := words_left(text, KEPT):
-            out.append(f"{' '.join(left)!r} in {text[:160]!r}")
-    return out
+    """English left on the page, less the test's own data (KEPT)."""
+    return english_left(at, KEPT)
 
 
 def chinese_dataset(settings, tmp_path: Path) -> Dataset:
@@ -78,7 +59,8 @@ def chinese_dataset(settings, tmp_path: Path) -> Dataset:
 
 @pytest.fixture
 def runs(settings, tmp_path):
-    """A Chinese dataset; a finished pair, a run training, a failed run whose error was written in Chinese."""
+    """A Chinese dataset; a finished pair, a run training, a failed run whose failure and note were written by an
+    English-speaking server."""
     dataset = chinese_dataset(settings, tmp_path)
     truth = datasets.load_split(settings, dataset, "test")["label"].to_numpy()
     probs = np.eye(3)[truth] * 0.7 + 0.1  # every test text right, at 80 %
@@ -91,29 +73,31 @@ def runs(settings, tmp_path):
             trainable = 110_000 if run.method == "lora" else 22_000_000
             finish(s, run, RunStatus.COMPLETED, trainable_params=trainable, **done)
             ids[run.method] = run.id
-        with i18n.speaking("zh"):  # the training process writes in the server's language
+        with i18n.speaking("en"):  # the training process writes in the server's language; each reader reads theirs
             oom = _("Out of memory: try batch size {batch} or LoRA.", batch=4)
+            resumed = _("Resumed from the checkpoint at step {step}.", step=8)
         for status, error in ((RunStatus.RUNNING, None), (RunStatus.FAILED, oom)):
             run = create_run(s, dataset, models.BUNDLED, config)
-            finish(s, run, status, error=error)
+            finish(s, run, status, error=error, notes=[resumed] if error else [])
             ids[status.value] = run.id
     return ids
 
 
 def test_the_runs_page_in_chinese(settings, runs):
-    at = open_page("runs")
+    at = open_in_chinese("runs")
     assert not at.exception
     assert not (left := english(at)), left
 
     for state in ("running", "full", "lora", "failed"):  # a run training (its live view), a finished pair, a failure
-        at = open_page("runs", run=str(runs[state]))
+        at = open_in_chinese("runs", run=str(runs[state]))
         assert not at.exception
         assert not (left := english(at)), (state, left)
-    assert "内存不足" in at.error[0].value
+    assert "内存不足：请尝试批大小 4，或改用 LoRA 微调。" in at.error[0].value, "written in English, read in Chinese"
+    assert "已从第 8 步的检查点继续。" in [c.value for c in at.caption]
 
 
 def test_the_disk_question_before_deleting_is_chinese(settings, runs):
-    at = open_page("runs")
+    at = open_in_chinese("runs")
     at.selectbox(key="runs_delete_choice").select_index(0).run()
     at.button(key="runs_delete").click().run()
     assert not at.exception
@@ -130,7 +114,7 @@ def test_the_predict_page_answers_explains_and_labels_a_file_in_chinese(settings
     dataset = chinese_dataset(settings, tmp_path)
     run_id = train_now(settings, dataset, tiny_model, "lora", **fast)
 
-    at = open_page("predict")
+    at = open_in_chinese("predict")
     assert not (left := english(at)), left
     at.text_area(key="predict_text").set_value("足球新闻：球队 比赛").run()
     assert not at.exception and not at.error
@@ -157,9 +141,10 @@ def test_the_predict_page_answers_explains_and_labels_a_file_in_chinese(settings
 
 
 def test_the_checker_finds_english_left_by_this_part(settings, runs):
-    """The filter above leaves this part's own words in: an English page fails."""
+    """The checker finds the page's own words: an English page fails; its failure is read in English."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
     at.switch_page("pages/runs.py")
     at.query_params.update(run=str(runs["failed"]))
     at.run()
     assert any("All runs" in line for line in english(at))
+    assert "Out of memory: try batch size 4 or LoRA." in at.error[0].value

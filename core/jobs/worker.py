@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import make_url
 
-from core.i18n import _
+from core.i18n import _, words_of
 from core.jobs.runners import RunnerError, WarmStart, child_env, start_run
 from core.jobs.runs import request_cancel
 from core.store import storage
@@ -88,7 +88,7 @@ def _supervise_run(settings: Settings, run_id: int, warm: WarmStart | None) -> R
         folder.mkdir(parents=True, exist_ok=True)
         job = start_run(settings, run_id, folder / "train.log", warm)
     except RunnerError as e:
-        return _record_end(sessions, run_id, RunStatus.FAILED, str(e))
+        return _record_end(sessions, run_id, RunStatus.FAILED, words_of(e))
     except OSError as e:  # the data folder is full, read-only, or in the way: this run fails, the worker goes on
         where = e.filename or folder
         return _record_end(

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from core import i18n
 from core.data import checking, reading
-from core.i18n import _
+from core.i18n import _, words_of
 from core.results import describe
 from core.results.downloads import write_safe_csv
 from core.store import storage
@@ -207,7 +207,7 @@ def run_label_job(settings: Settings, job_id: int) -> RunStatus:
         label_rows(text_file, column, predictors, output_path(settings, job), job.all_probabilities, progress)
         status, error = RunStatus.COMPLETED, None
     except (reading.DataError, predict.RunNotReady, models.ModelSourceError) as e:
-        status, error = RunStatus.FAILED, str(e)
+        status, error = RunStatus.FAILED, words_of(e)
     except Exception as e:  # noqa: BLE001 - every failure is recorded on the job in plain words
         traceback.print_exc()
         status, error = RunStatus.FAILED, _("Labelling failed: {error}", error=e)

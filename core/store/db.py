@@ -27,6 +27,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     create_engine,
     event,
     select,
@@ -37,6 +38,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from core import i18n
 from core.i18n import N_, _
 from core.store.settings import SettingsError, sqlite_path
 
@@ -63,6 +65,34 @@ class RunStatus(str, enum.Enum):
 
 
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+class Words(TypeDecorator):
+    """Text written for people by one process and read by others later (a run's failure): a sentence of the
+    catalogue is stored as its English and values and read back in the reader's language (core.i18n.record); any
+    other text as it is."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else i18n.record_text(value)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else i18n.reread_text(value)
+
+
+class WordsList(TypeDecorator):
+    """A JSON list of texts for people (a run's notes), each kept as `Words` keeps one."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else [i18n.record(v) for v in value]
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else [i18n.reread(v) for v in value]
 
 
 class Base(DeclarativeBase):
@@ -150,7 +180,7 @@ class Run(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED.value, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Words)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)  # the first start; a resume keeps it
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime)  # the latest resume, if any
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -174,7 +204,7 @@ class Run(Base):
     artifact_bytes: Mapped[int | None] = mapped_column(BigInteger)  # the weight files (runs before 0005: every file)
     tokenizer_bytes: Mapped[int | None] = mapped_column(BigInteger)  # the tokenizer's files saved beside them
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    notes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # warnings met while training
+    notes: Mapped[list[Any]] = mapped_column(WordsList, default=list)  # warnings met while training
     # How busy the machine was while the run trained (its last training process): the mean 1-minute load average,
     # this run's own CPU use in percent of one CPU (200 = two CPUs kept busy) and the machine's CPUs. Times measured
     # while other work kept the CPUs busy are not comparable (core.results.describe.machine_busy).
@@ -211,7 +241,7 @@ class Probe(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default="queued")  # queued, running, done, failed
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # time_ratio, memory_offset_mb, what it measured
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Words)
 
 
 class LabelJob(Base):
@@ -230,7 +260,7 @@ class LabelJob(Base):
     all_probabilities: Mapped[bool] = mapped_column(Boolean, default=False)  # every class's, not only the label's
     rows_total: Mapped[int] = mapped_column(Integer, default=0)
     rows_done: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Words)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)  # renewed by the worker while it labels

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.i18n import _
+from core.i18n import _, words_of
 from core.store.db import Run
 from core.training import models
 
@@ -30,7 +30,7 @@ def plain_error(e: Exception, run: Run, folder: Path) -> str:
     from core.data.reading import DataError  # here, not at the top: the dashboard's first page needs no CSV reader
 
     if isinstance(e, TrainingError | models.ModelSourceError | DataError):
-        return str(e)
+        return words_of(e)
     if out_of_memory(e):
         batch = max(1, int(run.config.get("batch_size", 32)) // 2)
         if run.method == "lora":

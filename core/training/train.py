@@ -24,7 +24,7 @@ from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 from core import i18n
 from core.data.datasets import load_split
 from core.data.splitting import nested_rows
-from core.i18n import _
+from core.i18n import _, words_of
 from core.store.db import Dataset, Metric, Prediction, Run, RunStatus, open_database, session_factory, utcnow
 from core.store.settings import Settings, get_settings
 from core.store.storage import run_dir
@@ -106,7 +106,7 @@ def _pick_device(settings: Settings) -> str:
     try:
         return pick_device(settings.device)
     except ValueError as e:
-        raise TrainingError(str(e)) from None
+        raise TrainingError(words_of(e)) from None
 
 
 def _train(
@@ -244,7 +244,7 @@ def _score(settings: Settings, sessions, run_id: int, test) -> dict:
         score_started = time.perf_counter()
         probs = predictor.predict_proba(test["text"].tolist())
     except RunNotReady as e:
-        raise TrainingError(str(e)) from None
+        raise TrainingError(words_of(e)) from None
     except Exception as e:
         if not out_of_memory(e):
             raise
