@@ -18,7 +18,7 @@ from core.jobs.probe import claim_next_probe, probe_result, request_probe, run_p
 from core.jobs.runs import create_run
 from core.jobs.scheduler import dashboard_gone
 from core.jobs.worker import run_worker
-from core.store.db import Dataset, LabelJob, Probe, RunStatus, session_factory
+from core.store.db import Dataset, LabelJob, Probe, Run, RunStatus, session_factory
 from core.training import machine_load
 from core.training.config import TrainConfig
 from tests.helpers import get_run, store, wait_for
@@ -46,6 +46,28 @@ def test_two_runs_train_side_by_side_each_claimed_once(settings, csv_folder, tin
     assert first.status == second.status == RunStatus.COMPLETED.value, (first.error, second.error)
     assert [started_lines(caplog, i) for i in ids] == [1, 1]
     assert second.started_at < first.finished_at, "the second started while the first trained"
+
+
+def test_a_worker_that_leaves_when_idle_leaves_no_run_queued(settings, csv_folder, tiny_model, monkeypatch):
+    """The run training ends between the moment the next run was found not to fit beside it and the moment the
+    worker looks whether it is idle: nothing runs, nothing started, and one run is still queued; it is trained."""
+    from core.jobs.scheduler import RunSupervisors
+
+    cancelled, queued = queue_two(settings, csv_folder, tiny_model, memory_mb=500)
+    with session_factory(settings.db_url)() as s:  # one queued run is enough
+        s.get(Run, cancelled).status = RunStatus.CANCELLED.value
+        s.commit()
+    start_next, refused = RunSupervisors.start_next, []
+
+    def did_not_fit_a_moment_ago(self, claim):
+        if not refused:
+            refused.append(True)
+            return False
+        return start_next(self, claim)
+
+    monkeypatch.setattr(RunSupervisors, "start_next", did_not_fit_a_moment_ago)
+    assert run_worker(settings, poll_s=0.1, exit_when_idle=True) == 0
+    assert refused and get_run(settings, queued).status == RunStatus.COMPLETED.value
 
 
 def test_a_run_that_would_not_fit_beside_waits(settings, csv_folder, tiny_model, caplog):

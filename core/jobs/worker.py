@@ -358,8 +358,8 @@ def run_worker(
                 elif _probe_next(settings):
                     idle.busy()
                     continue
-                elif exit_when_idle:
-                    return 0
+                elif exit_when_idle and not _more_queued(session_factory(settings.db_url, read_only=True)):
+                    return 0  # a run still queued (one that did not fit beside the run that has just ended) is next
                 elif dashboard_gone(dashboard_pid) and idle.idle_s() >= idle_exit_s:
                     log.info("idle for %.0f s and the dashboard that started it has stopped: leaving", idle.idle_s())
                     return 0
