@@ -90,14 +90,15 @@ def time_zone() -> str | None:
     return st.context.timezone
 
 
-def clock(at, fmt: str = "%H:%M") -> str:
-    """A stored time on the viewer's clock ('22:00'), or in UTC saying so ('14:00 UTC')."""
-    return words.clock_text(at, time_zone(), fmt)
+def clock(at, with_date: bool = False) -> str:
+    """A stored time on the viewer's clock ('22:00'; with its date as their language writes one), or in UTC saying
+    so ('14:00 UTC')."""
+    return words.clock_text(at, time_zone(), with_date)
 
 
-def local_times(frame, formats: dict[str, str]) -> tuple:
-    """A table's stored times on the viewer's clock, and those columns' settings: `formats` by column name without
-    '(UTC)', e.g. {'created': 'YYYY-MM-DD HH:mm'}."""
+def local_times(frame, with_date: dict[str, bool]) -> tuple:
+    """A table's stored times on the viewer's clock, and those columns' settings, written as the reader's language
+    writes times: `with_date` by column name without '(UTC)', e.g. {'created': True, 'expected end': False}."""
     zone = time_zone()
     frame = words.in_time_zone(frame, zone)
     known = words.time_zone(zone) is not None
@@ -105,9 +106,9 @@ def local_times(frame, formats: dict[str, str]) -> tuple:
         _("Your browser's time ({zone}).", zone=zone) if known else _("UTC: the browser did not say its time zone.")
     )
     config = {
-        name: st.column_config.DatetimeColumn(format=formats[base], help=where)
+        name: st.column_config.DatetimeColumn(format=words.table_time_format(with_date[base]), help=where)
         for name in frame.columns
-        if (base := str(name).removesuffix(words.UTC_MARK)) in formats
+        if (base := str(name).removesuffix(words.UTC_MARK)) in with_date
     }
     return frame, config
 

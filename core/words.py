@@ -4,11 +4,12 @@ the catalogue, '73.7%', '2 分 10 秒'). Imports nothing of core but core.i18n."
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.i18n import N_, _, ngettext, number
+from core.i18n import N_, _, babel_locale, ngettext, number
 
 if TYPE_CHECKING:  # pandas is imported by the caller that has a table: this module stays light
     import pandas as pd
@@ -138,9 +139,41 @@ def local_time(at: datetime | None, zone_name: str | None) -> datetime | None:
     return at.replace(tzinfo=timezone.utc).astimezone(zone).replace(tzinfo=None)
 
 
-def clock_text(at: datetime, zone_name: str | None, fmt: str = "%H:%M") -> str:
-    """A stored time as the viewer reads it: '22:00' on their own clock, '14:00 UTC' when their zone is unknown."""
-    return f"{local_time(at, zone_name):{fmt}}" + ("" if time_zone(zone_name) else " UTC")
+def time_pattern(with_date: bool = False) -> str:
+    """How the reader's language writes a time of day (24-hour: 'HH:mm'), or a date and time ('MMM d, y, HH:mm':
+    Dec 7, 2026, 14:05; 'y年M月d日 HH:mm': 2026年12月7日 14:05), as a Unicode (CLDR) pattern, from Babel's data."""
+    from babel import Locale
+
+    locale = Locale.parse(babel_locale())
+    time = locale.datetime_skeletons["Hm"].pattern
+    if not with_date:
+        return time
+    date = locale.datetime_skeletons["yMMMd"].pattern
+    return str(locale.datetime_formats["medium"]).replace("{1}", date).replace("{0}", time)
+
+
+def clock_text(at: datetime, zone_name: str | None, with_date: bool = False) -> str:
+    """A stored time as the viewer reads it: '22:00' on their own clock ('Dec 7, 2026, 22:00' / '2026年12月7日 22:00'
+    with its date), '14:00 UTC' when their zone is unknown."""
+    from babel.dates import format_datetime
+
+    shown = format_datetime(local_time(at, zone_name), time_pattern(with_date), locale=babel_locale())
+    return shown + ("" if time_zone(zone_name) else " UTC")
+
+
+def table_time_format(with_date: bool = False) -> str:
+    """`time_pattern` as a table's time column takes it (st.column_config.DatetimeColumn: a moment.js format)."""
+    tokens = {"y": "YYYY", "d": "D", "dd": "DD", "a": "A"}  # the rest (M, MMM, HH, mm) read the same in both
+    out = []
+    for match in re.finditer(r"'([^']*)'|([A-Za-z])\2*|[^A-Za-z']+", time_pattern(with_date)):
+        quoted, letters = match.group(1), match.group(2)
+        if quoted is not None:  # a literal: '' is a quote
+            out.append(f"[{quoted}]" if quoted else "'")
+        elif letters:
+            out.append(tokens.get(match.group(0), tokens.get(letters, match.group(0))))
+        else:
+            out.append(match.group(0))
+    return "".join(out)
 
 
 def in_time_zone(frame: pd.DataFrame, zone_name: str | None) -> pd.DataFrame:

@@ -294,7 +294,7 @@ def stored_datasets() -> None:
             st.rerun()  # a run started or ended: poll, or stop polling
     if stored.empty:
         return st.info(_("No dataset is stored yet."))
-    shown, times = ui.local_times(stored.drop(columns="id"), {"created": "YYYY-MM-DD HH:mm"})
+    shown, times = ui.local_times(stored.drop(columns="id"), {"created": True})
     headers = {column: _(HEADERS[column]) for column in shown.columns if column in HEADERS}
     shown, times = shown.rename(columns=headers), {headers.get(k, k): v for k, v in times.items()}
     st.dataframe(shown, hide_index=True, column_config=ui.fit_headers(shown, times))

@@ -220,7 +220,7 @@ def show_run(run_id: int) -> None:
                 st.rerun()  # the pair just ended: redraw the whole page, without polling
             status = tables.status_text(run.status)
             st.subheader(f"{describe.run_label(run)}  :{BADGE.get(run.status, 'red')}-badge[{status}]")
-            created = ui.clock(run.created_at, "%Y-%m-%d %H:%M")
+            created = ui.clock(run.created_at, with_date=True)
             partner = ", ".join(f"#{r.id} ({describe.run_facts(r)['method']})" for r in pair[1:])
             model = models.describe(run.model_source)
             if partner:
@@ -402,8 +402,7 @@ def history() -> None:
         table = study_results.with_studies(s, table)
         if tables.any_active(s) != active:
             st.rerun()  # something started or ended: poll, or stop polling
-    times = {"created": "YYYY-MM-DD HH:mm", "expected start": "HH:mm", "expected end": "HH:mm"}
-    table, config = ui.local_times(table, times)
+    table, config = ui.local_times(table, {"created": True, "expected start": False, "expected end": False})
     config["machine while training"] = st.column_config.TextColumn(
         help=_("Times measured while other programs kept the machine busy are not comparable.")
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from core import words
+from core import i18n, words
 from core.jobs import cost
 from core.jobs.runs import create_comparison, create_run
 from core.store.db import Dataset, Run, session_factory
@@ -72,6 +72,12 @@ def test_stored_times_read_in_the_viewers_time_zone_or_say_utc():
     assert words.clock_text(at, "Asia/Shanghai") == "22:00"
     assert words.clock_text(at, None) == "14:00 UTC", "unknown: UTC, and it says so"
     assert words.clock_text(at, "Not/A_Zone") == "14:00 UTC"
+    assert words.clock_text(at, "Asia/Shanghai", with_date=True) == "Dec 6, 2026, 22:00", "the month in words"
+    with i18n.speaking("zh"):  # each language writes a date its way (Babel's data), a time of day in 24 hours
+        assert words.clock_text(at, "Asia/Shanghai", with_date=True) == "2026年12月6日 22:00"
+        assert words.clock_text(at, None) == "14:00 UTC"
+        assert words.table_time_format(with_date=True) == "YYYY年M月D日 HH:mm"
+    assert words.table_time_format(with_date=True) == "MMM D, YYYY, HH:mm" and words.table_time_format() == "HH:mm"
     table = pd.DataFrame({"run": [1, 2], "created (UTC)": [at, at], "expected start (UTC)": [None, at]})
     shanghai = words.in_time_zone(table, "Asia/Shanghai")
     assert list(shanghai.columns) == ["run", "created", "expected start"]
@@ -96,12 +102,14 @@ def test_the_runs_and_data_pages_show_the_browsers_local_time(settings, csv_fold
         run_id = run.id
         s.commit()
     at = open_in("Asia/Shanghai", "runs", run=str(run_id))
-    assert "created 2026-12-07 05:58" in texts(at.caption) and "05:58 UTC" not in texts(at.caption)
+    assert "created Dec 7, 2026, 05:58" in texts(at.caption) and "05:58 UTC" not in texts(at.caption)
     at = open_in("Asia/Shanghai", "runs")
     table = at.dataframe[0].value
     assert table["created"].iloc[0] == datetime(2026, 12, 7, 5, 58) and "created (UTC)" not in table.columns
+    shown = json.loads(at.dataframe[0].proto.columns)["created"]["type_config"]["format"]
+    assert shown == "MMM D, YYYY, HH:mm", "the table writes the date as the caption does"
     at = open_in(None, "runs", run=str(run_id))
-    assert "created 2026-12-06 21:58 UTC" in texts(at.caption), "no zone from the browser: UTC, said"
+    assert "created Dec 6, 2026, 21:58 UTC" in texts(at.caption), "no zone from the browser: UTC, said"
     at = open_in("Asia/Shanghai", "data")
     assert "created" in next(d.value for d in at.dataframe if "active runs" in d.value.columns).columns
 
