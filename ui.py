@@ -8,6 +8,7 @@ import math
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import plotly.colors
@@ -48,13 +49,13 @@ X_AXES = {  # what the curves' x-axis counts -> its title (translated where show
 PERCENT_COLUMN = st.column_config.NumberColumn(format="%.1f %%")
 
 
-def blank_missing(frame, formats: dict[str, str]):
-    """The table with each column of `formats` written as given (e.g. '{:.1f} %') and a missing number as an empty
-    cell: st.dataframe shows 'None' for a missing number, whatever its format."""
+def blank_missing(frame, formats: dict[str, Callable[[float], str]]):
+    """The table with each column of `formats` written by its function (core.words: in the reader's language) and
+    a missing number as an empty cell: st.dataframe shows 'None' for a missing number, whatever its format."""
     frame = frame.copy()
-    for column, fmt in formats.items():
+    for column, write in formats.items():
         if column in frame.columns:
-            frame[column] = [fmt.format(v) if v is not None and v == v else "" for v in frame[column]]  # NaN != NaN
+            frame[column] = [write(v) if v is not None and v == v else "" for v in frame[column]]  # NaN != NaN
     return frame
 
 

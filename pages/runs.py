@@ -406,10 +406,11 @@ def history() -> None:
     config["machine while training"] = st.column_config.TextColumn(
         help=_("Times measured while other programs kept the machine busy are not comparable.")
     )
-    formats = {"test accuracy": "{:.1f} %", "macro-F1": "{:.1f} %", "trainable params": "{:,.0f}"}
-    formats |= dict.fromkeys(("peak memory (MB)", "estimated peak (MB)"), "{:.0f}")
+    formats = dict.fromkeys(("test accuracy", "macro-F1"), lambda points: words.percent(points / 100))
+    whole = ("trainable params", "peak memory (MB)", "estimated peak (MB)")
+    formats |= dict.fromkeys(whole, lambda n: words.count(round(n)))
     table = ui.blank_missing(table, formats)
-    st.dataframe(table, hide_index=True, column_config=ui.fit_headers(table, config), key="runs_table")
+    ui.dataframe(table, config, key="runs_table")
 
 
 history()
@@ -420,8 +421,7 @@ if not compared.empty:
     st.subheader(_("Comparisons"))
     st.caption(_("Full fine-tuning and LoRA launched together, once per seed: each comparison is one row."))
     verdict_link = st.column_config.LinkColumn(display_text=_("see the verdict"), help=_("Opens it on Compare."))
-    config = ui.fit_headers(compared, {"verdict": verdict_link})
-    st.dataframe(compared, hide_index=True, column_config=config, key="runs_comparisons")
+    ui.dataframe(compared, {"verdict": verdict_link}, key="runs_comparisons")
 
 with ui.sessions()() as s:
     studied = study_results.studies_frame(s)
@@ -434,7 +434,6 @@ if not studied.empty:
         )
     )
     study_link = st.column_config.LinkColumn(display_text=_("open its chart"), help=_("Opens it on Compare."))
-    config = ui.fit_headers(studied, {"open": study_link})
-    st.dataframe(studied, hide_index=True, column_config=config, key="runs_studies")
+    ui.dataframe(studied, {"open": study_link}, key="runs_studies")
 
 delete_section()

@@ -29,6 +29,7 @@ KEPT = {
     "TXT",
     "JSON",
     "GPU",
+    "UTC",
     "CPU",
     "CUDA",
     "MPS",
@@ -91,7 +92,7 @@ TEXT_FIELDS = {
 FIGURE_FIELDS = {"text", "name", "hovertemplate", "title", "ticktext", "legendgrouptitle"}  # a chart's words
 _SKIP = re.compile(
     r"<style.*?</style>|<script.*?</script>|<[^>]+>"  # markup, not words
-    r"|:material/[a-z_]+:|https?://\S+|`[^`]*`"  # icons, addresses, code
+    r"|:material/[a-z_]+:|https?://\S+|(?<!\S)/[\w/?=&.-]*|`[^`]*`"  # icons, addresses, the app's own links, code
     r"|\b[\w.-]+/[\w./-]+|\b[\w-]+\.(?:csv|txt|json|py|db|zip|toml|md|log|png|safetensors)\b"  # model ids, files
     r"|\b[A-Za-z0-9]+(?:-[A-Za-z0-9]+){2,}\b",  # a hub id without its owner: bert-base-chinese, all-MiniLM-L6-v2
     re.S | re.I,
@@ -143,10 +144,12 @@ def texts(at) -> list[str]:
             kind = proto.DESCRIPTOR.name
             if kind == "PlotlyChart":
                 found.extend(_figure_strings(proto.spec))
-            elif kind in ("Arrow", "ArrowDataFrame", "DataFrame"):
+            elif kind.lower() in ("arrow", "arrowdataframe", "dataframe"):  # st.dataframe and st.table
                 frame = node.value
                 found.extend(str(c) for c in frame.columns)
-                found.extend(str(v) for v in frame.astype(str).to_numpy().ravel())
+                found.extend(str(v) for v in frame.to_numpy().ravel() if v is not None and v == v)  # an empty cell
+                for column in json.loads(getattr(proto, "columns", "") or "{}").values():  # a column's label, help
+                    found.extend(str(column[k]) for k in ("label", "help") if (column or {}).get(k))
             else:
                 found.extend(_strings(MessageToDict(proto)))
         for child in getattr(node, "children", {}).values():

@@ -19,6 +19,7 @@ from core.store.db import Dataset, Metric, Run, RunStatus, session_factory, utcn
 from core.training import models
 from core.training.config import TrainConfig, preset_config
 from core.training.train import train_run
+from tests.english import open_in_chinese
 from tests.helpers import store
 from tests.test_pages import no_worker, open_page, texts  # noqa: F401 - no_worker: an autouse fixture
 
@@ -219,6 +220,10 @@ def test_runs_speak_plainly(settings, pair):
     assert row["pair"] == f"with #{pair['lora']}" and row["test accuracy"] == "73.7 %"
     assert table[table["run"] == pair["lora"]].iloc[0]["test accuracy"] == "", "not 'None'"
     assert row["machine while training"].startswith("busy") and row["settings"] == "quick demo · 1.5 epochs · seed 42"
+
+    at = open_in_chinese("runs")  # each number as the reader's language writes it, as on every other page
+    table = at.dataframe[0].value
+    assert table[table["运行"] == pair["full"]].iloc[0]["测试集准确率"] == "73.7%"
 
 
 # --- Predict: what a model's answer is worth -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ CLASSES = ["体育", "财经", "科技"]
 KEPT = {*CLASSES, "中文新闻", *FILLER, *(w for ws in WORDS.values() for w in ws), "README", "UTC", "Ctrl", "Enter"}
 KEPT |= {"badge", "blue", "green", "red", "orange", "gray"}
 KEPT |= {"utf"}  # an encoding's name as Python reads it ('utf-8'), shown as it is
+KEPT |= {"query", "key", "value"}  # LoRA's target layers in the settings table: BERT's own names for them, code
 
 
 @pytest.fixture(autouse=True)

@@ -57,6 +57,10 @@ SHOWN_COLUMNS = (  # added where the history is shown (core.jobs.queue, core.res
     N_("expected start"),
     N_("expected end"),
     N_("study"),
+    N_("comparison"),  # the Runs page's comparisons (core.results.comparisons.groups_frame) and studies
+    N_("runs completed"),
+    N_("varies"),
+    N_("open"),
 )
 STATUS_NAMES = {  # a run's status (RunStatus) -> its word on screen
     RunStatus.QUEUED.value: N_("queued"),
