@@ -114,7 +114,8 @@ def catalogue(code: str) -> gettext.NullTranslations:
 class Said(str):
     """A sentence of the catalogue as one reader reads it, which remembers what was said: its English and the values
     put in. What the worker writes on a run (notes, a failure) is kept that way (`record`) and read again in each
-    reader's language (`reread`), not in the language of the process that wrote it."""
+    reader's language (`reread`), not in the language of the process that wrote it. Its values are kept as a record
+    keeps them (`kept`): nothing it holds can keep a model or a traceback alive."""
 
     __slots__ = ("message", "params")
 
@@ -123,21 +124,35 @@ class Said(str):
         said.message, said.params = message, params
         return said
 
-    def __reduce__(self):  # pickled (a cache, another process) whole, its values as `record` keeps them
-        return Said, (str(self), self.message, record(self)["params"])
+    def __reduce__(self):  # pickled (a cache, another process) whole, not as its text alone
+        return Said, (str(self), self.message, self.params)
+
+
+def kept(params: dict) -> dict:
+    """A sentence's values as a record keeps them, JSON-ready: numbers and text as they are, a sentence of ours as its
+    record, an error as its message (`words_of`), anything else as its text."""
+
+    def value(v):
+        if isinstance(v, BaseException):
+            v = words_of(v)
+        if isinstance(v, Said):
+            return record(v)
+        return v if v is None or isinstance(v, bool | int | float | str | dict) else str(v)
+
+    return {k: value(v) for k, v in params.items()}
 
 
 def _(message: str, /, **params) -> Said:
     """`message` in the reader's language, its {named} placeholders filled in."""
     translated = catalogue(language()).gettext(message)
-    return Said(translated.format(**params) if params else translated, message, params)
+    return Said(translated.format(**params) if params else translated, message, kept(params))
 
 
 def ngettext(singular: str, plural: str, n: int, /, **params) -> Said:
     """The form for `n` (English: one, other; Chinese: one form), `{n}` and the other placeholders filled in, `n`
     written as the reader's language writes numbers."""
     translated = catalogue(language()).ngettext(singular, plural, n)
-    return Said(translated.format(n=number(n), **params), (singular, plural), {"n": n, **params})
+    return Said(translated.format(n=number(n), **params), (singular, plural), kept({"n": n, **params}))
 
 
 RECORD = "catalogue"  # the key that marks a kept sentence
@@ -149,16 +164,8 @@ def record(text: str) -> str | dict:
     library's own error message) as it is."""
     if not isinstance(text, Said):
         return text
-
-    def value(v):
-        if isinstance(v, BaseException):
-            v = words_of(v)
-        if isinstance(v, dict) and RECORD in v:  # kept already
-            return v
-        return record(v) if isinstance(v, str) else v if isinstance(v, bool | int | float) or v is None else str(v)
-
     message = list(text.message) if isinstance(text.message, tuple) else text.message
-    return {RECORD: message, "params": {k: value(v) for k, v in text.params.items()}}
+    return {RECORD: message, "params": text.params}
 
 
 def words_of(e: BaseException) -> str:

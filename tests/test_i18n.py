@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import string
 import threading
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -187,6 +188,15 @@ def test_what_one_process_writes_is_read_in_each_readers_language(tmp_path):
         assert read(2) == ("Out of memory.", ["written before"])
         kept = pickle.loads(pickle.dumps(read(1)[0]))  # a page's cache keeps the sentence, not only its text
     assert i18n.reread(i18n.record(kept)) == error
+
+    class Model:  # a value put in a sentence (an error whose traceback holds a model) is not kept alive by it
+        pass
+
+    model = Model()
+    alive = weakref.ref(model)
+    held = _("Labelling failed: {error}", error=model)
+    del model
+    assert alive() is None and isinstance(held.params["error"], str)
 
     # A run that fails on an error of ours keeps the sentence; one error of a library's, its text.
     run, folder = SimpleNamespace(config={}, method="full"), tmp_path
