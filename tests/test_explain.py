@@ -333,6 +333,29 @@ def test_explanations_are_worked_out_in_a_process_of_their_own(lab):
     assert process.pid() is None
 
 
+def test_the_explaining_process_never_runs_the_page_that_started_it(settings, tmp_path, monkeypatch):
+    """Streamlit runs a page as the module __main__: a process started as multiprocessing's spawn starts one runs
+    __main__ again, so the explaining process ran the Predict page (which started a worker from it). Here __main__ is
+    a script that leaves a mark when run; the explaining process answers, and the script never ran."""
+    import sys
+    import types
+
+    mark = tmp_path / "ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(mark)!r}, 'w').close()\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    open_database(settings.db_url)
+    process = Explainer(settings)
+    try:
+        with pytest.raises(CannotExplain, match="Run 99999 no longer exists"):
+            process.explain(99999, "a text")
+    finally:
+        process.close()
+    assert not mark.exists(), "the explaining process ran the page"
+
+
 # --- the pages ----------------------------------------------------------------------------------------------------
 
 SPAN = re.compile(r'<span style="background:rgba\(\d+, \d+, \d+, ([\d.]+)\);[^"]*" title="[^"]*" data-score="([^"]+)"')

@@ -11,14 +11,17 @@ text) is started again at the next question."""
 
 from __future__ import annotations
 
-import multiprocessing
+import socket
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from core import i18n
 from core.i18n import _
-from core.store.settings import Settings
+from core.store.settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
     from core.training.explain import Explanation
@@ -36,8 +39,8 @@ class Explainer:
     def __init__(self, settings: Settings, keep: int = KEEP_MODELS):
         self.settings, self.keep = settings, keep
         self._lock = threading.Lock()  # one question on the pipe at a time; the others wait their turn
-        self._process: multiprocessing.Process | None = None
-        self._pipe = None
+        self._process: subprocess.Popen | None = None
+        self._pipe: Connection | None = None
 
     def start(self) -> None:
         """Start the process now (its imports take seconds), so that it is ready when a text is first explained."""
@@ -45,18 +48,22 @@ class Explainer:
             self._ensure_started()
 
     def _ensure_started(self) -> None:
-        if self._process is not None and self._process.is_alive():
+        if self._process is not None and self._process.poll() is None:
             return
         self._close()
-        # spawn: a fresh interpreter, not a fork of a server that has threads (and perhaps a CUDA context)
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
-        self._process = context.Process(
-            target=serve, args=(theirs, self.settings, self.keep), name="lora-lab-explainer", daemon=True
-        )
-        self._process.start()
-        theirs.close()  # the child's end lives in the child alone, so that either side sees the other leave
-        self._pipe = ours
+        # A fresh interpreter (not a fork of a server that has threads, perhaps a CUDA context) that runs this module.
+        # Not multiprocessing's spawn: it runs the parent's __main__ again in the child, and in the dashboard that is
+        # the page script, which then started a worker, and an explaining process, from inside the explaining one.
+        ours, theirs = socket.socketpair()
+        with theirs:  # the child's end lives in the child alone, so that either side sees the other leave
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "core.jobs.explainer", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                cwd=PROJECT_ROOT,
+            )
+        self._pipe = Connection(ours.detach())
+        self._pipe.send((self.settings, self.keep))
 
     def explain(self, run_id: int, text: str, target: str | None = None) -> Explanation:
         """Run `run_id`'s explanation of the text (core.training.explain.explain), worked out in the process.
@@ -69,7 +76,7 @@ class Explainer:
                 self._pipe.send((run_id, text, target, i18n.language()))
                 ok, answer = self._pipe.recv()
             except (EOFError, OSError):
-                code = self._process.exitcode if self._process is not None else None
+                code = self._process.poll() if self._process is not None else None
                 self._close()
                 raise ExplainerStopped(
                     _(
@@ -88,7 +95,7 @@ class Explainer:
         return answer
 
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None and self._process.is_alive() else None
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
 
     def close(self) -> None:
         with self._lock:
@@ -98,10 +105,11 @@ class Explainer:
         if self._pipe is not None:
             self._pipe.close()  # the process reads the end of its input and leaves
         if self._process is not None:
-            self._process.join(timeout=5)
-            if self._process.is_alive():
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.join()
+                self._process.wait()
         self._process = self._pipe = None
 
 
@@ -140,3 +148,18 @@ def serve(pipe, settings: Settings, keep: int) -> None:
             pipe.send(answer)
         except (EOFError, OSError):
             return
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The explaining process: `python -m core.jobs.explainer FD`, FD its end of the dashboard's connection, on which
+    the settings and how many models to keep come first."""
+    pipe = Connection(int((sys.argv[1:] if argv is None else argv)[0]))
+    try:
+        settings, keep = pipe.recv()
+    except (EOFError, OSError):
+        return
+    serve(pipe, settings, keep)
+
+
+if __name__ == "__main__":
+    main()
