@@ -147,6 +147,17 @@ def wait_until(predicate, timeout: float, what: str, every: float = 1.0):
     return wait_for(predicate, timeout, every, what)
 
 
+def wait_for_completed(db_url: str, n: int, timeout: float, what: str) -> None:
+    """Until the database holds n runs, all completed; a failed or crashed one ends the wait with its error."""
+
+    def completed():
+        runs = runs_in(db_url)
+        assert not [r.error for r in runs if r.status in ("failed", "crashed")], f"a run failed: {what}"
+        return len(runs) == n and all(r.status == RunStatus.COMPLETED.value for r in runs)
+
+    wait_until(completed, timeout, what, every=2)
+
+
 def wait_for_script(page) -> None:
     """Wait until Streamlit has finished running the script."""
     from playwright.sync_api import expect
@@ -260,12 +271,7 @@ def test_upload_train_a_pair_watch_compare_predict(server):
             wait_until(lambda: line.get_attribute("d") != first, 120, "the live curve to move", every=0.5)
             shot("4-runs-live.png", wait=False)
 
-            def all_done():
-                runs = runs_in(db_url)
-                assert not [r.error for r in runs if r.status in ("failed", "crashed")], "a run failed"
-                return len(runs) == 4 and all(r.status == RunStatus.COMPLETED.value for r in runs)
-
-            wait_until(all_done, 600, "the two seeds' pairs to complete", every=2)
+            wait_for_completed(db_url, 4, 600, "the two seeds' pairs to complete")
             page.goto(f"{base}/runs")
             expect(page.get_by_text("Open a run")).to_be_visible()
             shot("5-runs-history.png")
@@ -415,12 +421,7 @@ def test_a_small_study_from_train_to_its_chart_on_compare(server):
             expect(page).to_have_url(f"{base}/compare?study=1")
             expect(page.get_by_text("runs completed").first).to_be_visible()  # its progress while it trains
 
-            def study_done():
-                runs = runs_in(db_url)
-                assert not [r.error for r in runs if r.status in ("failed", "crashed")], "a study's run failed"
-                return len(runs) == 3 and all(r.status == RunStatus.COMPLETED.value for r in runs)
-
-            wait_until(study_done, 900, "the study's three runs to complete", every=2)
+            wait_for_completed(db_url, 3, 900, "the study's three runs to complete")
             chart = page.locator(".st-key-compare_study_chart")  # the page follows the study: no reload
             expect(chart.locator(".js-plotly-plot")).to_be_visible(timeout=120_000)
             expect(page.get_by_text("All 3 runs completed.")).to_be_visible()
@@ -473,12 +474,7 @@ def test_the_main_path_in_chinese_and_a_switch_to_english_that_keeps_the_text(se
             page.locator(".st-key-train_pair button").first.click()
             expect(page).to_have_url(f"{base}/runs?run=1")
 
-            def pair_done():
-                runs = runs_in(db_url)
-                assert not [r.error for r in runs if r.status in ("failed", "crashed")], "a run failed"
-                return len(runs) == 2 and all(r.status == RunStatus.COMPLETED.value for r in runs)
-
-            wait_until(pair_done, 600, "the pair to complete", every=2)
+            wait_for_completed(db_url, 2, 600, "the pair to complete")
             page.goto(f"{base}/runs?run=2")
             expect(page.get_by_text("测试集准确率").first).to_be_visible()
             shot("zh-4-runs.png")
