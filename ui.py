@@ -838,7 +838,7 @@ def study_lr_figure(points: list[dict], best: dict, chosen: dict) -> go.Figure:
         notes = [
             _(" · default rate")
             if p["default"]
-            else _(" · stopped early (clearly behind at half the training)")
+            else _(" · stopped early (its dev loss clearly behind a quarter into training)")
             if p["stopped_early"]
             else ""
             for p in mine
