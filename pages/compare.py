@@ -248,8 +248,8 @@ def study_chart(study: Study, view: dict) -> None:
             _(
                 "Dev accuracy of the weights each run kept. ◆ the default rate (always trained to the end) · ★ the "
                 "rate chosen on the dev set · ⊢ beside it, its mean and range on the fresh seeds · ○ a rate stopped "
-                "early, its dev loss clearly behind the others' a quarter into its training. The test set is kept for the "
-                "verdicts."
+                "early, its dev loss clearly behind the others' a quarter into its training. The test set is kept "
+                "for the verdicts."
             )
         )
         if view["sentence"]:
