@@ -30,17 +30,6 @@ PREVIEWS = {
     "test": N_("test preview"),
     "file": N_("file preview"),
 }
-HEADERS = {  # the stored datasets' table, as shown (its column names stay the keys code looks up)
-    "name": N_("name"),
-    "classes": N_("classes"),
-    "train": N_("train"),
-    "dev": N_("dev"),
-    "test": N_("test"),
-    "runs": N_("runs"),
-    "active runs": N_("active runs"),
-    "created": N_("created"),
-    "created (UTC)": N_("created (UTC)"),
-}
 
 
 @st.cache_data(max_entries=4, show_spinner=_("Checking the files…"))
@@ -295,9 +284,7 @@ def stored_datasets() -> None:
     if stored.empty:
         return st.info(_("No dataset is stored yet."))
     shown, times = ui.local_times(stored.drop(columns="id"), {"created": True})
-    headers = {column: _(HEADERS[column]) for column in shown.columns if column in HEADERS}
-    shown, times = shown.rename(columns=headers), {headers.get(k, k): v for k, v in times.items()}
-    st.dataframe(shown, hide_index=True, column_config=ui.fit_headers(shown, times))
+    ui.dataframe(shown, times)
     by_id = stored.set_index("id")
     chosen = st.selectbox(
         _("Delete a dataset"),
