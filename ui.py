@@ -7,7 +7,6 @@ import json
 import math
 import re
 import time
-import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,6 +27,7 @@ from core.store.settings import Settings, SettingsError, get_settings
 from core.training import models
 from core.training.config import METHOD_NAMES, PRESETS, TrainConfig, preset_config
 from core.training.failures import TrainingError
+from core.words import text_width
 
 if TYPE_CHECKING:  # both bring torch: imported where a model is loaded, not on every page
     from core.jobs.explainer import Explainer
@@ -66,15 +66,10 @@ def fit_headers(frame, config: dict | None = None) -> dict:
     for name in frame.columns:
         column = config.get(name, st.column_config.Column())
         shown = isinstance(column, dict) and (column.get("type_config") or {}).get("format")  # a time's 'HH:mm'
-        values = [_width(shown or str(v)) for v in frame[name].head(100) if v is not None and v == v]  # NaN != NaN
-        if isinstance(column, dict) and not column.get("width") and _width(str(name)) > max(values, default=0):
-            config[name] = {**column, "width": 7 * _width(str(name)) + 32}
+        values = [text_width(shown or str(v)) for v in frame[name].head(100) if v is not None and v == v]  # NaN != NaN
+        if isinstance(column, dict) and not column.get("width") and text_width(str(name)) > max(values, default=0):
+            config[name] = {**column, "width": 7 * text_width(str(name)) + 32}
     return config
-
-
-def _width(text: str) -> int:
-    """How many Latin letters wide a text is: a Chinese character takes two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def dataframe(frame, config: dict | None = None, **kwargs) -> None:

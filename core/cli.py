@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 import traceback
-import unicodedata
 from pathlib import Path
 
 from sqlalchemy import update
@@ -39,6 +38,7 @@ from core.store.settings import Settings, SettingsError, get_settings
 from core.training import models
 from core.training.artifacts import trained_model
 from core.training.config import TrainConfig, defaults_in_words
+from core.words import text_width
 
 
 class Refused(Exception):
@@ -48,11 +48,6 @@ class Refused(Exception):
 def _listed(items) -> str:
     """Items as a list in the reader's language: 'run 3, run 4'."""
     return _(", ").join(items)
-
-
-def _width(text: str) -> int:
-    """Columns a text takes on a terminal: a Chinese character takes two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def _shares(text: str) -> tuple[int, ...]:
@@ -619,9 +614,9 @@ def _print_study(settings, study_id: int, as_json: bool, table: bool = False, ru
             for p in info["points"]
         ]
         header = (_(found.VARY_NAMES[study.vary]), _("method"), _("dev acc"), _("test acc"), _("stopped early"))
-        widths = [max(_width(row[k]) for row in [header, *rows]) for k in range(len(header))]
+        widths = [max(text_width(row[k]) for row in [header, *rows]) for k in range(len(header))]
         for row in [header, *rows]:
-            print("  ".join(cell + " " * (width - _width(cell)) for cell, width in zip(row, widths)).rstrip())
+            print("  ".join(cell + " " * (width - text_width(cell)) for cell, width in zip(row, widths)).rstrip())
     none_yet = _("none yet (no pair has completed)")
     if study.vary == "lr":
         named = {

@@ -5,6 +5,7 @@ the catalogue, '73.7%', '2 分 10 秒'). Imports nothing of core but core.i18n."
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -137,6 +138,11 @@ def local_time(at: datetime | None, zone_name: str | None) -> datetime | None:
     if at is None or zone is None:
         return at
     return at.replace(tzinfo=timezone.utc).astimezone(zone).replace(tzinfo=None)
+
+
+def text_width(text: str) -> int:
+    """How many Latin letters wide a text is, on a screen or a terminal: a Chinese character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def time_pattern(with_date: bool = False) -> str:
