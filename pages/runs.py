@@ -296,13 +296,13 @@ def show_run(run_id: int) -> None:
         elif run.status == RunStatus.COMPLETED.value:
             test = run.test_metrics or {}
             c1, c2, c3, c4 = st.columns(4)
-            c1.metric(_("Test accuracy"), words.percent(test.get("accuracy")), help=_(describe.GLOSSARY["accuracy"]))
-            c2.metric(_("Test macro-F1"), words.percent(test.get("f1_macro")), help=_(describe.GLOSSARY["macro-F1"]))
+            c1.metric(_("Test accuracy"), words.percent(test.get("accuracy")), help=ui.glossary("accuracy"))
+            c2.metric(_("Test macro-F1"), words.percent(test.get("f1_macro")), help=ui.glossary("macro-F1"))
             c3.metric(_("Training time"), words.duration_text(run.train_seconds))
             c4.metric(
                 _("Trained weights"),
                 words.count(run.trainable_params),
-                help=_(describe.GLOSSARY["trainable weights"]),
+                help=ui.glossary("trainable weights"),
             )
             if checked := ui.estimate_vs_measured(run):
                 st.caption(checked)
