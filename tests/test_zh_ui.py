@@ -178,9 +178,7 @@ def test_study_charts_in_chinese():
     for fig in figures:
         assert CJK.search(fig.layout.title.text) and CJK.search(fig.layout.xaxis.title.text), fig.layout.title
         assert fonts_have_cjk(fig)
-        assert not left(_figure_strings(fig.to_json()), NAMES | {"ahead"}), (
-            fig.layout.title.text
-        )  # studies': zh-compare
+        assert not left(_figure_strings(fig.to_json()), NAMES), fig.layout.title.text
 
 
 def test_tables_headers_and_words_follow_the_language(settings, pair):
