@@ -50,12 +50,21 @@ def test_the_pruner_stops_the_worst_rates_and_never_the_best():
     assert not stopped_by_pruner([(9, 2, 0.2), (1, 1, 1.5)], 1, first_rung=2)  # before the rung: nothing is judged
 
 
-def test_the_pruner_judges_dev_loss_where_accuracy_cannot_tell_the_rates_apart():
+def test_the_pruner_judges_dev_loss_where_accuracy_cannot_tell_the_rates_apart(settings, csv_folder):
     """Early in training most rates sit at the majority class's accuracy; the loss already ranks them. The reports
     the pruner reads are the runs' dev losses (study_reports), and a lower one goes on."""
-    from core.training.pruning import JUDGED
+    from core.training.pruning import study_reports
 
-    assert JUDGED == "eval_loss"
+    dataset = store(settings, csv_folder)
+    with session_factory(settings.db_url)() as s:
+        study = _lr_study(s, dataset, {"full": [5e-5], "lora": [1e-3, 3e-3]}, seeds=1, first_seed=7)
+        default = _record(s, study, dataset, "default", "lora", 1e-3, 7, dev_acc=0.5, test_acc=0.5)
+        grid = _record(s, study, dataset, "grid", "lora", 3e-3, 7, dev_acc=0.5, test_acc=0.5)
+        _record(s, study, dataset, "default", "full", 5e-5, 7, dev_acc=0.5, test_acc=0.5)  # another method's
+        reports, never_stop = study_reports(s, grid)
+    # _record's two evaluations a run: losses 0.4 and 0.9, accuracies beside them (not reported)
+    assert reports == [(default.id, 5, 0.4), (default.id, 10, 0.9), (grid.id, 5, 0.4), (grid.id, 10, 0.9)]
+    assert never_stop == {default.id}
     # Three LoRA rates at a quarter of 2 epochs on a 10-class Chinese set (bench/study_bench.py's ecdt_zh): the same
     # accuracy, 23.0 %, for all three; their losses 2.696 (the default), 2.921 and 2.593 (the rate that ends best).
     reports = [(1, 23, 2.696), (2, 23, 2.921), (3, 23, 2.593)]
