@@ -132,8 +132,8 @@ def history_frame(
     methods: list[str] | None = None,
     datasets: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Every run, newest first; each filter left empty keeps everything. Accuracy and macro-F1 in percent (shown
-    with ui.PERCENT_COLUMN); a pair is named by its other run's number."""
+    """Every run, newest first; each filter left empty keeps everything. Accuracy and macro-F1 as numbers of percent
+    (the Runs page writes them in the reader's language); a pair is named by its other run's number."""
     import pandas as pd
 
     pairs: dict[str, list[int]] = {}
