@@ -22,9 +22,8 @@ from core.training.config import TrainConfig
 from tests.conftest import FILLER, WORDS, make_rows, write_csv
 from tests.english import english_left, open_in_chinese
 from tests.helpers import store, train_now, zh_folder
-from tests.test_pages import finish
+from tests.test_pages import finish, open_page
 
-ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["体育", "财经", "科技"]
 # The test's own data (class names, dataset name, the English words of its texts), a file's name, a time zone, keys,
 # and Streamlit's badge markup (":blue-badge[训练中]").
@@ -143,9 +142,6 @@ def test_the_predict_page_answers_explains_and_labels_a_file_in_chinese(settings
 
 def test_the_checker_finds_english_left_by_this_part(settings, runs):
     """The checker finds the page's own words: an English page fails; its failure is read in English."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
-    at.switch_page("pages/runs.py")
-    at.query_params.update(run=str(runs["failed"]))
-    at.run()
+    at = open_page("runs", run=str(runs["failed"]))
     assert any("All runs" in line for line in english(at))
     assert "Out of memory: try batch size 4 or LoRA." in at.error[0].value

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,10 +22,9 @@ from core.results import describe, tables
 from core.store.db import Dataset, Metric, Run, RunStatus, session_factory, utcnow
 from core.training import evaluate, models
 from core.training.config import TrainConfig
-from tests.english import _figure_strings, texts, words_left
+from tests.english import _figure_strings, open_in_chinese, texts, words_left
 from tests.helpers import ZH, store, zh_folder
 
-ROOT = Path(__file__).resolve().parent.parent
 CJK = re.compile(r"[\u4e00-\u9fff]")
 CLASSES = list(ZH)
 # Names that stay as they are in the Chinese (the term table keeps LoRA alpha and dropout; BERT's layer names are code)
@@ -207,12 +205,7 @@ def test_tables_headers_and_words_follow_the_language(settings, pair):
 
 
 def test_the_runs_page_in_chinese_draws_these_charts_and_tables_in_chinese(settings, pair):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.session_state["app_language"] = "zh"
-    at.run()
-    at.switch_page("pages/runs.py")
-    at.query_params.update(run=str(pair[1]))
-    at.run()
+    at = open_in_chinese("runs", run=str(pair[1]))
     assert not at.exception
     charts = at.get("plotly_chart")
     assert charts, "the pair's curves"
